@@ -1,0 +1,428 @@
+"""InferenceDeployment: one model service, its SLO, eligible pools and cost model."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from costscaler.api.common import (
+    ApiModel,
+    Condition,
+    Money,
+    Name,
+    ObjectMeta,
+    Rule,
+)
+
+
+class Mode(StrEnum):
+    """Enforce applies decisions; Recommend only records them in status (shadow mode)."""
+
+    ENFORCE = "Enforce"
+    RECOMMEND = "Recommend"
+
+
+class MetricsPreset(StrEnum):
+    """Which model server's metric names the built-in queries use."""
+
+    VLLM = "vllm"
+    TRITON = "triton"
+    GENERIC = "generic"
+
+
+class TargetRef(ApiModel):
+    """An existing Deployment to scale instead of owning one per pool."""
+
+    api_version: Literal["apps/v1"] = Field(default="apps/v1", description="apps/v1.")
+    kind: Literal["Deployment"] = Field(default="Deployment", description="Deployment.")
+    name: Name = Field(description="Name of the Deployment in the same namespace.")
+
+
+class LatencySLO(ApiModel):
+    """The latency objective: this quantile of end-to-end latency under a threshold."""
+
+    quantile: float = Field(
+        default=0.95, gt=0, lt=1, description="Latency quantile, e.g. 0.95 for p95."
+    )
+    threshold_seconds: float = Field(
+        gt=0, le=3600, description="Latency threshold at that quantile, seconds."
+    )
+
+
+class SLO(ApiModel):
+    """The service level objective the autoscaler must meet at the lowest cost."""
+
+    latency: LatencySLO = Field(description="Latency objective.")
+    attainment: float = Field(
+        default=0.99,
+        gt=0,
+        le=1,
+        description="Target share of requests within the latency threshold; a floor on the "
+        "demand quantile provisioned for.",
+    )
+
+
+class CapacityProfile(ApiModel):
+    """What one replica serves within the SLO on one accelerator type."""
+
+    accelerator: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="Accelerator type, matching a CapacityPool's spec.accelerator.type.",
+    )
+    requests_per_second: float = Field(
+        gt=0, le=1e6, description="Requests/s one replica serves while meeting the latency SLO."
+    )
+    tokens_per_second: float | None = Field(
+        default=None, gt=0, le=1e8, description="Output tokens/s one replica serves at the SLO."
+    )
+    accelerators_per_replica: int = Field(
+        default=1, ge=1, le=64, description="Accelerators one replica uses (tensor parallelism)."
+    )
+    base_latency_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="End-to-end latency of one request on an idle replica, seconds.",
+    )
+
+
+class Workload(ApiModel):
+    """How the model behaves: load time and capacity per accelerator."""
+
+    model_load_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=7200,
+        description="Pod start to serving: image pull and weight load, seconds.",
+    )
+    capacity: list[CapacityProfile] = Field(
+        min_length=1,
+        max_length=32,
+        description="Per-replica capacity on each accelerator type the model can run on.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["accelerator"],
+        },
+    )
+    mean_output_tokens: float | None = Field(
+        default=None, gt=0, le=1e6, description="Mean output tokens per request (for $/1M tokens)."
+    )
+
+    def profile_for(self, accelerator: str) -> CapacityProfile | None:
+        """The capacity profile for an accelerator type, or None when the model cannot run there."""
+        return next((p for p in self.capacity if p.accelerator == accelerator), None)
+
+
+class Metrics(ApiModel):
+    """Where load and latency come from: a preset, or explicit PromQL."""
+
+    preset: MetricsPreset = Field(
+        default=MetricsPreset.VLLM, description="vllm, triton or generic (set the queries)."
+    )
+    request_rate: str | None = Field(
+        default=None, max_length=4096, description="PromQL for requests/s, overriding the preset."
+    )
+    latency: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL for the SLO latency quantile in seconds, overriding the preset.",
+    )
+    token_rate: str | None = Field(
+        default=None, max_length=4096, description="PromQL for output tokens/s (optional)."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.preset != 'generic' || (has(self.requestRate) && has(self.latency))",
+            message="preset generic needs explicit requestRate and latency queries",
+            check=lambda m: (
+                m.preset != MetricsPreset.GENERIC
+                or (m.request_rate is not None and m.latency is not None)
+            ),
+        ),
+    )
+
+
+class PoolRef(ApiModel):
+    """An eligible CapacityPool and this deployment's quota on it."""
+
+    name: Name = Field(description="Name of a CapacityPool.")
+    max_replicas: int | None = Field(
+        default=None, ge=0, le=10000, description="At most this many replicas on this pool."
+    )
+
+
+class Spot(ApiModel):
+    """Limits on interruptible capacity."""
+
+    max_fraction: float = Field(
+        default=0.5, ge=0, le=1, description="At most this share of replicas on Spot pools."
+    )
+    min_on_demand_replicas: int = Field(
+        default=0, ge=0, le=10000, description="At least this many replicas on non-Spot pools."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.maxFraction >= 0.0 && self.maxFraction <= 1.0",
+            message="maxFraction must be within [0, 1]",
+            check=lambda m: 0 <= m.max_fraction <= 1,
+            field_path=".maxFraction",
+        ),
+    )
+
+
+class Replicas(ApiModel):
+    """Bounds on the total replicas across pools."""
+
+    min: int = Field(default=1, ge=0, le=10000, description="Fewest replicas in total.")
+    max: int = Field(default=10, ge=1, le=10000, description="Most replicas in total.")
+    scale_to_zero: bool = Field(
+        default=False, description="Allow zero replicas when idle (needs min 0)."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.min <= self.max",
+            message="min must be less than or equal to max",
+            check=lambda m: m.min <= m.max,
+            field_path=".min",
+        ),
+        Rule(
+            cel="self.scaleToZero || self.min >= 1",
+            message="min 0 needs scaleToZero: true",
+            check=lambda m: m.scale_to_zero or m.min >= 1,
+            field_path=".min",
+        ),
+    )
+
+
+class FixedCost(ApiModel):
+    """A fixed monthly cost of the service (licence, on-call, monitoring)."""
+
+    name: str = Field(min_length=1, max_length=63, description="What the cost is for.")
+    amount: Money = Field(description="Amount per month.")
+
+
+class Egress(ApiModel):
+    """Network egress priced per GB."""
+
+    price_per_gb: Money = Field(
+        default="0", alias="pricePerGB", description="Price per GB of egress."
+    )
+    gb_per_thousand_requests: float = Field(
+        default=0.0, ge=0, le=1e6, description="GB sent per 1,000 requests."
+    )
+
+
+class CostModel(ApiModel):
+    """Costs beyond accelerators, and what missing the SLO costs the business."""
+
+    slo_miss_cost_per_hour: Money = Field(
+        default="10",
+        description="Cost of one hour with the SLO missed; weighs risk against spend.",
+    )
+    fixed_monthly: list[FixedCost] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Fixed monthly items.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    egress: Egress = Field(default_factory=Egress, description="Egress costs.")
+    storage_monthly: Money = Field(default="0", description="Storage (weights, images) per month.")
+
+
+class Forecast(ApiModel):
+    """How demand is forecast over the cold-start horizon."""
+
+    window_seconds: int = Field(
+        default=3600, ge=60, le=7 * 86400, description="Observation window used, seconds."
+    )
+    daily_seasonality: bool = Field(
+        default=False, description="Model a daily cycle (needs a window of days)."
+    )
+
+
+class BudgetRef(ApiModel):
+    """The CostBudget this deployment's spend counts against."""
+
+    name: Name = Field(description="Name of a CostBudget in the same namespace.")
+
+
+class InferenceDeploymentSpec(ApiModel):
+    """A model service: what to run, its SLO, where it may run and what it costs."""
+
+    mode: Mode = Field(
+        default=Mode.RECOMMEND,
+        description="Enforce applies decisions; Recommend only records them (the safe start).",
+    )
+    template: dict[str, Any] | None = Field(
+        default=None,
+        description="Pod template (a PodTemplateSpec) of the model server; the operator owns one "
+        "Deployment per eligible pool, named <name>-<pool>. Exclusive with targetRef.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    target_ref: TargetRef | None = Field(
+        default=None,
+        description="Scale this existing Deployment instead (exactly one pool). Exclusive with "
+        "template.",
+    )
+    slo: SLO = Field(description="Latency objective.")
+    workload: Workload = Field(description="Model load time and capacity per accelerator.")
+    metrics: Metrics = Field(default_factory=Metrics, description="Prometheus queries.")
+    pools: list[PoolRef] = Field(
+        min_length=1,
+        max_length=32,
+        description="Eligible CapacityPools.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    spot: Spot = Field(default_factory=Spot, description="Spot limits.")
+    replicas: Replicas = Field(default_factory=Replicas, description="Replica bounds.")
+    cost_model: CostModel = Field(default_factory=CostModel, description="Costs and SLO value.")
+    forecast: Forecast = Field(default_factory=Forecast, description="Forecast settings.")
+    budget_ref: BudgetRef | None = Field(default=None, description="CostBudget to count against.")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.template) != has(self.targetRef)",
+            message="set exactly one of template or targetRef",
+            check=lambda m: (m.template is None) != (m.target_ref is None),
+        ),
+        Rule(
+            cel="!has(self.targetRef) || size(self.pools) == 1",
+            message="targetRef scales one Deployment: list exactly one pool",
+            check=lambda m: m.target_ref is None or len(m.pools) == 1,
+            field_path=".pools",
+        ),
+        Rule(
+            cel="self.spot.minOnDemandReplicas <= self.replicas.max",
+            message="spot.minOnDemandReplicas must be less than or equal to replicas.max",
+            check=lambda m: m.spot.min_on_demand_replicas <= m.replicas.max,
+            field_path=".spot.minOnDemandReplicas",
+        ),
+        Rule(
+            cel="self.pools.all(p, !has(p.maxReplicas) || p.maxReplicas <= self.replicas.max)",
+            message="pools[].maxReplicas must be less than or equal to replicas.max",
+            check=lambda m: all(
+                p.max_replicas is None or p.max_replicas <= m.replicas.max for p in m.pools
+            ),
+            field_path=".pools",
+        ),
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _template_has_containers(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        spec = value.get("spec")
+        containers = spec.get("containers") if isinstance(spec, dict) else None
+        if not isinstance(containers, list) or not containers:
+            raise ValueError("template must be a PodTemplateSpec with spec.containers (non-empty)")
+        return value
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_names_unique(cls, value: list[PoolRef]) -> list[PoolRef]:
+        if len({p.name for p in value}) != len(value):
+            raise ValueError("pool names must be unique")
+        return value
+
+
+class PoolReplicas(ApiModel):
+    """Replicas of one pool: what the operator asked for and what is there."""
+
+    pool: str = Field(description="CapacityPool name.")
+    desired: int = Field(default=0, ge=0, description="Replicas requested.")
+    ready: int = Field(default=0, ge=0, description="Replicas serving.")
+    warming: int = Field(default=0, ge=0, description="Replicas starting (paid, not serving).")
+
+
+class ObservedLoad(ApiModel):
+    """The last good observation from Prometheus."""
+
+    time: str | None = Field(default=None, description="When it was taken (RFC 3339).")
+    request_rate: float | None = Field(default=None, description="Requests/s.")
+    latency_seconds: float | None = Field(default=None, description="SLO-quantile latency, s.")
+    token_rate: float | None = Field(default=None, description="Output tokens/s.")
+
+
+class CostSummary(ApiModel):
+    """Cost views of the current allocation and recent load."""
+
+    per_hour: Money | None = Field(default=None, description="Total cost per hour.")
+    projected_monthly: Money | None = Field(default=None, description="Per hour x 730.")
+    per_1k_requests: Money | None = Field(
+        default=None, alias="per1kRequests", description="Cost per 1,000 requests."
+    )
+    per_million_tokens: Money | None = Field(default=None, description="Cost per 1M output tokens.")
+    idle_accelerator_hours: float | None = Field(
+        default=None, ge=0, description="Accelerator-hours paid but not needed, this period."
+    )
+
+
+class PoolCount(ApiModel):
+    """A replica count on one pool."""
+
+    pool: str = Field(description="CapacityPool name.")
+    replicas: int = Field(ge=0, description="Replicas.")
+
+
+class AlternativeRecord(ApiModel):
+    """A plan the engine weighed, with its cost and risk."""
+
+    name: str = Field(description="chosen, cheapest-on-demand, max-spot, current, ...")
+    replicas: list[PoolCount] = Field(default_factory=list, description="Replicas per pool.")
+    cost_per_hour: Money = Field(description="Expected cost per hour.")
+    slo_risk: float = Field(ge=0, le=1, description="Probability capacity falls short.")
+
+
+class DecisionRecord(ApiModel):
+    """The last decision, explained."""
+
+    time: str = Field(description="When it was made (RFC 3339).")
+    reason: str = Field(description="CamelCase reason.")
+    message: str = Field(default="", description="Why, for people.")
+    replicas: list[PoolCount] = Field(default_factory=list, description="Chosen replicas.")
+    cost_per_hour: Money = Field(description="Expected cost per hour of the chosen plan.")
+    slo_risk: float = Field(ge=0, le=1, description="Expected SLO risk of the chosen plan.")
+    alternatives: list[AlternativeRecord] = Field(
+        default_factory=list, description="Plans weighed, with cost and risk."
+    )
+
+
+class InferenceDeploymentStatus(ApiModel):
+    """What the operator observed and decided."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last acted on.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, SLOMet, WithinBudget, MetricsAvailable.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: list[PoolReplicas] = Field(default_factory=list, description="Replicas per pool.")
+    total_replicas: int | None = Field(default=None, ge=0, description="Replicas in all pools.")
+    slo_state: str | None = Field(default=None, description="Met, AtRisk, Missed or Unknown.")
+    budget_state: str | None = Field(
+        default=None, description="WithinBudget, AtRisk, Exceeded or NoBudget."
+    )
+    observed: ObservedLoad | None = Field(default=None, description="Last good observation.")
+    cost: CostSummary | None = Field(default=None, description="Cost views.")
+    last_decision: DecisionRecord | None = Field(default=None, description="Last decision.")
+    engine_state: dict[str, Any] | None = Field(
+        default=None,
+        description="Engine state kept across operator restarts (keep-alive clocks, calibration).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class InferenceDeployment(ApiModel):
+    """A model service that costscaler scales across pools at the lowest total cost."""
+
+    api_version: Literal["costscaler.dev/v1alpha1"] = "costscaler.dev/v1alpha1"
+    kind: Literal["InferenceDeployment"] = "InferenceDeployment"
+    metadata: ObjectMeta
+    spec: InferenceDeploymentSpec
+    status: InferenceDeploymentStatus | None = None

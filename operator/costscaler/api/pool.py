@@ -1,0 +1,206 @@
+"""CapacityPool: one class of capacity (an accelerator on a pricing model), cluster-scoped."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from costscaler.api.common import (
+    ApiModel,
+    Condition,
+    Money,
+    ObjectMeta,
+    Rule,
+    Toleration,
+)
+
+
+class CapacityType(StrEnum):
+    """How the capacity is paid for and whether it can be taken away."""
+
+    ON_DEMAND = "OnDemand"
+    SPOT = "Spot"
+    RESERVED = "Reserved"
+    ON_PREM = "OnPrem"
+
+
+OWNED = (CapacityType.RESERVED, CapacityType.ON_PREM)
+CLOUD_PRICED = (CapacityType.ON_DEMAND, CapacityType.SPOT)
+
+
+class Accelerator(ApiModel):
+    """The accelerators each node of the pool carries."""
+
+    type: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="Accelerator model, e.g. L4, A10G, A100-40GB, H100-80GB. InferenceDeployment "
+        "capacity profiles are matched on this name.",
+    )
+    count_per_node: int = Field(default=1, ge=1, le=64, description="Accelerators per node.")
+    memory_gib: float | None = Field(
+        default=None,
+        alias="memoryGiB",
+        gt=0,
+        le=1024,
+        description="Memory of one accelerator, GiB.",
+    )
+
+
+class Price(ApiModel):
+    """Cloud price of one node."""
+
+    hourly: Money = Field(description="Price of one node per hour, in the budget's currency.")
+
+
+class Ownership(ApiModel):
+    """Owned or reserved hardware: the effective hourly cost is derived from these figures.
+
+    $/h per node = purchasePrice / amortizationMonths / 730
+                 + powerWatts / 1000 x pue x electricityPerKWh
+                 + operationsPerMonth / 730
+    """
+
+    purchase_price: Money = Field(description="Purchase price of one node (capex).")
+    amortization_months: int = Field(
+        ge=1,
+        le=120,
+        description="Months over which the purchase is written off (36 to 72 typical).",
+    )
+    power_watts: float = Field(
+        ge=0, le=100000, description="Average power draw of one node, watts (board + host)."
+    )
+    pue: float = Field(
+        default=1.5, ge=1.0, le=3.0, description="Power usage effectiveness of the site (1.0-3.0)."
+    )
+    electricity_per_kwh: Money = Field(
+        alias="electricityPerKWh", description="Electricity price per kWh."
+    )
+    operations_per_month: Money = Field(
+        default="0", description="Operations per node per month: support, space, staff share."
+    )
+
+
+class Interruption(ApiModel):
+    """How often the provider takes capacity back (spot)."""
+
+    rate_per_hour: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="Prior interruption hazard per running instance-hour (measured GPU spot: "
+        "0.2-0.7). The operator updates it from losses it observes.",
+    )
+    notice_seconds: int = Field(
+        default=120, ge=0, le=3600, description="Warning before an interruption (AWS 120, GCP 30)."
+    )
+
+
+class ColdStart(ApiModel):
+    """How long new capacity takes before pods can be scheduled on it."""
+
+    node_seconds: int = Field(
+        default=90,
+        ge=0,
+        le=7200,
+        description="A new node to schedulable with its accelerators advertised, seconds.",
+    )
+
+
+class Placement(ApiModel):
+    """Where pods for this pool go: merged into each per-pool Deployment's pod template."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pool's nodes carry."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Tolerations for the pool's taints."
+    )
+
+
+class PoolLimits(ApiModel):
+    """Quotas on the pool."""
+
+    max_nodes: int | None = Field(
+        default=None, ge=0, le=100000, description="At most this many nodes; unset is unlimited."
+    )
+
+
+class CapacityPoolSpec(ApiModel):
+    """A class of capacity: accelerator, pricing model, interruption risk, cold start, placement."""
+
+    accelerator: Accelerator = Field(description="The accelerators on each node.")
+    instance_type: str | None = Field(
+        default=None, max_length=63, description="Cloud instance type, e.g. g6.xlarge."
+    )
+    capacity_type: CapacityType = Field(
+        description="OnDemand, Spot (set price), Reserved or OnPrem (set ownership)."
+    )
+    price: Price | None = Field(default=None, description="Cloud price; for OnDemand and Spot.")
+    ownership: Ownership | None = Field(
+        default=None, description="Ownership costs; for Reserved and OnPrem."
+    )
+    interruption: Interruption = Field(
+        default_factory=Interruption, description="Interruption risk; Spot only."
+    )
+    cold_start: ColdStart = Field(default_factory=ColdStart, description="Node cold start.")
+    placement: Placement = Field(default_factory=Placement, description="Pod placement.")
+    limits: PoolLimits = Field(default_factory=PoolLimits, description="Quotas.")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="(self.capacityType in ['Reserved', 'OnPrem']) == has(self.ownership)",
+            message="ownership is required when capacityType is Reserved or OnPrem, and must be "
+            "omitted otherwise",
+            check=lambda m: (m.capacity_type in OWNED) == (m.ownership is not None),
+            field_path=".ownership",
+        ),
+        Rule(
+            cel="(self.capacityType in ['OnDemand', 'Spot']) == has(self.price)",
+            message="price is required when capacityType is OnDemand or Spot, and must be "
+            "omitted otherwise",
+            check=lambda m: (m.capacity_type in CLOUD_PRICED) == (m.price is not None),
+            field_path=".price",
+        ),
+        Rule(
+            cel="self.capacityType == 'Spot' || !has(self.interruption) || "
+            "self.interruption.ratePerHour == 0.0",
+            message="interruption.ratePerHour must be 0 unless capacityType is Spot",
+            check=lambda m: (
+                m.capacity_type == CapacityType.SPOT or m.interruption.rate_per_hour == 0
+            ),
+            field_path=".interruption.ratePerHour",
+        ),
+    )
+
+
+class CapacityPoolStatus(ApiModel):
+    """What the operator sees of the pool in the cluster."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last seen.")
+    nodes: int | None = Field(default=None, ge=0, description="Nodes matching the placement.")
+    allocatable_accelerators: int | None = Field(
+        default=None, ge=0, description="Accelerators allocatable on those nodes."
+    )
+    effective_hourly_cost: Money | None = Field(
+        default=None, description="Effective cost of one node per hour (price or ownership TCO)."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, description="Ready and other conditions."
+    )
+
+
+class CapacityPool(ApiModel):
+    """A class of capacity that InferenceDeployments can place replicas on."""
+
+    api_version: Literal["costscaler.dev/v1alpha1"] = "costscaler.dev/v1alpha1"
+    kind: Literal["CapacityPool"] = "CapacityPool"
+    metadata: ObjectMeta
+    spec: CapacityPoolSpec
+    status: CapacityPoolStatus | None = None
+
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self.metadata.name

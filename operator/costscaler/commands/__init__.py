@@ -1,0 +1,1 @@
+"""Subcommands of the `costscaler` CLI, one module each with `register(subparsers)`."""
