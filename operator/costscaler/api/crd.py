@@ -129,7 +129,7 @@ def _clean(node: Any) -> Any:
         return [_clean(item) for item in node]
     if not isinstance(node, dict):
         return node
-    node = _bounds(_nullable({k: v for k, v in node.items() if k not in _DROP}))
+    node = _bounds({k: v for k, v in _nullable(node).items() if k not in _DROP})
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if node.get("additionalProperties") in (False, True):

@@ -15,13 +15,13 @@ def to_float(amount: str) -> float:
     return float(Decimal(amount))
 
 
-def format_money(value: float | Decimal, places: int = 4) -> str:
+def format_money(value: float | int | Decimal, places: int = 4) -> str:
     """Format an amount for status and reports: a decimal string, never negative zero.
 
     Rounded half-even to `places` decimals; negative amounts (which the API never stores) are
     clamped to zero because money spent or forecast cannot be negative.
     """
-    amount = Decimal(str(value)) if isinstance(value, float) else value
+    amount = value if isinstance(value, Decimal) else Decimal(str(value))
     if not amount.is_finite() or amount < 0:
         amount = Decimal(0)
     quantum = Decimal(1).scaleb(-places)
