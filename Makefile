@@ -32,8 +32,9 @@ test: install ## Every test: unit, integration and e2e (builds the local cluster
 test-unit: install ## Unit tests only (nothing running needed)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-crds: install ## Regenerate crds/ from the API models
+crds: install ## Regenerate crds/ from the API models and copy them into the Helm chart
 	$(VENV)/bin/costscaler crds -o crds
+	rm -f charts/costscaler/crds/*.yaml && cp crds/*.yaml charts/costscaler/crds/
 
 bench: install ## Benchmarks: every tests/bench/bench_*.py script
 	@set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; $(PY) $$f; done

@@ -106,3 +106,10 @@ def test_only_the_pod_template_and_engine_state_preserve_unknown_fields() -> Non
     ]
     assert sorted(p.rsplit(".", 1)[-1] for p in preserved) == ["engineState", "template"]
     assert len(KINDS) == 3
+
+
+def test_chart_carries_the_same_crds() -> None:
+    chart = REPO / "charts" / "costscaler" / "crds"
+    committed = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
+    copied = {p.name: p.read_text() for p in chart.glob("*.yaml")}
+    assert copied == committed, "run `make crds` to copy crds/ into the chart"
