@@ -123,8 +123,12 @@ class CostBudgetStatus(ApiModel):
         default=None, description="Time spend was accrued up to (RFC 3339)."
     )
     spent: Money | None = Field(default=None, description="Spent this period.")
+    previous_spent: Money | None = Field(
+        default=None, description="Spent in the previous period (final)."
+    )
     forecast: Money | None = Field(default=None, description="Projected spend for the period.")
     burn_rate_per_hour: Money | None = Field(default=None, description="Current spend per hour.")
+    state: str | None = Field(default=None, description="WithinBudget, AtRisk or Exceeded.")
     by_deployment: list[SpendLine] = Field(default_factory=list, description="Per deployment.")
     by_label: list[LabelSpendLine] = Field(default_factory=list, description="Per label value.")
     alerts_fired: list[float] = Field(
