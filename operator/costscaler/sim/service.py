@@ -137,21 +137,23 @@ def latency_buckets(
     backlog_before: ArrayLike,
     arrivals: ArrayLike,
     capacity_rps: ArrayLike,
-    service_s: float,
+    service_s: ArrayLike,
     edges_s: ArrayLike,
     dt: float = 1.0,
 ) -> FloatArray:
     """Cumulative latency histogram of each step's arrivals, like Prometheus `le` buckets.
 
     Returns an array of shape (steps, len(edges_s)): arrivals with latency <= each edge
-    (latency = wait + `service_s`). Sum over steps for a run's histogram; the load twin adds
-    one row per step to its `..._bucket` counters.
+    (latency = wait + `service_s`, one value or one per step). Sum over steps for a run's
+    histogram; the load twin adds one row per step to its `..._bucket` counters.
     """
-    edges = np.asarray(edges_s, dtype=np.float64)
+    edges = np.asarray(edges_s, dtype=np.float64)[None, :]
     b = np.atleast_1d(np.asarray(backlog_before, dtype=np.float64))[:, None]
     a = np.atleast_1d(np.asarray(arrivals, dtype=np.float64))[:, None]
     mu = np.atleast_1d(np.asarray(capacity_rps, dtype=np.float64))[:, None]
-    return a * share_within(b, a, mu, edges[None, :] - service_s, dt)
+    s = np.asarray(service_s, dtype=np.float64)
+    budget = edges - (s[:, None] if s.ndim else s)
+    return a * share_within(b, a, mu, budget, dt)
 
 
 def in_flight(

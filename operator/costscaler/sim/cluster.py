@@ -1,0 +1,207 @@
+"""The cluster twin: replicas per pool with cold starts, release and spot interruptions.
+
+Each replica is paid from the step it is requested to the step it ends and serves from the
+step it is ready. A new replica first waits for a node when its pool has no free slot
+(`node_cold_s`), then loads the model (`load_s`). Replica counts per step are kept as
+difference arrays (+1 where an interval starts, -1 where it ends), so a run of steps between
+two decisions is one cumulative sum: the twin never loops over steps.
+
+Spot interruptions come from a seeded Poisson clock per replica (the pool's rate per
+instance-hour) or from a replayed capacity trace (a drop in `available` preempts that many
+spot replicas; while `available` is 0 no new spot replica can be had: the request waits,
+unpaid, like a pod Pending on a node that never launches). On the notice the ReplicaSet
+creates a replacement at once while the doomed replica keeps serving until it is reclaimed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from costscaler.sim.pools import PoolModel
+from costscaler.sim.traces import SpotTrace
+
+IntArray = NDArray[np.int64]
+
+
+@dataclass
+class _Replica:
+    """One replica: steps it is paid from, serves from, and (once known) ends at."""
+
+    pool: int
+    request: int
+    ready: int
+    end: int | None = None
+    dying: bool = False
+
+
+@dataclass(frozen=True)
+class SpotReplay:
+    """A capacity trace laid on the step grid: drops per step and where capacity is 0.
+
+    `next_open[t]` is the first step >= t with spot capacity, or `steps` when none is left.
+    """
+
+    drops: dict[int, int]
+    next_open: IntArray
+
+    @staticmethod
+    def from_trace(trace: SpotTrace, steps: int, dt: float) -> SpotReplay:
+        """Lay `trace` on `steps` steps of `dt` s, repeating it when the run is longer."""
+        span = float(trace.time_s[-1] - trace.time_s[0]) + (
+            float(np.median(np.diff(trace.time_s))) if trace.time_s.size > 1 else dt
+        )
+        clock = (np.arange(steps) * dt) % span + trace.time_s[0]
+        row = np.searchsorted(trace.time_s, clock, side="right") - 1
+        avail = trace.available[np.maximum(row, 0)]
+        loss = np.maximum(np.concatenate(([0], avail[:-1] - avail[1:])), 0)
+        drops = {int(t): int(loss[t]) for t in np.flatnonzero(loss)}
+        open_steps = np.flatnonzero(avail > 0)
+        idx = np.searchsorted(open_steps, np.arange(steps))
+        nxt = np.append(open_steps, steps)[idx]
+        return SpotReplay(drops, nxt.astype(np.int64))
+
+
+@dataclass
+class ClusterTwin:
+    """Replicas of one deployment across its pools, on a grid of `steps` steps of `dt` s."""
+
+    pools: list[PoolModel]
+    steps: int
+    dt: float
+    seed: int = 0
+    replays: dict[int, SpotReplay] = field(default_factory=dict)
+    scale_events: int = 0
+
+    def __post_init__(self) -> None:
+        n = len(self.pools)
+        self._held = np.zeros((n, self.steps + 1), dtype=np.int64)
+        self._ready = np.zeros((n, self.steps + 1), dtype=np.int64)
+        self._base = np.zeros((2, n), dtype=np.int64)
+        self._live: list[list[_Replica]] = [[] for _ in range(n)]
+        self._events: list[tuple[int, int, str, int, int, _Replica | None]] = []
+        self._seq = 0
+        self._rngs = [
+            np.random.default_rng(np.random.SeedSequence([self.seed, i, 7])) for i in range(n)
+        ]
+        self._desired = [0] * n
+        for p, replay in self.replays.items():
+            for step, count in replay.drops.items():
+                notice = max(0, step - self._steps_of(self.pools[p].notice_s))
+                self._push(notice, "drop", p, None, count)
+
+    def _steps_of(self, seconds: float) -> int:
+        return math.ceil(seconds / self.dt - 1e-9)
+
+    def _push(self, step: int, kind: str, pool: int, rep: _Replica | None, n: int = 0) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (step, self._seq, kind, pool, n, rep))
+
+    def _mark(self, arr: NDArray[np.int64], pool: int, step: int, delta: int) -> None:
+        arr[pool, min(step, self.steps)] += delta
+
+    def add(self, pool: int, step: int, warm: bool = False) -> None:
+        """Request one replica at `step` (`warm`: ready at once, for a run's initial state)."""
+        model = self.pools[pool]
+        replay = self.replays.get(pool)
+        if replay is not None and step < self.steps:
+            step = int(replay.next_open[step])
+        alive = len(self._live[pool])
+        cold = 0 if warm else self._steps_of(model.load_s)
+        if not warm and alive % model.replicas_per_node == 0:
+            cold += self._steps_of(model.node_cold_s)
+        rep = _Replica(pool, step, step + cold)
+        self._live[pool].append(rep)
+        self._mark(self._held, pool, step, 1)
+        self._mark(self._ready, pool, rep.ready, 1)
+        if model.spot and model.interruption_rate_per_hour > 0 and replay is None:
+            life = self._rngs[pool].exponential(3600.0 / model.interruption_rate_per_hour)
+            kill = step + max(1, self._steps_of(life))
+            if kill < self.steps:
+                self._push(max(step, kill - self._steps_of(model.notice_s)), "notice", pool, rep)
+                self._push(kill, "kill", pool, rep)
+
+    def _end(self, rep: _Replica, step: int) -> None:
+        if rep.end is not None:
+            return
+        rep.end = step
+        self._mark(self._held, rep.pool, max(rep.request, step), -1)
+        self._mark(self._ready, rep.pool, max(rep.ready, step), -1)
+        if rep in self._live[rep.pool]:
+            self._live[rep.pool].remove(rep)
+
+    def _doom(self, rep: _Replica, step: int) -> None:
+        """A notice: the replica leaves the ReplicaSet's count and is replaced at once."""
+        if rep.end is not None or rep.dying:
+            return
+        rep.dying = True
+        self._live[rep.pool].remove(rep)
+        self.add(rep.pool, step)
+
+    @property
+    def desired(self) -> list[int]:
+        """Replicas asked for per pool (the Deployments' spec.replicas)."""
+        return list(self._desired)
+
+    def start(self, replicas: list[int]) -> None:
+        """The run's initial state: `replicas[p]` replicas per pool, serving at step 0."""
+        for p, n in enumerate(replicas):
+            cap = self.pools[p].max_replicas
+            n = n if cap is None else min(n, cap)
+            for _ in range(n):
+                self.add(p, 0, warm=True)
+            self._desired[p] = n
+
+    def set_desired(self, step: int, desired: list[int]) -> None:
+        """Scale every pool to `desired[p]` replicas at `step` (clamped to the pool's quota).
+
+        Scale-down removes the replicas a ReplicaSet removes first: not yet ready, newest first.
+        """
+        for p, want in enumerate(desired):
+            cap = self.pools[p].max_replicas
+            want = max(0, want if cap is None else min(want, cap))
+            if want != self._desired[p]:
+                self.scale_events += 1
+                self._desired[p] = want
+            live = self._live[p]
+            while len(live) < want:
+                self.add(p, step)
+            if len(live) > want:
+                order = sorted(live, key=lambda r: (r.ready <= step, -r.request))
+                for rep in order[: len(live) - want]:
+                    self._end(rep, step)
+
+    def _run_events(self, until: int) -> None:
+        while self._events and self._events[0][0] < until:
+            step, _, kind, pool, count, rep = heapq.heappop(self._events)
+            if kind == "notice" and rep is not None:
+                self._doom(rep, step)
+            elif kind == "kill" and rep is not None:
+                self._end(rep, step)
+            elif kind == "drop":
+                kill = step + self._steps_of(self.pools[pool].notice_s)
+                victims = sorted(self._live[pool], key=lambda r: r.ready)[:count]
+                for victim in victims:
+                    self._doom(victim, step)
+                    self._push(kill, "kill", pool, victim)
+
+    def advance(self, start: int, stop: int) -> tuple[IntArray, IntArray]:
+        """Ready and paid replicas per pool for steps [start, stop): arrays of shape (P, n).
+
+        Call with consecutive ranges; decisions for `start` must already be applied.
+        """
+        self._run_events(stop)
+        ready = np.cumsum(self._ready[:, start:stop], axis=1) + self._base[0][:, None]
+        held = np.cumsum(self._held[:, start:stop], axis=1) + self._base[1][:, None]
+        if stop > start:
+            self._base = np.stack([ready[:, -1], held[:, -1]])
+        return ready, held
+
+    def counts(self, step: int) -> tuple[list[int], list[int]]:
+        """Replicas per pool at `step` as a cluster reports them: (ready, warming)."""
+        ready = [sum(1 for r in live if r.ready <= step) for live in self._live]
+        return ready, [len(live) - n for live, n in zip(self._live, ready, strict=True)]

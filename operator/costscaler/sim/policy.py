@@ -1,0 +1,92 @@
+"""The policy seam: what an autoscaler may see at a tick, and what it returns.
+
+A policy sees what it would see in a cluster: replicas per pool (ready and warming), the
+replicas it asked for, and load metrics over windows that end now. `ClusterView` only
+exposes the past; the offline oracle is not a policy (it lives in `sim.oracle`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from costscaler.sim.pools import PoolModel
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The cluster at step `step`, as metrics and the API server report it.
+
+    `cum_arrivals[i]` / `cum_met[i]` / `cum_tokens[i]` are totals over steps [0, i); only
+    indices <= step are ever read, so a policy cannot look ahead.
+    """
+
+    step: int
+    dt: float
+    pools: list[PoolModel]
+    ready: list[int]
+    warming: list[int]
+    desired: list[int]
+    backlog: float
+    cum_arrivals: NDArray[np.float64]
+    cum_met: NDArray[np.float64]
+    cum_tokens: NDArray[np.float64] | None
+
+    @property
+    def now_s(self) -> float:
+        """Seconds since the start of the run."""
+        return self.step * self.dt
+
+    def _window(self, window_s: float) -> tuple[int, float]:
+        steps = max(1, round(window_s / self.dt))
+        lo = max(0, self.step - steps)
+        return lo, (self.step - lo) * self.dt
+
+    def rate(self, window_s: float) -> float:
+        """Arrivals per second over the last `window_s` seconds (Prometheus `rate`); 0 at t=0."""
+        lo, span = self._window(window_s)
+        if span <= 0:
+            return 0.0
+        return float(self.cum_arrivals[self.step] - self.cum_arrivals[lo]) / span
+
+    def token_rate(self, window_s: float) -> float | None:
+        """Output tokens per second over the window, or None when the trace has no tokens."""
+        lo, span = self._window(window_s)
+        if self.cum_tokens is None or span <= 0:
+            return None
+        return float(self.cum_tokens[self.step] - self.cum_tokens[lo]) / span
+
+    def attainment(self, window_s: float) -> float | None:
+        """Share of the window's arrivals within the latency threshold; None with no arrivals."""
+        lo, _ = self._window(window_s)
+        n = float(self.cum_arrivals[self.step] - self.cum_arrivals[lo])
+        if n <= 0:
+            return None
+        return float(self.cum_met[self.step] - self.cum_met[lo]) / n
+
+
+class Policy(Protocol):
+    """An autoscaler: desired replicas per pool (in `view.pools` order) at each tick."""
+
+    name: str
+    interval_s: float
+
+    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
+        """Replicas already serving when the run starts (`first_rate`: req/s of the first minute).
+
+        Every run starts warm, sized the policy's own way, so start-up cold starts do not
+        dominate short traces.
+        """
+        ...
+
+    def decide(self, view: ClusterView) -> list[int]:
+        """Desired replicas per pool now."""
+        ...
+
+
+def one_pool(pools: list[PoolModel], pool: int, replicas: int) -> list[int]:
+    """A desired vector with `replicas` on pool index `pool` and 0 elsewhere."""
+    return [replicas if i == pool else 0 for i in range(len(pools))]
