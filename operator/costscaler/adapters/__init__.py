@@ -1,0 +1,1 @@
+"""I/O with Prometheus and Kubernetes, nothing else: the controller calls these."""

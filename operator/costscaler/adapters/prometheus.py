@@ -1,0 +1,218 @@
+"""Load and latency of every InferenceDeployment from Prometheus: one query per metric per tick.
+
+`PrometheusSource.fetch` takes all deployments at once, runs each distinct query text once (off
+the event loop: prometheus-api-client is synchronous), and returns one `Reading` per deployment.
+A reading is either usable or says why not (`problem`): the query failed, there is no series,
+more than one series where one was expected, a NaN or Inf value, or samples older than two
+scrape intervals. Zero traffic is data (rate 0), no series is not: the controller never scales
+down on a reading with a problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+from urllib3.util.retry import Retry
+
+from costscaler.adapters.promql import QuerySet, SeriesLabels, histogram_quantile, share_within
+
+Key = tuple[str, str]  # (namespace, InferenceDeployment name)
+Series = list[dict[str, Any]]  # Prometheus instant vector: [{"metric": {...}, "value": [t, "v"]}]
+
+
+class PromClient(Protocol):
+    """The one call the adapter needs from a Prometheus client."""
+
+    def custom_query(self, query: str) -> Series:
+        """Run an instant query and return its vector."""
+        ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """One deployment to read: its key, its queries and its SLO (quantile, threshold in s)."""
+
+    key: Key
+    queries: QuerySet
+    quantile: float
+    threshold_seconds: float
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One deployment's load this tick. Rates in 1/s, latency in s; `problem` None when usable."""
+
+    rate_by_pool: dict[str, float] = field(default_factory=dict)
+    latency_seconds: float | None = None
+    attainment: float | None = None
+    token_rate: float | None = None
+    problem: str | None = None
+    message: str = ""
+
+    @property
+    def request_rate(self) -> float | None:
+        """Requests/s over all pools, or None when the reading is unusable."""
+        return None if self.problem else sum(self.rate_by_pool.values())
+
+
+@dataclass
+class FetchReport:
+    """What one fetch cost: the distinct queries run and the ones that failed."""
+
+    queries: int = 0
+    errors: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class BadDataError(Exception):
+    """A result that must not be acted on; `reason` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def connect(url: str, token: str | None, ca_file: str | None, timeout: float) -> PromClient:
+    """A prometheus-api-client connection with a bearer token and a CA bundle, if given.
+
+    One quick retry only: when Prometheus is down the tick should hold replicas promptly, not
+    spend its interval backing off.
+    """
+    from prometheus_api_client import PrometheusConnect
+
+    session = requests.Session()
+    session.verify = ca_file or True
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    retry = Retry(total=1, backoff_factor=0.2, status_forcelist=(502, 503, 504))
+    conn = PrometheusConnect(url, headers=headers, retry=retry, session=session)
+
+    class _Client:
+        def custom_query(self, query: str) -> Series:
+            return conn.custom_query(query, timeout=timeout)  # type: ignore[no-any-return]
+
+    return _Client()
+
+
+class PrometheusSource:
+    """Batched readings for many deployments from one Prometheus.
+
+    `max_age_seconds` is the staleness limit: two scrape intervals.
+    """
+
+    def __init__(self, client: PromClient, labels: SeriesLabels, max_age_seconds: float) -> None:
+        self.client = client
+        self.labels = labels
+        self.max_age = max_age_seconds
+
+    async def fetch(self, targets: Sequence[Target]) -> tuple[dict[Key, Reading], FetchReport]:
+        """One reading per target; each distinct query text is sent once, concurrently."""
+        texts = list(dict.fromkeys(q for t in targets for q in t.queries.texts()))
+        report = FetchReport(queries=len(texts))
+        results = await asyncio.gather(*(asyncio.to_thread(self._run, q) for q in texts))
+        vectors: dict[str, Series] = {}
+        for text, result in zip(texts, results, strict=True):
+            if isinstance(result, str):
+                report.errors += 1
+                report.failed[text] = result
+            else:
+                vectors[text] = result
+        readings = {t.key: self._reading(t, vectors, report.failed) for t in targets}
+        return readings, report
+
+    def _run(self, query: str) -> Series | str:
+        try:
+            return self.client.custom_query(query)
+        except Exception as exc:  # any client failure is a failed query
+            return f"{type(exc).__name__}: {exc}"[:500]
+
+    def _reading(self, t: Target, vectors: dict[str, Series], failed: dict[str, str]) -> Reading:
+        q = t.queries
+        for text in q.texts():
+            if text in failed:
+                return Reading(problem="QueryFailed", message=f"{text}: {failed[text]}")
+        try:
+            self._check_fresh(t, vectors.get(q.freshness or "", []), q.freshness is not None)
+            rates = self._per_pool(t.key, vectors[q.request_rate], "request rate")
+            if not rates:
+                raise BadDataError("NoData", f"no request-rate series for {t.key[0]}/{t.key[1]}")
+            tokens = (
+                self._per_pool(t.key, vectors[q.token_rate], "token rate") if q.token_rate else {}
+            )
+            latency, attainment = self._latency(t, vectors, idle=sum(rates.values()) == 0)
+        except BadDataError as bad:
+            return Reading(problem=bad.reason, message=str(bad))
+        token_rate = sum(tokens.values()) if tokens else None
+        return Reading(rates, latency, attainment, token_rate)
+
+    def _mine(self, key: Key, vector: Series) -> Iterable[tuple[dict[str, str], float]]:
+        for sample in vector:
+            labels = sample.get("metric", {})
+            ns, dep = labels.get(self.labels.namespace), labels.get(self.labels.deployment)
+            if (ns is None and dep is None) or (ns, dep) == key:
+                yield labels, _value(sample, key)
+
+    def _per_pool(self, key: Key, vector: Series, what: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for labels, value in self._mine(key, vector):
+            pool = labels.get(self.labels.pool, "")
+            if pool in found:
+                raise BadDataError(
+                    "MultipleSeries", f"{what}: more than one series for pool {pool!r}"
+                )
+            if value < 0:
+                raise BadDataError("NegativeValue", f"{what}: negative value {value}")
+            found[pool] = value
+        return found
+
+    def _latency(
+        self, t: Target, vectors: dict[str, Series], idle: bool
+    ) -> tuple[float | None, float | None]:
+        if t.queries.latency_buckets:
+            buckets: dict[float, float] = defaultdict(float)
+            for labels, value in self._mine(t.key, vectors[t.queries.latency_buckets]):
+                le = float(labels.get("le", "nan"))
+                if math.isnan(le) or le in buckets:
+                    raise BadDataError("MultipleSeries", "latency buckets: missing or repeated le")
+                buckets[le] = value
+            pairs = list(buckets.items())
+            return (
+                histogram_quantile(t.quantile, pairs),
+                share_within(t.threshold_seconds, pairs),
+            )
+        try:
+            found = list(self._mine(t.key, vectors[t.queries.latency or ""]))
+        except BadDataError:
+            # A mean latency is 0/0 = NaN without traffic: undefined, not bad data.
+            if idle:
+                return None, None
+            raise
+        if len(found) > 1:
+            raise BadDataError("MultipleSeries", f"latency: {len(found)} series, expected one")
+        return (found[0][1] if found else None), None
+
+    def _check_fresh(self, t: Target, vector: Series, required: bool) -> None:
+        if not required:
+            return
+        ages = [age for _, age in self._mine(t.key, vector)]
+        if ages and max(ages) > self.max_age:
+            raise BadDataError(
+                "StaleMetrics",
+                f"newest sample is {max(ages):.0f} s old, over the {self.max_age:.0f} s limit "
+                "(two scrape intervals)",
+            )
+
+
+def _value(sample: dict[str, Any], key: Key) -> float:
+    try:
+        value = float(sample["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise BadDataError("MalformedResult", f"{key}: sample without a value: {sample}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise BadDataError("InvalidValue", f"{key}: value {value} in {sample.get('metric', {})}")
+    return value

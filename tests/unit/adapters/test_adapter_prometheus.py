@@ -1,0 +1,179 @@
+"""Batched readings: one query per distinct text, and every kind of bad result rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from costscaler.adapters.prometheus import PrometheusSource, Target
+from costscaler.adapters.promql import SeriesLabels, build_queries
+from costscaler.api.deployment import Metrics, MetricsPreset
+
+LABELS = SeriesLabels()
+VLLM = build_queries(Metrics(preset=MetricsPreset.VLLM), LABELS, "1m")
+
+
+def sample(value: float | str, **labels: str) -> dict:
+    return {"metric": labels, "value": [1700000000.0, str(value)]}
+
+
+class RecordingProm:
+    """Answers canned vectors per query text and records every query sent."""
+
+    def __init__(self, answers: dict[str, list[dict]], fail: set[str] = frozenset()) -> None:
+        self.answers = answers
+        self.fail = fail
+        self.sent: list[str] = []
+
+    def custom_query(self, query: str) -> list[dict]:
+        self.sent.append(query)
+        if query in self.fail:
+            raise ConnectionError("connection refused")
+        return self.answers.get(query, [])
+
+
+def healthy(ns: str = "ml", dep: str = "llama", rate: float = 4.0) -> dict[str, list[dict]]:
+    return {
+        VLLM.request_rate: [
+            sample(rate * 0.75, namespace=ns, deployment=dep, pool="spot"),
+            sample(rate * 0.25, namespace=ns, deployment=dep, pool="od"),
+        ],
+        VLLM.latency_buckets: [
+            sample(rate * 0.5, namespace=ns, deployment=dep, le="1"),
+            sample(rate, namespace=ns, deployment=dep, le="2"),
+            sample(rate, namespace=ns, deployment=dep, le="+Inf"),
+        ],
+        VLLM.token_rate: [sample(100, namespace=ns, deployment=dep, pool="spot")],
+        VLLM.freshness: [sample(1.5, namespace=ns, deployment=dep, pool="spot")],
+    }
+
+
+def fetch(client: RecordingProm, *keys: tuple[str, str], queries=VLLM):
+    source = PrometheusSource(client, LABELS, max_age_seconds=4.0)
+    targets = [Target(k, queries, quantile=0.95, threshold_seconds=1.0) for k in keys]
+    return asyncio.run(source.fetch(targets))
+
+
+def test_healthy_reading_sums_pools_and_computes_quantile_and_attainment():
+    readings, report = fetch(RecordingProm(healthy()), ("ml", "llama"))
+    r = readings[("ml", "llama")]
+    assert r.problem is None
+    assert r.rate_by_pool == {"spot": 3.0, "od": 1.0}
+    assert r.request_rate == 4.0
+    assert r.latency_seconds == pytest.approx(1.9)
+    assert r.attainment == pytest.approx(0.5)
+    assert r.token_rate == 100
+    assert (report.queries, report.errors) == (4, 0)
+
+
+def test_one_query_per_metric_whatever_the_number_of_deployments():
+    answers = healthy()
+    for i in range(50):
+        for text, vector in healthy(dep=f"d{i}").items():
+            answers[text] = answers[text] + vector
+    client = RecordingProm(answers)
+    readings, report = fetch(client, *[("ml", f"d{i}") for i in range(50)])
+    assert len(client.sent) == 4 == report.queries
+    assert all(r.problem is None and r.request_rate == 4.0 for r in readings.values())
+
+
+def test_zero_traffic_is_data_not_missing():
+    answers = healthy(rate=0.0)
+    r = fetch(RecordingProm(answers), ("ml", "llama"))[0][("ml", "llama")]
+    assert r.problem is None
+    assert r.request_rate == 0.0
+    assert r.latency_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        pytest.param(lambda a: a.update({VLLM.request_rate: []}), "NoData", id="empty"),
+        pytest.param(
+            lambda a: a[VLLM.request_rate].append(
+                sample(1, namespace="ml", deployment="llama", pool="spot")
+            ),
+            "MultipleSeries",
+            id="duplicate-pool-series",
+        ),
+        pytest.param(
+            lambda a: a[VLLM.request_rate].__setitem__(
+                0, sample(math.nan, namespace="ml", deployment="llama", pool="spot")
+            ),
+            "InvalidValue",
+            id="nan",
+        ),
+        pytest.param(
+            lambda a: a[VLLM.latency_buckets].__setitem__(
+                0, sample("+Inf", namespace="ml", deployment="llama", le="1")
+            ),
+            "InvalidValue",
+            id="inf",
+        ),
+        pytest.param(
+            lambda a: a.update(
+                {VLLM.freshness: [sample(9, namespace="ml", deployment="llama", pool="spot")]}
+            ),
+            "StaleMetrics",
+            id="stale-over-two-intervals",
+        ),
+        pytest.param(
+            lambda a: a[VLLM.request_rate].__setitem__(
+                0, sample(-1, namespace="ml", deployment="llama", pool="spot")
+            ),
+            "NegativeValue",
+            id="negative",
+        ),
+    ],
+)
+def test_bad_results_are_rejected_with_a_reason(mutate, reason):
+    answers = healthy()
+    mutate(answers)
+    r = fetch(RecordingProm(answers), ("ml", "llama"))[0][("ml", "llama")]
+    assert r.problem == reason
+    assert r.request_rate is None
+    assert r.message
+
+
+def test_failed_query_marks_every_dependent_reading_and_counts_one_error():
+    client = RecordingProm(healthy(), fail={VLLM.request_rate})
+    readings, report = fetch(client, ("ml", "llama"), ("ml", "other"))
+    assert {r.problem for r in readings.values()} == {"QueryFailed"}
+    assert "connection refused" in readings[("ml", "llama")].message
+    assert report.errors == 1
+
+
+def test_other_deployments_series_are_not_mine():
+    r = fetch(RecordingProm(healthy(dep="someone-else")), ("ml", "llama"))[0][("ml", "llama")]
+    assert r.problem == "NoData"
+
+
+def test_user_query_without_labels_belongs_to_its_deployment():
+    m = Metrics(preset=MetricsPreset.GENERIC, request_rate="sum(rate(x[1m]))", latency="lat")
+    q = build_queries(m, LABELS, "1m")
+    client = RecordingProm({q.request_rate: [sample(2.5)], "lat": [sample(0.7)]})
+    r = fetch(client, ("ml", "llama"), queries=q)[0][("ml", "llama")]
+    assert (r.problem, r.request_rate, r.latency_seconds) == (None, 2.5, 0.7)
+
+
+def test_user_latency_with_two_series_is_ambiguous():
+    m = Metrics(preset=MetricsPreset.GENERIC, request_rate="r", latency="lat")
+    q = build_queries(m, LABELS, "1m")
+    client = RecordingProm({"r": [sample(2)], "lat": [sample(0.7, a="1"), sample(0.9, a="2")]})
+    assert fetch(client, ("ml", "x"), queries=q)[0][("ml", "x")].problem == "MultipleSeries"
+
+
+def test_mean_latency_nan_without_traffic_is_not_bad_data():
+    q = build_queries(Metrics(preset=MetricsPreset.TRITON), LABELS, "1m")
+    key = {"namespace": "ml", "deployment": "resnet"}
+    client = RecordingProm(
+        {
+            q.request_rate: [sample(0, pool="od", **key)],
+            q.latency: [sample(math.nan, **key)],
+            q.freshness: [sample(1, pool="od", **key)],
+        }
+    )
+    r = fetch(client, ("ml", "resnet"), queries=q)[0][("ml", "resnet")]
+    assert (r.problem, r.request_rate, r.latency_seconds) == (None, 0.0, None)
