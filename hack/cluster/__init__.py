@@ -1,0 +1,1 @@
+"""The local control plane for tests and the demo (see ARCHITECTURE.md section 6)."""

@@ -1,0 +1,56 @@
+"""`python -m cluster tools|up|down|env|status` (run with PYTHONPATH=hack; see cluster.mk)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cluster import control, tools
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cluster", description=__doc__)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=control.default_state_dir(),
+        help="where pids, logs, certificates and the kubeconfig live (env COSTSCALER_CLUSTER_DIR)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("tools", help="build or install the binaries (cached per version)")
+    up = sub.add_parser("up", help="start the cluster (idempotent)")
+    up.add_argument("--pools", type=Path, default=control.REPO / "examples" / "pools")
+    up.add_argument("--nodes-per-pool", type=int, default=8)
+    up.add_argument("--scrape-interval", default="2s")
+    sub.add_parser("down", help="stop what `up` started and remove its state")
+    sub.add_parser("env", help='print export lines: eval "$(make -s cluster-env)"')
+    sub.add_parser("status", help="print endpoints and which processes are alive")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch one subcommand; errors print one line and exit 1."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "tools":
+            return tools.main()
+        if args.command == "up":
+            control.up(args.state_dir, args.pools, args.nodes_per_pool, args.scrape_interval)
+            print("\n".join(control.env_lines(args.state_dir)))
+        elif args.command == "down":
+            control.down(args.state_dir)
+        elif args.command == "env":
+            print("\n".join(control.env_lines(args.state_dir)))
+        else:
+            cluster = control.Cluster.load(args.state_dir)
+            print(json.dumps(control.describe(cluster) if cluster else None, indent=2))
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

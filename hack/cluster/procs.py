@@ -1,0 +1,78 @@
+"""Start, find and stop the cluster's processes by pid (never by name), and pick free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of a pid (to tell our process from a reused pid), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name in field 2 may contain spaces, so split after its ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def spawn(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> list[int]:
+    """Start a detached process writing to log; returns [pid, start time]."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started = start_time(proc.pid)
+    if started is None:
+        raise RuntimeError(f"{cmd[0]} exited at once; see {log}")
+    return [proc.pid, started]
+
+
+def alive(ident: list[int]) -> bool:
+    """Whether the process we started (pid plus start time) still runs."""
+    pid, started = ident
+    return start_time(pid) == started
+
+
+def _reap(pid: int) -> None:
+    # Our own children would stay zombies (and look alive) until waited for.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop(idents: list[list[int]], grace: float = 10.0) -> None:
+    """SIGTERM each process we started, then SIGKILL whatever is left after grace seconds."""
+    running = [i for i in idents if alive(i)]
+    for pid, _ in running:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while running and time.monotonic() < deadline:
+        time.sleep(0.1)
+        for pid, _ in running:
+            _reap(pid)
+        running = [i for i in running if alive(i)]
+    for pid, _ in running:
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
