@@ -22,6 +22,7 @@ from costscaler.sim.traces import Trace
 
 # Latency bucket edges for the p99 (s): 5 % apart from 10 ms to an hour.
 EDGES_S = np.append(0.01 * 1.05 ** np.arange(263), np.inf)
+FIELDS = ("served", "backlog", "wait_first_s", "wait_last_s", "met")
 
 
 @dataclass(frozen=True)
@@ -71,23 +72,21 @@ def _view(
 
 
 def p99(
-    backlog_before: NDArray[np.float64],
-    arrivals: NDArray[np.float64],
-    capacity: NDArray[np.float64],
-    service_s: NDArray[np.float64],
-    dt: float,
+    result: service.ServiceResult, service_s: NDArray[np.float64], requests: float
 ) -> float | None:
-    """The 99th percentile latency (s) over all arrivals, to 5 %; None when above an hour."""
+    """The 99th percentile latency (s) over all requests, to 5 %; None when out of range.
+
+    Requests never started by the end of the run count as slower than any edge.
+    """
     counts = np.zeros(EDGES_S.size)
-    for lo in range(0, arrivals.size, 50_000):
-        sl = slice(lo, lo + 50_000)
-        counts += service.latency_buckets(
-            backlog_before[sl], arrivals[sl], capacity[sl], service_s[sl], EDGES_S, dt
-        ).sum(axis=0)
-    total = arrivals.sum()
-    if total <= 0:
+    for lo in range(0, service_s.size, 50_000):
+        part = service.ServiceResult(
+            *(np.asarray(getattr(result, f))[lo : lo + 50_000] for f in FIELDS)
+        )
+        counts += service.latency_buckets(part, service_s[lo : lo + 50_000], EDGES_S).sum(axis=0)
+    if requests <= 0:
         return None
-    i = int(np.searchsorted(counts, 0.99 * total - 1e-9))
+    i = int(np.searchsorted(counts, 0.99 * requests - 1e-9))
     return float(EDGES_S[i]) if i < EDGES_S.size and math.isfinite(EDGES_S[i]) else None
 
 
@@ -115,12 +114,12 @@ def simulate(
     ]
     ready_all = np.zeros((len(pools), n), dtype=np.int64)
     held_all = np.zeros((len(pools), n), dtype=np.int64)
-    before, cap_all, svc_all = np.zeros(n), np.zeros(n), np.zeros(n)
-    served_all = np.zeros(n)
+    cap_all, svc_all = np.zeros(n), np.zeros(n)
+    queue = {f: np.zeros(n) for f in FIELDS}
     first = arrivals[: max(1, round(60 / dt))]
     twin.start(policy.initial(_view(twin, 0, 0.0, cum), float(first.sum() / (first.size * dt))))
     interval = max(1, round(policy.interval_s / dt)) if math.isfinite(policy.interval_s) else n
-    backlog, t = 0.0, 0
+    started, backlog, t = 0.0, 0.0, 0
     while t < n:
         if t > 0:
             twin.set_desired(t, policy.decide(_view(twin, t, backlog, cum)))
@@ -128,12 +127,13 @@ def simulate(
         ready, held = twin.advance(t, stop)
         cap = mu @ ready
         svc = np.divide(mu_s @ ready, cap, out=np.zeros_like(cap), where=cap > 0)
-        res = service.replay(arrivals[t:stop], cap, svc, costs.threshold_s, dt, backlog)
+        res = service.replay(cum[0], t, cap, svc, costs.threshold_s, dt, started)
         ready_all[:, t:stop], held_all[:, t:stop] = ready, held
-        before[t] = backlog
-        before[t + 1 : stop] = res.backlog[:-1]
-        cap_all[t:stop], svc_all[t:stop], served_all[t:stop] = cap, svc, res.served
+        cap_all[t:stop], svc_all[t:stop] = cap, svc
+        for f in FIELDS:
+            queue[f][t:stop] = getattr(res, f)
         cum[1][t + 1 : stop + 1] = cum[1][t] + np.cumsum(res.met)
+        started += float(res.served.sum())
         backlog, t = float(res.backlog[-1]), stop
     return _outcome(
         policy.name,
@@ -141,9 +141,8 @@ def simulate(
         pools,
         costs,
         twin.scale_events,
-        ready_all,
-        held_all,
-        (before, cap_all, svc_all, served_all, cum[1][-1]),
+        (ready_all, held_all, cap_all, svc_all),
+        service.ServiceResult(*(queue[f] for f in FIELDS)),
         keep_timeline,
     )
 
@@ -154,15 +153,13 @@ def _outcome(
     pools: list[PoolModel],
     costs: Costs,
     scale_events: int,
-    ready: NDArray[np.int64],
-    held: NDArray[np.int64],
-    queue: tuple[
-        NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float
-    ],
+    steps: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]],
+    queue: service.ServiceResult,
     keep_timeline: bool,
 ) -> Outcome:
     """Totals of a run: TCO, per-unit costs, attainment, idle accelerator-hours, p99."""
-    before, cap, svc, served, met = queue
+    ready, held, cap, svc = steps
+    served = queue.served
     dt, requests = trace.dt, float(trace.arrivals.sum())
     price = np.array([p.replica_cost_per_hour for p in pools])
     acc = np.array([p.accelerators_per_replica for p in pools], dtype=np.float64)
@@ -186,10 +183,10 @@ def _outcome(
         replica_cost=replica_cost,
         cost_per_1k_requests=total / requests * 1000 if requests else None,
         cost_per_million_tokens=total / tokens * 1e6 if tokens else None,
-        slo_attainment=met / requests if requests else 1.0,
+        slo_attainment=float(queue.met.sum()) / requests if requests else 1.0,
         requests=requests,
         idle_accelerator_hours=idle,
         scale_events=scale_events,
-        p99_latency_s=p99(before, trace.arrivals, cap, svc, dt),
+        p99_latency_s=p99(queue, svc, requests),
         timeline=timeline,
     )

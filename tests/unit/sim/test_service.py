@@ -10,6 +10,10 @@ from hypothesis import strategies as st
 from costscaler.sim import service
 
 
+def cumulative(arrivals):
+    return np.concatenate(([0.0], np.cumsum(np.asarray(arrivals, dtype=float))))
+
+
 @pytest.mark.parametrize(
     ("arrivals", "capacity", "backlog0", "served", "backlog"),
     [
@@ -26,31 +30,45 @@ def test_backlog_path(arrivals, capacity, backlog0, served, backlog):
     np.testing.assert_allclose(got_backlog, backlog)
 
 
-def test_wait_and_share_by_hand():
-    # 20 arrivals, 10 req/s, no backlog: the queue grows 0 -> 10, waits 0 -> 1 s.
-    result = service.replay([20], [10], service_s=0.2, threshold_s=0.7)
-    assert result.wait_first_s[0] == 0 and result.wait_last_s[0] == pytest.approx(1.0)
-    # wait <= 0.5 s for u <= 0.5: half of them.
-    assert result.met[0] == pytest.approx(10.0)
+def test_under_capacity_has_no_wait_even_after_idle_steps():
+    result = service.replay(cumulative([5, 0, 0, 5]), 0, [10] * 4, 0.5, 1.0)
+    np.testing.assert_allclose(result.wait_first_s, 0)
+    np.testing.assert_allclose(result.wait_last_s, 0)
+    np.testing.assert_allclose(result.met, [5, 0, 0, 5])
 
 
-def test_no_capacity_misses_everything():
-    result = service.replay([4, 4], [0, 10], service_s=0.0, threshold_s=10)
-    assert result.met[0] == 0 and np.isinf(result.wait_last_s[0])
-    assert result.backlog[1] == 0 and result.met[1] == pytest.approx(4)
+def test_burst_waits_by_hand():
+    # 20 arrive in step 0 at 10 req/s: the 10 started in step 0 arrived in its first half
+    # (waits 0 -> 0.5 s); the 10 started in step 1 arrived in the second half (0.5 -> 1 s).
+    result = service.replay(cumulative([20, 0]), 0, [10, 10], service_s=0.2, threshold_s=0.95)
+    np.testing.assert_allclose(result.wait_first_s, [0, 0.5])
+    np.testing.assert_allclose(result.wait_last_s, [0.5, 1.0])
+    # latency <= 0.95 means wait <= 0.75: all of step 0, half of step 1.
+    np.testing.assert_allclose(result.met, [10, 5])
+
+
+def test_no_capacity_starts_nothing_then_drains():
+    result = service.replay(cumulative([4, 0, 0]), 0, [0, 0, 10], service_s=0.0, threshold_s=2.5)
+    np.testing.assert_allclose(result.served, [0, 0, 4])
+    # Requests from step 0 (arrived over [0, 1)) start evenly over step 2 ([2, 3)): 2 s each.
+    np.testing.assert_allclose([result.wait_first_s[2], result.wait_last_s[2]], [2, 2])
+    assert result.met[2] == pytest.approx(4)
+    late = service.replay(cumulative([4, 0, 0]), 0, [0, 0, 10], service_s=0.0, threshold_s=1.5)
+    assert late.met[2] == 0
 
 
 def test_service_time_over_threshold_misses():
-    assert service.replay([5], [100], service_s=2.0, threshold_s=1.0).met[0] == 0
+    assert service.replay(cumulative([5]), 0, [100], service_s=2.0, threshold_s=1.0).met[0] == 0
 
 
 def test_chunked_equals_whole():
     rng = np.random.default_rng(3)
     a, mu = rng.poisson(9, 500).astype(float), rng.uniform(5, 12, 500)
-    whole = service.replay(a, mu, 0.3, 1.0)
-    first = service.replay(a[:200], mu[:200], 0.3, 1.0)
-    rest = service.replay(a[200:], mu[200:], 0.3, 1.0, backlog0=first.backlog[-1])
-    np.testing.assert_allclose(np.concatenate([first.met, rest.met]), whole.met)
+    arrived = cumulative(a)
+    whole = service.replay(arrived, 0, mu, 0.3, 1.0)
+    first = service.replay(arrived, 0, mu[:200], 0.3, 1.0)
+    rest = service.replay(arrived, 200, mu[200:], 0.3, 1.0, started0=first.served.sum())
+    np.testing.assert_allclose(np.concatenate([first.met, rest.met]), whole.met, atol=1e-9)
     np.testing.assert_allclose(rest.backlog, whole.backlog[200:], atol=1e-9)
 
 
@@ -71,9 +89,19 @@ def test_lindley_matches_loop(arrivals, capacity):
         b = new
 
 
-def test_buckets_are_cumulative_and_end_at_arrivals():
-    counts = service.latency_buckets([2.0], [8.0], [5.0], 0.1, [0.1, 0.5, 1.0, np.inf])
-    assert np.all(np.diff(counts[0]) >= 0) and counts[0, -1] == pytest.approx(8)
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 20), min_size=1, max_size=30), st.floats(1, 15))
+def test_met_never_exceeds_started(arrivals, capacity):
+    result = service.replay(cumulative(arrivals), 0, [capacity] * len(arrivals), 0.1, 1.0)
+    assert np.all(result.met <= result.served + 1e-9)
+    assert np.all(result.wait_first_s >= 0) and np.all(result.wait_last_s >= 0)
+
+
+def test_buckets_are_cumulative_and_end_at_started():
+    result = service.replay(cumulative([20, 0]), 0, [10, 10], 0.1, 1.0)
+    counts = service.latency_buckets(result, 0.1, [0.1, 0.5, 1.0, np.inf])
+    assert np.all(np.diff(counts, axis=1) >= 0)
+    np.testing.assert_allclose(counts[:, -1], result.served)
 
 
 def test_in_flight_little():
