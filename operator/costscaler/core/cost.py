@@ -1,0 +1,73 @@
+"""The cost model: effective $/h of a node and of a replica, fixed items, and unit costs.
+
+All money here is float dollars; the API's decimal strings are converted at the edge
+(`costscaler.api.money.to_float`). A month is 730 hours (8760 / 12), the cloud billing convention.
+"""
+
+from __future__ import annotations
+
+import math
+
+HOURS_PER_MONTH = 730.0
+
+
+def ownership_hourly(
+    purchase_price: float,
+    amortization_months: int,
+    power_watts: float,
+    pue: float,
+    electricity_per_kwh: float,
+    operations_per_month: float,
+) -> float:
+    """Total cost of ownership of one owned node per hour ($/h).
+
+    $/h = purchase_price [$] / (amortization_months x 730 [h])
+        + power_watts [W] / 1000 x pue x electricity_per_kwh [$/kWh]
+        + operations_per_month [$] / 730 [h]
+
+    The node is paid whether it serves or not; the engine prices a replica on it at its share
+    so that owned capacity competes with cloud capacity on the same $/h scale.
+    """
+    capex = purchase_price / (amortization_months * HOURS_PER_MONTH)
+    energy = power_watts / 1000.0 * pue * electricity_per_kwh
+    return capex + energy + operations_per_month / HOURS_PER_MONTH
+
+
+def replica_hourly(node_hourly: float, accelerators_per_replica: int, count_per_node: int) -> float:
+    """$/h of one replica: node $/h x accelerators_per_replica / count_per_node."""
+    return node_hourly * accelerators_per_replica / count_per_node
+
+
+def fixed_hourly(fixed_monthly: float, storage_monthly: float) -> float:
+    """Fixed monthly items (licences, on-call, monitoring) and storage as $/h (/ 730 h)."""
+    return (fixed_monthly + storage_monthly) / HOURS_PER_MONTH
+
+
+def egress_hourly(rate_rps: float, gb_per_thousand_requests: float, price_per_gb: float) -> float:
+    """Egress $/h at a request rate: req/s x 3600 s/h / 1000 x GB per 1k requests x $/GB."""
+    return max(rate_rps, 0.0) * 3.6 * gb_per_thousand_requests * price_per_gb
+
+
+def cost_per_thousand_requests(cost_per_hour: float, rate_rps: float) -> float:
+    """$ per 1,000 requests: ($/h) / (req/s x 3.6); NaN when there is no traffic."""
+    if not rate_rps > 0:
+        return math.nan
+    return cost_per_hour / (rate_rps * 3.6)
+
+
+def cost_per_million_tokens(cost_per_hour: float, token_rate: float) -> float:
+    """$ per 1M output tokens: ($/h) / (tokens/s x 3600) x 1e6; NaN without tokens."""
+    if not token_rate > 0:
+        return math.nan
+    return cost_per_hour / (token_rate * 3600.0) * 1e6
+
+
+def idle_accelerator_hours(
+    provisioned_accelerators: float, needed_accelerators: float, seconds: float
+) -> float:
+    """Accelerator-hours paid but not needed over `seconds`: max(0, provisioned - needed) x h.
+
+    `needed_accelerators` is demand / per-replica capacity x accelerators per replica,
+    fractional: a replica at half load leaves half its accelerator idle.
+    """
+    return max(provisioned_accelerators - needed_accelerators, 0.0) * seconds / 3600.0

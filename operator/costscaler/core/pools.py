@@ -1,0 +1,109 @@
+"""`PoolView`: what the engine needs of one eligible pool, derived once from the API models.
+
+`pool_views(spec, pools)` is the one adapter from `costscaler.api`; everything after it works
+on plain numbers, so tests and the simulator can build `PoolView`s directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from costscaler.api.deployment import InferenceDeploymentSpec
+from costscaler.api.money import to_float
+from costscaler.api.pool import CapacityPool, CapacityType
+from costscaler.core.cost import ownership_hourly, replica_hourly
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """One eligible pool for one deployment (units in the names).
+
+    `replica_cost_per_hour`: effective $/h of one replica (price or ownership TCO share).
+    `capacity_rps`: declared requests/s one replica serves within the SLO.
+    `max_replicas`: the deployment's per-pool max and the pool's node quota folded together
+    (None: unlimited). `cold_start_s`: node cold start + model load, the time new capacity
+    takes to serve. `interruption_rate_per_hour`: the declared spot hazard per instance-hour.
+    """
+
+    name: str
+    spot: bool
+    replica_cost_per_hour: float
+    capacity_rps: float
+    cold_start_s: float
+    max_replicas: int | None = None
+    interruption_rate_per_hour: float = 0.0
+    accelerators_per_replica: int = 1
+    tokens_per_second: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.capacity_rps > 0:
+            raise ValueError(f"pool {self.name}: capacity_rps must be > 0")
+        if not self.replica_cost_per_hour >= 0:
+            raise ValueError(f"pool {self.name}: replica_cost_per_hour must be >= 0")
+
+
+def node_hourly(pool: CapacityPool) -> float:
+    """Effective $/h of one node of `pool`: its cloud price, or its ownership TCO."""
+    spec = pool.spec
+    if spec.price is not None:
+        return to_float(spec.price.hourly)
+    own = spec.ownership
+    if own is None:
+        raise ValueError(f"pool {pool.name}: spec.price or spec.ownership is required")
+    return ownership_hourly(
+        to_float(own.purchase_price),
+        own.amortization_months,
+        own.power_watts,
+        own.pue,
+        to_float(own.electricity_per_kwh),
+        to_float(own.operations_per_month),
+    )
+
+
+def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> list[PoolView]:
+    """The deployment's eligible pools, in `spec.pools` order.
+
+    A pool is eligible when it is listed in `spec.pools`, present in `pools`, the workload
+    has a capacity profile for its accelerator, and one replica fits on a node. Pools that
+    fail any of these are left out (the caller reports missing ones; see `missing_pools`).
+    """
+    by_name = {p.name: p for p in pools}
+    views: list[PoolView] = []
+    for ref in spec.pools:
+        pool = by_name.get(ref.name)
+        if pool is None:
+            continue
+        acc = pool.spec.accelerator
+        profile = spec.workload.profile_for(acc.type)
+        if profile is None or acc.count_per_node < profile.accelerators_per_replica:
+            continue
+        per_node = acc.count_per_node // profile.accelerators_per_replica
+        caps = [] if ref.max_replicas is None else [ref.max_replicas]
+        if pool.spec.limits.max_nodes is not None:
+            caps.append(pool.spec.limits.max_nodes * per_node)
+        spot = pool.spec.capacity_type == CapacityType.SPOT
+        views.append(
+            PoolView(
+                name=ref.name,
+                spot=spot,
+                replica_cost_per_hour=replica_hourly(
+                    node_hourly(pool), profile.accelerators_per_replica, acc.count_per_node
+                ),
+                capacity_rps=profile.requests_per_second,
+                cold_start_s=float(
+                    pool.spec.cold_start.node_seconds + spec.workload.model_load_seconds
+                ),
+                max_replicas=min(caps) if caps else None,
+                interruption_rate_per_hour=pool.spec.interruption.rate_per_hour if spot else 0.0,
+                accelerators_per_replica=profile.accelerators_per_replica,
+                tokens_per_second=profile.tokens_per_second,
+            )
+        )
+    return views
+
+
+def missing_pools(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> list[str]:
+    """Names in `spec.pools` with no CapacityPool among `pools`."""
+    have = {p.name for p in pools}
+    return [ref.name for ref in spec.pools if ref.name not in have]

@@ -1,0 +1,195 @@
+"""The engine's inputs and outputs: observations in, a `Decision` (and the state to keep) out.
+
+Units are in the field names or the docstrings: seconds (s), requests per second (req/s),
+dollars per hour ($/h). Every type is a frozen dataclass; `EngineState` round-trips through a
+JSON-able dict because the operator keeps it in the InferenceDeployment's status.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from costscaler.api.budget import OnConflict
+
+FloatArray = NDArray[np.float64]
+STATE_VERSION = 1
+
+
+class Reason(StrEnum):
+    """Why the engine decided what it did (CamelCase: a condition reason and an Event reason)."""
+
+    COST_OPTIMAL = "CostOptimal"
+    KEEP_ALIVE = "KeepAlive"
+    BUDGET_LIMITED = "BudgetLimited"
+    BUDGET_EXCEEDED = "BudgetExceededForSLO"
+    SLO_AT_RISK = "SLOAtRisk"
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+
+
+@dataclass(frozen=True)
+class Observations:
+    """A window of samples ending at the latest scrape, oldest first, one value per sample.
+
+    `times` (s, same clock as `now`, increasing), `request_rate` (req/s), `latency` (the SLO
+    quantile of end-to-end latency, s; NaN is allowed only where the rate is 0, since a
+    quantile of no requests is undefined), `token_rate` (output tokens/s, or None when the model
+    server does not report it). Per pool name, arrays aligned with `times`: `ready` replicas
+    serving, `warming` replicas started but not yet serving, and `lost` spot replicas
+    interrupted since the previous sample. A pool missing from a mapping counts as zeros.
+    Missing samples are NaN: the engine treats a NaN or negative value in the latest sample
+    as bad data (see `core.validate`), and skips such samples elsewhere.
+    """
+
+    times: FloatArray
+    request_rate: FloatArray
+    latency: FloatArray
+    token_rate: FloatArray | None = None
+    ready: Mapping[str, FloatArray] = field(default_factory=dict)
+    warming: Mapping[str, FloatArray] = field(default_factory=dict)
+    lost: Mapping[str, FloatArray] = field(default_factory=dict)
+
+    @staticmethod
+    def single(
+        now: float,
+        rate: float,
+        latency: float = math.nan,
+        ready: Mapping[str, float] | None = None,
+    ) -> Observations:
+        """One sample taken at `now` (what `costscaler plan --rate R` decides for)."""
+        one = {k: np.array([float(v)]) for k, v in (ready or {}).items()}
+        return Observations(
+            times=np.array([float(now)]),
+            request_rate=np.array([float(rate)]),
+            latency=np.array([float(latency)]),
+            ready=one,
+        )
+
+
+@dataclass(frozen=True)
+class BudgetConstraint:
+    """The burn rate a CostBudget allows this deployment now ($/h), and who wins a conflict.
+
+    PreferSLO keeps the plan that meets the SLO attainment floor even above the rate;
+    PreferBudget stays within the rate even if the SLO risk rises above the floor.
+    """
+
+    allowed_per_hour: float
+    on_conflict: OnConflict = OnConflict.PREFER_SLO
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A plan the engine weighed: replicas per pool, spend ($/h) and P(capacity < demand)."""
+
+    name: str
+    replicas: Mapping[str, int]
+    cost_per_hour: float
+    slo_risk: float
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the engine carries between calls (the operator stores `to_dict()` in status).
+
+    `idle_since`: pool -> time (s) since which the pool has held more replicas than the plan
+    needs (the ski-rental keep-alive clock). `capacity_scale`: the calibrator's multiplier on the
+    declared per-replica capacity (1.0 = as declared). `calibrated_until`: time of the last
+    sample the calibrator consumed (samples at or before it are not counted again).
+    `hazard`: spot pool -> (losses, exposure instance-hours) of its Gamma posterior on the
+    interruption rate, prior included. `hazard_until`: last sample folded into `hazard`.
+    `last_replicas`: the last allocation decided on good data, held when data goes bad.
+    """
+
+    idle_since: Mapping[str, float] = field(default_factory=dict)
+    capacity_scale: float = 1.0
+    calibrated_until: float = -math.inf
+    hazard: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    hazard_until: float = -math.inf
+    last_replicas: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (infinite times become None)."""
+        return {
+            "version": STATE_VERSION,
+            "idleSince": dict(self.idle_since),
+            "capacityScale": self.capacity_scale,
+            "calibratedUntil": _opt_time(self.calibrated_until),
+            "hazard": {k: [a, b] for k, (a, b) in self.hazard.items()},
+            "hazardUntil": _opt_time(self.hazard_until),
+            "lastReplicas": dict(self.last_replicas),
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> EngineState:
+        """Rebuild from `to_dict()` output; a malformed dict raises ValueError naming the key."""
+        try:
+            if data.get("version", STATE_VERSION) != STATE_VERSION:
+                raise ValueError(f"version: expected {STATE_VERSION}, got {data.get('version')}")
+            scale = float(data.get("capacityScale", 1.0))
+            if not math.isfinite(scale) or scale <= 0:
+                raise ValueError("capacityScale: must be a positive number")
+            hazard = {
+                str(k): (float(v[0]), float(v[1])) for k, v in dict(data.get("hazard", {})).items()
+            }
+            if any(not (a >= 0 and b > 0) for a, b in hazard.values()):
+                raise ValueError("hazard: losses must be >= 0 and exposure > 0")
+            return EngineState(
+                idle_since={str(k): float(v) for k, v in dict(data.get("idleSince", {})).items()},
+                capacity_scale=scale,
+                calibrated_until=_time_or_inf(data.get("calibratedUntil")),
+                hazard=hazard,
+                hazard_until=_time_or_inf(data.get("hazardUntil")),
+                last_replicas={
+                    str(k): int(v) for k, v in dict(data.get("lastReplicas", {})).items()
+                },
+            )
+        except (TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"engine state is malformed: {exc}") from None
+
+
+def _opt_time(t: float) -> float | None:
+    return t if math.isfinite(t) else None
+
+
+def _time_or_inf(value: Any) -> float:
+    return -math.inf if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision: what to run on each pool, what it costs, how risky it is, and why.
+
+    `replicas`: pool -> replicas to request. `cost_per_hour` ($/h): spend of the plan —
+    replicas x effective $/replica-hour plus fixed, storage and egress items. `slo_risk`:
+    P(capacity < demand at the horizon), spot losses within it counted. `reason` is CamelCase
+    (a condition reason), `message` says why for people. `alternatives`: the plans weighed
+    (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
+    was sized for; `demand_rps`: that demand at the horizon; `horizon_s`: the horizon;
+    `metrics_available`: False when the engine held the allocation on bad data;
+    `budget_limited`: True when the budget changed the plan.
+    """
+
+    replicas: Mapping[str, int]
+    cost_per_hour: float
+    slo_risk: float
+    reason: str
+    message: str
+    alternatives: tuple[Alternative, ...]
+    state: EngineState
+    quantile: float = math.nan
+    demand_rps: float = math.nan
+    horizon_s: float = 0.0
+    metrics_available: bool = True
+    budget_limited: bool = False
+
+    @property
+    def total_replicas(self) -> int:
+        """Replicas across all pools."""
+        return sum(self.replicas.values())
