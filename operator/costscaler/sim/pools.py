@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from costscaler.api import CapacityPool, CapacityType, InferenceDeployment
+from costscaler.api import CapacityPool, InferenceDeployment
 from costscaler.api.money import to_float
+from costscaler.core.cost import fixed_hourly
+from costscaler.core.pools import missing_pools, pool_views
 from costscaler.errors import UserError
-
-HOURS_PER_MONTH = 730.0
 
 
 @dataclass(frozen=True)
@@ -39,59 +39,39 @@ class PoolModel:
         return self.replica_cost_per_hour / self.capacity_rps
 
 
-def node_hourly_cost(pool: CapacityPool) -> float:
-    """Effective $/h of one node: the cloud price, or the owned TCO per hour.
-
-    Owned: purchase / (months x 730 h) + kW x PUE x $/kWh + operations / 730 h.
-    """
-    spec = pool.spec
-    if spec.price is not None:
-        return to_float(spec.price.hourly)
-    own = spec.ownership
-    if own is None:  # the API's validation forbids this; keep mypy and readers honest
-        raise UserError(f"pool {pool.metadata.name}: spec.price or spec.ownership is required")
-    capex = to_float(own.purchase_price) / (own.amortization_months * HOURS_PER_MONTH)
-    energy = own.power_watts / 1000.0 * own.pue * to_float(own.electricity_per_kwh)
-    return capex + energy + to_float(own.operations_per_month) / HOURS_PER_MONTH
-
-
 def pool_models(deployment: InferenceDeployment, pools: list[CapacityPool]) -> list[PoolModel]:
-    """The deployment's eligible pools, in its order; an error names a missing pool or profile."""
-    by_name = {p.metadata.name: p for p in pools}
+    """The deployment's eligible pools, in its order, priced by the engine's own cost model.
+
+    Eligibility and $/replica-hour come from `core.pool_views`, so the twin charges exactly
+    what the engine believes; an error names a pool missing from `pools`.
+    """
     spec = deployment.spec
+    missing = missing_pools(spec, pools)
+    if missing:
+        raise UserError(
+            f"spec.pools: {', '.join(missing)} not among the CapacityPools given with -p "
+            f"(have: {', '.join(sorted(p.metadata.name for p in pools)) or 'none'})"
+        )
+    by_name = {p.metadata.name: p for p in pools}
     out: list[PoolModel] = []
-    for ref in spec.pools:
-        pool = by_name.get(ref.name)
-        if pool is None:
-            raise UserError(
-                f"spec.pools: pool {ref.name!r} is not among the CapacityPools given with -p "
-                f"(have: {', '.join(sorted(by_name)) or 'none'})"
-            )
-        profile = spec.workload.profile_for(pool.spec.accelerator.type)
-        if profile is None:
-            continue  # the model cannot run on this accelerator: not eligible
-        per_node = pool.spec.accelerator.count_per_node // profile.accelerators_per_replica
-        if per_node < 1:
-            continue  # one replica needs more accelerators than a node has
-        caps = [c for c in (ref.max_replicas,) if c is not None]
-        if pool.spec.limits.max_nodes is not None:
-            caps.append(pool.spec.limits.max_nodes * per_node)
+    for view in pool_views(spec, pools):
+        pool = by_name[view.name].spec
+        profile = spec.workload.profile_for(pool.accelerator.type)
+        assert profile is not None  # pool_views keeps only pools with a profile
         out.append(
             PoolModel(
-                name=ref.name,
-                spot=pool.spec.capacity_type == CapacityType.SPOT,
-                replica_cost_per_hour=node_hourly_cost(pool)
-                * profile.accelerators_per_replica
-                / pool.spec.accelerator.count_per_node,
-                capacity_rps=profile.requests_per_second,
+                name=view.name,
+                spot=view.spot,
+                replica_cost_per_hour=view.replica_cost_per_hour,
+                capacity_rps=view.capacity_rps,
                 service_s=profile.base_latency_seconds or 0.0,
-                accelerators_per_replica=profile.accelerators_per_replica,
-                replicas_per_node=per_node,
-                node_cold_s=float(pool.spec.cold_start.node_seconds),
+                accelerators_per_replica=view.accelerators_per_replica,
+                replicas_per_node=pool.accelerator.count_per_node // view.accelerators_per_replica,
+                node_cold_s=float(pool.cold_start.node_seconds),
                 load_s=float(spec.workload.model_load_seconds),
-                interruption_rate_per_hour=pool.spec.interruption.rate_per_hour,
-                notice_s=float(pool.spec.interruption.notice_seconds),
-                max_replicas=min(caps) if caps else None,
+                interruption_rate_per_hour=view.interruption_rate_per_hour,
+                notice_s=float(pool.interruption.notice_seconds),
+                max_replicas=view.max_replicas,
             )
         )
     if not out:
@@ -113,8 +93,8 @@ def cheapest_on_demand(models: list[PoolModel]) -> PoolModel:
 def fixed_cost_per_hour(deployment: InferenceDeployment) -> float:
     """Fixed monthly items and storage, per hour ($/h); the same for every policy."""
     cm = deployment.spec.cost_model
-    monthly = sum(to_float(item.amount) for item in cm.fixed_monthly) + to_float(cm.storage_monthly)
-    return monthly / HOURS_PER_MONTH
+    fixed = sum(to_float(item.amount) for item in cm.fixed_monthly)
+    return fixed_hourly(fixed, to_float(cm.storage_monthly))
 
 
 def egress_cost_per_request(deployment: InferenceDeployment) -> float:
