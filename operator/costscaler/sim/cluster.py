@@ -89,6 +89,7 @@ class ClusterTwin:
             np.random.default_rng(np.random.SeedSequence([self.seed, i, 7])) for i in range(n)
         ]
         self._desired = [0] * n
+        self.lost = [0] * n  # spot replicas reclaimed so far, per pool
         for p, replay in self.replays.items():
             for step, count in replay.drops.items():
                 notice = max(0, step - self._steps_of(self.pools[p].notice_s))
@@ -180,7 +181,8 @@ class ClusterTwin:
             step, _, kind, pool, count, rep = heapq.heappop(self._events)
             if kind == "notice" and rep is not None:
                 self._doom(rep, step)
-            elif kind == "kill" and rep is not None:
+            elif kind == "kill" and rep is not None and rep.end is None:
+                self.lost[pool] += 1
                 self._end(rep, step)
             elif kind == "drop":
                 kill = step + self._steps_of(self.pools[pool].notice_s)

@@ -138,7 +138,7 @@ def lower_bound(
         total - earliest,
     )
     ub.add([(s_col[-1:], -np.ones(1))], np.array([-attainment * total]))
-    bounds = [(0.0, None)] * ncols
+    bounds: list[tuple[float, float | None]] = [(0.0, None)] * ncols
     for p, pool in enumerate(pools):
         if pool.max_replicas is not None and not pool.spot:
             for c in n_col(p):

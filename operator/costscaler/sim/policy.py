@@ -7,6 +7,7 @@ exposes the past; the offline oracle is not a policy (it lives in `sim.oracle`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,14 +15,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim.pools import PoolModel
+from costscaler.sim.service import FIELDS, ServiceResult, latency_buckets
+
+# Bucket edges a Prometheus histogram might have (s): 15 % apart from 50 ms to ~2 h.
+VIEW_EDGES_S = 0.05 * 1.15 ** np.arange(82)
+EDGE_LAST = VIEW_EDGES_S.size - 1
 
 
 @dataclass(frozen=True)
 class ClusterView:
     """The cluster at step `step`, as metrics and the API server report it.
 
-    `cum_arrivals[i]` / `cum_met[i]` / `cum_tokens[i]` are totals over steps [0, i); only
-    indices <= step are ever read, so a policy cannot look ahead.
+    `cum_arrivals[i]` / `cum_met[i]` / `cum_tokens[i]` are totals over steps [0, i); `lost`
+    counts spot replicas reclaimed so far per pool; `history` and `service_s` hold the queue's
+    per-step record. Only steps before `step` are ever read, so a policy cannot look ahead.
     """
 
     step: int
@@ -34,6 +41,9 @@ class ClusterView:
     cum_arrivals: NDArray[np.float64]
     cum_met: NDArray[np.float64]
     cum_tokens: NDArray[np.float64] | None
+    lost: list[int]
+    history: ServiceResult
+    service_s: NDArray[np.float64]
 
     @property
     def now_s(self) -> float:
@@ -66,6 +76,21 @@ class ClusterView:
         if n <= 0:
             return None
         return float(self.cum_met[self.step] - self.cum_met[lo]) / n
+
+    def latency_quantile(self, quantile: float, window_s: float) -> float:
+        """The latency (s) at `quantile` of requests started in the window (to 15 %).
+
+        NaN when none started, as a histogram quantile of no requests is undefined.
+        """
+        lo, _ = self._window(window_s)
+        part = ServiceResult(
+            *(np.asarray(getattr(self.history, f))[lo : self.step] for f in FIELDS)
+        )
+        counts = latency_buckets(part, self.service_s[lo : self.step], VIEW_EDGES_S).sum(axis=0)
+        total = float(part.served.sum())
+        if total <= 0:
+            return math.nan
+        return float(VIEW_EDGES_S[min(int(np.searchsorted(counts, quantile * total)), EDGE_LAST)])
 
 
 class Policy(Protocol):

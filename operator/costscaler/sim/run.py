@@ -15,14 +15,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim import service
-from costscaler.sim.cluster import ClusterTwin, SpotReplay
+from costscaler.sim.cluster import ClusterTwin, IntArray, SpotReplay
 from costscaler.sim.policy import ClusterView, Policy
 from costscaler.sim.pools import PoolModel
+from costscaler.sim.service import FIELDS
 from costscaler.sim.traces import Trace
 
 # Latency bucket edges for the p99 (s): 5 % apart from 10 ms to an hour.
 EDGES_S = np.append(0.01 * 1.05 ** np.arange(263), np.inf)
-FIELDS = ("served", "backlog", "wait_first_s", "wait_last_s", "met")
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,46 @@ class Outcome:
     timeline: Timeline | None = None
 
 
-def _view(
-    twin: ClusterTwin, step: int, backlog: float, cum: list[NDArray[np.float64]]
-) -> ClusterView:
-    ready, warming = twin.counts(step)
-    tokens = cum[2] if cum[2].size else None
-    return ClusterView(
-        step, twin.dt, twin.pools, ready, warming, twin.desired, backlog, cum[0], cum[1], tokens
-    )
+class _Record:
+    """Per-step arrays of one run, filled stretch by stretch; policies read their past."""
+
+    def __init__(self, trace: Trace, pools: int) -> None:
+        n, zero = trace.steps, np.zeros(1)
+        self.arrived = np.concatenate((zero, np.cumsum(trace.arrivals)))
+        self.cum_met = np.zeros(n + 1)
+        tokens = trace.output_tokens
+        self.cum_tokens = None if tokens is None else np.concatenate((zero, np.cumsum(tokens)))
+        self.ready = np.zeros((pools, n), dtype=np.int64)
+        self.held = np.zeros((pools, n), dtype=np.int64)
+        self.capacity, self.service_s = np.zeros(n), np.zeros(n)
+        self.queue = service.ServiceResult(*(np.zeros(n) for _ in FIELDS))
+        self.started, self.backlog = 0.0, 0.0
+
+    def view(self, twin: ClusterTwin, step: int) -> ClusterView:
+        """What a policy sees at `step`."""
+        ready, warming = twin.counts(step)
+        return ClusterView(
+            step, twin.dt, twin.pools, ready, warming, twin.desired, self.backlog,
+            self.arrived, self.cum_met, self.cum_tokens, list(twin.lost), self.queue,
+            self.service_s,
+        )  # fmt: skip
+
+    def serve(self, t: int, ready: IntArray, held: IntArray, pools: list[PoolModel],
+              costs: Costs, dt: float) -> None:  # fmt: skip
+        """Run the queue over steps [t, t + ready's width) and record it."""
+        stop = t + ready.shape[1]
+        mu = np.array([p.capacity_rps for p in pools])
+        cap = mu @ ready
+        weighted = (mu * np.array([p.service_s for p in pools])) @ ready
+        svc = np.divide(weighted, cap, out=np.zeros_like(cap), where=cap > 0)
+        res = service.replay(self.arrived, t, cap, svc, costs.threshold_s, dt, self.started)
+        self.ready[:, t:stop], self.held[:, t:stop] = ready, held
+        self.capacity[t:stop], self.service_s[t:stop] = cap, svc
+        for f in FIELDS:
+            getattr(self.queue, f)[t:stop] = getattr(res, f)
+        self.cum_met[t + 1 : stop + 1] = self.cum_met[t] + np.cumsum(res.met)
+        self.started += float(res.served.sum())
+        self.backlog = float(res.backlog[-1])
 
 
 def p99(
@@ -101,50 +133,18 @@ def simulate(
     keep_timeline: bool = False,
 ) -> Outcome:
     """Replay `trace` through `policy` on `pools`; deterministic for a given `seed`."""
-    n, dt, arrivals = trace.steps, trace.dt, trace.arrivals
+    n, dt = trace.steps, trace.dt
     twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}))
-    mu = np.array([p.capacity_rps for p in pools])
-    mu_s = mu * np.array([p.service_s for p in pools])
-    zero = np.zeros(1)
-    tokens = trace.output_tokens
-    cum = [
-        np.concatenate((zero, np.cumsum(arrivals))),
-        np.zeros(n + 1),
-        np.concatenate((zero, np.cumsum(tokens))) if tokens is not None else np.zeros(0),
-    ]
-    ready_all = np.zeros((len(pools), n), dtype=np.int64)
-    held_all = np.zeros((len(pools), n), dtype=np.int64)
-    cap_all, svc_all = np.zeros(n), np.zeros(n)
-    queue = {f: np.zeros(n) for f in FIELDS}
-    first = arrivals[: max(1, round(60 / dt))]
-    twin.start(policy.initial(_view(twin, 0, 0.0, cum), float(first.sum() / (first.size * dt))))
+    rec = _Record(trace, len(pools))
+    first = trace.arrivals[: max(1, round(60 / dt))]
+    twin.start(policy.initial(rec.view(twin, 0), float(first.sum() / (first.size * dt))))
     interval = max(1, round(policy.interval_s / dt)) if math.isfinite(policy.interval_s) else n
-    started, backlog, t = 0.0, 0.0, 0
-    while t < n:
+    for t in range(0, n, interval):
         if t > 0:
-            twin.set_desired(t, policy.decide(_view(twin, t, backlog, cum)))
-        stop = min(n, t + interval)
-        ready, held = twin.advance(t, stop)
-        cap = mu @ ready
-        svc = np.divide(mu_s @ ready, cap, out=np.zeros_like(cap), where=cap > 0)
-        res = service.replay(cum[0], t, cap, svc, costs.threshold_s, dt, started)
-        ready_all[:, t:stop], held_all[:, t:stop] = ready, held
-        cap_all[t:stop], svc_all[t:stop] = cap, svc
-        for f in FIELDS:
-            queue[f][t:stop] = getattr(res, f)
-        cum[1][t + 1 : stop + 1] = cum[1][t] + np.cumsum(res.met)
-        started += float(res.served.sum())
-        backlog, t = float(res.backlog[-1]), stop
-    return _outcome(
-        policy.name,
-        trace,
-        pools,
-        costs,
-        twin.scale_events,
-        (ready_all, held_all, cap_all, svc_all),
-        service.ServiceResult(*(queue[f] for f in FIELDS)),
-        keep_timeline,
-    )
+            twin.set_desired(t, policy.decide(rec.view(twin, t)))
+        ready, held = twin.advance(t, min(n, t + interval))
+        rec.serve(t, ready, held, pools, costs, dt)
+    return _outcome(policy.name, trace, pools, costs, twin.scale_events, rec, keep_timeline)
 
 
 def _outcome(
@@ -153,12 +153,11 @@ def _outcome(
     pools: list[PoolModel],
     costs: Costs,
     scale_events: int,
-    steps: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]],
-    queue: service.ServiceResult,
+    rec: _Record,
     keep_timeline: bool,
 ) -> Outcome:
     """Totals of a run: TCO, per-unit costs, attainment, idle accelerator-hours, p99."""
-    ready, held, cap, svc = steps
+    ready, held, cap, svc, queue = rec.ready, rec.held, rec.capacity, rec.service_s, rec.queue
     served = queue.served
     dt, requests = trace.dt, float(trace.arrivals.sum())
     price = np.array([p.replica_cost_per_hour for p in pools])

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
+FIELDS = ("served", "backlog", "wait_first_s", "wait_last_s", "met")  # ServiceResult's arrays
 
 
 @dataclass(frozen=True)
