@@ -158,3 +158,15 @@ def lower_bound(
     ready = np.stack([x[n_col(p)] for p in range(n_pools)])
     held = np.stack([x[h_col(p)] for p in range(n_pools)])
     return OracleBound(float(res.fun), g, ready, held, x[z_col], True)
+
+
+def idle_accelerator_hours(bound: OracleBound, pools: list[PoolModel], dt: float) -> float:
+    """Accelerator-hours the bound's schedule pays for beyond what its met requests use."""
+    if not bound.feasible:
+        return math.nan
+    acc = np.array([p.accelerators_per_replica for p in pools], dtype=np.float64)
+    mu = np.array([p.capacity_rps for p in pools])
+    block_h = bound.block_steps * dt / 3600
+    cap = mu @ bound.ready
+    per_request = np.divide(acc @ bound.ready, cap, out=np.zeros_like(cap), where=cap > 0)
+    return float((acc @ bound.held).sum() * block_h - (bound.met * per_request).sum() / 3600)

@@ -56,7 +56,7 @@ class Outcome:
     slo_attainment: float
     requests: float
     idle_accelerator_hours: float
-    scale_events: int
+    scale_events: int | None
     p99_latency_s: float | None
     timeline: Timeline | None = None
 
@@ -80,13 +80,30 @@ class _Record:
         """What a policy sees at `step`."""
         ready, warming = twin.counts(step)
         return ClusterView(
-            step, twin.dt, twin.pools, ready, warming, twin.desired, self.backlog,
-            self.arrived, self.cum_met, self.cum_tokens, list(twin.lost), self.queue,
+            step,
+            twin.dt,
+            twin.pools,
+            ready,
+            warming,
+            twin.desired,
+            self.backlog,
+            self.arrived,
+            self.cum_met,
+            self.cum_tokens,
+            list(twin.lost),
+            self.queue,
             self.service_s,
-        )  # fmt: skip
+        )
 
-    def serve(self, t: int, ready: IntArray, held: IntArray, pools: list[PoolModel],
-              costs: Costs, dt: float) -> None:  # fmt: skip
+    def serve(
+        self,
+        t: int,
+        ready: IntArray,
+        held: IntArray,
+        pools: list[PoolModel],
+        costs: Costs,
+        dt: float,
+    ) -> None:
         """Run the queue over steps [t, t + ready's width) and record it."""
         stop = t + ready.shape[1]
         mu = np.array([p.capacity_rps for p in pools])

@@ -1,0 +1,108 @@
+"""The `costscaler` policy: the operator's own decision, `core.decide`, driven by the twin.
+
+It keeps the same observation window the controller keeps (one sample per tick: the request
+rate over the last minute, the SLO-quantile latency over the last minute, ready and warming
+replicas and spot losses per pool, for `forecast.windowSeconds`) and carries the engine state
+from one decision to the next, so a replayed decision is the deployed decision.
+`costscaler-single` is the same engine offered only the cheapest on-demand pool.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from costscaler.api import CapacityPool, InferenceDeploymentSpec
+from costscaler.core import EngineState, Observations
+from costscaler.core.engine import decide
+from costscaler.sim.policy import ClusterView
+
+RATE_WINDOW_S = 60.0  # the controller's default PromQL rate() range
+
+
+@dataclass
+class CostScaler:
+    """`core.decide` every `interval_s` (the controller's default tick) on `pool_names`."""
+
+    spec: InferenceDeploymentSpec
+    pools: list[CapacityPool]
+    pool_names: list[str]
+    name: str = "costscaler"
+    interval_s: float = 15.0
+    samples: deque[tuple[float, ...]] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        allowed = set(self.pool_names)
+        refs = [r for r in self.spec.pools if r.name in allowed]
+        self._spec = self.spec.model_copy(update={"pools": refs})
+        self._state: EngineState | None = None
+        self._keep = max(1, math.ceil(self.spec.forecast.window_seconds / self.interval_s))
+        self._lost = [0] * len(self.pool_names)
+
+    @staticmethod
+    def _replicas(chosen: Mapping[str, int], view: ClusterView) -> list[int]:
+        return [int(chosen.get(p.name, 0)) for p in view.pools]
+
+    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
+        """The engine's decision for the first minute's rate, with nothing running yet."""
+        obs = Observations.single(0.0, first_rate)
+        current = {name: 0 for name in self.pool_names}
+        decision = decide(self._spec, self.pools, obs, current, 0.0)
+        self._state = decision.state
+        return self._replicas(decision.replicas, view)
+
+    def _sample(self, view: ClusterView) -> None:
+        index = {p.name: i for i, p in enumerate(view.pools)}
+        cols = [index[n] for n in self.pool_names]
+        lost = [view.lost[i] - self._lost[k] for k, i in enumerate(cols)]
+        self._lost = [view.lost[i] for i in cols]
+        tokens = view.token_rate(RATE_WINDOW_S)
+        rate = view.rate(RATE_WINDOW_S)
+        latency = view.latency_quantile(self.spec.slo.latency.quantile, RATE_WINDOW_S)
+        if math.isnan(latency) and rate > 0:
+            latency = RATE_WINDOW_S  # load but nothing started for a whole window
+        self.samples.append(
+            (
+                view.now_s,
+                rate,
+                latency,
+                math.nan if tokens is None else tokens,
+                *(float(view.ready[i]) for i in cols),
+                *(float(view.warming[i]) for i in cols),
+                *(float(x) for x in lost),
+            )
+        )
+        while len(self.samples) > self._keep:
+            self.samples.popleft()
+
+    def observations(self, has_tokens: bool) -> Observations:
+        """The window as the engine takes it."""
+        data = np.array(self.samples, dtype=np.float64).T
+        n = len(self.pool_names)
+        per_pool = [
+            {name: data[4 + k * n + i] for i, name in enumerate(self.pool_names)} for k in range(3)
+        ]
+        latency = np.where(data[1] > 0, data[2], np.nan)
+        return Observations(
+            times=data[0],
+            request_rate=data[1],
+            latency=latency,
+            token_rate=data[3] if has_tokens else None,
+            ready=per_pool[0],
+            warming=per_pool[1],
+            lost=per_pool[2],
+        )
+
+    def decide(self, view: ClusterView) -> list[int]:
+        """One controller tick: sample, decide, keep the engine state."""
+        self._sample(view)
+        index = {p.name: i for i, p in enumerate(view.pools)}
+        current = {name: view.desired[index[name]] for name in self.pool_names}
+        obs = self.observations(view.cum_tokens is not None)
+        decision = decide(self._spec, self.pools, obs, current, view.now_s, self._state)
+        self._state = decision.state
+        return self._replicas(decision.replicas, view)

@@ -1,0 +1,150 @@
+"""The policies by name, built for one deployment, and a run of several on one trace.
+
+HPA, KEDA, KPA, static and `costscaler-single` run on the cheapest on-demand pool (their
+real counterparts cannot mix pools); `costscaler` gets every eligible pool. `oracle` is the
+lower bound on all pools at the attainment `costscaler` reached (or the SLO target when it
+did not run); `oracle-single` the bound on the cheapest on-demand pool at the attainment of
+the first single-pool policy run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from costscaler.api import CapacityPool, InferenceDeployment
+from costscaler.sim.cluster import SpotReplay
+from costscaler.sim.hpa import HPA, KEDA
+from costscaler.sim.knative import KPA
+from costscaler.sim.oracle import idle_accelerator_hours, lower_bound
+from costscaler.sim.policy import Policy
+from costscaler.sim.pools import (
+    PoolModel,
+    cheapest_on_demand,
+    egress_cost_per_request,
+    fixed_cost_per_hour,
+    pool_models,
+)
+from costscaler.sim.run import Costs, Outcome, simulate
+from costscaler.sim.static import Static, peak_rate
+from costscaler.sim.traces import Trace
+
+POLICIES = ("costscaler", "costscaler-single", "hpa", "keda", "kpa", "static")
+ORACLES = ("oracle", "oracle-single")
+SINGLE = ("costscaler-single", "hpa", "keda", "kpa", "static")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Baseline targets: utilisation of rated capacity (HPA, KPA) and KEDA's per-replica
+    threshold as a share of rated capacity."""
+
+    hpa_utilisation: float = 0.7
+    keda_utilisation: float = 0.7
+    kpa_utilisation: float = 0.7
+
+
+@dataclass
+class Lineup:
+    """One deployment's pools and policies, ready to replay traces."""
+
+    deployment: InferenceDeployment
+    pools: list[CapacityPool]
+    settings: Settings = field(default_factory=Settings)
+
+    def __post_init__(self) -> None:
+        self.models: list[PoolModel] = pool_models(self.deployment, self.pools)
+        self.single = self.models.index(cheapest_on_demand(self.models))
+        spec = self.deployment.spec
+        self.costs = Costs(
+            threshold_s=spec.slo.latency.threshold_seconds,
+            fixed_per_hour=fixed_cost_per_hour(self.deployment),
+            egress_per_request=egress_cost_per_request(self.deployment),
+            mean_output_tokens=spec.workload.mean_output_tokens,
+        )
+
+    def policy(self, name: str, trace: Trace) -> Policy:
+        """A fresh policy by name (policies keep state, so one per run)."""
+        spec, single = self.deployment.spec, self.single
+        lo, hi = spec.replicas.min, spec.replicas.max
+        rated = self.models[single].capacity_rps
+        if name in ("costscaler", "costscaler-single"):
+            from costscaler.sim.engine_policy import CostScaler  # needs the engine only here
+
+            names = (
+                [m.name for m in self.models]
+                if name == "costscaler"
+                else [self.models[single].name]
+            )
+            return CostScaler(spec, self.pools, names, name=name)
+        if name == "hpa":
+            return HPA(single, self.settings.hpa_utilisation, lo, hi)
+        if name == "keda":
+            return KEDA(single, self.settings.keda_utilisation * rated, lo, hi)
+        if name == "kpa":
+            return KPA(single, self.settings.kpa_utilisation, lo, hi)
+        if name == "static":
+            return Static.for_peak(single, rated, peak_rate(trace.arrivals, trace.dt), lo)
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES + ORACLES)}")
+
+    def run(
+        self,
+        names: list[str],
+        trace: Trace,
+        *,
+        seed: int = 0,
+        replays: dict[int, SpotReplay] | None = None,
+        keep_timeline: bool = False,
+    ) -> list[Outcome]:
+        """Replay `trace` through each named policy, then the named oracles."""
+        out = [
+            simulate(
+                trace,
+                self.models,
+                self.policy(n, trace),
+                self.costs,
+                seed=seed,
+                replays=replays,
+                keep_timeline=keep_timeline,
+            )
+            for n in names
+            if n not in ORACLES
+        ]
+        done = {o.policy: o for o in out}
+        target = self.deployment.spec.slo.attainment
+        for name in (n for n in names if n in ORACLES):
+            if name == "oracle":
+                ref = done.get("costscaler")
+                out.append(
+                    self.oracle(name, trace, self.models, ref.slo_attainment if ref else target)
+                )
+            else:
+                ref = next((done[n] for n in SINGLE if n in done), None)
+                pools = [self.models[self.single]]
+                out.append(self.oracle(name, trace, pools, ref.slo_attainment if ref else target))
+        return out
+
+    def oracle(self, name: str, trace: Trace, pools: list[PoolModel], attainment: float) -> Outcome:
+        """The oracle's bound as an outcome row (no latency or scale events: it is a bound)."""
+        bound = lower_bound(trace.arrivals, trace.dt, pools, self.costs.threshold_s, attainment)
+        requests = float(trace.arrivals.sum())
+        hours = trace.steps * trace.dt / 3600
+        total = bound.replica_cost + self.costs.fixed_per_hour * hours
+        total += self.costs.egress_per_request * attainment * requests
+        tokens = (
+            float(trace.output_tokens.sum())
+            if trace.output_tokens is not None
+            else requests * (self.costs.mean_output_tokens or 0.0)
+        )
+        idle = idle_accelerator_hours(bound, pools, trace.dt)
+        return Outcome(
+            policy=name,
+            total_cost=total,
+            replica_cost=bound.replica_cost,
+            cost_per_1k_requests=total / requests * 1000 if requests else None,
+            cost_per_million_tokens=total / tokens * 1e6 if tokens else None,
+            slo_attainment=attainment,
+            requests=requests,
+            idle_accelerator_hours=idle,
+            scale_events=None,
+            p99_latency_s=None,
+        )
