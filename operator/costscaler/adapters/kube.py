@@ -1,0 +1,133 @@
+"""Kubernetes writes: child Deployments, scale, drain and delete, with retries on conflicts.
+
+The official `kubernetes` client is used rather than kopf's internal API client, which is not
+a public interface; its calls are synchronous, so each one runs in a worker thread. Reads that
+every tick needs (pools, children, nodes) come from kopf's watch-fed indexes instead, so a tick
+costs no GET per deployment.
+
+Writes are optimistic: read, change, replace with the read resourceVersion; a 409 Conflict
+(someone wrote in between) re-reads and tries again, a few times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from costscaler.adapters.children import ANNOTATION_HASH
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONFLICT_ATTEMPTS = 5
+
+
+class ConflictError(Exception):
+    """Still conflicting after every retry: the caller should try again next tick."""
+
+
+def load_config(kubeconfig: str | None = None) -> Any:
+    """An ApiClient from a kubeconfig file, or the in-cluster ServiceAccount when there is none."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config(config_file=kubeconfig)
+
+
+def _status(exc: Exception) -> int | None:
+    return getattr(exc, "status", None)
+
+
+def with_conflict_retry(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run `write` (which must re-read what it changes) until it does not hit a 409."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except Exception as exc:
+            if _status(exc) != 409 or attempt == attempts:
+                if _status(exc) == 409:
+                    raise ConflictError(str(exc)) from exc
+                raise
+            log.info("conflict writing, retrying (%d/%d)", attempt, attempts)
+    raise AssertionError("unreachable")
+
+
+class Kube:
+    """Deployment writes for the controller (the `Actuator` protocol)."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self.apps = client.AppsV1Api(api_client)
+        self.conflicts_retried = 0
+
+    async def apply_child(self, manifest: dict[str, Any], replicas: int | None) -> str:
+        """Create the child, or update it when its template hash differs. Returns what it did.
+
+        `replicas` None leaves the count alone (Recommend mode; a new child then starts at 0).
+        """
+        return await asyncio.to_thread(with_conflict_retry, lambda: self._apply(manifest, replicas))
+
+    def _apply(self, manifest: dict[str, Any], replicas: int | None) -> str:
+        meta = manifest["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        try:
+            live = self.apps.read_namespaced_deployment(name, ns)
+        except Exception as exc:
+            if _status(exc) != 404:
+                raise
+            body = {**manifest, "spec": {**manifest["spec"], "replicas": replicas or 0}}
+            self.apps.create_namespaced_deployment(ns, body)
+            return "created"
+        live_hash = (live.metadata.annotations or {}).get(ANNOTATION_HASH)
+        same_replicas = replicas is None or live.spec.replicas == replicas
+        if live_hash == meta["annotations"][ANNOTATION_HASH] and same_replicas:
+            return "unchanged"
+        body = {**manifest, "metadata": {**meta, "resourceVersion": live.metadata.resource_version}}
+        keep = live.spec.replicas if replicas is None else replicas
+        body["spec"] = {**manifest["spec"], "replicas": keep}
+        self._replace(name, ns, body)
+        return "updated"
+
+    def _replace(self, name: str, ns: str, body: dict[str, Any]) -> None:
+        try:
+            self.apps.replace_namespaced_deployment(name, ns, body)
+        except Exception as exc:
+            if _status(exc) == 409:
+                self.conflicts_retried += 1
+            raise
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas through its scale subresource."""
+        body = {"spec": {"replicas": replicas}}
+        await asyncio.to_thread(self.apps.patch_namespaced_deployment_scale, name, namespace, body)
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """Delete a Deployment (already drained); a missing one is fine."""
+
+        def call() -> None:
+            try:
+                self.apps.delete_namespaced_deployment(name, namespace)
+            except Exception as exc:
+                if _status(exc) != 404:
+                    raise
+
+        await asyncio.to_thread(call)
+
+    async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Deployment as a plain dict (camelCase, as on the wire), or None when absent."""
+
+        def call() -> dict[str, Any] | None:
+            try:
+                obj = self.apps.read_namespaced_deployment(name, namespace)
+            except Exception as exc:
+                if _status(exc) == 404:
+                    return None
+                raise
+            return self.apps.api_client.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+
+        return await asyncio.to_thread(call)

@@ -1,0 +1,1 @@
+"""kopf handlers over the engine and the adapters: observe, decide, apply, record."""

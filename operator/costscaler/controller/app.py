@@ -1,0 +1,98 @@
+"""Assemble the operator: settings -> clients, metrics server, registry -> `kopf.operator`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from costscaler.adapters.kube import Kube, load_config
+from costscaler.adapters.prometheus import FetchReport, PrometheusSource, connect
+from costscaler.controller import handlers
+from costscaler.controller.metrics import Health, OperatorMetrics, serve
+from costscaler.controller.runtime import ReadingCache, Runtime
+from costscaler.controller.settings import Settings
+
+log = logging.getLogger(__name__)
+_METRICS: OperatorMetrics | None = None
+
+
+def _metrics() -> OperatorMetrics:
+    # prometheus_client registers by name once per process; tests start several operators.
+    global _METRICS
+    if _METRICS is None:
+        _METRICS = OperatorMetrics.create()
+    return _METRICS
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Clients, metrics and the reading cache from the settings."""
+    metrics = _metrics()
+    client = connect(
+        settings.prometheus_url,
+        settings.token(),
+        str(settings.prometheus_ca_file) if settings.prometheus_ca_file else None,
+        settings.prometheus_timeout_seconds,
+    )
+    source = PrometheusSource(client, settings.series_labels(), settings.max_age_seconds)
+
+    def on_fetch(report: FetchReport, seconds: float) -> None:
+        metrics.queries.inc(report.queries)
+        metrics.query_errors.inc(report.errors)
+        for query, error in report.failed.items():
+            log.warning("Prometheus query failed: %s: %s", query, error)
+        log.debug("fetched %d queries in %.3f s", report.queries, seconds)
+
+    cache = ReadingCache(source, list, settings.interval_seconds / 2, on_fetch)
+    kube = Kube(load_config(settings.kubeconfig))
+    health = Health(stuck_after_seconds=max(60.0, 10 * settings.interval_seconds))
+    return Runtime(settings, kube, cache, metrics, health)
+
+
+def build_registry(settings: Settings) -> kopf.OperatorRegistry:
+    """A registry holding the costscaler handlers and the startup/cleanup of the runtime."""
+    reg = kopf.OperatorRegistry()
+    handlers.register(reg, settings)
+
+    @kopf.on.startup(registry=reg)
+    async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        # kopf's own "handler succeeded" messages would become an Event per tick per object.
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+        memo.runtime = build_runtime(_settings)
+        has_work = lambda: bool(memo.runtime.histories)  # noqa: E731
+        memo.http, port = await serve(
+            _settings.metrics_host, _settings.metrics_port, memo.runtime.health, has_work
+        )
+        log.info("serving /metrics and /healthz on port %d", port)
+
+    @kopf.on.cleanup(registry=reg)
+    async def cleanup(memo: Any, **_: Any) -> None:
+        if getattr(memo, "http", None) is not None:
+            await memo.http.cleanup()
+
+    _settings = settings
+    return reg
+
+
+async def operator_main(
+    settings: Settings, stop_flag: asyncio.Event | threading.Event | None = None
+) -> None:
+    """Run kopf with peering: the replica with the highest priority acts, the others wait."""
+    scope: dict[str, Any] = (
+        {"clusterwide": True} if settings.all_namespaces else {"namespaces": settings.namespaces}
+    )
+    standalone = settings.peering == "standalone"
+    await kopf.operator(
+        registry=build_registry(settings),
+        standalone=standalone,
+        priority=settings.priority,
+        peering_name=None if standalone else settings.peering_name,
+        stop_flag=stop_flag,
+        memo=kopf.Memo(),
+        **scope,
+    )

@@ -1,0 +1,193 @@
+"""kopf handlers: a thin shell over `tick.run_tick`, the adapters and the watch-fed indexes.
+
+Indexes (kept current by kopf's watches, so a tick makes no GET): CapacityPools by name, the
+child Deployments by owner, Nodes, and each InferenceDeployment's Prometheus target (the
+batch the `ReadingCache` fetches). Handlers: create/update/resume ensure the children; a timer
+per InferenceDeployment decides; a timer per CapacityPool writes its status from the Nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from costscaler.adapters.children import LABEL_DEPLOYMENT, child_state, deployment_state
+from costscaler.adapters.prometheus import Target
+from costscaler.adapters.promql import build_queries
+from costscaler.api import GROUP, VERSION, CapacityPool, InferenceDeployment, Mode
+from costscaler.api.loader import format_validation_error
+from costscaler.controller import runtime as rt_mod
+from costscaler.controller.pools import node_view, pool_status
+from costscaler.controller.settings import Settings
+from costscaler.controller.status import READY, Cond, conditions
+from costscaler.controller.tick import TickInput, converge, eligible_pools, run_tick
+
+log = logging.getLogger(__name__)
+IDS, POOLS = "inferencedeployments", "capacitypools"
+
+
+def _parse_infd(body: kopf.Body) -> InferenceDeployment:
+    raw = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
+    meta = body.get("metadata", {})
+    raw["metadata"] = {k: meta.get(k) for k in ("name", "namespace", "uid", "generation")}
+    raw["metadata"] = {k: v for k, v in raw["metadata"].items() if v is not None}
+    try:
+        return InferenceDeployment.model_validate(raw)
+    except ValidationError as exc:
+        raise kopf.PermanentError(format_validation_error(exc, "spec")) from None
+
+
+def _parse_pool(body: kopf.Body) -> CapacityPool | None:
+    raw = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
+    raw["metadata"] = {"name": body["metadata"]["name"]}
+    try:
+        return CapacityPool.model_validate(raw)
+    except ValidationError as exc:
+        log.warning("CapacityPool %s is invalid: %s", raw["metadata"]["name"], exc)
+        return None
+
+
+def _invalid_status(exc: kopf.PermanentError, body: kopf.Body, patch: kopf.Patch) -> None:
+    cond = Cond(READY, False, "InvalidSpec", str(exc))
+    gen = body.get("metadata", {}).get("generation")
+    prev = list((body.get("status") or {}).get("conditions") or [])
+    patch.status["conditions"] = conditions([cond], prev, gen, datetime.now(UTC))
+
+
+def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Register every handler in `reg`, with the intervals from `settings`."""
+    interval = settings.interval_seconds
+
+    @kopf.index(GROUP, VERSION, POOLS, registry=reg)
+    def pools_index(body: kopf.Body, name: str, **_: Any) -> dict[str, CapacityPool]:
+        pool = _parse_pool(body)
+        return {name: pool} if pool else {}
+
+    @kopf.index("apps", "v1", "deployments", labels={LABEL_DEPLOYMENT: kopf.PRESENT}, registry=reg)
+    def children_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        state = child_state(dict(body))
+        return {(state.namespace, state.owner): state} if state else {}
+
+    @kopf.index("", "v1", "nodes", registry=reg)
+    def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:
+        return {None: node_view(dict(body))}
+
+    @kopf.index(GROUP, VERSION, IDS, registry=reg)
+    def targets_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[None, Target]:
+        try:
+            infd = _parse_infd(body)
+        except kopf.PermanentError:
+            return {}
+        s = infd.spec
+        queries = build_queries(s.metrics, settings.series_labels(), settings.rate_window)
+        quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
+        return {None: Target((namespace, name), queries, quantile, threshold)}
+
+    @kopf.on.resume(GROUP, VERSION, IDS, registry=reg)
+    @kopf.on.create(GROUP, VERSION, IDS, registry=reg)
+    @kopf.on.update(GROUP, VERSION, IDS, field="spec", registry=reg)
+    async def ensure(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
+        """Validate and make the children match the spec (replicas are the timer's job)."""
+        try:
+            infd = _parse_infd(body)
+        except kopf.PermanentError as exc:
+            _invalid_status(exc, body, patch)
+            raise
+        rt: rt_mod.Runtime = memo.runtime
+        children = await _children(rt, infd, kw)
+        pools, missing = eligible_pools(infd, _pools(kw))
+        await converge(infd, pools, children, None, rt.kube)
+        if missing:
+            raise kopf.TemporaryError(f"CapacityPools not found: {missing}", delay=interval)
+
+    @kopf.timer(GROUP, VERSION, IDS, interval=interval, registry=reg)
+    async def tick(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
+        """Observe, decide, apply or record: once per interval per InferenceDeployment."""
+        started = time.perf_counter()
+        rt: rt_mod.Runtime = memo.runtime
+        try:
+            infd = _parse_infd(body)
+        except kopf.PermanentError as exc:
+            _invalid_status(exc, body, patch)
+            return
+        ns, name = infd.metadata.namespace or "default", infd.metadata.name
+        targets = kw["targets_index"]
+        rt.cache.targets = lambda: [t for store in targets.values() for t in store]
+        reading = await rt.cache.get((ns, name))
+        children = await _children(rt, infd, kw)
+        history = rt.history((ns, name), infd.spec.forecast.window_seconds)
+        status = dict(body.get("status") or {})
+        t = TickInput(infd, _pools(kw), children, reading, history, status, _now())
+        from costscaler.core import decide  # the engine's one entry point
+
+        result = await run_tick(t, decide, rt.kube)
+        for key, value in result.status.items():
+            patch.status[key] = value
+        if result.event:
+            kopf.event(body, type="Normal", reason=result.event[0], message=result.event[1])
+        _export(rt, infd, result, reading.problem is None)
+        rt.metrics.reconcile.observe(time.perf_counter() - started)
+        rt.health.beat()
+
+    @kopf.on.delete(GROUP, VERSION, IDS, optional=True, registry=reg)
+    async def forget(namespace: str, name: str, spec: kopf.Spec, memo: Any, **_: Any) -> None:
+        """Drop the deleted deployment's metrics and history (children go by garbage collection)."""
+        rt: rt_mod.Runtime = memo.runtime
+        rt.histories.pop((namespace, name), None)
+        rt.metrics.forget(namespace, name, [p["name"] for p in spec.get("pools", [])])
+
+    @kopf.timer(GROUP, VERSION, POOLS, interval=max(interval, 10.0), registry=reg)
+    async def pool_tick(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
+        """CapacityPool status from the Nodes matching its placement; written when it changed."""
+        pool = _parse_pool(body)
+        if pool is None:
+            return
+        nodes = list(kw["nodes_index"].get(None, []))
+        prev = dict(body.get("status") or {})
+        gen = body.get("metadata", {}).get("generation")
+        new = pool_status(pool, nodes, list(prev.get("conditions") or []), gen, _now())
+        rt: rt_mod.Runtime = memo.runtime
+        rt.metrics.pool_nodes.labels(pool.name).set(new["nodes"])
+        rt.metrics.pool_hourly_cost.labels(pool.name).set(float(new["effectiveHourlyCost"]))
+        if any(prev.get(k) != v for k, v in new.items()):
+            for key, value in new.items():
+                patch.status[key] = value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _pools(kw: dict[str, Any]) -> dict[str, CapacityPool]:
+    return {name: pool for name, store in kw["pools_index"].items() for pool in store}
+
+
+async def _children(rt: rt_mod.Runtime, infd: InferenceDeployment, kw: dict[str, Any]) -> list:
+    ns = infd.metadata.namespace or "default"
+    ref = infd.spec.target_ref
+    if ref is None:
+        return list(kw["children_index"].get((ns, infd.metadata.name), []))
+    body = await rt.kube.read(ns, ref.name)
+    if body is None:
+        raise kopf.TemporaryError(f"targetRef Deployment {ns}/{ref.name} not found", delay=15)
+    return [deployment_state(body, owner=infd.metadata.name, pool=infd.spec.pools[0].name)]
+
+
+def _export(rt: rt_mod.Runtime, infd: InferenceDeployment, result: Any, usable: bool) -> None:
+    ns, name, m = infd.metadata.namespace or "default", infd.metadata.name, rt.metrics
+    d = result.decision
+    mode = infd.spec.mode.value if isinstance(infd.spec.mode, Mode) else str(infd.spec.mode)
+    m.decisions.labels(ns, name, d.reason, mode).inc()
+    for pool, n in result.target.items():
+        m.replicas.labels(ns, name, pool).set(n)
+    for row in result.status.get("replicas", []):
+        m.ready.labels(ns, name, row["pool"]).set(row["ready"])
+    m.cost_per_hour.labels(ns, name).set(d.cost_per_hour)
+    m.projected_monthly.labels(ns, name).set(d.cost_per_hour * 730)
+    m.slo_risk.labels(ns, name).set(d.slo_risk)
+    m.metrics_available.labels(ns, name).set(1.0 if usable else 0.0)

@@ -1,0 +1,158 @@
+"""The operator's own metrics (`costscaler_*`) and the HTTP server for /metrics and /healthz."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+DEP = ("namespace", "deployment")
+
+
+@dataclass
+class OperatorMetrics:
+    """Every metric the operator exports; one instance per registry."""
+
+    decisions: Counter
+    replicas: Gauge
+    ready: Gauge
+    cost_per_hour: Gauge
+    projected_monthly: Gauge
+    slo_risk: Gauge
+    metrics_available: Gauge
+    reconcile: Histogram
+    query_errors: Counter
+    queries: Counter
+    pool_nodes: Gauge
+    pool_hourly_cost: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry = REGISTRY) -> OperatorMetrics:
+        """Register the metrics in `registry`."""
+        r = registry
+        return cls(
+            decisions=Counter(
+                "costscaler_decisions",
+                "Decisions made, by reason and mode.",
+                [*DEP, "reason", "mode"],
+                registry=r,
+            ),
+            replicas=Gauge(
+                "costscaler_replicas",
+                "Replicas per pool the last decision chose (applied in Enforce).",
+                [*DEP, "pool"],
+                registry=r,
+            ),
+            ready=Gauge(
+                "costscaler_ready_replicas", "Ready replicas per pool.", [*DEP, "pool"], registry=r
+            ),
+            cost_per_hour=Gauge(
+                "costscaler_cost_per_hour", "Expected cost per hour, $/h.", DEP, registry=r
+            ),
+            projected_monthly=Gauge(
+                "costscaler_projected_monthly_cost",
+                "Cost per hour x 730, $/month.",
+                DEP,
+                registry=r,
+            ),
+            slo_risk=Gauge(
+                "costscaler_slo_risk", "Probability capacity falls short (0-1).", DEP, registry=r
+            ),
+            metrics_available=Gauge(
+                "costscaler_metrics_available",
+                "1 when the last Prometheus reading was usable, else 0.",
+                DEP,
+                registry=r,
+            ),
+            reconcile=Histogram(
+                "costscaler_reconcile_duration_seconds",
+                "Duration of one deployment's tick (observe, decide, apply, record), s.",
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=r,
+            ),
+            query_errors=Counter(
+                "costscaler_prometheus_query_errors", "Prometheus queries that failed.", registry=r
+            ),
+            queries=Counter(
+                "costscaler_prometheus_queries", "Prometheus queries sent.", registry=r
+            ),
+            pool_nodes=Gauge(
+                "costscaler_pool_nodes", "Nodes matching a pool's placement.", ["pool"], registry=r
+            ),
+            pool_hourly_cost=Gauge(
+                "costscaler_pool_node_hourly_cost",
+                "Effective cost of one node of the pool, $/h.",
+                ["pool"],
+                registry=r,
+            ),
+        )
+
+    def forget(self, namespace: str, deployment: str, pools: list[str]) -> None:
+        """Drop a deleted deployment's series so dashboards do not show ghosts."""
+        for gauge in (self.cost_per_hour, self.projected_monthly, self.slo_risk):
+            _remove(gauge, namespace, deployment)
+        _remove(self.metrics_available, namespace, deployment)
+        for pool in pools:
+            _remove(self.replicas, namespace, deployment, pool)
+            _remove(self.ready, namespace, deployment, pool)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass
+
+
+class Health:
+    """Liveness: the event loop answers and the timers are not stuck."""
+
+    def __init__(self, stuck_after_seconds: float) -> None:
+        self.stuck_after = stuck_after_seconds
+        self.last_tick = time.monotonic()
+
+    def beat(self) -> None:
+        """Called at the end of every tick."""
+        self.last_tick = time.monotonic()
+
+    def healthy(self, has_work: bool) -> bool:
+        """Unhealthy only when there is work and no tick finished for `stuck_after` seconds."""
+        return not has_work or time.monotonic() - self.last_tick < self.stuck_after
+
+
+async def serve(
+    host: str, port: int, health: Health, has_work: object, registry: CollectorRegistry = REGISTRY
+) -> tuple[web.AppRunner, int]:
+    """Start /metrics and /healthz; returns the runner (to clean up) and the bound port.
+
+    `has_work` is a zero-argument callable telling whether any deployment is being served.
+    """
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = health.healthy(bool(has_work()))  # type: ignore[operator]
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "stuck\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, int(bound)

@@ -1,0 +1,146 @@
+"""What a tick records: the status (conditions, replicas, cost, lastDecision) and the Event text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from costscaler.controller.status import (
+    HOURS_PER_MONTH,
+    METRICS_AVAILABLE,
+    READY,
+    SLO_MET,
+    WITHIN_BUDGET,
+    Cond,
+    conditions,
+    money,
+    pool_counts,
+    replace_patch,
+    slo_state,
+)
+from costscaler.core import Decision
+
+if TYPE_CHECKING:
+    from costscaler.controller.tick import TickInput
+
+
+def describe_change(
+    current: Mapping[str, int], target: Mapping[str, int], status: Mapping[str, Any], d: Decision
+) -> str:
+    """`pool a->b, ...; $x/h -> $y/h (+z); risk r: <engine message>` for the Event."""
+    moves = ", ".join(
+        f"{p} {current.get(p, 0)}->{n}" for p, n in sorted(target.items()) if current.get(p, 0) != n
+    )
+    before = (status.get("cost") or {}).get("perHour")
+    cost = f"${d.cost_per_hour:.4f}/h"
+    if before is not None:
+        delta = d.cost_per_hour - float(before)
+        cost = f"${float(before):.4f}/h -> {cost} ({delta:+.4f})"
+    return f"{moves or 'no change'}; {cost}; SLO risk {d.slo_risk:.3f}: {d.message}"
+
+
+def _conditions(t: TickInput, d: Decision, missing: list[str]) -> tuple[list[Cond], bool | None]:
+    r, slo = t.reading, t.infd.spec.slo
+    desired = sum(c.desired for c in t.children)
+    ready = sum(c.ready for c in t.children)
+    if missing:
+        ready_c = Cond(READY, False, "PoolNotFound", f"CapacityPools not found: {missing}")
+    elif ready < desired:
+        ready_c = Cond(READY, False, "ReplicasStarting", f"{ready} of {desired} replicas ready")
+    else:
+        ready_c = Cond(READY, True, "ReplicasReady", f"{ready} of {desired} replicas ready")
+    if r.problem:
+        metrics = Cond(METRICS_AVAILABLE, False, r.problem, r.message + "; holding replicas")
+    else:
+        metrics = Cond(METRICS_AVAILABLE, True, "MetricsFresh", "Prometheus readings usable")
+    met: bool | None
+    if r.problem or (r.attainment is None and r.latency_seconds is None):
+        met, slo_c = None, Cond(SLO_MET, None, "NoLatencyData", "no requests or no usable latency")
+    else:
+        met = (
+            r.attainment >= slo.attainment
+            if r.attainment is not None
+            else (r.latency_seconds or 0.0) <= slo.latency.threshold_seconds
+        )
+        text = f"p{slo.latency.quantile * 100:g} latency {r.latency_seconds} s"
+        if r.attainment is not None:
+            text += f", {r.attainment:.4f} within {slo.latency.threshold_seconds} s"
+        slo_c = Cond(SLO_MET, met, "WithinSLO" if met else "SLOMissed", text)
+    budget = (
+        Cond(WITHIN_BUDGET, True, "NoBudget", "no budgetRef")
+        if t.infd.spec.budget_ref is None
+        else Cond(
+            WITHIN_BUDGET,
+            not d.budget_limited,
+            "BudgetLimited" if d.budget_limited else "WithinBudget",
+            f"budget {t.infd.spec.budget_ref.name}",
+        )
+    )
+    return [ready_c, slo_c, budget, metrics], met
+
+
+def status_for(
+    t: TickInput, d: Decision, target: dict[str, int], missing: list[str], enforce: bool
+) -> dict[str, Any]:
+    """The full status of this tick (camelCase, as the API server stores it)."""
+    conds, met = _conditions(t, d, missing)
+    by_pool = {c.pool: c for c in t.children}
+    replicas = [
+        {
+            "pool": p,
+            "desired": by_pool[p].desired if p in by_pool else 0,
+            "ready": by_pool[p].ready if p in by_pool else 0,
+            "warming": by_pool[p].warming if p in by_pool else 0,
+        }
+        for p in sorted(set(target) | set(by_pool))
+    ]
+    r, rate = t.reading, t.reading.request_rate
+    cost: dict[str, Any] = {
+        "perHour": money(d.cost_per_hour),
+        "projectedMonthly": money(d.cost_per_hour * HOURS_PER_MONTH),
+    }
+    if rate:
+        cost["per1kRequests"] = money(d.cost_per_hour / (rate * 3.6))
+    if r.token_rate:
+        cost["perMillionTokens"] = money(d.cost_per_hour / (r.token_rate * 3600) * 1e6)
+    status: dict[str, Any] = {
+        "observedGeneration": t.infd.metadata.generation,
+        "conditions": conditions(
+            conds, list(t.status.get("conditions") or []), t.infd.metadata.generation, t.now
+        ),
+        "replicas": replicas,
+        "totalReplicas": sum(c.desired for c in t.children),
+        "sloState": slo_state(met, d.slo_risk, t.infd.spec.slo.attainment),
+        "budgetState": "NoBudget"
+        if t.infd.spec.budget_ref is None
+        else ("AtRisk" if d.budget_limited else "WithinBudget"),
+        "cost": cost,
+        "lastDecision": {
+            "time": t.now.isoformat(),
+            "reason": d.reason,
+            "message": d.message[:2000],
+            "replicas": pool_counts(target),
+            "costPerHour": money(d.cost_per_hour),
+            "sloRisk": round(min(1.0, max(0.0, d.slo_risk)), 6),
+            "alternatives": [
+                {
+                    "name": a.name,
+                    "replicas": pool_counts(dict(a.replicas)),
+                    "costPerHour": money(a.cost_per_hour),
+                    "sloRisk": round(min(1.0, max(0.0, a.slo_risk)), 6),
+                }
+                for a in d.alternatives
+            ],
+        },
+        "engineState": replace_patch(t.status.get("engineState"), d.state.to_dict()),
+    }
+    if not r.problem:
+        status["observed"] = {
+            "time": t.now.isoformat(),
+            "requestRate": rate,
+            "latencySeconds": r.latency_seconds,
+            "tokenRate": r.token_rate,
+        }
+    if not enforce:
+        status["lastDecision"]["message"] = "Recommend mode, not applied. " + d.message[:1900]
+    return status

@@ -1,0 +1,94 @@
+"""Status of an InferenceDeployment, written once per tick: conditions, replicas, cost, decision.
+
+Conditions follow the Kubernetes API conventions: a CamelCase reason, a message for people,
+`observedGeneration`, and a `lastTransitionTime` that moves only when the status flips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from costscaler.api.common import Condition, ConditionStatus
+from costscaler.api.money import format_money
+
+HOURS_PER_MONTH = 730
+
+READY = "Ready"
+SLO_MET = "SLOMet"
+WITHIN_BUDGET = "WithinBudget"
+METRICS_AVAILABLE = "MetricsAvailable"
+
+
+@dataclass(frozen=True)
+class Cond:
+    """A condition to set: type, status, reason and message."""
+
+    type: str
+    status: bool | None
+    reason: str
+    message: str = ""
+
+
+def _status_of(value: bool | None) -> ConditionStatus:
+    if value is None:
+        return ConditionStatus.UNKNOWN
+    return ConditionStatus.TRUE if value else ConditionStatus.FALSE
+
+
+def conditions(
+    wanted: list[Cond], previous: list[dict[str, Any]], generation: int | None, now: datetime
+) -> list[dict[str, Any]]:
+    """Wire conditions, keeping each one's lastTransitionTime unless its status changed."""
+    before = {c.get("type"): c for c in previous}
+    out = []
+    for cond in wanted:
+        status = _status_of(cond.status)
+        prior = before.get(cond.type)
+        moved = prior is None or prior.get("status") != status.value
+        since = now if moved or not prior else datetime.fromisoformat(prior["lastTransitionTime"])
+        out.append(
+            Condition(
+                type=cond.type,
+                status=status,
+                reason=cond.reason,
+                message=cond.message[:2000],
+                last_transition_time=since,
+                observed_generation=generation,
+            ).to_wire()
+        )
+    return out
+
+
+def money(value: float) -> str:
+    """An amount for status: a decimal string with 4 places."""
+    return format_money(value)
+
+
+def pool_counts(replicas: dict[str, int]) -> list[dict[str, Any]]:
+    """`[{pool, replicas}]` in pool-name order (stable status, no spurious diffs)."""
+    return [{"pool": p, "replicas": n} for p, n in sorted(replicas.items())]
+
+
+def slo_state(slo_met: bool | None, risk: float, attainment_target: float) -> str:
+    """Met, AtRisk (met now but the plan's shortfall risk exceeds the allowed misses), Missed
+    or Unknown (no usable latency)."""
+    if slo_met is None:
+        return "Unknown"
+    if not slo_met:
+        return "Missed"
+    return "AtRisk" if risk > 1 - attainment_target else "Met"
+
+
+def replace_patch(old: Any, new: Any) -> Any:
+    """A JSON merge patch turning `old` into `new`: keys that disappeared become null.
+
+    kopf applies status as a merge patch, which would otherwise keep stale engine-state keys.
+    """
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        patch[key] = replace_patch(old.get(key), value)
+    return patch

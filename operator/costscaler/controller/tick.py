@@ -1,0 +1,163 @@
+"""One tick of one InferenceDeployment: observe, `core.decide`, apply (Enforce) or record.
+
+Level-based: everything is recomputed from what is observed now (children from the watch
+index, load from the batched Prometheus reading, engine state from status), so running a tick
+twice changes nothing the second time. The external systems sit behind the `Actuator` and
+`Recorder` protocols; unit tests pass fakes that record calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from costscaler.adapters.children import ChildState, Owner, child_manifest
+from costscaler.adapters.prometheus import Reading
+from costscaler.api import CapacityPool, InferenceDeployment, Mode
+from costscaler.controller.history import History
+from costscaler.controller.record import describe_change, status_for
+from costscaler.core import Decision, EngineState, Observations
+
+Decide = Callable[..., Decision]
+
+
+class Actuator(Protocol):
+    """Writes to the cluster (the real one is `adapters.kube.Kube`)."""
+
+    async def apply_child(self, manifest: dict[str, Any], replicas: int | None) -> str:
+        """Create or update a child Deployment; None leaves its replicas alone."""
+        ...
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas."""
+        ...
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """Delete a Deployment."""
+        ...
+
+
+@dataclass
+class TickInput:
+    """What one tick sees: the object, the pools, its children, the reading and its past."""
+
+    infd: InferenceDeployment
+    pools: Mapping[str, CapacityPool]
+    children: list[ChildState]
+    reading: Reading
+    history: History
+    status: Mapping[str, Any]
+    now: datetime
+
+
+@dataclass
+class TickResult:
+    """What a tick did: the decision, the status to write, the Event to post, the writes made."""
+
+    decision: Decision
+    status: dict[str, Any]
+    event: tuple[str, str] | None
+    actions: list[str] = field(default_factory=list)
+    target: dict[str, int] = field(default_factory=dict)
+
+
+def eligible_pools(
+    infd: InferenceDeployment, known: Mapping[str, CapacityPool]
+) -> tuple[list[CapacityPool], list[str]]:
+    """The spec's pools that exist and fit the model (in spec order), and the missing names."""
+    found, missing = [], []
+    for ref in infd.spec.pools:
+        pool = known.get(ref.name)
+        if pool is None:
+            missing.append(ref.name)
+        elif infd.spec.workload.profile_for(pool.spec.accelerator.type) is not None:
+            found.append(pool)
+    return found, missing
+
+
+def previous_state(status: Mapping[str, Any]) -> EngineState | None:
+    """The engine state kept in status, or None when absent or unreadable (start afresh)."""
+    raw = status.get("engineState")
+    try:
+        return EngineState.from_dict(raw) if isinstance(raw, dict) else None
+    except ValueError:
+        return None
+
+
+async def run_tick(t: TickInput, decide: Decide, kube: Actuator) -> TickResult:
+    """Observe, decide, and in Enforce mode make the children match the decision."""
+    pools, missing = eligible_pools(t.infd, t.pools)
+    current = {c.pool: c.desired for c in t.children}
+    now_s = t.now.timestamp()
+    t.history.add(now_s, t.reading, t.children)
+    observations: Observations = t.history.observations(
+        has_tokens=t.infd.spec.metrics.token_rate is not None or t.reading.token_rate is not None
+    )
+    decision = decide(
+        t.infd.spec, pools, observations, current, now_s, state=previous_state(t.status)
+    )
+    target = {p.name: int(decision.replicas.get(p.name, 0)) for p in pools}
+    enforce = t.infd.spec.mode == Mode.ENFORCE
+    actions = await converge(t.infd, pools, t.children, target if enforce else None, kube)
+    changed = target != (current if enforce else _last_recommended(t.status))
+    event = (
+        (decision.reason, describe_change(current, target, t.status, decision)) if changed else None
+    )
+    status = status_for(t, decision, target, missing, enforce)
+    return TickResult(decision, status, event, actions, target)
+
+
+def _last_recommended(status: Mapping[str, Any]) -> dict[str, int] | None:
+    last = status.get("lastDecision") or {}
+    counts = last.get("replicas")
+    return {c["pool"]: int(c["replicas"]) for c in counts} if counts is not None else None
+
+
+async def converge(
+    infd: InferenceDeployment,
+    pools: list[CapacityPool],
+    children: list[ChildState],
+    target: dict[str, int] | None,
+    kube: Actuator,
+) -> list[str]:
+    """Make the children what the spec and `target` (None: leave replicas) say.
+
+    Template mode: one child per eligible pool (created or updated only when its template hash
+    differs), children of pools no longer eligible drained to 0 then deleted. targetRef mode:
+    scale the referenced Deployment.
+    """
+    spec, meta = infd.spec, infd.metadata
+    ns = meta.namespace or "default"
+    by_pool = {c.pool: c for c in children}
+    actions: list[str] = []
+    if spec.target_ref is not None:
+        pool = pools[0].name if pools else None
+        child = by_pool.get(pool or "")
+        if pool and target is not None and child and child.desired != target[pool]:
+            await kube.scale(ns, spec.target_ref.name, target[pool])
+            actions.append(f"scale {spec.target_ref.name} {child.desired}->{target[pool]}")
+        return actions
+    owner = Owner(ns, meta.name, meta.uid or "")
+    for pool in pools:
+        manifest = child_manifest(owner, spec.template or {}, pool)
+        child, want = by_pool.get(pool.name), None if target is None else target[pool.name]
+        digest = manifest["metadata"]["annotations"]
+        if child is None or child.template_hash != next(iter(digest.values())):
+            done = await kube.apply_child(manifest, want)
+            actions.append(f"{done} {manifest['metadata']['name']}")
+        elif want is not None and child.desired != want:
+            await kube.scale(ns, child.name, want)
+            actions.append(f"scale {child.name} {child.desired}->{want}")
+    keep = {p.name for p in pools}
+    for child in children:
+        if child.pool in keep:
+            continue
+        if child.desired > 0:
+            await kube.scale(ns, child.name, 0)
+            actions.append(f"drain {child.name}")
+        elif child.ready + child.warming == 0:
+            await kube.delete(ns, child.name)
+            actions.append(f"delete {child.name}")
+    return actions
