@@ -100,9 +100,10 @@ class HPA:
         return self.utilisation * view.pools[self.pool].capacity_rps
 
     def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """Sized as the HPA would settle on the first minute's load."""
-        n = math.ceil(first_rate / self._target(view))
-        return one_pool(view.pools, self.pool, max(self.behavior.min_replicas, n))
+        """Sized as the HPA would settle on the first minute's load (and remembered so)."""
+        n = max(self.behavior.min_replicas, math.ceil(first_rate / self._target(view)))
+        self.behavior.recommendations.append((view.now_s, n))
+        return one_pool(view.pools, self.pool, n)
 
     def decide(self, view: ClusterView) -> list[int]:
         """One HPA sync."""
@@ -138,8 +139,9 @@ class KEDA:
         self._last_active = 0.0
 
     def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """Sized as KEDA's HPA would settle on the first minute's load."""
+        """Sized as KEDA's HPA would settle on the first minute's load (and remembered so)."""
         n = max(self.behavior.min_replicas, math.ceil(first_rate / self.threshold_rps))
+        self.behavior.recommendations.append((view.now_s, n))
         return one_pool(view.pools, self.pool, n)
 
     def decide(self, view: ClusterView) -> list[int]:

@@ -1,0 +1,103 @@
+"""`costscaler simulate`: replay a trace through costscaler, the baselines and the oracle.
+
+Prints a table (or `--json`: one object per policy) of total cost, cost per 1k requests and
+per 1M tokens, SLO attainment, requests, idle accelerator-hours, scale events and p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
+from costscaler.errors import UserError
+from costscaler.sim.cluster import SpotReplay
+from costscaler.sim.lineup import ORACLES, POLICIES, Lineup, Settings
+from costscaler.sim.report import as_row, plot, table
+from costscaler.sim.traces import load_spot_trace, load_trace
+
+
+def register(subparsers: Any) -> None:
+    """Add the `simulate` subcommand."""
+    p = subparsers.add_parser("simulate", help="replay a trace through the autoscaling policies")
+    p.add_argument("--trace", required=True, help="trace.csv or rates.csv")
+    p.add_argument("-f", "--file", required=True, help="InferenceDeployment YAML")
+    p.add_argument("-p", "--pools", required=True, help="CapacityPool YAML file or folder")
+    p.add_argument(
+        "--policy",
+        action="append",
+        choices=POLICIES + ORACLES,
+        help="policy to run (repeatable; default: all)",
+    )
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the trace's rate")
+    p.add_argument("--seed", type=int, default=0, help="seed for arrivals and interruptions")
+    p.add_argument("--start", type=float, default=0.0, help="start at this second of the trace")
+    p.add_argument("--duration", type=float, default=None, help="replay this many seconds")
+    p.add_argument("--step", type=float, default=1.0, help="time step in s (at most 1)")
+    p.add_argument(
+        "--spot-trace",
+        action="append",
+        default=[],
+        metavar="POOL=PATH",
+        help="replay a spot capacity trace for a pool instead of Poisson interruptions",
+    )
+    p.add_argument("--hpa-target", type=float, default=0.7, help="HPA target utilisation")
+    p.add_argument("--keda-target", type=float, default=0.7, help="KEDA threshold / capacity")
+    p.add_argument("--kpa-target", type=float, default=0.7, help="KPA target utilisation")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--plot", metavar="PNG", help="write a plot")
+    p.set_defaults(func=run)
+
+
+def _deployment(path: str) -> InferenceDeployment:
+    found = [r for r in load_manifests(path) if isinstance(r, InferenceDeployment)]
+    if len(found) != 1:
+        raise UserError(f"-f {path}: expected one InferenceDeployment, found {len(found)}")
+    return found[0]
+
+
+def _replays(specs: list[str], lineup: Lineup, steps: int, dt: float) -> dict[int, SpotReplay]:
+    names = [m.name for m in lineup.models]
+    out: dict[int, SpotReplay] = {}
+    for item in specs:
+        pool, sep, path = item.partition("=")
+        if not sep or pool not in names or not lineup.models[names.index(pool)].spot:
+            raise UserError(
+                f"--spot-trace {item!r}: expected POOL=PATH with POOL one of the deployment's "
+                f"spot pools ({', '.join(m.name for m in lineup.models if m.spot) or 'none'})"
+            )
+        out[names.index(pool)] = SpotReplay.from_trace(load_spot_trace(path), steps, dt)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay and print the comparison."""
+    if not 0 < args.step <= 1:
+        raise UserError("--step must be in (0, 1] seconds")
+    for flag in ("hpa_target", "keda_target", "kpa_target"):
+        if not 0 < getattr(args, flag) <= 1.5:
+            raise UserError(f"--{flag.replace('_', '-')} must be in (0, 1.5]")
+    pools = [r for r in load_manifests(args.pools) if isinstance(r, CapacityPool)]
+    settings = Settings(args.hpa_target, args.keda_target, args.kpa_target)
+    lineup = Lineup(_deployment(args.file), pools, settings)
+    trace = load_trace(
+        args.trace,
+        dt=args.step,
+        scale=args.scale,
+        start_s=args.start,
+        duration_s=args.duration,
+        seed=args.seed,
+    )
+    replays = _replays(args.spot_trace, lineup, trace.steps, trace.dt)
+    names = args.policy or list(POLICIES + ORACLES)
+    outcomes = lineup.run(
+        names, trace, seed=args.seed, replays=replays, keep_timeline=bool(args.plot)
+    )
+    if args.plot:
+        plot(outcomes, trace, lineup.models, args.plot)
+    if args.json:
+        print(json.dumps([as_row(o) for o in outcomes], indent=2))
+    else:
+        print(table(outcomes))
+    return 0
