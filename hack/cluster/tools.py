@@ -73,7 +73,8 @@ def _go_env() -> dict[str, str]:
 
 
 def _go() -> str:
-    go = shutil.which("go")
+    # CI images often have Go in its default location without it being on PATH.
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
         raise RuntimeError(
             "go is not on PATH: install Go 1.26 or newer (the control plane is built from source)"
