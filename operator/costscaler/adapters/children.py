@@ -66,6 +66,17 @@ def _merge_placement(pod_spec: dict[str, Any], pool: CapacityPool) -> None:
         pod_spec["tolerations"] = tolerations
 
 
+def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
+    # The API takes 1 or "1" for a quantity; the typed client accepts only strings.
+    for key in ("containers", "initContainers"):
+        for container in pod_spec.get(key) or []:
+            resources = container.get("resources") or {}
+            for kind in ("limits", "requests"):
+                values = resources.get(kind)
+                if isinstance(values, dict):
+                    resources[kind] = {k: str(v) for k, v in values.items()}
+
+
 def child_manifest(owner: Owner, template: dict[str, Any], pool: CapacityPool) -> dict[str, Any]:
     """The child Deployment for one pool, without `spec.replicas` (the scaler sets that)."""
     labels = {LABEL_DEPLOYMENT: owner.name, LABEL_POOL: pool.name}
@@ -73,6 +84,7 @@ def child_manifest(owner: Owner, template: dict[str, Any], pool: CapacityPool) -
     meta = pod.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     _merge_placement(pod.setdefault("spec", {}), pool)
+    _quantities_as_strings(pod["spec"])
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

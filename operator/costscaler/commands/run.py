@@ -68,5 +68,8 @@ def run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if settings.json_logs else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(settings.log_level)
+    if settings.log_level != "DEBUG":
+        # kopf logs "Timer succeeded" per object per tick at INFO: noise at 1,000 deployments.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(operator_main(settings))
     return 0

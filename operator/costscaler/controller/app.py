@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Any
 
@@ -57,6 +58,11 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     reg = kopf.OperatorRegistry()
     handlers.register(reg, settings)
 
+    @kopf.on.login(registry=reg)
+    def login(**kwargs: Any) -> Any:
+        # A private registry has none of kopf's default login handlers: in-cluster first.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=reg)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # kopf's own "handler succeeded" messages would become an Event per tick per object.
@@ -87,6 +93,9 @@ async def operator_main(
         {"clusterwide": True} if settings.all_namespaces else {"namespaces": settings.namespaces}
     )
     standalone = settings.peering == "standalone"
+    if settings.kubeconfig:
+        # kopf's kubeconfig login and the kubernetes client both read it from here.
+        os.environ["KUBECONFIG"] = settings.kubeconfig
     await kopf.operator(
         registry=build_registry(settings),
         standalone=standalone,

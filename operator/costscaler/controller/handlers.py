@@ -63,21 +63,28 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register every handler in `reg`, with the intervals from `settings`."""
     interval = settings.interval_seconds
 
-    @kopf.index(GROUP, VERSION, POOLS, registry=reg)
+    @kopf.index(GROUP, VERSION, POOLS, id="pools_index", registry=reg)
     def pools_index(body: kopf.Body, name: str, **_: Any) -> dict[str, CapacityPool]:
         pool = _parse_pool(body)
         return {name: pool} if pool else {}
 
-    @kopf.index("apps", "v1", "deployments", labels={LABEL_DEPLOYMENT: kopf.PRESENT}, registry=reg)
+    @kopf.index(
+        "apps",
+        "v1",
+        "deployments",
+        labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+        id="children_index",
+        registry=reg,
+    )
     def children_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         state = child_state(dict(body))
         return {(state.namespace, state.owner): state} if state else {}
 
-    @kopf.index("", "v1", "nodes", registry=reg)
+    @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
     def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:
         return {None: node_view(dict(body))}
 
-    @kopf.index(GROUP, VERSION, IDS, registry=reg)
+    @kopf.index(GROUP, VERSION, IDS, id="targets_index", registry=reg)
     def targets_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[None, Target]:
         try:
             infd = _parse_infd(body)
@@ -88,9 +95,9 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
         return {None: Target((namespace, name), queries, quantile, threshold)}
 
-    @kopf.on.resume(GROUP, VERSION, IDS, registry=reg)
-    @kopf.on.create(GROUP, VERSION, IDS, registry=reg)
-    @kopf.on.update(GROUP, VERSION, IDS, field="spec", registry=reg)
+    @kopf.on.resume(GROUP, VERSION, IDS, id="ensure", registry=reg)
+    @kopf.on.create(GROUP, VERSION, IDS, id="ensure", registry=reg)
+    @kopf.on.update(GROUP, VERSION, IDS, field="spec", id="ensure", registry=reg)
     async def ensure(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
         """Validate and make the children match the spec (replicas are the timer's job)."""
         try:
@@ -105,7 +112,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         if missing:
             raise kopf.TemporaryError(f"CapacityPools not found: {missing}", delay=interval)
 
-    @kopf.timer(GROUP, VERSION, IDS, interval=interval, registry=reg)
+    @kopf.timer(GROUP, VERSION, IDS, id="tick", interval=interval, backoff=interval, registry=reg)
     async def tick(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
         """Observe, decide, apply or record: once per interval per InferenceDeployment."""
         started = time.perf_counter()
@@ -134,14 +141,22 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         rt.metrics.reconcile.observe(time.perf_counter() - started)
         rt.health.beat()
 
-    @kopf.on.delete(GROUP, VERSION, IDS, optional=True, registry=reg)
+    @kopf.on.delete(GROUP, VERSION, IDS, id="forget", optional=True, registry=reg)
     async def forget(namespace: str, name: str, spec: kopf.Spec, memo: Any, **_: Any) -> None:
         """Drop the deleted deployment's metrics and history (children go by garbage collection)."""
         rt: rt_mod.Runtime = memo.runtime
         rt.histories.pop((namespace, name), None)
         rt.metrics.forget(namespace, name, [p["name"] for p in spec.get("pools", [])])
 
-    @kopf.timer(GROUP, VERSION, POOLS, interval=max(interval, 10.0), registry=reg)
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        POOLS,
+        id="pool_status",
+        interval=max(interval, 10.0),
+        backoff=interval,
+        registry=reg,
+    )
     async def pool_tick(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
         """CapacityPool status from the Nodes matching its placement; written when it changed."""
         pool = _parse_pool(body)
