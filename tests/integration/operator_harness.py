@@ -1,0 +1,184 @@
+"""Run the operator (`costscaler run`), the load twin and spare Prometheus servers as local
+processes against the session cluster, and read back what they did. Stopped by pid only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACES = ROOT.parent / "shared" / "traces"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.5) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what`."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # the object may not exist yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+class Proc:
+    """A child process with its log; stopped by its own pid."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        self.handle = log.open("w")
+        self.p = subprocess.Popen(args, stdout=self.handle, stderr=subprocess.STDOUT, env=env)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.handle.close()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Operator(Proc):
+    """`costscaler run` for one namespace, with its /metrics port."""
+
+    def __init__(self, cluster: Any, ns: str, log: Path, prometheus: str, priority: int = 100,
+                 interval: float = 2.0) -> None:  # fmt: skip
+        self.port = free_port()
+        args = [
+            str(VENV_BIN / "costscaler"), "run", "-n", ns, "--prometheus-url", prometheus,
+            "--interval", str(interval), "--scrape-interval", "2", "--metrics-port",
+            str(self.port), "--priority", str(priority), "--peering", "namespaced",
+        ]  # fmt: skip
+        env = dict(cluster.env, KUBECONFIG=str(cluster.kubeconfig), COSTSCALER_LOG_LEVEL="INFO")
+        super().__init__(args, log, env)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples matching `labels` (0 when absent)."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read()
+        total = 0.0
+        for line in text.decode().splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def healthy(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.port}/healthz"
+            return urllib.request.urlopen(url, timeout=2).status == 200
+        except OSError:
+            return False
+
+
+class Prometheus(Proc):
+    """A private Prometheus scraping the load twins' targets (to stop without harming others)."""
+
+    def __init__(self, cluster: Any, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        conf = workdir / "prometheus.yml"
+        targets = str(Path(cluster.targets_dir) / "*.json")
+        conf.write_text(json.dumps({
+            "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+            "scrape_configs": [{"job_name": "loadtwin", "file_sd_configs": [
+                {"files": [targets], "refresh_interval": "2s"}]}],
+        }))  # fmt: skip
+        binary = subprocess.run(["which", "prometheus"], capture_output=True, text=True).stdout
+        args = [
+            binary.strip() or "prometheus", f"--config.file={conf}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]  # fmt: skip
+        super().__init__(args, workdir / f"prometheus-{self.port}.log", dict(os.environ))
+        wait_for("prometheus ready", lambda: _http_ok(self.url + "/-/ready"), timeout=30)
+
+
+class LoadTwin(Proc):
+    """hack/cluster's load twin replaying a trace for one deployment, time-compressed."""
+
+    def __init__(self, cluster: Any, key: str, trace: Path, speed: float, log: Path) -> None:
+        args = [
+            sys.executable, "-m", "cluster.loadtwin", "--kubeconfig", str(cluster.kubeconfig),
+            "--targets-dir", str(cluster.targets_dir), "--load", f"{key}={trace}",
+            "--speed", str(speed), "--tick", "1",
+        ]  # fmt: skip
+        env = dict(cluster.env, PYTHONPATH=str(ROOT / "hack"))
+        super().__init__(args, log, env)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def prom_value(url: str, query: str) -> float | None:
+    """The single value of an instant query, or None when it returns no series."""
+    q = urllib.parse.urlencode({"query": query})
+    reply = json.loads(urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=5).read())
+    result = reply["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def new_namespace(cluster: Any) -> str:
+    """A fresh namespace with kopf's peering object for namespaced operators."""
+    ns = f"op-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", ns)
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+               "metadata": {"name": "costscaler", "namespace": ns}}  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(peering))
+    wait_for("default service account", lambda: cluster.kubectl(
+        "get", "sa", "default", "-n", ns, check=False).returncode == 0)  # fmt: skip
+    return ns
+
+
+def apply(cluster: Any, obj: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
+
+
+def get(cluster: Any, *args: str) -> dict[str, Any]:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
+def llama(ns: str, mode: str, pools: list[str], **spec: Any) -> dict[str, Any]:
+    """The example vLLM deployment in `ns`, with `mode` and `pools` (no budget)."""
+    doc = yaml.safe_load((ROOT / "examples/deployments/llama-3-1-8b-vllm.yaml").read_text())
+    doc["metadata"]["namespace"] = ns
+    doc["spec"].update(mode=mode, pools=[{"name": p} for p in pools], **spec)
+    doc["spec"].pop("budgetRef", None)
+    return doc
+
+
+def children(cluster: Any, ns: str, name: str) -> dict[str, dict[str, Any]]:
+    """The child Deployments of an InferenceDeployment, by pool."""
+    items = get(cluster, "deployments", "-n", ns, "-l", f"costscaler.dev/deployment={name}")
+    return {d["metadata"]["labels"]["costscaler.dev/pool"]: d for d in items["items"]}
