@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pools", type=Path, default=control.REPO / "examples" / "pools")
     up.add_argument("--nodes-per-pool", type=int, default=8)
     up.add_argument("--scrape-interval", default="2s")
+    twin = sub.add_parser("twin", help="start a load twin replaying traces (stopped by down)")
+    twin.add_argument("--load", action="append", required=True, help="[NS/]NAME=TRACE.csv")
+    twin.add_argument("--speed", type=float, default=10.0, help="trace seconds per wall second")
+    twin.add_argument("--tick", type=float, default=1.0, help="wall seconds per step")
     sub.add_parser("down", help="stop what `up` started and remove its state")
     sub.add_parser("env", help='print export lines: eval "$(make -s cluster-env)"')
     sub.add_parser("status", help="print endpoints and which processes are alive")
@@ -39,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             control.up(args.state_dir, args.pools, args.nodes_per_pool, args.scrape_interval)
             print("\n".join(control.env_lines(args.state_dir)))
+        elif args.command == "twin":
+            port, log = control.start_twin(args.state_dir, args.load, args.speed, args.tick)
+            print(f"load twin on http://127.0.0.1:{port}/status (log {log})")
         elif args.command == "down":
             control.down(args.state_dir)
         elif args.command == "env":

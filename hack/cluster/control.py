@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -291,6 +292,38 @@ def down(state_dir: Path, progress: Progress = print, keep_logs: bool = False) -
         progress(f"logs kept in {kept}")
     shutil.rmtree(state_dir)
     progress(f"cluster stopped ({len(cluster.pids)} processes), {state_dir} removed")
+
+
+def start_twin(
+    state_dir: Path, loads: list[str], speed: float = 1.0, tick: float = 1.0
+) -> tuple[int, Path]:
+    """Start a load twin for this cluster (stopped by `down`); returns its port and log."""
+    cluster = Cluster.load(state_dir)
+    if cluster is None:
+        raise RuntimeError(f"no cluster in {state_dir}: run `make cluster-up` first")
+    # The twin runs in the state directory: make the trace paths absolute first.
+    loads = [f"{n}={Path(t).resolve()}" for n, _, t in (load.partition("=") for load in loads)]
+    port = procs.free_port()
+    name = f"loadtwin-{port}"
+    cmd = [sys.executable, "-m", "cluster.loadtwin", f"--kubeconfig={cluster.kubeconfig}",
+           f"--targets-dir={cluster.targets_dir}", f"--speed={speed}", f"--tick={tick}",
+           f"--port={port}", *(f"--load={load}" for load in loads)]  # fmt: skip
+    log = state_dir / "logs" / f"{name}.log"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    cluster.pids[name] = procs.spawn(cmd, log, cwd=state_dir, env=env)
+    cluster.save()
+    wait_for(name, lambda: http_ok(f"http://127.0.0.1:{port}/status"), 30, log)
+    return port, log
+
+
+def stop_twin(state_dir: Path, port: int) -> None:
+    """Stop the load twin started on this port and forget it."""
+    cluster = Cluster.load(state_dir)
+    ident = cluster.pids.pop(f"loadtwin-{port}", None) if cluster else None
+    if cluster is None or ident is None:
+        raise RuntimeError(f"no load twin on port {port} in {state_dir}")
+    procs.stop([ident])
+    cluster.save()
 
 
 def env_lines(state_dir: Path) -> list[str]:
