@@ -19,7 +19,7 @@ from typing import Any
 
 from cluster import procs
 from cluster.kube import Api, http_ok, wait_for, write_kubeconfig
-from cluster.nodes import load_pools, pool_nodes
+from cluster.nodes import SYSTEM_NODE, load_pools, pool_nodes, system_node
 from cluster.pki import Pki, make_pki
 from cluster.tools import Tools, ensure_tools
 
@@ -208,7 +208,8 @@ def _nodes_ready(api: Api, names: set[str]) -> bool:
 
 
 def _create_nodes(api: Api, pools: Path, per_pool: int) -> set[str]:
-    names = set()
+    api.create("/api/v1/nodes", system_node())
+    names = {SYSTEM_NODE}
     for pool in load_pools(pools):
         for node in pool_nodes(pool, per_pool):
             api.create("/api/v1/nodes", node)

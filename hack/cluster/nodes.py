@@ -18,6 +18,32 @@ CAPACITY_TYPE_LABELS = {
 _HOST = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti"}
 
 
+SYSTEM_NODE = "system-0"
+
+
+def system_node() -> dict[str, Any]:
+    """An untainted CPU node, as real clusters have for the operator and other system pods."""
+    labels = {
+        "type": "kwok",
+        "kubernetes.io/hostname": SYSTEM_NODE,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "node.kubernetes.io/instance-type": "m6i.xlarge",
+        "karpenter.sh/capacity-type": "on-demand",
+    }
+    resources = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": SYSTEM_NODE,
+            "labels": labels,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        "status": {"capacity": resources, "allocatable": resources},
+    }
+
+
 def load_pools(path: Path) -> list[CapacityPool]:
     """CapacityPools from a YAML file or folder (other kinds skipped)."""
     return [m for m in load_manifests(path) if isinstance(m, CapacityPool)]

@@ -1,0 +1,65 @@
+"""The Helm chart installs on the real apiserver with the built helm; its RBAC is least privilege.
+
+KWOK runs the operator pod on the untainted system node (it does not execute containers), so
+this checks what the apiserver decides: the manifests validate, the Deployment becomes
+Available, and the ServiceAccount may do what the operator needs and nothing more.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "costscaler"
+
+
+def _helm(cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(cluster.helm_path), *args],
+        env=cluster.env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stderr}"
+    return done
+
+
+def _can(cluster, sa: str, *what: str) -> bool:
+    done = cluster.kubectl("auth", "can-i", f"--as={sa}", *what, check=False)
+    return done.stdout.strip() == "yes"
+
+
+def test_chart_installs_and_its_rbac_is_least_privilege(crds_installed) -> None:
+    cluster = crds_installed
+    ns = f"costscaler-{uuid.uuid4().hex[:6]}"
+    _helm(cluster, "lint", str(CHART))
+    # The session already applied crds/ (the chart's crds/ are a copy, `make crds`).
+    _helm(cluster, "install", "cs", str(CHART), "-n", ns, "--create-namespace", "--skip-crds",
+          "--wait", "--timeout", "120s")  # fmt: skip
+    try:
+        pods = cluster.kubectl("get", "pods", "-n", ns, "-o",
+                               "jsonpath={.items[*].spec.nodeName}").stdout.split()  # fmt: skip
+        assert pods == ["system-0"]
+        path = "jsonpath={.items[0].spec.template.spec.serviceAccountName}"
+        sa_name = cluster.kubectl("get", "deployment", "-n", ns, "-o", path).stdout.strip()
+        sa = f"system:serviceaccount:{ns}:{sa_name}"
+        for verb, resource in [
+            ("watch", "inferencedeployments.costscaler.dev"),
+            ("patch", "inferencedeployments.costscaler.dev/status"),
+            ("list", "capacitypools.costscaler.dev"),
+            ("create", "deployments.apps"),
+            ("list", "nodes"),
+            ("create", "events"),
+        ]:
+            assert _can(cluster, sa, verb, resource, "-A"), f"the operator cannot {verb} {resource}"
+        for verb, resource in [("get", "secrets"), ("delete", "nodes"), ("create", "pods"),
+                               ("delete", "customresourcedefinitions")]:  # fmt: skip
+            assert not _can(cluster, sa, verb, resource, "-A"), (
+                f"the operator may {verb} {resource}"
+            )
+    finally:
+        _helm(cluster, "uninstall", "cs", "-n", ns, "--wait")
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
