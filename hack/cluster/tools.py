@@ -110,7 +110,7 @@ def _build_kubernetes(target: Path, progress: Progress) -> None:
         return
     progress(
         f"building {', '.join(missing)} {KUBERNETES_VERSION} from the Go module proxy "
-        "(first time only: about 20-30 min on 2 cores)"
+        "(first time only: about 6-10 min on 2 cores)"
     )
     start = time.monotonic()
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -142,24 +142,36 @@ def _install_go_tools(target: Path, progress: Progress) -> None:
         progress(f"installed helm {HELM_VERSION}")
 
 
-def _ensure_prometheus(progress: Progress) -> tuple[Path, Path]:
-    found = shutil.which("prometheus"), shutil.which("promtool")
-    if found[0] and found[1]:
-        return Path(found[0]), Path(found[1])
-    progress("installing prometheus from Debian (apt-get)")
+def _apt_install(package: str) -> None:
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # The package enables a system service on port 9090; we run our own on a free port.
-    # RUNLEVEL=1 makes invoke-rc.d skip starting it where no policy-rc.d forbids it.
-    env["RUNLEVEL"] = "1"
-    _run([*sudo, "apt-get", "update", "-qq"], env=env)
-    _run(
-        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], env=env
-    )
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if not (prometheus and promtool):
+    # The package would start a system service on port 9090; we run our own on a free port.
+    # Debian's policy-rc.d hook (exit 101) stops maintainer scripts from starting services.
+    policy = Path("/usr/sbin/policy-rc.d")
+    added = not policy.exists()
+    if added:
+        _run(
+            [*sudo, "sh", "-c", f"printf '#!/bin/sh\\nexit 101\\n' > {policy} && chmod +x {policy}"]
+        )
+    try:
+        _run([*sudo, "apt-get", "update", "-qq"], env=env)
+        _run(
+            [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", package], env=env
+        )
+    finally:
+        if added:
+            _run([*sudo, "rm", "-f", str(policy)])
+
+
+def _ensure_prometheus(progress: Progress) -> tuple[Path, Path]:
+    found = shutil.which("prometheus"), shutil.which("promtool")
+    if not (found[0] and found[1]):
+        progress("installing prometheus and promtool from Debian (apt-get)")
+        _apt_install("prometheus")
+        found = shutil.which("prometheus"), shutil.which("promtool")
+    if not (found[0] and found[1]):
         raise RuntimeError("apt-get installed prometheus but prometheus/promtool are not on PATH")
-    return Path(prometheus), Path(promtool)
+    return Path(found[0]), Path(found[1])
 
 
 def _kwok_stages(target: Path) -> Path:
