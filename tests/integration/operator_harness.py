@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +115,8 @@ class Prometheus(Proc):
         binary = subprocess.run(["which", "prometheus"], capture_output=True, text=True).stdout
         args = [
             binary.strip() or "prometheus", f"--config.file={conf}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
             "--log.level=warn",
         ]  # fmt: skip
         super().__init__(args, workdir / f"prometheus-{self.port}.log", dict(os.environ))
@@ -182,3 +184,15 @@ def children(cluster: Any, ns: str, name: str) -> dict[str, dict[str, Any]]:
     """The child Deployments of an InferenceDeployment, by pool."""
     items = get(cluster, "deployments", "-n", ns, "-l", f"costscaler.dev/deployment={name}")
     return {d["metadata"]["labels"]["costscaler.dev/pool"]: d for d in items["items"]}
+
+
+@pytest.fixture(scope="module", name="kube")
+def kube_fixture(crds_installed: Any) -> Any:
+    """The session cluster with the CRDs, kopf's peering CRDs and the example pools."""
+    from costscaler.controller.peering import peering_crds
+
+    for crd in peering_crds():
+        crds_installed.kubectl("apply", "-f", "-", stdin=json.dumps(crd))
+    crds_installed.kubectl("wait", "--for=condition=Established", "crd", "--all")
+    crds_installed.kubectl("apply", "-f", str(ROOT / "examples" / "pools"))
+    return crds_installed

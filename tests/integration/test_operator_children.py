@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from operator_harness import (
+from operator_harness import (  # noqa: F401 - kube_fixture provides the `kube` fixture
     ROOT,
     Operator,
     apply,
     children,
     get,
+    kube_fixture,
     llama,
     new_namespace,
     wait_for,
@@ -23,20 +24,6 @@ pytestmark = pytest.mark.integration
 
 SPOT, OD = "g6-xlarge-l4-spot", "g6-xlarge-l4-ondemand"
 NO_PROMETHEUS = "http://127.0.0.1:9"  # nothing listens: every reading is QueryFailed
-
-
-@pytest.fixture(scope="module")
-def kube(crds_installed):
-    """The session cluster with the CRDs, kopf's peering CRDs and the example pools."""
-    import json
-
-    from costscaler.controller.peering import peering_crds
-
-    for crd in peering_crds():
-        crds_installed.kubectl("apply", "-f", "-", stdin=json.dumps(crd))
-    crds_installed.kubectl("wait", "--for=condition=Established", "crd", "--all")
-    crds_installed.kubectl("apply", "-f", str(ROOT / "examples" / "pools"))
-    return crds_installed
 
 
 @pytest.fixture
@@ -85,9 +72,12 @@ def test_children_get_pool_placement_and_are_garbage_collected(kube, ns, operato
     assert s["lastDecision"]["reason"] == "MetricsUnavailable"
     cond = {c["type"]: c for c in s["conditions"]}
     assert cond["MetricsAvailable"]["status"] == "False"
-    wait_for("a ready pod", lambda: sum(
-        (d.get("status") or {}).get("readyReplicas", 0) for d in children(kube, ns, "llama-3-1-8b").values()
-    ) >= 1, timeout=60)  # fmt: skip
+
+    def ready() -> int:
+        kids = children(kube, ns, "llama-3-1-8b").values()
+        return sum((d.get("status") or {}).get("readyReplicas", 0) for d in kids)
+
+    wait_for("a ready pod", lambda: ready() >= 1, timeout=60)
     kube.kubectl("delete", "infd", "llama-3-1-8b", "-n", ns)
     wait_for("children garbage-collected", lambda: children(kube, ns, "llama-3-1-8b") == {})
 
