@@ -61,7 +61,7 @@ class KPA:
             if self._panic_since is None:
                 self._max_panic = ready
             self._panic_since = now
-        elif self._panic_since is not None and now - self._panic_since >= STABLE_S:
+        elif self._panic_since is not None and now - self._panic_since > STABLE_S:
             self._panic_since = None
             self._max_panic = 0
         if self._panic_since is None:

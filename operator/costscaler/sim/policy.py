@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim.pools import PoolModel
-from costscaler.sim.service import FIELDS, ServiceResult, latency_buckets
+from costscaler.sim.service import FIELDS, ServiceResult, latency_histogram
 
 # Bucket edges a Prometheus histogram might have (s): 15 % apart from 50 ms to ~2 h.
 VIEW_EDGES_S = 0.05 * 1.15 ** np.arange(82)
@@ -86,7 +86,7 @@ class ClusterView:
         part = ServiceResult(
             *(np.asarray(getattr(self.history, f))[lo : self.step] for f in FIELDS)
         )
-        counts = latency_buckets(part, self.service_s[lo : self.step], VIEW_EDGES_S).sum(axis=0)
+        counts = latency_histogram(part, self.service_s[lo : self.step], VIEW_EDGES_S)
         total = float(part.served.sum())
         if total <= 0:
             return math.nan

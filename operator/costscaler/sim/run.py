@@ -127,12 +127,7 @@ def p99(
 
     Requests never started by the end of the run count as slower than any edge.
     """
-    counts = np.zeros(EDGES_S.size)
-    for lo in range(0, service_s.size, 50_000):
-        part = service.ServiceResult(
-            *(np.asarray(getattr(result, f))[lo : lo + 50_000] for f in FIELDS)
-        )
-        counts += service.latency_buckets(part, service_s[lo : lo + 50_000], EDGES_S).sum(axis=0)
+    counts = service.latency_histogram(result, service_s, EDGES_S)
     if requests <= 0:
         return None
     i = int(np.searchsorted(counts, 0.99 * requests - 1e-9))

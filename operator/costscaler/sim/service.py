@@ -142,6 +142,26 @@ def latency_buckets(result: ServiceResult, service_s: ArrayLike, edges_s: ArrayL
     return np.asarray(result.served[:, None] * share, dtype=np.float64)
 
 
+def latency_histogram(
+    result: ServiceResult, service_s: ArrayLike, edges_s: ArrayLike
+) -> FloatArray:
+    """Cumulative latency histogram of all requests started in `result`'s steps (`le` counts).
+
+    The sum over steps of `latency_buckets`, with a fast path: in a step where nobody waited,
+    every request's latency is the service time, so only queueing steps need the full share.
+    """
+    edges = np.asarray(edges_s, dtype=np.float64)
+    s = np.broadcast_to(np.asarray(service_s, dtype=np.float64), result.served.shape)
+    calm = (result.wait_first_s <= 0) & (result.wait_last_s <= 0)
+    index = np.searchsorted(edges, s[calm], side="left")
+    counts = np.cumsum(np.bincount(index, result.served[calm], edges.size + 1)[: edges.size])
+    busy = ~calm
+    if busy.any():
+        part = ServiceResult(*(np.asarray(getattr(result, f))[busy] for f in FIELDS))
+        counts = counts + latency_buckets(part, s[busy], edges).sum(axis=0)
+    return np.asarray(counts, dtype=np.float64)
+
+
 def in_flight(
     served: ArrayLike, backlog: ArrayLike, service_s: float, replicas: ArrayLike, dt: float = 1.0
 ) -> tuple[FloatArray, FloatArray]:

@@ -107,3 +107,15 @@ def test_buckets_are_cumulative_and_end_at_started():
 def test_in_flight_little():
     running, waiting = service.in_flight([10.0], [4.0], service_s=2.0, replicas=[2])
     assert running[0] == 10 and waiting[0] == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=30), st.floats(2, 20))
+def test_histogram_fast_path_matches_buckets(arrivals, capacity):
+    result = service.replay(cumulative(arrivals), 0, [capacity] * len(arrivals), 0.3, 1.0)
+    edges = [0.1, 0.3, 0.5, 1.0, 2.0, 5.0, np.inf]
+    np.testing.assert_allclose(
+        service.latency_histogram(result, 0.3, edges),
+        service.latency_buckets(result, 0.3, edges).sum(axis=0),
+        atol=1e-9,
+    )

@@ -1,0 +1,88 @@
+"""HPA, KEDA and KPA against hand-computed cases from their documentation."""
+
+from __future__ import annotations
+
+import pytest
+
+from costscaler.sim.hpa import Behavior, external_metric_replicas, pods_metric_replicas
+from costscaler.sim.knative import KPA
+from costscaler.sim.static import peak_rate
+
+
+@pytest.mark.parametrize(
+    ("current", "ready", "missing", "total", "target", "want"),
+    [
+        # kubernetes.io HPA docs: 200m against 100m doubles, 50m halves.
+        pytest.param(4, 4, 0, 800, 100, 8, id="double"),
+        pytest.param(4, 4, 0, 200, 100, 2, id="halve"),
+        pytest.param(4, 4, 0, 420, 100, 4, id="within-tolerance"),
+        pytest.param(4, 4, 0, 440, 100, 5, id="just-outside-tolerance"),
+        # Missing metrics: 0 % of target on scale-up, 100 % on scale-down.
+        pytest.param(5, 4, 1, 600, 100, 6, id="missing-as-zero-on-scale-up"),
+        pytest.param(5, 4, 1, 200, 100, 3, id="missing-as-target-on-scale-down"),
+        pytest.param(5, 4, 1, 480, 100, 5, id="correction-within-tolerance"),
+        pytest.param(5, 4, 1, 440, 100, 5, id="correction-flips-direction"),
+        pytest.param(3, 0, 3, 0, 100, 3, id="no-ready-pod-holds"),
+    ],
+)
+def test_hpa_replica_calculator(current, ready, missing, total, target, want):
+    assert pods_metric_replicas(current, ready, missing, total, target) == want
+
+
+def test_hpa_scale_down_waits_for_the_stabilisation_window():
+    b = Behavior(min_replicas=1, max_replicas=100)
+    assert b.normalize(0.0, 10, 10) == 10
+    assert b.normalize(15.0, 10, 4) == 10  # the 10 from t=0 is still in the 300 s window
+    assert b.normalize(285.0, 10, 4) == 10
+    assert b.normalize(300.0, 10, 4) == 4  # t=0 left the window
+
+
+def test_hpa_scale_up_is_limited_to_double_or_four_pods_per_15_s():
+    b = Behavior(min_replicas=1, max_replicas=100)
+    assert b.normalize(0.0, 3, 20) == 7  # max(2 x 3, 3 + 4)
+    assert b.normalize(5.0, 7, 20) == 7  # the period that began at 3 is used up
+    assert b.normalize(15.0, 7, 20) == 14  # a new period: max(2 x 7, 7 + 4)
+    assert b.normalize(30.0, 14, 200) == 28
+
+
+def test_hpa_clamps_to_min_and_max():
+    assert Behavior(min_replicas=2, max_replicas=5).normalize(0.0, 3, 40) == 5
+    b = Behavior(min_replicas=2, max_replicas=5)
+    b.normalize(0.0, 3, 3)
+    assert b.normalize(400.0, 3, 0) == 2
+
+
+@pytest.mark.parametrize(
+    ("current", "total", "target", "want"),
+    [(2, 35, 10, 4), (3, 31, 10, 3), (3, 0, 10, 0), (0, 12, 10, 2)],
+    ids=["scale-up", "tolerance", "to-zero-metric", "from-zero"],
+)
+def test_keda_external_average_value(current, total, target, want):
+    assert external_metric_replicas(current, total, target) == want
+
+
+def test_kpa_panics_at_twice_ready_and_never_scales_down_in_panic():
+    kpa = KPA(pool=0, utilisation=1.0, min_replicas=0, max_replicas=1000)
+    # stable 30 req/s -> 3 pods; panic 50 req/s -> 5 pods >= 2 x 2 ready: panic, 5.
+    assert kpa.desired(0.0, 2, 30.0, 50.0, 10.0) == 5
+    # Load falls: stable wants 1 (floored at ready / 2), but panic holds the maximum.
+    assert kpa.desired(2.0, 2, 10.0, 10.0, 10.0) == 5
+    assert kpa.desired(60.0, 5, 10.0, 10.0, 10.0) == 5
+    # More than 60 s after the last panicking tick, the stable decision returns (halving).
+    assert kpa.desired(62.0, 5, 10.0, 10.0, 10.0) == 2
+
+
+def test_kpa_stable_mode_and_rate_limits():
+    kpa = KPA(pool=0, utilisation=1.0, min_replicas=0, max_replicas=1000)
+    assert kpa.desired(0.0, 4, 55.0, 60.0, 10.0) == 6  # 60/10 = 6 < 2 x 4: no panic
+    assert kpa.desired(2.0, 10, 0.0, 0.0, 10.0) == 5  # at most halve per tick
+    assert kpa.desired(4.0, 0, 25.0, 5.0, 10.0) == 3  # from zero (ready counts as 1)
+
+
+def test_static_peak_is_the_busiest_minute():
+    import numpy as np
+
+    arrivals = np.zeros(600)
+    arrivals[100:160] = 5.0
+    arrivals[300] = 200.0  # one-second spike: averaged over its minute
+    assert peak_rate(arrivals, 1.0) == pytest.approx(5.0)
