@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from costscaler.api import CapacityPool, InferenceDeployment
 from costscaler.sim.cluster import SpotReplay
+from costscaler.sim.engine_policy import CostScaler
 from costscaler.sim.hpa import HPA, KEDA
 from costscaler.sim.knative import KPA
 from costscaler.sim.oracle import idle_accelerator_hours, lower_bound
@@ -68,8 +69,6 @@ class Lineup:
         lo, hi = spec.replicas.min, spec.replicas.max
         rated = self.models[single].capacity_rps
         if name in ("costscaler", "costscaler-single"):
-            from costscaler.sim.engine_policy import CostScaler  # needs the engine only here
-
             names = (
                 [m.name for m in self.models]
                 if name == "costscaler"
