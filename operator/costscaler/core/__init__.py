@@ -8,6 +8,7 @@ get the same decision for the same inputs. The entry point is
 replicas requested per pool name now, and `now` seconds on the observations' clock.
 """
 
+from costscaler.core.engine import Planner, Settings, decide
 from costscaler.core.pools import PoolView, missing_pools, pool_views
 from costscaler.core.types import (
     Alternative,
@@ -24,8 +25,11 @@ __all__ = [
     "Decision",
     "EngineState",
     "Observations",
+    "Planner",
     "PoolView",
     "Reason",
+    "Settings",
+    "decide",
     "missing_pools",
     "pool_views",
 ]

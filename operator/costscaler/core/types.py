@@ -38,13 +38,13 @@ class Observations:
     """A window of samples ending at the latest scrape, oldest first, one value per sample.
 
     `times` (s, same clock as `now`, increasing), `request_rate` (req/s), `latency` (the SLO
-    quantile of end-to-end latency, s; NaN is allowed only where the rate is 0, since a
-    quantile of no requests is undefined), `token_rate` (output tokens/s, or None when the model
+    quantile of end-to-end latency, s; NaN when not measured, e.g. no request finished in
+    the scrape window), `token_rate` (output tokens/s, or None when the model
     server does not report it). Per pool name, arrays aligned with `times`: `ready` replicas
     serving, `warming` replicas started but not yet serving, and `lost` spot replicas
     interrupted since the previous sample. A pool missing from a mapping counts as zeros.
-    Missing samples are NaN: the engine treats a NaN or negative value in the latest sample
-    as bad data (see `core.validate`), and skips such samples elsewhere.
+    Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
+    sample is bad data (see `core.validate`); such samples are skipped elsewhere.
     """
 
     times: FloatArray

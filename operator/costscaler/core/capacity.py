@@ -1,0 +1,81 @@
+"""Capacity: replicas needed for a demand, and an online calibrator of per-replica capacity.
+
+The declared per-replica capacity (req/s within the SLO, from the workload's profiles) is a
+user's measurement, often optimistic or stale. The calibrator keeps one multiplier `scale` on
+all profiles and nudges it from observed (rate, latency quantile, ready replicas) samples:
+
+- a sample where the latency met the threshold while the replicas carried `u` times their
+  declared capacity says capacity >= u x declared; if u > scale, scale moves toward u;
+- a sample where the latency missed while carrying u < scale says capacity < u; scale moves
+  toward u, but only if u >= `MIN_LOAD_FOR_MISS` x scale: a miss at a small fraction of rated
+  load is a latency outlier (a slow request, a GC pause), not a capacity limit.
+
+It never trusts one bad sample: only steady samples count (the same ready replicas as the
+sample before, nothing lost, finite values); each moves `scale` by at most `STEP` of the gap
+(so one outlier shifts it by a few percent and it takes a consistent run of evidence to move
+far); each sample is consumed once (`until`); and `scale` stays in [`MIN_SCALE`, `MAX_SCALE`].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from costscaler.core.types import FloatArray
+
+STEP = 0.05
+MIN_SCALE = 0.5
+MAX_SCALE = 2.0
+MIN_LOAD_FOR_MISS = 0.5
+
+
+def replicas_needed(demand_rps: float, capacity_rps: float, scale: float = 1.0) -> int:
+    """Replicas to serve `demand_rps` within the SLO: ceil(demand / (capacity x scale)).
+
+    A relative tolerance of 1e-9 keeps float noise (3.0000000001 replicas) from adding one.
+    """
+    if not demand_rps > 0:
+        return 0
+    per = capacity_rps * scale
+    if not per > 0:
+        raise ValueError("capacity_rps x scale must be > 0")
+    return max(0, math.ceil(demand_rps / per - 1e-9))
+
+
+def calibrate(
+    scale: float,
+    until: float,
+    times: FloatArray,
+    rate: FloatArray,
+    latency: FloatArray,
+    declared_rps: FloatArray,
+    steady: FloatArray,
+    threshold_s: float,
+) -> tuple[float, float]:
+    """Fold the samples after `until` into `scale`; return (new scale, new until).
+
+    `declared_rps[k]`: declared capacity (req/s) of the replicas ready at sample k, summed
+    over pools; `steady[k]`: 1 when sample k is steady (see the module docstring), else 0.
+    """
+    new = times > until
+    if not new.any():
+        return scale, until
+    ok = (
+        new
+        & np.isfinite(rate)
+        & np.isfinite(latency)
+        & (declared_rps > 0)
+        & (steady > 0)
+        & (rate > 0)
+        & (latency >= 0)
+    )
+    load = np.where(ok, rate / np.where(declared_rps > 0, declared_rps, 1.0), 0.0)
+    met = latency <= threshold_s
+    for u, hit in zip(load[ok], met[ok], strict=True):
+        if hit and u > scale:
+            scale += STEP * (min(u, MAX_SCALE) - scale)
+        elif not hit and MIN_LOAD_FOR_MISS * scale <= u < scale:
+            scale += STEP * (max(u, MIN_SCALE) - scale)
+    scale = min(max(scale, MIN_SCALE), MAX_SCALE)
+    return scale, float(times[new][-1])

@@ -1,0 +1,141 @@
+"""`decide`: the one entry point of the engine, and `Planner`, which precomputes per spec.
+
+A `Planner` holds what does not change between ticks for one deployment (pool arrays, bounds,
+prices, horizon); `Planner.decide` turns one window of observations into a `Decision`.
+`decide(spec, pools, ...)` builds the planner (cached on the identity of its arguments, which
+the engine treats as immutable) and calls it, so the operator and the simulator share a path.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from costscaler.api.deployment import InferenceDeploymentSpec
+from costscaler.api.money import to_float
+from costscaler.api.pool import CapacityPool
+from costscaler.core import cost
+from costscaler.core.pools import PoolView, pool_views
+from costscaler.core.step import step
+from costscaler.core.types import BudgetConstraint, Decision, EngineState, Observations
+
+_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment's SLO, bounds and cost items as plain numbers (units in the names)."""
+
+    latency_threshold_s: float
+    attainment: float
+    slo_miss_cost_per_hour: float
+    fixed_per_hour: float
+    egress_per_rps_hour: float
+    replicas_min: int
+    replicas_max: int
+    spot_max_fraction: float
+    min_on_demand: int
+    window_s: float
+    daily_seasonality: bool
+
+    @staticmethod
+    def from_spec(spec: InferenceDeploymentSpec) -> Settings:
+        """Read the spec (money strings become float $)."""
+        cm = spec.cost_model
+        return Settings(
+            latency_threshold_s=spec.slo.latency.threshold_seconds,
+            attainment=spec.slo.attainment,
+            slo_miss_cost_per_hour=to_float(cm.slo_miss_cost_per_hour),
+            fixed_per_hour=cost.fixed_hourly(
+                sum(to_float(f.amount) for f in cm.fixed_monthly), to_float(cm.storage_monthly)
+            ),
+            egress_per_rps_hour=cost.egress_hourly(
+                1.0, cm.egress.gb_per_thousand_requests, to_float(cm.egress.price_per_gb)
+            ),
+            replicas_min=spec.replicas.min,
+            replicas_max=spec.replicas.max,
+            spot_max_fraction=spec.spot.max_fraction,
+            min_on_demand=spec.spot.min_on_demand_replicas,
+            window_s=float(spec.forecast.window_seconds),
+            daily_seasonality=spec.forecast.daily_seasonality,
+        )
+
+
+class Planner:
+    """Decisions for one deployment over a fixed set of eligible pools."""
+
+    def __init__(self, pools: Sequence[PoolView], settings: Settings) -> None:
+        if not pools:
+            raise ValueError("no eligible pools: list CapacityPools the workload can run on")
+        self.pools = tuple(pools)
+        self.settings = settings
+        self.names = tuple(p.name for p in pools)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.capacity = np.array([p.capacity_rps for p in pools], dtype=np.float64)
+        self.price = np.array([p.replica_cost_per_hour for p in pools], dtype=np.float64)
+        self.spot = np.array([p.spot for p in pools], dtype=np.bool_)
+        self.max_replicas = np.array(
+            [settings.replicas_max if p.max_replicas is None else p.max_replicas for p in pools],
+            dtype=np.int64,
+        )
+        self.cold_start_s = np.array([p.cold_start_s for p in pools], dtype=np.float64)
+        self.declared_hazard = np.array(
+            [p.interruption_rate_per_hour if p.spot else 0.0 for p in pools], dtype=np.float64
+        )
+        # Capacity asked for now serves after the slowest eligible pool's cold start.
+        self.horizon_s = float(self.cold_start_s.max())
+
+    @staticmethod
+    def from_api(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> Planner:
+        """Planner for an InferenceDeployment spec over the given CapacityPools."""
+        return Planner(pool_views(spec, pools), Settings.from_spec(spec))
+
+    def decide(
+        self,
+        observations: Observations,
+        current: Mapping[str, int],
+        now: float,
+        state: EngineState | None = None,
+        budget: BudgetConstraint | None = None,
+    ) -> Decision:
+        """One decision at time `now` (s); see `core.step.step` for how it is made."""
+        return step(self, observations, current, now, state or EngineState(), budget)
+
+
+_planners: OrderedDict[tuple[int, ...], tuple[Planner, object, tuple[object, ...]]] = OrderedDict()
+
+
+def planner_for(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> Planner:
+    """The cached planner for these exact objects (keyed on identity; kept alive with them)."""
+    key = (id(spec), *map(id, pools))
+    hit = _planners.get(key)
+    if hit is not None:
+        _planners.move_to_end(key)
+        return hit[0]
+    planner = Planner.from_api(spec, pools)
+    _planners[key] = (planner, spec, tuple(pools))
+    if len(_planners) > _CACHE_SIZE:
+        _planners.popitem(last=False)
+    return planner
+
+
+def decide(
+    spec: InferenceDeploymentSpec,
+    pools: Sequence[CapacityPool],
+    observations: Observations,
+    current: Mapping[str, int],
+    now: float,
+    state: EngineState | None = None,
+    budget: BudgetConstraint | None = None,
+) -> Decision:
+    """Replicas per pool for `spec` at time `now` (s), with cost, risk, reason and alternatives.
+
+    `pools`: CapacityPool objects (those not in `spec.pools`, or that cannot run the model, are
+    ignored); `observations`: the window ending at the latest scrape; `current`: replicas
+    requested per pool now; `state`: what the previous decision returned (None on the first
+    call); `budget`: the burn rate a CostBudget allows, if any. Pure and deterministic.
+    """
+    return planner_for(spec, pools).decide(observations, current, now, state, budget)

@@ -1,0 +1,141 @@
+"""Reasons, messages and the alternatives a decision weighed; the hold on bad data."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from costscaler.core import allocate
+from costscaler.core.allocate import Plan, Problem
+from costscaler.core.forecast import DemandForecast
+from costscaler.core.risk import IntArray
+from costscaler.core.types import (
+    Alternative,
+    BudgetConstraint,
+    Decision,
+    EngineState,
+    Reason,
+)
+
+if TYPE_CHECKING:
+    from costscaler.core.engine import Planner
+
+
+def alternatives(
+    pl: Planner,
+    prob: Problem,
+    demand: DemandForecast,
+    q: float,
+    chosen: Plan,
+    target: Plan,
+    cur: IntArray,
+    fixed: float,
+) -> tuple[Alternative, ...]:
+    """The chosen plan, the plan before keep-alive (if different), the cheapest all-on-demand
+    plan meeting the SLO floor, the maximum-spot plan and the current allocation."""
+    names, plans = ["chosen"], [chosen.replicas]
+    if not np.array_equal(chosen.replicas, target.replicas):
+        names.append("without-keep-alive")
+        plans.append(target.replicas)
+    if (~pl.spot).any():
+        od, keep = allocate.on_demand_only(prob)
+        start = allocate.fill(od, demand.quantile(1.0 - prob.risk_floor), allocate.merit_order(od))
+        full = np.zeros_like(cur)
+        full[keep] = allocate.search(od, [start]).replicas
+        names.append("cheapest-on-demand")
+        plans.append(full)
+    if pl.spot.any():
+        names.append("max-spot")
+        plans.append(allocate.max_spot(prob, demand.quantile(q), allocate.merit_order(prob)))
+    names.append("current")
+    plans.append(cur)
+    spend, risk, _ = allocate.evaluate(prob, np.stack(plans))
+    return tuple(
+        Alternative(
+            name,
+            {n: int(v) for n, v in zip(pl.names, plan, strict=True)},
+            float(spend[k]) + fixed,
+            float(risk[k]),
+        )
+        for k, (name, plan) in enumerate(zip(names, plans, strict=True))
+    )
+
+
+def _allocation(pl: Planner, replicas: IntArray) -> str:
+    parts = [f"{int(v)} on {n}" for n, v in zip(pl.names, replicas, strict=True) if v > 0]
+    return ", ".join(parts) or "no replicas"
+
+
+def explain(
+    pl: Planner,
+    prob: Problem,
+    demand: DemandForecast,
+    q: float,
+    chosen: Plan,
+    target: Plan,
+    limited: bool,
+    fixed: float,
+    budget: BudgetConstraint | None,
+) -> tuple[Reason, str]:
+    """The reason (CamelCase) and a one-paragraph message for people."""
+    head = (
+        f"Demand {demand.level:.3g} req/s now, {demand.quantile(q):.3g} req/s at the "
+        f"{q:.1%} quantile in {pl.horizon_s:.0f} s: {_allocation(pl, chosen.replicas)} "
+        f"for ${chosen.spend + fixed:.2f}/h, SLO risk {chosen.risk:.2%}."
+    )
+    floor = prob.risk_floor + 1e-9
+    if limited and budget is not None:
+        allowed = f"${budget.allowed_per_hour:.2f}/h"
+        if chosen.spend + fixed > budget.allowed_per_hour + 1e-6:
+            return Reason.BUDGET_EXCEEDED, (
+                f"{head} Meeting the SLO needs more than the budget's {allowed}; "
+                f"onConflict {budget.on_conflict} keeps the SLO."
+            )
+        note = " The SLO risk is above its floor." if chosen.risk > floor else ""
+        return Reason.BUDGET_LIMITED, f"{head} Held within the budget's {allowed}.{note}"
+    if chosen.risk > floor:
+        return Reason.SLO_AT_RISK, (
+            f"{head} Even this plan, the best within the bounds, misses the SLO attainment "
+            f"target of {pl.settings.attainment:.2%}: raise replicas.max or pool limits."
+        )
+    if (chosen.replicas > target.replicas).any():
+        return Reason.KEEP_ALIVE, (
+            f"{head} Idle replicas are kept until holding them costs more than starting them "
+            f"again ({_allocation(pl, target.replicas)} would do now)."
+        )
+    return Reason.COST_OPTIMAL, head
+
+
+def held(pl: Planner, cur: IntArray, state: EngineState, why: str) -> Decision:
+    """Hold the current allocation (or the last one decided) on bad data: never scale down.
+
+    Bounds still hold: a pool above its maximum, or a total above replicas.max, is trimmed
+    (worst $/req/s first); a total below replicas.min is raised (on-demand, best $/req/s
+    first).
+    """
+    base = cur.copy()
+    if base.sum() == 0:
+        base = np.array([state.last_replicas.get(n, 0) for n in pl.names], dtype=np.int64)
+    base = np.minimum(np.maximum(base, 0), pl.max_replicas)
+    # Raise to the minimum on-demand first, so the spot limits hold too.
+    order = np.lexsort((pl.price / pl.capacity, pl.spot))
+    for i in order[::-1]:
+        base[i] -= min(int(base[i]), max(0, int(base.sum()) - pl.settings.replicas_max))
+    for i in order:
+        short = pl.settings.replicas_min - int(base.sum())
+        base[i] += max(0, min(short, int(pl.max_replicas[i] - base[i])))
+    replicas = {n: int(v) for n, v in zip(pl.names, base, strict=True)}
+    spend = float(base @ pl.price) + pl.settings.fixed_per_hour
+    return Decision(
+        replicas=replicas,
+        cost_per_hour=spend,
+        slo_risk=math.nan,
+        reason=Reason.METRICS_UNAVAILABLE,
+        message=f"Holding {_allocation(pl, base)}: {why}. No scale-down until metrics return.",
+        alternatives=(Alternative("current", replicas, spend, math.nan),),
+        state=state,
+        horizon_s=pl.horizon_s,
+        metrics_available=False,
+    )

@@ -1,0 +1,177 @@
+"""Demand over the cold-start horizon: level, trend, optional daily cycle, and a band.
+
+The band comes from how wrong the same forecast would have been inside the window: for every
+sample k with a sample about `h` seconds later, the error e_k = rate[k + h] - (level_k +
+trend x h). The forecast distribution of demand at `now + h` is point + e, summarised as
+`GRID` quantiles and smoothed with a Gaussian kernel, so quantiles beyond the observed errors
+still exist and the risk curve is smooth in capacity. With too few errors to trust (a short
+window), the band falls back to a relative spread (`PRIOR_REL_SD`) so a fresh deployment is
+not sized on a point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import ndtr
+
+from costscaler.core.types import FloatArray
+
+GRID = 16
+MIN_ERRORS = 12
+PRIOR_REL_SD = 0.25
+LEVEL_SPANS_S = (60.0, 300.0, 900.0)
+DAY_SECONDS = 86400.0
+_QS = (np.arange(GRID) + 0.5) / GRID
+
+
+@dataclass(frozen=True)
+class DemandForecast:
+    """Demand at `now + horizon_s` (req/s) as a smoothed sample of `GRID` quantile points.
+
+    `level` (req/s now, a trailing mean over the best-scoring span), `trend` (req/s per s,
+    shrunk toward 0 by its t-statistic), `point` (central forecast), `samples` (sorted),
+    `bandwidth` (kernel sd, req/s).
+    P(D > c) = mean_i [samples_i > 0] x Phi((samples_i - c) / bandwidth): a sample at 0 means
+    no demand, which zero capacity serves.
+    """
+
+    horizon_s: float
+    level: float
+    trend: float
+    point: float
+    samples: FloatArray
+    bandwidth: float
+    _memo: dict[float, float] = field(default_factory=dict, compare=False, repr=False)
+
+    def exceedance(self, capacity: FloatArray) -> FloatArray:
+        """P(demand > capacity) for each capacity (req/s), same shape as `capacity`."""
+        c = np.asarray(capacity, dtype=np.float64)[..., None]
+        z = (self.samples - c) / self.bandwidth
+        return np.asarray(ndtr(z) @ self.weights(), dtype=np.float64)
+
+    def weights(self) -> FloatArray:
+        """Kernel weights of the samples: 1/GRID each, 0 for a sample of no demand."""
+        return np.asarray((self.samples > 0) / self.samples.size, dtype=np.float64)
+
+    def quantile(self, q: float) -> float:
+        """The demand (req/s) exceeded with probability 1 - q (memoised per q).
+
+        Exceedance is monotone in capacity: evaluate it on a grid over the support, then on a
+        finer grid inside the bracket, and interpolate linearly (two vectorised passes).
+        """
+        hit = self._memo.get(q)
+        if hit is not None:
+            return hit
+        lo, hi = 0.0, float(self.samples[-1]) + 8.0 * self.bandwidth
+        value = lo
+        for _ in range(2):
+            grid = np.linspace(lo, hi, 33)
+            ex = self.exceedance(grid)
+            k = int(np.searchsorted(-ex, -(1.0 - q), side="right"))
+            if k == 0 or k >= grid.size:
+                value = lo if k == 0 else hi
+                break
+            lo, hi = float(grid[k - 1]), float(grid[k])
+            share = (ex[k - 1] - (1.0 - q)) / max(float(ex[k - 1] - ex[k]), 1e-300)
+            value = lo + (hi - lo) * min(max(share, 0.0), 1.0)
+        self._memo[q] = value
+        return value
+
+
+def _levels(rate: FloatArray, n: int) -> FloatArray:
+    """Trailing mean over `n` samples at every index (shorter at the start)."""
+    csum = np.concatenate(([0.0], np.cumsum(rate)))
+    idx = np.arange(1, rate.size + 1)
+    lo = np.maximum(idx - n, 0)
+    return np.asarray((csum[idx] - csum[lo]) / (idx - lo), dtype=np.float64)
+
+
+def _trend(times: FloatArray, rate: FloatArray) -> float:
+    """OLS slope (req/s per s) shrunk by t^2 / (1 + t^2), so noise alone gives ~no trend."""
+    if rate.size < 3:
+        return 0.0
+    t = times - times.mean()
+    sxx = float(t @ t)
+    if sxx <= 0:
+        return 0.0
+    slope = float(t @ (rate - rate.mean())) / sxx
+    resid = rate - rate.mean() - slope * t
+    se2 = float(resid @ resid) / (rate.size - 2) / sxx
+    if se2 <= 0:
+        return slope
+    t2 = slope * slope / se2
+    return slope * t2 / (1.0 + t2)
+
+
+def _seasonal_shift(times: FloatArray, level: FloatArray, horizon: float) -> float | None:
+    """Yesterday's change over the horizon: level(now - 1d + h) - level(now - 1d), or None."""
+    now = times[-1]
+    if now - times[0] < DAY_SECONDS:
+        return None
+    a = np.interp(now - DAY_SECONDS, times, level)
+    b = np.interp(now - DAY_SECONDS + horizon, times, level)
+    return float(b - a)
+
+
+def forecast(
+    times: FloatArray, rate: FloatArray, horizon_s: float, daily_seasonality: bool = False
+) -> DemandForecast:
+    """Forecast demand (req/s) `horizon_s` after the last sample from a window of rates.
+
+    Samples that are not finite or negative are skipped. The caller guarantees at least one
+    good sample (see `core.validate`). With `daily_seasonality` and a window longer than a day,
+    the central forecast follows yesterday's change over the same horizon instead of the trend.
+    """
+    ok = np.isfinite(rate) & np.isfinite(times) & (rate >= 0)
+    t, r = times[ok], rate[ok]
+    dt = float(t[-1] - t[0]) / (t.size - 1) if t.size > 1 else LEVEL_SPANS_S[0]
+    dt = dt if dt > 0 else LEVEL_SPANS_S[0]
+    trend = _trend(t, r)
+    lag = max(1, round(horizon_s / dt))
+    level, errors = _best_level(r, dt, trend, lag)
+    shift = trend * horizon_s
+    if daily_seasonality:
+        seasonal = _seasonal_shift(t, level, horizon_s)
+        shift = shift if seasonal is None else seasonal
+    point = max(float(level[-1]) + shift, 0.0)
+    return _band(horizon_s, float(level[-1]), trend, point, errors)
+
+
+def _best_level(r: FloatArray, dt: float, trend: float, lag: int) -> tuple[FloatArray, FloatArray]:
+    """The smoothing span whose level forecast `lag` samples ahead erred least in the window.
+
+    A trailing mean over a longer span averages noise away but reacts later to a shift; which
+    wins depends on the workload, so each span in `LEVEL_SPANS_S` is scored on its own past
+    errors (mean squared) and the best is used. Returns (levels, errors) of that span.
+    """
+    scored = []
+    for span in LEVEL_SPANS_S:
+        m = max(1, round(span / dt))
+        # A trailing mean lags a trend by half its span: add that back.
+        level = _levels(r, m) + trend * (min(m, r.size) - 1) * dt / 2.0
+        errors = r[lag:] - (level[:-lag] + trend * lag * dt) if r.size > lag else np.zeros(0)
+        score = float(errors @ errors) / errors.size if errors.size >= MIN_ERRORS else math.inf
+        scored.append((score, level, errors))
+    _, level, errors = min(scored, key=lambda s: s[0])
+    return level, errors
+
+
+def _band(
+    horizon_s: float, level: float, trend: float, point: float, errors: FloatArray
+) -> DemandForecast:
+    if errors.size >= MIN_ERRORS:
+        ordered = np.sort(errors)
+        e = np.interp(_QS * (errors.size - 1), np.arange(errors.size), ordered)
+        sd = float(np.std(errors))
+        width = 1.06 * sd * errors.size ** (-0.2)
+    else:
+        # Too few errors to trust: a relative spread around the point (a prior, not a fit).
+        e = np.zeros(GRID)
+        width = PRIOR_REL_SD * point
+    # Poisson counting noise of a rate measured over a minute is a floor on the spread.
+    width = max(width, math.sqrt(max(point, 0.0) / LEVEL_SPANS_S[0]), 1e-6)
+    samples = np.sort(np.maximum(point + e, 0.0))
+    return DemandForecast(horizon_s, level, trend, point, samples, width)

@@ -1,0 +1,60 @@
+"""Break-even keep-alive (ski rental): when to release replicas the plan no longer needs.
+
+Holding an idle replica of pool i costs its price c_i ($/h) for as long as it is held (rent).
+Releasing it and needing it back costs a re-acquisition (buy): the cold start T_i paid while
+warming, c_i x T_i, plus the SLO risk of serving without it meanwhile, s x delta_i x T_i,
+where s is the SLO miss cost ($/h) and delta_i the risk one replica of pool i removes at the
+planned capacity (`RiskModel.marginal`). The deterministic ski-rental rule holds a surplus
+replica until the rent paid equals the buy price, then releases it:
+
+    hold_i [s] = buy_i / c_i = T_i x (1 + s x delta_i / c_i)
+
+which never costs more than twice what an oracle that knew when demand returns would pay.
+The clock per pool (`idle_since`) starts when the pool first holds more than the plan needs
+and stops when it no longer does; it lives in `EngineState` so it survives restarts.
+Because T_i is at least the new capacity's cold start, a plan that moves replicas between
+pools keeps the old ones serving until the new ones are ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from costscaler.core.risk import IntArray
+from costscaler.core.types import FloatArray
+
+
+def hold_seconds(
+    cold_start_s: FloatArray, price: FloatArray, slo_miss_cost: float, marginal_risk: FloatArray
+) -> FloatArray:
+    """Break-even hold time per pool (s); infinite for a pool that costs nothing to hold."""
+    safe = np.where(price > 0, price, 1.0)
+    hold = cold_start_s * (1.0 + slo_miss_cost * marginal_risk / safe)
+    return np.asarray(np.where(price > 0, hold, np.inf), dtype=np.float64)
+
+
+def apply(
+    names: tuple[str, ...],
+    target: IntArray,
+    current: IntArray,
+    idle_since: Mapping[str, float],
+    now: float,
+    hold_s: FloatArray,
+) -> tuple[IntArray, dict[str, float]]:
+    """Replicas after holding surplus within its break-even time, and the updated clocks.
+
+    A pool with current > target keeps `current` until `hold_s` has passed since its clock
+    started; then it drops to `target` and its clock stops.
+    """
+    final = target.copy()
+    clocks: dict[str, float] = {}
+    for i, name in enumerate(names):
+        if current[i] <= target[i]:
+            continue
+        since = min(idle_since.get(name, now), now)
+        if now - since < hold_s[i]:
+            final[i] = current[i]
+            clocks[name] = since
+    return final, clocks

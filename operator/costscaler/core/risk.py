@@ -1,0 +1,81 @@
+"""SLO risk of a plan: P(capacity < demand at the horizon), spot losses within it counted.
+
+Demand D at the horizon is the forecast's kernel-smoothed sample (`core.forecast`). Capacity
+C = sum_i replicas_i x capacity_i, minus what spot loses before replacements can be ready:
+
+- independent losses: each spot replica is lost with probability `indep_loss_i`; their sum L
+  is approximated as normal (mean m, variance v) and folded into the kernel's spread;
+- bursts: with probability `burst_prob_i` the provider reclaims the whole pool i at once.
+  Scenarios: no burst, exactly one pool's burst, and (conservatively) every spot pool lost
+  for the remaining probability of two or more bursts. Pools are independent of each other,
+  so spreading spot across pools lowers the risk of the burst scenarios.
+
+risk = sum_s w_s x mean_g [D_g > 0] x Phi((D_g + m + B_s - C) / sqrt(bw^2 + v))
+with B_s the capacity lost in scenario s. Everything is vectorised over candidate plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtr
+
+from costscaler.core.forecast import DemandForecast
+from costscaler.core.types import FloatArray
+
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    """Per-pool loss model and the demand forecast; `of(plans)` evaluates the risk of each.
+
+    `capacity` (req/s per replica), `indep_loss` and `burst_prob` (probabilities within the
+    horizon, 0 for pools that cannot be interrupted).
+    """
+
+    capacity: FloatArray
+    indep_loss: FloatArray
+    burst_prob: FloatArray
+    demand: DemandForecast
+
+    @cached_property
+    def _scenarios(self) -> tuple[NDArray[np.intp], FloatArray, NDArray[np.bool_], FloatArray]:
+        """Pools that can burst, scenario weights (none, each one, two or more), the mask of
+        pools lost in the last scenario, and the demand kernel weights."""
+        idx = np.flatnonzero(self.burst_prob > 0)
+        q = self.burst_prob[idx]
+        none = float(np.prod(1.0 - q))
+        single = none * q / (1.0 - q)
+        rest = max(0.0, 1.0 - none - float(single.sum()))
+        weights = np.concatenate(([none], single, [rest]))
+        return idx, weights, self.burst_prob > 0, self.demand.weights()
+
+    def of(self, plans: IntArray) -> FloatArray:
+        """P(capacity < demand) for each plan (rows: plans, columns: pools)."""
+        idx, weights, bursty, kernel = self._scenarios
+        cap = plans * self.capacity
+        f = self.indep_loss
+        shortfall = cap @ f - cap.sum(axis=1)
+        var = (cap * self.capacity) @ (f * (1.0 - f))
+        shifts = np.concatenate(
+            (np.zeros((cap.shape[0], 1)), cap[:, idx], cap[:, bursty].sum(axis=1)[:, None]),
+            axis=1,
+        )
+        sd = np.sqrt(self.demand.bandwidth**2 + var)
+        z = (self.demand.samples + (shortfall[:, None] + shifts)[:, :, None]) / sd[:, None, None]
+        p = ndtr(z) @ kernel
+        return np.asarray(np.clip(p @ weights, 0.0, 1.0), dtype=np.float64)
+
+    def marginal(self, plan: IntArray) -> FloatArray:
+        """Risk one replica of each pool removes at `plan`'s capacity (no spot losses counted).
+
+        P(D > C - capacity_i) - P(D > C): what a replica held past its need would be worth if
+        demand came back to the level that needed it (the keep-alive's buy price).
+        """
+        total = float(plan @ self.capacity)
+        ex = self.demand.exceedance(np.concatenate(([total], total - self.capacity)))
+        return np.asarray(np.maximum(ex[1:] - ex[0], 0.0), dtype=np.float64)

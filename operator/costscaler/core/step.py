@@ -1,0 +1,199 @@
+"""One decision: validate, learn, forecast, optimise, keep alive, explain.
+
+1. Bad latest sample (`core.validate`): hold the current allocation (never lower, raised only
+   to the replica minimum), reason MetricsUnavailable, state untouched.
+2. Learn: the calibrator corrects per-replica capacity, the spot hazards absorb the losses
+   observed (each sample is consumed once, so overlapping windows are safe).
+3. Forecast demand at the horizon from the window (`core.forecast`).
+4. Optimise (`core.allocate`), first without the budget, then within it if the plan breaks it.
+5. Keep surplus replicas alive up to their break-even time (`core.keepalive`).
+6. Price the alternatives and say why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from costscaler.core import allocate, capacity, hazard, keepalive, validate
+from costscaler.core.allocate import Plan, Problem
+from costscaler.core.explain import alternatives, explain, held
+from costscaler.core.forecast import DemandForecast, forecast
+from costscaler.core.risk import IntArray, RiskModel
+from costscaler.core.types import (
+    BudgetConstraint,
+    Decision,
+    EngineState,
+    FloatArray,
+    Observations,
+    Reason,
+)
+
+if TYPE_CHECKING:
+    from costscaler.core.engine import Planner
+
+
+def step(
+    pl: Planner,
+    obs: Observations,
+    current: Mapping[str, int],
+    now: float,
+    state: EngineState,
+    budget: BudgetConstraint | None,
+) -> Decision:
+    """See the module docstring."""
+    cur = np.array([max(int(current.get(n, 0)), 0) for n in pl.names], dtype=np.int64)
+    bad = validate.problem(obs, now)
+    if bad is not None:
+        return held(pl, cur, state, bad)
+    state = learn(pl, obs, state)
+    window = obs.times >= now - pl.settings.window_s
+    demand = forecast(
+        obs.times[window], obs.request_rate[window], pl.horizon_s, pl.settings.daily_seasonality
+    )
+    prob = problem(pl, state, demand)
+    q = allocate.newsvendor_quantile(
+        prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
+    )
+    starts = start_plans(pl, prob, demand.quantile(q), cur)
+    target = allocate.search(prob, starts)
+    fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
+    limited = False
+    if budget is not None and target.spend + fixed > budget.allowed_per_hour + 1e-9:
+        prob = replace(
+            prob,
+            budget=budget.allowed_per_hour - fixed,
+            prefer_slo=budget.on_conflict == "PreferSLO",
+        )
+        target, limited = allocate.search(prob, [*starts, target.replicas]), True
+    final, clocks = keep(pl, prob, target, cur, state, now, limited)
+    chosen = allocate.plan_of(prob, final)
+    replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
+    state = replace(state, idle_since=clocks, last_replicas=replicas)
+    reason, message = explain(pl, prob, demand, q, chosen, target, limited, fixed, budget)
+    return Decision(
+        replicas=replicas,
+        cost_per_hour=chosen.spend + fixed,
+        slo_risk=chosen.risk,
+        reason=reason,
+        message=message,
+        alternatives=alternatives(pl, prob, demand, q, chosen, target, cur, fixed),
+        state=state,
+        quantile=q,
+        demand_rps=demand.quantile(q),
+        horizon_s=pl.horizon_s,
+        budget_limited=limited and reason != Reason.COST_OPTIMAL,
+    )
+
+
+def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int) -> FloatArray:
+    out = np.zeros((len(pl.names), n))
+    for name, arr in arrays.items():
+        i = pl.index.get(name)
+        if i is not None:
+            out[i] = arr
+    return out
+
+
+def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
+    """Fold the new samples into the capacity calibrator and the spot-hazard posteriors."""
+    n = obs.times.size
+    ready = _per_pool(pl, obs.ready, n)
+    lost = _per_pool(pl, obs.lost, n)
+    warming = _per_pool(pl, obs.warming, n)
+    same = np.concatenate(([False], (ready[:, 1:] == ready[:, :-1]).all(axis=0)))
+    steady = (same & (lost.sum(axis=0) == 0)).astype(np.float64)
+    scale, until = capacity.calibrate(
+        state.capacity_scale,
+        state.calibrated_until,
+        obs.times,
+        obs.request_rate,
+        obs.latency,
+        pl.capacity @ ready,
+        steady,
+        pl.settings.latency_threshold_s,
+    )
+    spot = [i for i in range(len(pl.names)) if pl.spot[i]]
+    priors = {pl.names[i]: hazard.prior(float(pl.declared_hazard[i])) for i in spot}
+    running = {pl.names[i]: ready[i] + warming[i] for i in spot}
+    losses = {pl.names[i]: lost[i] for i in spot}
+    post = hazard.posteriors(state.hazard, priors, obs.times, running, losses, state.hazard_until)
+    return replace(
+        state,
+        capacity_scale=scale,
+        calibrated_until=until,
+        hazard=post,
+        hazard_until=max(state.hazard_until, float(obs.times[-1])),
+    )
+
+
+def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
+    """The allocation problem with calibrated capacity and learned spot hazards."""
+    rate = np.array(
+        [
+            hazard.rate(state.hazard[n]) if pl.spot[i] and n in state.hazard else 0.0
+            for i, n in enumerate(pl.names)
+        ]
+    )
+    exposure = rate * pl.cold_start_s / 3600.0  # expected losses per replica before replacement
+    s = pl.settings
+    return Problem(
+        price=pl.price * (1.0 + exposure),
+        spot=pl.spot,
+        max_replicas=pl.max_replicas,
+        total_min=s.replicas_min,
+        total_max=s.replicas_max,
+        spot_max_fraction=s.spot_max_fraction,
+        min_on_demand=s.min_on_demand,
+        slo_miss_cost=s.slo_miss_cost_per_hour,
+        risk_floor=1.0 - s.attainment,
+        risk=RiskModel(
+            capacity=pl.capacity * state.capacity_scale,
+            indep_loss=1.0 - np.exp(-(1.0 - hazard.BURST_SHARE) * exposure),
+            burst_prob=1.0 - np.exp(-hazard.BURST_SHARE * exposure),
+            demand=demand,
+        ),
+    )
+
+
+def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) -> list[IntArray]:
+    """Merit-order fills (all pools, most spot, on-demand only) and the current allocation."""
+    merit = allocate.merit_order(prob)
+    return [
+        allocate.fill(prob, demand_rps, merit),
+        allocate.max_spot(prob, demand_rps, merit),
+        allocate.fill(prob, demand_rps, merit, use_spot=False),
+        np.minimum(cur, prob.max_replicas),
+    ]
+
+
+def keep(
+    pl: Planner,
+    prob: Problem,
+    target: Plan,
+    cur: IntArray,
+    state: EngineState,
+    now: float,
+    limited: bool,
+) -> tuple[IntArray, dict[str, float]]:
+    """Target plus surplus held within break-even; holds that break a bound are released."""
+    if limited:  # a budget-limited plan pays for no idle replicas
+        return target.replicas, {}
+    hold_s = keepalive.hold_seconds(
+        pl.cold_start_s, prob.price, prob.slo_miss_cost, prob.risk.marginal(target.replicas)
+    )
+    capped = np.minimum(cur, prob.max_replicas)
+    final, clocks = keepalive.apply(
+        pl.names, target.replicas, capped, state.idle_since, now, hold_s
+    )
+    for i in allocate.merit_order(prob)[::-1]:  # release the worst merit first
+        if allocate.feasible(prob, final[None, :])[0]:
+            break
+        final[i] = target.replicas[i]
+        clocks.pop(pl.names[i], None)
+    if not allocate.feasible(prob, final[None, :])[0]:
+        return target.replicas, {}
+    return final, clocks
