@@ -1,10 +1,11 @@
 """The policies by name, built for one deployment, and a run of several on one trace.
 
 HPA, KEDA, KPA, static and `costscaler-single` run on the cheapest on-demand pool (their
-real counterparts cannot mix pools); `costscaler` gets every eligible pool. `oracle` is the
-lower bound on all pools at the attainment `costscaler` reached (or the SLO target when it
-did not run); `oracle-single` the bound on the cheapest on-demand pool at the attainment of
-the first single-pool policy run.
+real counterparts cannot mix pools); `costscaler` gets every eligible pool, and
+`costscaler-ondemand` every eligible pool but the spot ones (the value of spot, apart).
+`oracle` is the lower bound on all pools at the attainment `costscaler` reached (or the SLO
+target when it did not run); `oracle-single` the bound on the cheapest on-demand pool at the
+attainment of the first single-pool policy run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ from costscaler.sim.run import Costs, Outcome, simulate
 from costscaler.sim.static import Static, peak_rate
 from costscaler.sim.traces import Trace
 
-POLICIES = ("costscaler", "costscaler-single", "hpa", "keda", "kpa", "static")
+POLICIES = (
+    "costscaler",
+    "costscaler-ondemand",
+    "costscaler-single",
+    "hpa",
+    "keda",
+    "kpa",
+    "static",
+)
 ORACLES = ("oracle", "oracle-single")
 SINGLE = ("costscaler-single", "hpa", "keda", "kpa", "static")
 
@@ -68,12 +77,12 @@ class Lineup:
         spec, single = self.deployment.spec, self.single
         lo, hi = spec.replicas.min, spec.replicas.max
         rated = self.models[single].capacity_rps
-        if name in ("costscaler", "costscaler-single"):
-            names = (
-                [m.name for m in self.models]
-                if name == "costscaler"
-                else [self.models[single].name]
-            )
+        if name.startswith("costscaler"):
+            names = {
+                "costscaler": [m.name for m in self.models],
+                "costscaler-ondemand": [m.name for m in self.models if not m.spot],
+                "costscaler-single": [self.models[single].name],
+            }[name]
             return CostScaler(spec, self.pools, names, name=name)
         if name == "hpa":
             return HPA(single, self.settings.hpa_utilisation, lo, hi)

@@ -37,7 +37,9 @@ def test_every_policy_reports_and_no_one_beats_its_oracle(capsys, trace_file, tm
     png = tmp_path / "plot.png"
     rows = run_json(capsys, "--trace", str(trace_file), "--seed", "3", "--plot", str(png))
     by = {r["policy"]: r for r in rows}
-    assert set(by) == {"costscaler", "costscaler-single", "hpa", "keda", "kpa", "static"} | {
+    assert set(by) == {"costscaler", "costscaler-ondemand", "costscaler-single", "hpa", "keda"} | {
+        "kpa",
+        "static",
         "oracle",
         "oracle-single",
     }
