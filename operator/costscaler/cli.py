@@ -11,7 +11,7 @@ from costscaler import __version__
 from costscaler.errors import UserError
 
 # Each name is a module in costscaler.commands exposing register(subparsers).
-COMMANDS: tuple[str, ...] = ("crds", "validate", "report", "run", "simulate")
+COMMANDS: tuple[str, ...] = ("crds", "validate", "plan", "report", "run", "simulate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,175 @@
+"""`costscaler plan`: one decision of the engine for a stated steady load, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
+from costscaler.core import Decision, Observations, decide, missing_pools, pool_views
+from costscaler.errors import UserError
+
+SCRAPE_S = 15.0
+
+
+def register(subparsers: Any) -> None:
+    """Add the `plan` subcommand."""
+    parser = subparsers.add_parser(
+        "plan",
+        help="decide replicas per pool for a stated load (no cluster needed)",
+        description="Run the decision engine once for a steady request rate and print the plan, "
+        "its cost, its SLO risk and the alternatives it weighed.",
+    )
+    parser.add_argument("-f", "--filename", required=True, help="InferenceDeployment YAML file")
+    parser.add_argument(
+        "-p", "--pools", required=True, help="CapacityPool YAML file or folder (others skipped)"
+    )
+    parser.add_argument("--rate", required=True, type=_rate, help="steady load, requests/s")
+    parser.add_argument(
+        "--current",
+        action="append",
+        default=[],
+        metavar="POOL=N",
+        help="replicas running now on a pool (repeat per pool); default none",
+    )
+    parser.add_argument("--name", help="which InferenceDeployment, when -f holds several")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected requests/s as a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _current(items: list[str], known: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        pool, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise UserError(f"--current {item}: expected POOL=N with N a whole number >= 0")
+        if pool not in known:
+            raise UserError(f"--current {item}: {pool!r} is not an eligible pool ({_names(known)})")
+        out[pool] = int(count)
+    return out
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) or "none"
+
+
+def _deployment(path: str, name: str | None) -> InferenceDeployment:
+    found = [r for r in load_manifests(path) if isinstance(r, InferenceDeployment)]
+    if name is not None:
+        found = [d for d in found if d.metadata.name == name]
+    if len(found) != 1:
+        what = "no InferenceDeployment" if not found else "several InferenceDeployments"
+        hint = f" named {name!r}" if name else ("; pick one with --name" if found else "")
+        raise UserError(f"{path}: {what}{hint}")
+    return found[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Decide once for `--rate` and print the plan."""
+    dep = _deployment(args.filename, args.name)
+    pools = [r for r in load_manifests(args.pools) if isinstance(r, CapacityPool)]
+    missing = missing_pools(dep.spec, pools)
+    if missing:
+        raise UserError(
+            f"{args.pools}: spec.pools of {dep.metadata.name} lists {_names(missing)}, not found "
+            f"among the CapacityPools given (have: {_names(sorted(p.name for p in pools))})"
+        )
+    eligible = [v.name for v in pool_views(dep.spec, pools)]
+    if not eligible:
+        raise UserError(
+            f"{args.filename}: no listed pool can run {dep.metadata.name}: add a "
+            "spec.workload.capacity profile for one of their accelerator types"
+        )
+    current = _current(args.current, eligible)
+    window = float(dep.spec.forecast.window_seconds)
+    times = np.arange(-window, SCRAPE_S / 2, SCRAPE_S)
+    n = times.size
+    obs = Observations(
+        times=times,
+        request_rate=np.full(n, args.rate),
+        latency=np.full(n, math.nan),
+        ready={k: np.full(n, float(v)) for k, v in current.items()},
+    )
+    decision = decide(dep.spec, pools, obs, current, 0.0)
+    kinds = {p.name: str(p.spec.capacity_type) for p in pools}
+    if args.json:
+        print(json.dumps(to_json(decision, dep.metadata.name, args.rate), indent=2))
+    else:
+        print(table(decision, dep.metadata.name, args.rate, kinds))
+    return 0
+
+
+def _num(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None
+
+
+def spot_share(replicas: dict[str, int], kinds: dict[str, str]) -> float:
+    """Share of replicas on Spot pools (0 with no replicas)."""
+    total = sum(replicas.values())
+    spot = sum(v for k, v in replicas.items() if kinds.get(k) == "Spot")
+    return spot / total if total else 0.0
+
+
+def to_json(decision: Decision, name: str, rate: float) -> dict[str, Any]:
+    """The decision as a JSON-able object (ARCHITECTURE §5); non-finite numbers become null."""
+    return {
+        "deployment": name,
+        "rate": rate,
+        "replicas": dict(decision.replicas),
+        "cost_per_hour": _num(decision.cost_per_hour),
+        "slo_risk": _num(decision.slo_risk),
+        "reason": str(decision.reason),
+        "message": decision.message,
+        "quantile": _num(decision.quantile),
+        "demand_rps": _num(decision.demand_rps),
+        "horizon_s": decision.horizon_s,
+        "alternatives": [
+            {
+                "name": a.name,
+                "replicas": dict(a.replicas),
+                "cost_per_hour": _num(a.cost_per_hour),
+                "slo_risk": _num(a.slo_risk),
+            }
+            for a in decision.alternatives
+        ],
+    }
+
+
+def _pct(value: float) -> str:
+    return f"{value:.2%}" if math.isfinite(value) else "unknown"
+
+
+def table(decision: Decision, name: str, rate: float, kinds: dict[str, str]) -> str:
+    """The decision as a readable table: pools, then the alternatives."""
+    reps = dict(decision.replicas)
+    lines = [f"{name} at {rate:g} req/s: {decision.reason}", ""]
+    lines.append(f"{'POOL':<32} {'TYPE':<9} {'REPLICAS':>8}")
+    lines += [f"{p:<32} {kinds.get(p, '?'):<9} {n:>8}" for p, n in reps.items()]
+    lines.append(f"{'TOTAL':<32} {'':<9} {sum(reps.values()):>8}")
+    lines += [
+        "",
+        f"cost       ${decision.cost_per_hour:.4f}/h (accelerators, fixed items, egress)",
+        f"spot share {spot_share(reps, kinds):.0%}",
+        f"SLO risk   {_pct(decision.slo_risk)}",
+        f"reason     {decision.reason}: {decision.message}",
+        "",
+        f"{'ALTERNATIVE':<20} {'$/H':>10} {'RISK':>8}  REPLICAS",
+    ]
+    for alt in decision.alternatives:
+        plan = ", ".join(f"{p}={n}" for p, n in alt.replicas.items() if n) or "none"
+        lines.append(f"{alt.name:<20} {alt.cost_per_hour:>10.4f} {_pct(alt.slo_risk):>8}  {plan}")
+    return "\n".join(lines)
