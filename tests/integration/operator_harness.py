@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -69,8 +70,16 @@ class Proc:
 class Operator(Proc):
     """`costscaler run` for one namespace, with its /metrics port."""
 
-    def __init__(self, cluster: Any, ns: str, log: Path, prometheus: str, priority: int = 100,
-                 interval: float = 2.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cluster: Any,
+        ns: str,
+        log: Path,
+        prometheus: str,
+        priority: int = 100,
+        interval: float = 2.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         args = [
             str(VENV_BIN / "costscaler"), "run", "-n", ns, "--prometheus-url", prometheus,
@@ -78,6 +87,7 @@ class Operator(Proc):
             str(self.port), "--priority", str(priority), "--peering", "namespaced",
         ]  # fmt: skip
         env = dict(cluster.env, KUBECONFIG=str(cluster.kubeconfig), COSTSCALER_LOG_LEVEL="INFO")
+        env.update(extra_env or {})
         super().__init__(args, log, env)
 
     def metric(self, name: str, **labels: str) -> float:
@@ -143,9 +153,10 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def prom_value(url: str, query: str) -> float | None:
-    """The single value of an instant query, or None when it returns no series."""
-    q = urllib.parse.urlencode({"query": query})
+def prom_value(url: str, query: str, at: float | None = None) -> float | None:
+    """The single value of an instant query (at time `at`), or None when it has no series."""
+    params = {"query": query} | ({"time": str(at)} if at is not None else {})
+    q = urllib.parse.urlencode(params)
     reply = json.loads(urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=5).read())
     result = reply["data"]["result"]
     return float(result[0]["value"][1]) if result else None

@@ -112,7 +112,17 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         if missing:
             raise kopf.TemporaryError(f"CapacityPools not found: {missing}", delay=interval)
 
-    @kopf.timer(GROUP, VERSION, IDS, id="tick", interval=interval, backoff=interval, registry=reg)
+    # Sharp: one decision every `interval` seconds, however long the tick itself took.
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        IDS,
+        id="tick",
+        interval=interval,
+        sharp=True,
+        backoff=interval,
+        registry=reg,
+    )
     async def tick(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
         """Observe, decide, apply or record: once per interval per InferenceDeployment."""
         started = time.perf_counter()

@@ -1,0 +1,238 @@
+"""Benchmark: the operator serving 1,000 InferenceDeployments in Recommend mode, twin metrics.
+
+Starts a private local cluster (hack/cluster, Prometheus scraping every 15 s), creates the
+deployments (two L4 pools each, so 2,000 child Deployments), and serves their metrics with the
+load twin's own model (`cluster.twinload` + `cluster.twinexport`): one pseudo-pod per child,
+replaying the Azure conversation trace, scraped through file_sd like the real twin. Then runs
+`costscaler run` and measures, over a window of steady ticks:
+
+- staleness: the oldest `lastDecision` among all deployments (a full tick for all of them
+  fits in the interval when it stays within one interval);
+- Prometheus queries per round of decisions (must not grow with the number of deployments);
+- the per-deployment tick duration (`costscaler_reconcile_duration_seconds`);
+- the operator's resident memory.
+
+    .venv/bin/python tests/bench/bench_operator.py [--deployments 1000] [--window 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests" / "integration")]
+
+import yaml  # noqa: E402
+from kubernetes import client, config  # noqa: E402
+from operator_harness import Operator, free_port  # noqa: E402
+
+from cluster import control  # noqa: E402
+from cluster.loadtwin import write_targets  # noqa: E402
+from cluster.twinexport import render_pod  # noqa: E402
+from cluster.twinload import DeploymentLoad, PodCounters, ReadyPod  # noqa: E402
+from costscaler.api import InferenceDeployment  # noqa: E402
+from costscaler.controller.peering import peering_crds, peering_object  # noqa: E402
+from costscaler.sim.traces import load_trace  # noqa: E402
+
+NS, POOLS = "bench", ("g6-xlarge-l4-spot", "g6-xlarge-l4-ondemand")
+TRACE = ROOT.parent / "shared" / "traces" / "azure-llm-2023-conv" / "trace.csv"
+TWIN_TICK = 5.0
+
+
+class Twin:
+    """Pseudo-pods, one per (deployment, pool), served like the load twin's pods."""
+
+    def __init__(self, specs: list[InferenceDeployment]) -> None:
+        self.loads = {
+            s.metadata.name: DeploymentLoad(s, load_trace(TRACE, dt=TWIN_TICK)) for s in specs
+        }
+        self.counters = {f"{n}/{p}": PodCounters() for n in self.loads for p in POOLS}
+        self.lock = threading.Lock()
+
+    def step(self) -> None:
+        with self.lock:
+            for name, load in self.loads.items():
+                pods = [ReadyPod(f"{name}/{p}", 1.6, 8.0) for p in POOLS]
+                load.advance(pods, self.counters)
+
+    def meta(self) -> dict[str, dict[str, str]]:
+        return {k: {"namespace": NS, "deployment": k.split("/")[0], "pool": k.split("/")[1],
+                    "pod": k.replace("/", "-")} for k in self.counters}  # fmt: skip
+
+    def serve(self, port: int) -> None:
+        twin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                key = self.path.removeprefix("/metrics/")
+                with twin.lock:
+                    body = render_pod(twin.counters[key], key.split("/")[0])
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def deployment(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "examples/deployments/llama-3-1-8b-vllm.yaml").read_text())
+    doc["metadata"].update(name=name, namespace=NS)
+    doc["spec"].update(mode="Recommend", pools=[{"name": p} for p in POOLS])
+    doc["spec"].pop("budgetRef", None)
+    return doc
+
+
+def setup(cluster: control.Cluster, crds: Path, n: int) -> list[InferenceDeployment]:
+    import subprocess
+
+    env = dict(cluster.env(), KUBECONFIG=str(cluster.kubeconfig))
+    kubectl = str(cluster.bin_dir / "kubectl")
+    subprocess.run([kubectl, "apply", "--server-side", "-f", str(crds)], env=env, check=True)
+    for doc in [
+        *peering_crds(),
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
+    ]:
+        subprocess.run(
+            [kubectl, "apply", "-f", "-"], input=json.dumps(doc), text=True, env=env, check=True
+        )
+    subprocess.run(
+        [kubectl, "wait", "--for=condition=Established", "crd", "--all"], env=env, check=True
+    )
+    subprocess.run([kubectl, "apply", "-f", str(ROOT / "examples/pools")], env=env, check=True)
+    peering = json.dumps(peering_object("costscaler", NS))
+    subprocess.run([kubectl, "apply", "-f", "-"], input=peering, text=True, env=env, check=True)
+    api = client.CustomObjectsApi(config.new_client_from_config(str(cluster.kubeconfig)))
+    docs = [deployment(f"model-{i:04d}") for i in range(n)]
+    began = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda d: api.create_namespaced_custom_object(
+            "costscaler.dev", "v1alpha1", NS, "inferencedeployments", d), docs))  # fmt: skip
+    print(f"created {n} InferenceDeployments in {time.monotonic() - began:.1f} s", flush=True)
+    return [InferenceDeployment.model_validate(d) for d in docs]
+
+
+def decision_ages(api: Any) -> list[float]:
+    """Seconds since each deployment's last decision (inf when it has none yet)."""
+    items = api.list_namespaced_custom_object(
+        "costscaler.dev", "v1alpha1", NS, "inferencedeployments"
+    )
+    now = datetime.now(UTC)
+    ages = []
+    for item in items["items"]:
+        last = (item.get("status") or {}).get("lastDecision")
+        ages.append(
+            (now - datetime.fromisoformat(last["time"])).total_seconds() if last else float("inf")
+        )
+    return ages
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def snapshot(op: Operator) -> dict[str, float]:
+    return {
+        "queries": op.metric("costscaler_prometheus_queries_total"),
+        "errors": op.metric("costscaler_prometheus_query_errors_total"),
+        "ticks": op.metric("costscaler_reconcile_duration_seconds_count"),
+        "tick_seconds": op.metric("costscaler_reconcile_duration_seconds_sum"),
+    }
+
+
+def measure(cluster: control.Cluster, op: Operator, n: int, window: float) -> dict[str, Any]:
+    api = client.CustomObjectsApi(config.new_client_from_config(str(cluster.kubeconfig)))
+    began = time.monotonic()
+    while max(decision_ages(api)) == float("inf"):
+        if time.monotonic() - began > 900:
+            raise SystemExit("not every deployment got a decision within 15 min:\n" + op.tail())
+        time.sleep(5)
+    startup = time.monotonic() - began
+    time.sleep(20)  # let the first burst of writes settle into the steady cadence
+    first, oldest, rss = snapshot(op), [], []
+    end = time.monotonic() + window
+    while time.monotonic() < end:
+        oldest.append(max(decision_ages(api)))
+        rss.append(rss_mb(op.p.pid))
+        time.sleep(5)
+    last = snapshot(op)
+    ticks = last["ticks"] - first["ticks"]
+    rounds = ticks / n
+    return {
+        "deployments": n,
+        "seconds_to_first_decision_for_all": round(startup, 1),
+        "oldest_decision_age_s_max": round(max(oldest), 1),
+        "oldest_decision_age_s_median": round(statistics.median(oldest), 1),
+        "rounds_in_window": round(rounds, 2),
+        "prometheus_queries_per_round": round((last["queries"] - first["queries"]) / rounds, 2),
+        "prometheus_query_errors": last["errors"],
+        "mean_tick_ms_per_deployment": round(
+            1000 * (last["tick_seconds"] - first["tick_seconds"]) / ticks, 2
+        ),
+        "rss_mb_max": round(max(rss), 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, default=1000)
+    parser.add_argument(
+        "--window", type=float, default=90.0, help="seconds of steady ticks measured"
+    )
+    parser.add_argument("--crds", type=Path, default=ROOT / "crds")
+    args = parser.parse_args()
+    state = Path(tempfile.mkdtemp(prefix="costscaler-bench-")) / "state"
+    cluster = control.up(state, nodes_per_pool=1, scrape_interval="15s")
+    try:
+        specs = setup(cluster, args.crds, args.deployments)
+        twin, port = Twin(specs), free_port()
+        twin.serve(port)
+        write_targets(cluster.targets_dir / "bench.json", port, twin.meta())
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(TWIN_TICK):
+                twin.step()
+
+        threading.Thread(target=loop, daemon=True).start()
+        holder = type("C", (), {"env": cluster.env(), "kubeconfig": cluster.kubeconfig})()
+        op = Operator(
+            holder, NS, state.parent / "operator.log", cluster.prometheus_url, interval=15
+        )
+        try:
+            result = measure(cluster, op, args.deployments, args.window)
+        finally:
+            op.stop()
+            stop.set()
+        print(json.dumps(result, indent=2))
+        ok = (
+            result["oldest_decision_age_s_max"] <= 16
+            and result["prometheus_queries_per_round"] <= 5
+            and result["rss_mb_max"] <= 300
+        )
+        print("targets met" if ok else "TARGETS MISSED: full tick <= 15 s, <= 5 queries, <= 300 MB")
+        return 0 if ok else 1
+    finally:
+        control.down(state, progress=lambda _: None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
