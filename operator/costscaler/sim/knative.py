@@ -1,8 +1,10 @@
-"""Knative's KPA (serving pkg/autoscaler/scaling/autoscaler.go) on a requests/s metric.
+"""Knative's KPA (serving pkg/autoscaler/scaling/autoscaler.go) on its default metric.
 
-Every 2 s: desired pods from the stable (60 s) and panic (6 s) window averages divided by
-the per-pod target (`utilisation` x the replica's rated requests/s; Knative's default
-target utilisation is 0.7). Both are clamped to [ready / maxScaleDownRate(2), ready x
+The metric is concurrency: requests in the system (in service plus buffered by the
+activator). Every 2 s: desired pods from the stable (60 s) and panic (6 s) window averages
+divided by the per-pod target: `utilisation` (Knative's default target utilisation is 0.7)
+x the concurrency a replica holds at its rated capacity (rated requests/s x service time,
+Little's law). Both are clamped to [ready / maxScaleDownRate(2), ready x
 maxScaleUpRate(1000)]. Panic starts when the panic desire reaches 2 x ready pods, never
 scales down while it lasts, and ends 60 s after the last panicking tick. Going to zero waits
 for the scale-to-zero grace period (30 s).
@@ -41,22 +43,23 @@ class KPA:
         self._zero_since: float | None = None
 
     def _target(self, view: ClusterView) -> float:
-        return self.utilisation * view.pools[self.pool].capacity_rps
+        pool = view.pools[self.pool]
+        return self.utilisation * pool.capacity_rps * max(pool.service_s, view.dt)
 
     def initial(self, view: ClusterView, first_rate: float) -> list[int]:
         """Sized as the KPA's stable window would settle on the first minute's load."""
-        n = max(self.min_replicas, math.ceil(first_rate / self._target(view)))
+        pool = view.pools[self.pool]
+        in_system = first_rate * max(pool.service_s, view.dt)
+        n = max(self.min_replicas, math.ceil(in_system / self._target(view)))
         return one_pool(view.pools, self.pool, min(self.max_replicas, n))
 
-    def desired(
-        self, now: float, ready: int, stable_rps: float, panic_rps: float, target: float
-    ) -> int:
+    def desired(self, now: float, ready: int, stable: float, panic: float, target: float) -> int:
         """The KPA's pod count for one tick, before min/max scale and the zero grace."""
         pods = max(1, ready)
         up, down = math.ceil(MAX_UP_RATE * pods), math.floor(pods / MAX_DOWN_RATE)
-        stable = min(up, max(down, math.ceil(stable_rps / target)))
-        panic = min(up, max(down, math.ceil(panic_rps / target)))
-        over = panic / pods >= PANIC_THRESHOLD
+        want_stable = min(up, max(down, math.ceil(stable / target)))
+        want_panic = min(up, max(down, math.ceil(panic / target)))
+        over = want_panic / pods >= PANIC_THRESHOLD
         if over:
             if self._panic_since is None:
                 self._max_panic = ready
@@ -65,8 +68,8 @@ class KPA:
             self._panic_since = None
             self._max_panic = 0
         if self._panic_since is None:
-            return stable
-        self._max_panic = max(self._max_panic, panic)
+            return want_stable
+        self._max_panic = max(self._max_panic, want_panic)
         return self._max_panic
 
     def decide(self, view: ClusterView) -> list[int]:
@@ -74,8 +77,8 @@ class KPA:
         want = self.desired(
             view.now_s,
             view.ready[self.pool],
-            view.rate(STABLE_S),
-            view.rate(PANIC_S),
+            view.concurrency(STABLE_S),
+            view.concurrency(PANIC_S),
             self._target(view),
         )
         want = max(self.min_replicas, min(self.max_replicas, want))

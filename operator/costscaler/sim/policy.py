@@ -77,6 +77,19 @@ class ClusterView:
             return None
         return float(self.cum_met[self.step] - self.cum_met[lo]) / n
 
+    def concurrency(self, window_s: float) -> float:
+        """Mean requests in the system over the window: in service (Little) plus waiting.
+
+        What Knative's queue-proxies and activator report (requests buffered by the activator
+        while pods start count too).
+        """
+        lo, span = self._window(window_s)
+        if span <= 0:
+            return 0.0
+        part = slice(lo, self.step)
+        running = self.history.served[part] / self.dt * self.service_s[part]
+        return float((running + self.history.backlog[part]).mean())
+
     def latency_quantile(self, quantile: float, window_s: float) -> float:
         """The latency (s) at `quantile` of requests started in the window (to 15 %).
 

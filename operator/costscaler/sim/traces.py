@@ -174,7 +174,7 @@ def load_trace(
         if start_s > times[-1]:
             raise TraceError(f"{file}: --start {start_s} is past the last request ({times[-1]} s)")
         last = start_s + (math.floor((times[-1] - start_s) / dt) + 1) * dt  # step with the last
-        end = last if duration_s is None else start_s + duration_s
+        end = last if duration_s is None else min(last, start_s + duration_s)
         copies = np.floor(scale) + (rng.random(times.size) < scale - np.floor(scale))
         keep = (times >= start_s) & (times < end)
         steps = max(1, math.ceil((end - start_s) / dt))

@@ -63,7 +63,7 @@ def test_keda_external_average_value(current, total, target, want):
 
 def test_kpa_panics_at_twice_ready_and_never_scales_down_in_panic():
     kpa = KPA(pool=0, utilisation=1.0, min_replicas=0, max_replicas=1000)
-    # stable 30 req/s -> 3 pods; panic 50 req/s -> 5 pods >= 2 x 2 ready: panic, 5.
+    # stable 30 in the system -> 3 pods; panic 50 -> 5 pods >= 2 x 2 ready: panic, 5.
     assert kpa.desired(0.0, 2, 30.0, 50.0, 10.0) == 5
     # Load falls: stable wants 1 (floored at ready / 2), but panic holds the maximum.
     assert kpa.desired(2.0, 2, 10.0, 10.0, 10.0) == 5
