@@ -65,6 +65,14 @@ def _replays(lineup: Lineup, trace: Trace) -> dict[int, SpotReplay]:
     }
 
 
+def _tuned(lineup: Lineup, name: str, target: float, trace: Trace) -> Outcome:
+    """One run of baseline `name` with its target set to `target`."""
+    settings = replace(lineup.settings, **{BASELINES[name]: target})
+    policy = Lineup(lineup.deployment, lineup.pools, settings).policy(name, trace)
+    out = simulate(trace, lineup.models, policy, lineup.costs, seed=SEED)
+    return replace(out, policy=f"{name}@{target:.2f}")
+
+
 def _at_equal_slo(lineup: Lineup, trace: Trace, name: str, goal: float) -> Outcome:
     """The cheapest target of a baseline whose attainment reaches `goal` (bisection).
 
@@ -74,34 +82,37 @@ def _at_equal_slo(lineup: Lineup, trace: Trace, name: str, goal: float) -> Outco
     lo, hi, best = 0.15, 1.0, None
     for _ in range(7):
         mid = (lo + hi) / 2
-        tuned = replace(lineup.settings, **{BASELINES[name]: mid})
-        out = simulate(
-            trace, lineup.models, Lineup(lineup.deployment, lineup.pools, tuned).policy(name, trace),
-            lineup.costs, seed=SEED,
-        )  # fmt: skip
+        out = _tuned(lineup, name, mid, trace)
         if out.slo_attainment >= goal:
-            lo, best = mid, replace(out, policy=f"{name}@{mid:.2f}")
+            lo, best = mid, out
         else:
             hi = mid
-    if best is None:
-        tuned = replace(lineup.settings, **{BASELINES[name]: 0.15})
-        policy = Lineup(lineup.deployment, lineup.pools, tuned).policy(name, trace)
-        best = replace(simulate(trace, lineup.models, policy, lineup.costs, seed=SEED),
-                       policy=f"{name}@0.15")  # fmt: skip
-    return best
+    return best if best is not None else _tuned(lineup, name, 0.15, trace)
 
 
-def bench_trace(name: str, deployment: InferenceDeployment, pools: list[CapacityPool],
-                quick: bool) -> dict[str, object]:  # fmt: skip
+def bench_trace(
+    name: str, deployment: InferenceDeployment, pools: list[CapacityPool], quick: bool
+) -> dict[str, object]:
     """All policies on one trace; returns the JSON record and writes the PNG."""
     lineup = Lineup(deployment, pools)
     trace = _load(name, lineup, quick)
     started = time.perf_counter()
     rows = lineup.run(
-        ["costscaler", "costscaler-ondemand", "costscaler-single", "hpa", "keda", "kpa",
-         "static", "oracle", "oracle-single"],
-        trace, seed=SEED, keep_timeline=True,
-    )  # fmt: skip
+        [
+            "costscaler",
+            "costscaler-ondemand",
+            "costscaler-single",
+            "hpa",
+            "keda",
+            "kpa",
+            "static",
+            "oracle",
+            "oracle-single",
+        ],
+        trace,
+        seed=SEED,
+        keep_timeline=True,
+    )
     plot(rows, trace, lineup.models, OUT / f"{name}.png")
     goal = next(o for o in rows if o.policy == "costscaler").slo_attainment
     equal = [_at_equal_slo(lineup, trace, b, goal) for b in BASELINES]
@@ -128,9 +139,10 @@ def main() -> int:
     args = parser.parse_args()
     resources = load_manifests(REPO / "examples")
     deployment = next(
-        r for r in resources
+        r
+        for r in resources
         if isinstance(r, InferenceDeployment) and r.metadata.name == "llama-3-1-8b"
-    )  # fmt: skip
+    )
     pools = [r for r in resources if isinstance(r, CapacityPool)]
     records = []
     for name in args.trace or TRACES:
@@ -138,12 +150,23 @@ def main() -> int:
         print(f"## {name} ({record['hours']:.1f} h, {record['seconds']} s)\n\n{record['table']}\n")
         records.append(record)
     (OUT / "results.json").write_text(json.dumps(records, indent=2) + "\n")
-    lines = ["# Policy benchmark (`make bench`)", "", "Command: `.venv/bin/python "
-             "tests/bench/bench_policies.py`; seed 1; traces scaled so the busiest minute needs "
-             f"{PEAK_REPLICAS} rated replicas of the cheapest on-demand pool.", ""]  # fmt: skip
+    lines = [
+        "# Policy benchmark (`make bench`)",
+        "",
+        "Command: `.venv/bin/python "
+        "tests/bench/bench_policies.py`; seed 1; traces scaled so the busiest minute needs "
+        f"{PEAK_REPLICAS} rated replicas of the cheapest on-demand pool.",
+        "",
+    ]
     for r in records:
-        lines += [f"## {r['trace']} ({r['hours']:.1f} h)", "", str(r["table"]), "",
-                  f"![{r['trace']}]({r['trace']}.png)", ""]  # fmt: skip
+        lines += [
+            f"## {r['trace']} ({r['hours']:.1f} h)",
+            "",
+            str(r["table"]),
+            "",
+            f"![{r['trace']}]({r['trace']}.png)",
+            "",
+        ]
     (OUT / "results.md").write_text("\n".join(lines))
     return 0
 

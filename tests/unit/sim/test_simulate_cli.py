@@ -60,12 +60,27 @@ def test_spot_trace_flag_names_spot_pools(capsys, trace_file, tmp_path):
     spot.write_text("time_s,available,target\n0,4,4\n200,1,4\n400,0,4\n700,4,4\n")
     rows = run_json(
         capsys,
-        "--trace", str(trace_file), "--policy", "costscaler",
-        "--spot-trace", f"g5-xlarge-a10g-spot={spot}",
-    )  # fmt: skip
+        "--trace",
+        str(trace_file),
+        "--policy",
+        "costscaler",
+        "--spot-trace",
+        f"g5-xlarge-a10g-spot={spot}",
+    )
     assert rows[0]["requests"] > 0
-    code = main(["simulate", "-f", str(DEPLOYMENT), "-p", str(POOLS), "--trace", str(trace_file),
-                 "--spot-trace", f"g5-xlarge-a10g-ondemand={spot}"])  # fmt: skip
+    code = main(
+        [
+            "simulate",
+            "-f",
+            str(DEPLOYMENT),
+            "-p",
+            str(POOLS),
+            "--trace",
+            str(trace_file),
+            "--spot-trace",
+            f"g5-xlarge-a10g-ondemand={spot}",
+        ]
+    )
     assert code == 2
     assert "spot pools" in capsys.readouterr().err
 
