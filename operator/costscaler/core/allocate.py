@@ -54,8 +54,25 @@ class Problem:
 
     @cached_property
     def spot_limits(self) -> bool:
-        """False when no on-demand pool exists: spot limits cannot hold, replicas go to spot."""
-        return bool((~self.spot & (self.max_replicas > 0)).any())
+        """Whether spot.maxFraction and minOnDemandReplicas can hold with the replica bounds.
+
+        They cannot with no on-demand pool, or when on-demand pools are too small to carry
+        the replica minimum at the allowed spot share: the replica bounds win, spot fills in.
+        """
+        ns_cap = int(self.max_replicas[~self.spot].sum())
+        if ns_cap == 0:
+            return False
+        f = self.spot_max_fraction
+        most = int(self.max_replicas.sum())
+        if f < 1.0:  # spot <= f T  and  T - spot <= ns_cap  =>  T <= ns_cap / (1 - f)
+            most = min(most, math.floor(ns_cap / (1.0 - f) + 1e-9))
+        return most >= self.reachable_min
+
+    @cached_property
+    def on_demand_floor(self) -> int:
+        """minOnDemandReplicas, capped by what the on-demand pools and replicas.max hold."""
+        ns_cap = int(self.max_replicas[~self.spot].sum())
+        return min(self.min_on_demand, ns_cap, self.total_max)
 
     @cached_property
     def surviving(self) -> FloatArray:
@@ -98,15 +115,16 @@ def feasible(p: Problem, plans: IntArray) -> BoolArray:
     if p.spot_limits:
         spot = plans[:, p.spot].sum(axis=1)
         ok &= spot <= np.floor(p.spot_max_fraction * total + 1e-9)
-        ok &= total - spot >= np.minimum(p.min_on_demand, total)
+        ok &= total - spot >= np.minimum(p.on_demand_floor, total)
     return np.asarray(ok, dtype=np.bool_)
 
 
 def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(spend $/h, risk, penalised objective) of each plan."""
     spend = plans @ p.price
-    risk = p.risk.of(plans)
-    over_floor = np.maximum(risk - p.risk_floor, 0.0)
+    risk, shortfall = p.risk.with_shortfall(plans)
+    # Past the floor, the shortfall share ranks plans whose risk is the same (e.g. all ~1).
+    over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + shortfall, 0.0)
     over_budget = np.maximum(spend - p.budget, 0.0) if math.isfinite(p.budget) else 0.0 * spend
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
     obj = spend + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
@@ -159,7 +177,7 @@ class _Filler:
         return 0 if gap <= 1e-9 else max(1, math.ceil(gap / float(self.eff[i]) - 1e-9))
 
     def on_demand_floor(self, order: list[int]) -> None:
-        want = min(self.p.min_on_demand, self.p.total_max) if self.p.spot_limits else 0
+        want = self.p.on_demand_floor if self.p.spot_limits else 0
         for i in order:
             if not self.spot[i]:
                 want -= self.add(i, want)

@@ -27,19 +27,22 @@ _CACHE_SIZE = 256
 
 @dataclass(frozen=True)
 class Settings:
-    """The deployment's SLO, bounds and cost items as plain numbers (units in the names)."""
+    """The deployment's SLO, bounds and cost items as plain numbers (units in the names).
+
+    Defaults are the API's, so tests and the simulator can state only what matters to them.
+    """
 
     latency_threshold_s: float
-    attainment: float
-    slo_miss_cost_per_hour: float
-    fixed_per_hour: float
-    egress_per_rps_hour: float
-    replicas_min: int
-    replicas_max: int
-    spot_max_fraction: float
-    min_on_demand: int
-    window_s: float
-    daily_seasonality: bool
+    attainment: float = 0.99
+    slo_miss_cost_per_hour: float = 10.0
+    fixed_per_hour: float = 0.0
+    egress_per_rps_hour: float = 0.0
+    replicas_min: int = 1
+    replicas_max: int = 10
+    spot_max_fraction: float = 0.5
+    min_on_demand: int = 0
+    window_s: float = 3600.0
+    daily_seasonality: bool = False
 
     @staticmethod
     def from_spec(spec: InferenceDeploymentSpec) -> Settings:

@@ -88,13 +88,16 @@ def explain(
     floor = prob.risk_floor + 1e-9
     if limited and budget is not None:
         allowed = f"${budget.allowed_per_hour:.2f}/h"
-        if chosen.spend + fixed > budget.allowed_per_hour + 1e-6:
+        over = chosen.spend + fixed > budget.allowed_per_hour + 1e-6
+        if over and prob.prefer_slo:
             return Reason.BUDGET_EXCEEDED, (
                 f"{head} Meeting the SLO needs more than the budget's {allowed}; "
                 f"onConflict {budget.on_conflict} keeps the SLO."
             )
         note = " The SLO risk is above its floor." if chosen.risk > floor else ""
-        return Reason.BUDGET_LIMITED, f"{head} Held within the budget's {allowed}.{note}"
+        if over:
+            note += " The replica minimum alone costs more than the budget allows."
+        return Reason.BUDGET_LIMITED, f"{head} Held to the budget's {allowed}.{note}"
     if chosen.risk > floor:
         return Reason.SLO_AT_RISK, (
             f"{head} Even this plan, the best within the bounds, misses the SLO attainment "
