@@ -32,10 +32,10 @@ def load_config(kubeconfig: str | None = None) -> Any:
     from kubernetes import client, config
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
         return client.ApiClient()
     except config.ConfigException:
-        return config.new_client_from_config(config_file=kubeconfig)
+        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
 
 def _status(exc: Exception) -> int | None:
@@ -80,20 +80,21 @@ class Kube:
         except Exception as exc:
             if _status(exc) != 404:
                 raise
-            body = {**manifest, "spec": {**manifest["spec"], "replicas": replicas or 0}}
+            body: Any = {**manifest, "spec": {**manifest["spec"], "replicas": replicas or 0}}
             self.apps.create_namespaced_deployment(ns, body)
             return "created"
-        live_hash = (live.metadata.annotations or {}).get(ANNOTATION_HASH)
+        live_meta: Any = live.metadata
+        live_hash = (live_meta.annotations or {}).get(ANNOTATION_HASH)
         same_replicas = replicas is None or live.spec.replicas == replicas
         if live_hash == meta["annotations"][ANNOTATION_HASH] and same_replicas:
             return "unchanged"
-        body = {**manifest, "metadata": {**meta, "resourceVersion": live.metadata.resource_version}}
+        body = {**manifest, "metadata": {**meta, "resourceVersion": live_meta.resource_version}}
         keep = live.spec.replicas if replicas is None else replicas
         body["spec"] = {**manifest["spec"], "replicas": keep}
         self._replace(name, ns, body)
         return "updated"
 
-    def _replace(self, name: str, ns: str, body: dict[str, Any]) -> None:
+    def _replace(self, name: str, ns: str, body: Any) -> None:
         try:
             self.apps.replace_namespaced_deployment(name, ns, body)
         except Exception as exc:

@@ -16,7 +16,12 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from costscaler.adapters.children import LABEL_DEPLOYMENT, child_state, deployment_state
+from costscaler.adapters.children import (
+    LABEL_DEPLOYMENT,
+    ChildState,
+    child_state,
+    deployment_state,
+)
 from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
 from costscaler.api import GROUP, VERSION, CapacityPool, InferenceDeployment, Mode
@@ -26,16 +31,17 @@ from costscaler.controller.pools import node_view, pool_status
 from costscaler.controller.settings import Settings
 from costscaler.controller.status import READY, Cond, conditions
 from costscaler.controller.tick import TickInput, converge, eligible_pools, run_tick
+from costscaler.core import decide
 
 log = logging.getLogger(__name__)
 IDS, POOLS = "inferencedeployments", "capacitypools"
 
 
 def _parse_infd(body: kopf.Body) -> InferenceDeployment:
-    raw = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
-    meta = body.get("metadata", {})
-    raw["metadata"] = {k: meta.get(k) for k in ("name", "namespace", "uid", "generation")}
-    raw["metadata"] = {k: v for k, v in raw["metadata"].items() if v is not None}
+    raw: dict[str, Any] = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
+    meta = dict(body.get("metadata") or {})
+    keep = ("name", "namespace", "uid", "generation")
+    raw["metadata"] = {k: meta[k] for k in keep if meta.get(k) is not None}
     try:
         return InferenceDeployment.model_validate(raw)
     except ValidationError as exc:
@@ -43,8 +49,8 @@ def _parse_infd(body: kopf.Body) -> InferenceDeployment:
 
 
 def _parse_pool(body: kopf.Body) -> CapacityPool | None:
-    raw = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
-    raw["metadata"] = {"name": body["metadata"]["name"]}
+    raw: dict[str, Any] = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
+    raw["metadata"] = {"name": dict(body.get("metadata") or {}).get("name", "")}
     try:
         return CapacityPool.model_validate(raw)
     except ValidationError as exc:
@@ -54,8 +60,8 @@ def _parse_pool(body: kopf.Body) -> CapacityPool | None:
 
 def _invalid_status(exc: kopf.PermanentError, body: kopf.Body, patch: kopf.Patch) -> None:
     cond = Cond(READY, False, "InvalidSpec", str(exc))
-    gen = body.get("metadata", {}).get("generation")
-    prev = list((body.get("status") or {}).get("conditions") or [])
+    gen = dict(body.get("metadata") or {}).get("generation")
+    prev = list(dict(body.get("status") or {}).get("conditions") or [])
     patch.status["conditions"] = conditions([cond], prev, gen, datetime.now(UTC))
 
 
@@ -85,7 +91,9 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         return {None: node_view(dict(body))}
 
     @kopf.index(GROUP, VERSION, IDS, id="targets_index", registry=reg)
-    def targets_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[None, Target]:
+    def targets_index(
+        body: kopf.Body, namespace: str | None, name: str, **_: Any
+    ) -> dict[None, Target]:
         try:
             infd = _parse_infd(body)
         except kopf.PermanentError:
@@ -93,7 +101,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         s = infd.spec
         queries = build_queries(s.metrics, settings.series_labels(), settings.rate_window)
         quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
-        return {None: Target((namespace, name), queries, quantile, threshold)}
+        return {None: Target((namespace or "", name), queries, quantile, threshold)}
 
     @kopf.on.resume(GROUP, VERSION, IDS, id="ensure", registry=reg)
     @kopf.on.create(GROUP, VERSION, IDS, id="ensure", registry=reg)
@@ -140,8 +148,6 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         history = rt.history((ns, name), infd.spec.forecast.window_seconds)
         status = dict(body.get("status") or {})
         t = TickInput(infd, _pools(kw), children, reading, history, status, _now())
-        from costscaler.core import decide  # the engine's one entry point
-
         result = await run_tick(t, decide, rt.kube)
         for key, value in result.status.items():
             patch.status[key] = value
@@ -152,11 +158,13 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         rt.health.beat()
 
     @kopf.on.delete(GROUP, VERSION, IDS, id="forget", optional=True, registry=reg)
-    async def forget(namespace: str, name: str, spec: kopf.Spec, memo: Any, **_: Any) -> None:
+    async def forget(
+        namespace: str | None, name: str, spec: kopf.Spec, memo: Any, **_: Any
+    ) -> None:
         """Drop the deleted deployment's metrics and history (children go by garbage collection)."""
         rt: rt_mod.Runtime = memo.runtime
-        rt.histories.pop((namespace, name), None)
-        rt.metrics.forget(namespace, name, [p["name"] for p in spec.get("pools", [])])
+        rt.histories.pop((namespace or "", name), None)
+        rt.metrics.forget(namespace or "", name, [p["name"] for p in spec.get("pools", [])])
 
     @kopf.timer(
         GROUP,
@@ -174,7 +182,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
             return
         nodes = list(kw["nodes_index"].get(None, []))
         prev = dict(body.get("status") or {})
-        gen = body.get("metadata", {}).get("generation")
+        gen = dict(body.get("metadata") or {}).get("generation")
         new = pool_status(pool, nodes, list(prev.get("conditions") or []), gen, _now())
         rt: rt_mod.Runtime = memo.runtime
         rt.metrics.pool_nodes.labels(pool.name).set(new["nodes"])
@@ -192,7 +200,9 @@ def _pools(kw: dict[str, Any]) -> dict[str, CapacityPool]:
     return {name: pool for name, store in kw["pools_index"].items() for pool in store}
 
 
-async def _children(rt: rt_mod.Runtime, infd: InferenceDeployment, kw: dict[str, Any]) -> list:
+async def _children(
+    rt: rt_mod.Runtime, infd: InferenceDeployment, kw: dict[str, Any]
+) -> list[ChildState]:
     ns = infd.metadata.namespace or "default"
     ref = infd.spec.target_ref
     if ref is None:

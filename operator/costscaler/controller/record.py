@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ def describe_change(
     if before is not None:
         delta = d.cost_per_hour - float(before)
         cost = f"${float(before):.4f}/h -> {cost} ({delta:+.4f})"
-    return f"{moves or 'no change'}; {cost}; SLO risk {d.slo_risk:.3f}: {d.message}"
+    risk = "unknown" if math.isnan(d.slo_risk) else f"{d.slo_risk:.3f}"
+    return f"{moves or 'no change'}; {cost}; SLO risk {risk}: {d.message}"
 
 
 def _conditions(t: TickInput, d: Decision, missing: list[str]) -> tuple[list[Cond], bool | None]:

@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from costscaler.adapters.kube import Kube
 from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Reading, Target
 from costscaler.controller.history import History
 from costscaler.controller.metrics import Health, OperatorMetrics
 from costscaler.controller.settings import Settings
-from costscaler.controller.tick import Actuator
 
 NOT_YET = Reading(problem="NoData", message="no reading yet for this deployment")
 
@@ -59,7 +59,7 @@ class Runtime:
     """The operator's shared objects (kept in kopf's memo)."""
 
     settings: Settings
-    kube: Actuator
+    kube: Kube
     cache: ReadingCache
     metrics: OperatorMetrics
     health: Health

@@ -133,11 +133,11 @@ async def converge(
     by_pool = {c.pool: c for c in children}
     actions: list[str] = []
     if spec.target_ref is not None:
-        pool = pools[0].name if pools else None
-        child = by_pool.get(pool or "")
-        if pool and target is not None and child and child.desired != target[pool]:
-            await kube.scale(ns, spec.target_ref.name, target[pool])
-            actions.append(f"scale {spec.target_ref.name} {child.desired}->{target[pool]}")
+        only = pools[0].name if pools else None
+        child = by_pool.get(only or "")
+        if only and target is not None and child and child.desired != target[only]:
+            await kube.scale(ns, spec.target_ref.name, target[only])
+            actions.append(f"scale {spec.target_ref.name} {child.desired}->{target[only]}")
         return actions
     owner = Owner(ns, meta.name, meta.uid or "")
     for pool in pools:
