@@ -235,3 +235,36 @@ def test_reading_cache_fetches_once_per_round_for_every_deployment():
     clock[0] += 5
     asyncio.run(round_())
     assert src.fetches == 2 and len(reports) == 2
+
+
+def test_metrics_server_serves_metrics_and_health():
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from costscaler.controller.metrics import Health, OperatorMetrics, serve
+
+    registry = CollectorRegistry()
+    m = OperatorMetrics.create(registry)
+    m.cost_per_hour.labels("ml", "llama").set(1.5)
+    health = Health(stuck_after_seconds=60)
+
+    async def scenario():
+        runner, port = await serve("127.0.0.1", 0, health, lambda: True, registry)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/metrics").read())
+            ok = await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/healthz").status)
+            health.last_tick -= 120  # no tick for two minutes with work to do: stuck
+            try:
+                await asyncio.to_thread(lambda: urllib.request.urlopen(base + "/healthz"))
+                stuck = 200
+            except urllib.error.HTTPError as err:
+                stuck = err.code
+        finally:
+            await runner.cleanup()
+        return body.decode(), ok, stuck
+
+    text, ok, stuck = asyncio.run(scenario())
+    assert 'costscaler_cost_per_hour{deployment="llama",namespace="ml"} 1.5' in text
+    assert (ok, stuck) == (200, 503)
