@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
 from datetime import datetime
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from cluster.twinexport import render_pod
 from cluster.twinload import DeploymentLoad, PodCounters, ReadyPod
@@ -213,7 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     published: dict[str, dict[str, str]] | None = None
     next_tick = time.monotonic()
     while not stop.is_set():
-        twin.step()
+        try:
+            twin.step()
+        except (ApiException, OSError, HTTPError) as err:
+            # An apiserver restart or a CRD not yet applied: skip the tick (the trace clock
+            # does not advance), as a real load generator would keep retrying.
+            print(
+                f"loadtwin: tick skipped: {str(err).splitlines()[0]}", file=sys.stderr, flush=True
+            )
         if twin.meta != published:
             # Rewrite only on change: Prometheus reloads the file whenever it is written.
             write_targets(targets, port, twin.meta)
