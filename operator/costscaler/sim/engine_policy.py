@@ -10,9 +10,8 @@ from one decision to the next, so a replayed decision is the deployed decision.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,7 +32,6 @@ class CostScaler:
     pool_names: list[str]
     name: str = "costscaler"
     interval_s: float = 15.0
-    samples: deque[tuple[float, ...]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         allowed = set(self.pool_names)
@@ -42,6 +40,10 @@ class CostScaler:
         self._state: EngineState | None = None
         self._keep = max(1, math.ceil(self.spec.forecast.window_seconds / self.interval_s))
         self._lost = [0] * len(self.pool_names)
+        # The window as columns, oldest first: time, rate, latency, tokens, then ready,
+        # warming and lost per pool. Twice the window long, so it shifts rarely.
+        self._buf = np.full((4 + 3 * len(self.pool_names), 2 * self._keep), np.nan)
+        self._filled = 0
 
     @staticmethod
     def _replicas(chosen: Mapping[str, int], view: ClusterView) -> list[int]:
@@ -65,23 +67,23 @@ class CostScaler:
         latency = view.latency_quantile(self.spec.slo.latency.quantile, RATE_WINDOW_S)
         if math.isnan(latency) and rate > 0:
             latency = RATE_WINDOW_S  # load but nothing started for a whole window
-        self.samples.append(
-            (
-                view.now_s,
-                rate,
-                latency,
-                math.nan if tokens is None else tokens,
-                *(float(view.ready[i]) for i in cols),
-                *(float(view.warming[i]) for i in cols),
-                *(float(x) for x in lost),
-            )
+        if self._filled == self._buf.shape[1]:
+            self._buf[:, : self._keep] = self._buf[:, self._keep :]
+            self._filled = self._keep
+        self._buf[:, self._filled] = (
+            view.now_s,
+            rate,
+            latency,
+            math.nan if tokens is None else tokens,
+            *(view.ready[i] for i in cols),
+            *(view.warming[i] for i in cols),
+            *lost,
         )
-        while len(self.samples) > self._keep:
-            self.samples.popleft()
+        self._filled += 1
 
     def observations(self, has_tokens: bool) -> Observations:
         """The window as the engine takes it."""
-        data = np.array(self.samples, dtype=np.float64).T
+        data = self._buf[:, max(0, self._filled - self._keep) : self._filled]
         n = len(self.pool_names)
         per_pool = [
             {name: data[4 + k * n + i] for i, name in enumerate(self.pool_names)} for k in range(3)
