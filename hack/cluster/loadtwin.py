@@ -221,9 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ApiException, OSError, HTTPError) as err:
             # An apiserver restart or a CRD not yet applied: skip the tick (the trace clock
             # does not advance), as a real load generator would keep retrying.
-            print(
-                f"loadtwin: tick skipped: {str(err).splitlines()[0]}", file=sys.stderr, flush=True
-            )
+            reason = " ".join(str(err).split())[:200]
+            print(f"loadtwin: tick skipped: {reason}", file=sys.stderr, flush=True)
         if twin.meta != published:
             # Rewrite only on change: Prometheus reloads the file whenever it is written.
             write_targets(targets, port, twin.meta)
