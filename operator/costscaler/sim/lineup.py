@@ -17,7 +17,7 @@ from costscaler.sim.cluster import SpotReplay
 from costscaler.sim.engine_policy import CostScaler
 from costscaler.sim.hpa import HPA, KEDA
 from costscaler.sim.knative import KPA
-from costscaler.sim.oracle import idle_accelerator_hours, lower_bound
+from costscaler.sim.oracle import SpotLimits, idle_accelerator_hours, lower_bound
 from costscaler.sim.policy import Policy
 from costscaler.sim.pools import (
     PoolModel,
@@ -133,7 +133,11 @@ class Lineup:
 
     def oracle(self, name: str, trace: Trace, pools: list[PoolModel], attainment: float) -> Outcome:
         """The oracle's bound as an outcome row (no latency or scale events: it is a bound)."""
-        bound = lower_bound(trace.arrivals, trace.dt, pools, self.costs.threshold_s, attainment)
+        limits = self.deployment.spec.spot
+        spot = SpotLimits(limits.max_fraction, limits.min_on_demand_replicas)
+        bound = lower_bound(
+            trace.arrivals, trace.dt, pools, self.costs.threshold_s, attainment, spot=spot
+        )
         requests = float(trace.arrivals.sum())
         hours = trace.steps * trace.dt / 3600
         total = bound.replica_cost + self.costs.fixed_per_hour * hours

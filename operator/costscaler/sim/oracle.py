@@ -16,9 +16,13 @@ same attainment (a linear-programming relaxation, solved exactly by HiGHS):
    it arrives); met starts from block b on arrived at most w steps before it (w: the wait
    budget threshold - fastest service time, plus one step for the fluid model's rounding).
 5. sum_b Z_b >= attainment x requests.
+6. With `spot` limits (bounding costscaler, which obeys them): paid spot replicas at most
+   `maxFraction` of all paid replicas, paid on-demand ones at least `minOnDemandReplicas`
+   (block averages of per-step limits; a replacement started on a spot notice briefly
+   exceeds the share, and only costs more).
 Relaxations only make the bound lower: spot interruptions are ignored (a lost replica only
 removes capacity; its replacement is paid again), as are zero-capacity stretches of a spot
-trace, the spot share limits and queueing inside a block. Quotas hold as in the twin.
+trace and queueing inside a block. Quotas hold as in the twin.
 The bound is exact up to these relaxations when G = 1 (traces up to `max_blocks` steps).
 """
 
@@ -33,6 +37,14 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
 from costscaler.sim.pools import PoolModel
+
+
+@dataclass(frozen=True)
+class SpotLimits:
+    """The deployment's spot limits: share of paid replicas on spot, on-demand floor."""
+
+    max_fraction: float
+    min_on_demand_replicas: int
 
 
 @dataclass(frozen=True)
@@ -87,8 +99,13 @@ def lower_bound(
     threshold_s: float,
     attainment: float,
     max_blocks: int = 3000,
+    spot: SpotLimits | None = None,
 ) -> OracleBound:
-    """Minimum replica cost ($) of any schedule meeting `attainment` on `arrivals` (see module)."""
+    """Minimum replica cost ($) of any schedule meeting `attainment` on `arrivals` (see module).
+
+    `spot`: the deployment's spot limits, for bounding a policy that obeys them (costscaler);
+    None for policies that do not know about spot (and pools without spot).
+    """
     steps, n_pools = arrivals.size, len(pools)
     g = max(1, math.ceil(steps / max_blocks))
     nb = math.ceil(steps / g)
@@ -138,6 +155,14 @@ def lower_bound(
         total - earliest,
     )
     ub.add([(s_col[-1:], -np.ones(1))], np.array([-attainment * total]))
+    if spot is not None and any(p.spot for p in pools):
+        share = [
+            (h_col(p), np.full(nb, (1 - spot.max_fraction) if m.spot else -spot.max_fraction))
+            for p, m in enumerate(pools)
+        ]
+        ub.add(share, np.zeros(nb))
+        firm = [(h_col(p), -np.ones(nb)) for p, m in enumerate(pools) if not m.spot]
+        ub.add(firm, np.full(nb, -float(spot.min_on_demand_replicas)))
     bounds: list[tuple[float, float | None]] = [(0.0, None)] * ncols
     for p, pool in enumerate(pools):
         if pool.max_replicas is not None and not pool.spot:

@@ -10,7 +10,7 @@ from sim_helpers import pool, trace
 
 from costscaler.sim.hpa import HPA, KEDA
 from costscaler.sim.knative import KPA
-from costscaler.sim.oracle import lower_bound
+from costscaler.sim.oracle import SpotLimits, lower_bound
 from costscaler.sim.run import Costs, simulate
 from costscaler.sim.static import Static
 
@@ -68,3 +68,14 @@ def test_no_policy_beats_the_oracle_at_its_own_attainment(rates, load_s, thresho
         bound = lower_bound(arrivals, 1.0, pools, threshold, out.slo_attainment)
         assert bound.feasible
         assert bound.replica_cost <= out.replica_cost * (1 + 1e-7) + 1e-9, policy.name
+
+
+def test_spot_limits_bind_the_spot_share():
+    spot = pool(name="spot", spot=True, replica_cost_per_hour=1.8)
+    arrivals = np.full(3600, 40.0)  # four replicas' worth
+    free = lower_bound(arrivals, 1.0, [pool(), spot], 5.0, 1.0)
+    half = lower_bound(arrivals, 1.0, [pool(), spot], 5.0, 1.0, spot=SpotLimits(0.5, 0))
+    floor = lower_bound(arrivals, 1.0, [pool(), spot], 5.0, 1.0, spot=SpotLimits(1.0, 3))
+    assert free.replica_cost == pytest.approx(4 * 1.8, rel=1e-6)
+    assert half.replica_cost == pytest.approx(2 * 1.8 + 2 * 3.6, rel=1e-6)
+    assert floor.replica_cost == pytest.approx(3 * 3.6 + 1 * 1.8, rel=1e-6)
