@@ -220,7 +220,7 @@ def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray
         j = next((j for j in other if f.x[j] < f.cap[j]), None)
         if j is None:
             break
-        if i is None or frac <= 0:
+        if i is None or frac < 1e-6:  # too small a share to open room for one spot replica
             f.add(j, f.need(j, demand_rps))
             continue
         nspot = sum(f.x[k] for k in spot)

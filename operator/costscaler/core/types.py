@@ -150,7 +150,7 @@ class EngineState:
                     str(k): int(v) for k, v in dict(data.get("lastReplicas", {})).items()
                 },
             )
-        except (TypeError, KeyError, IndexError, AttributeError) as exc:
+        except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
             raise ValueError(f"engine state is malformed: {exc}") from None
 
 

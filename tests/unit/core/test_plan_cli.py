@@ -1,0 +1,107 @@
+"""`costscaler plan`: the table, the JSON contract and clear errors for bad files or flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from costscaler.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+DEP = str(ROOT / "examples" / "deployments" / "llama-3-1-8b-vllm.yaml")
+POOLS = str(ROOT / "examples" / "pools")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["plan", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_has_the_contract_fields(capsys):
+    code, out, _ = _run(capsys, "-f", DEP, "-p", POOLS, "--rate", "12", "--json")
+    assert code == 0
+    data = json.loads(out)
+    for key in ("replicas", "cost_per_hour", "slo_risk", "reason", "message", "alternatives"):
+        assert key in data
+    assert sum(data["replicas"].values()) >= 5  # 12 req/s at <= 2.6 req/s per replica
+    assert data["reason"] == "CostOptimal"
+    names = {a["name"] for a in data["alternatives"]}
+    assert {"chosen", "cheapest-on-demand", "max-spot", "current"} <= names
+    for alt in data["alternatives"]:
+        assert set(alt) == {"name", "replicas", "cost_per_hour", "slo_risk"}
+
+
+def test_table_shows_pools_cost_risk_and_alternatives(capsys):
+    code, out, _ = _run(
+        capsys, "-f", DEP, "-p", POOLS, "--rate", "5", "--current", "g6-xlarge-l4-ondemand=2"
+    )
+    assert code == 0
+    for text in (
+        "POOL",
+        "g5-xlarge-a10g-spot",
+        "spot share",
+        "SLO risk",
+        "ALTERNATIVE",
+        "max-spot",
+    ):
+        assert text in out
+
+
+def test_zero_load_plans_the_minimum(capsys):
+    code, out, _ = _run(capsys, "-f", DEP, "-p", POOLS, "--rate", "0", "--json")
+    assert code == 0
+    assert sum(json.loads(out)["replicas"].values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(
+            ["-f", "missing.yaml", "-p", POOLS, "--rate", "1"], "no such file", id="no-file"
+        ),
+        pytest.param(
+            ["-f", DEP, "-p", str(ROOT / "examples" / "pools" / "onprem-h100.yaml"), "--rate", "1"],
+            "not found among the CapacityPools",
+            id="pools-missing",
+        ),
+        pytest.param(
+            ["-f", str(ROOT / "examples" / "deployments"), "-p", POOLS, "--rate", "1"],
+            "pick one with --name",
+            id="several-deployments",
+        ),
+        pytest.param(
+            ["-f", DEP, "-p", POOLS, "--rate", "1", "--current", "nope=1"],
+            "not an eligible pool",
+            id="unknown-current-pool",
+        ),
+        pytest.param(
+            ["-f", DEP, "-p", POOLS, "--rate", "1", "--current", "g6-xlarge-l4-spot=two"],
+            "expected POOL=N",
+            id="bad-current-count",
+        ),
+    ],
+)
+def test_user_errors_are_one_line(capsys, argv: list[str], message: str):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("rate", ["-1", "nan", "inf", "fast"])
+def test_bad_rate_is_rejected_by_the_parser(capsys, rate: str):
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "-f", DEP, "-p", POOLS, "--rate", rate])
+    assert exc.value.code == 2
+    assert "--rate" in capsys.readouterr().err
+
+
+def test_deployment_picked_by_name(capsys):
+    folder = str(ROOT / "examples" / "deployments")
+    code, out, _ = _run(
+        capsys, "-f", folder, "-p", POOLS, "--rate", "100", "--name", "triton-resnet", "--json"
+    )
+    assert code == 0
+    assert set(json.loads(out)["replicas"]) == {"g6-xlarge-l4-spot", "g6-xlarge-l4-ondemand"}

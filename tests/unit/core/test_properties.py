@@ -1,0 +1,141 @@
+"""Invariants of the engine over generated pools, settings and loads (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from core_helpers import steady
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from costscaler.core import Planner, PoolView, Settings
+from costscaler.core.allocate import feasible
+from costscaler.core.forecast import forecast
+from costscaler.core.step import learn, problem
+from costscaler.core.types import EngineState, Observations
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def pool_views(draw: st.DrawFn, index: int) -> PoolView:
+    spot = draw(st.booleans())
+    return PoolView(
+        name=f"p{index}",
+        spot=spot,
+        replica_cost_per_hour=draw(st.floats(0.05, 5.0)),
+        capacity_rps=draw(st.floats(0.5, 10.0)),
+        cold_start_s=draw(st.floats(0.0, 600.0)),
+        max_replicas=draw(st.none() | st.integers(0, 15)),
+        interruption_rate_per_hour=draw(st.floats(0.0, 0.7)) if spot else 0.0,
+    )
+
+
+@st.composite
+def planners(draw: st.DrawFn) -> Planner:
+    n = draw(st.integers(1, 4))
+    pools = [draw(pool_views(i)) for i in range(n)]
+    lo = draw(st.integers(0, 3))
+    hi = draw(st.integers(max(lo, 1), 20))
+    return Planner(
+        pools,
+        Settings(
+            latency_threshold_s=1.0,
+            attainment=draw(st.floats(0.9, 0.999)),
+            slo_miss_cost_per_hour=draw(st.floats(0.0, 200.0)),
+            replicas_min=lo,
+            replicas_max=hi,
+            spot_max_fraction=draw(st.floats(0.0, 1.0)),
+            min_on_demand=draw(st.integers(0, min(3, hi))),
+        ),
+    )
+
+
+rates = st.floats(0.0, 60.0)
+
+
+def _current(pl: Planner, counts: list[int]) -> dict[str, int]:
+    return {name: counts[i % len(counts)] for i, name in enumerate(pl.names)}
+
+
+def _capacity(pl: Planner, replicas: dict[str, int]) -> float:
+    return float(sum(replicas[n] * pl.capacity[i] for i, n in enumerate(pl.names)))
+
+
+def _within_bounds(pl: Planner, replicas: dict[str, int]) -> bool:
+    state = learn(pl, steady(1.0), EngineState())
+    prob = problem(pl, state, forecast(np.zeros(1), np.zeros(1), 60.0))
+    x = np.array([[replicas[n] for n in pl.names]])
+    return bool(feasible(prob, x)[0])
+
+
+@FAST
+@given(planners(), rates, st.lists(st.integers(0, 20), min_size=1, max_size=4))
+def test_allocation_is_always_within_every_bound(pl: Planner, rate: float, counts: list[int]):
+    current = _current(pl, counts)
+    d = pl.decide(steady(rate, ready=current), current, 3600.0)
+    assert _within_bounds(pl, dict(d.replicas)), d.message
+
+
+@FAST
+@given(planners(), rates, st.floats(0.1, 30.0))
+def test_more_demand_never_gives_less_capacity(pl: Planner, rate: float, more: float):
+    low = pl.decide(steady(rate), {}, 3600.0)
+    high = pl.decide(steady(rate + more), {}, 3600.0)
+    assert _capacity(pl, dict(high.replicas)) >= _capacity(pl, dict(low.replicas)) - 1e-9
+
+
+def _expected_cost(pl: Planner, rate: float) -> float:
+    d = pl.decide(steady(rate), {}, 3600.0)
+    return d.cost_per_hour + pl.settings.slo_miss_cost_per_hour * d.slo_risk
+
+
+@FAST
+@given(planners(), rates, st.data())
+def test_a_lower_price_never_gives_a_more_expensive_plan(pl: Planner, rate: float, data):
+    i = data.draw(st.integers(0, len(pl.pools) - 1))
+    factor = data.draw(st.floats(0.1, 0.99))
+    pools = list(pl.pools)
+    pools[i] = replace(pools[i], replica_cost_per_hour=pools[i].replica_cost_per_hour * factor)
+    cheaper = Planner(pools, pl.settings)
+    assert _expected_cost(cheaper, rate) <= _expected_cost(pl, rate) + 1e-6
+
+
+@FAST
+@given(planners(), rates, st.floats(1.0, 10.0))
+def test_a_higher_slo_miss_cost_never_lowers_the_quantile(pl: Planner, rate: float, k: float):
+    dearer = Planner(
+        pl.pools,
+        replace(pl.settings, slo_miss_cost_per_hour=pl.settings.slo_miss_cost_per_hour * k + 1),
+    )
+    base = pl.decide(steady(rate), {}, 3600.0)
+    more = dearer.decide(steady(rate), {}, 3600.0)
+    assert more.quantile >= base.quantile
+    assert 1.0 - more.slo_risk >= 1.0 - base.slo_risk - 1e-9
+
+
+BAD_VALUES = st.sampled_from([math.nan, math.inf, -math.inf, -1.0])
+
+
+@FAST
+@given(planners(), rates, st.lists(st.integers(0, 20), min_size=1, max_size=4), BAD_VALUES)
+def test_bad_observations_never_cause_a_scale_down(pl: Planner, rate, counts, bad: float):
+    current = _current(pl, counts)
+    capped = {n: min(current[n], int(pl.max_replicas[i])) for i, n in enumerate(pl.names)}
+    assume(sum(capped.values()) <= pl.settings.replicas_max)
+    obs = steady(rate, ready=current)
+    rates_ = obs.request_rate.copy()
+    rates_[-1] = bad
+    d = pl.decide(Observations(obs.times, rates_, obs.latency, ready=obs.ready), current, 3600.0)
+    assert all(d.replicas[n] >= capped[n] for n in pl.names)
+    assert not d.metrics_available
+
+
+@FAST
+@given(planners(), rates, st.lists(st.integers(0, 20), min_size=1, max_size=4))
+def test_decide_is_deterministic(pl: Planner, rate: float, counts: list[int]):
+    current = _current(pl, counts)
+    obs = steady(rate, ready=current)
+    assert repr(pl.decide(obs, current, 3600.0)) == repr(pl.decide(obs, current, 3600.0))
