@@ -8,6 +8,7 @@ exposes the past; the offline oracle is not a policy (it lives in `sim.oracle`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +29,8 @@ class ClusterView:
 
     `cum_arrivals[i]` / `cum_met[i]` / `cum_tokens[i]` are totals over steps [0, i); `lost`
     counts spot replicas reclaimed so far per pool; `history` and `service_s` hold the queue's
-    per-step record. Only steps before `step` are ever read, so a policy cannot look ahead.
+    per-step record, brought up to `step` by `sync(step)` before any read. Only steps before
+    `step` are ever read, so a policy cannot look ahead.
     """
 
     step: int
@@ -37,13 +39,13 @@ class ClusterView:
     ready: list[int]
     warming: list[int]
     desired: list[int]
-    backlog: float
     cum_arrivals: NDArray[np.float64]
     cum_met: NDArray[np.float64]
     cum_tokens: NDArray[np.float64] | None
     lost: list[int]
     history: ServiceResult
     service_s: NDArray[np.float64]
+    sync: Callable[[int], None]
 
     @property
     def now_s(self) -> float:
@@ -72,6 +74,7 @@ class ClusterView:
     def attainment(self, window_s: float) -> float | None:
         """Share of the window's arrivals within the latency threshold; None with no arrivals."""
         lo, _ = self._window(window_s)
+        self.sync(self.step)
         n = float(self.cum_arrivals[self.step] - self.cum_arrivals[lo])
         if n <= 0:
             return None
@@ -86,6 +89,7 @@ class ClusterView:
         lo, span = self._window(window_s)
         if span <= 0:
             return 0.0
+        self.sync(self.step)
         part = slice(lo, self.step)
         running = self.history.served[part] / self.dt * self.service_s[part]
         return float((running + self.history.backlog[part]).mean())
@@ -96,6 +100,7 @@ class ClusterView:
         NaN when none started, as a histogram quantile of no requests is undefined.
         """
         lo, _ = self._window(window_s)
+        self.sync(self.step)
         part = ServiceResult(
             *(np.asarray(getattr(self.history, f))[lo : self.step] for f in FIELDS)
         )

@@ -62,19 +62,28 @@ class Outcome:
 
 
 class _Record:
-    """Per-step arrays of one run, filled stretch by stretch; policies read their past."""
+    """Per-step arrays of one run; the queue is computed lazily, when a policy reads it.
 
-    def __init__(self, trace: Trace, pools: int) -> None:
+    Replicas are recorded at every tick; the queue model runs only up to the step a policy
+    asks about (latency, concurrency, attainment) and, at the end, over the rest in long
+    vectorised stretches, so policies that only read arrivals (HPA, KEDA) cost no queueing
+    work per tick.
+    """
+
+    def __init__(self, trace: Trace, pools: list[PoolModel], costs: Costs) -> None:
         n, zero = trace.steps, np.zeros(1)
+        self.dt, self.threshold_s = trace.dt, costs.threshold_s
+        self.mu = np.array([p.capacity_rps for p in pools])
+        self.mu_s = self.mu * np.array([p.service_s for p in pools])
         self.arrived = np.concatenate((zero, np.cumsum(trace.arrivals)))
         self.cum_met = np.zeros(n + 1)
         tokens = trace.output_tokens
         self.cum_tokens = None if tokens is None else np.concatenate((zero, np.cumsum(tokens)))
-        self.ready = np.zeros((pools, n), dtype=np.int64)
-        self.held = np.zeros((pools, n), dtype=np.int64)
+        self.ready = np.zeros((len(pools), n), dtype=np.int64)
+        self.held = np.zeros((len(pools), n), dtype=np.int64)
         self.capacity, self.service_s = np.zeros(n), np.zeros(n)
         self.queue = service.ServiceResult(*(np.zeros(n) for _ in FIELDS))
-        self.started, self.backlog = 0.0, 0.0
+        self.started, self.done = 0.0, 0
 
     def view(self, twin: ClusterTwin, step: int) -> ClusterView:
         """What a policy sees at `step`."""
@@ -86,38 +95,34 @@ class _Record:
             ready,
             warming,
             twin.desired,
-            self.backlog,
             self.arrived,
             self.cum_met,
             self.cum_tokens,
             list(twin.lost),
             self.queue,
             self.service_s,
+            self.sync,
         )
 
-    def serve(
-        self,
-        t: int,
-        ready: IntArray,
-        held: IntArray,
-        pools: list[PoolModel],
-        costs: Costs,
-        dt: float,
-    ) -> None:
-        """Run the queue over steps [t, t + ready's width) and record it."""
+    def store(self, t: int, ready: IntArray, held: IntArray) -> None:
+        """Record replicas for steps [t, t + ready's width)."""
         stop = t + ready.shape[1]
-        mu = np.array([p.capacity_rps for p in pools])
-        cap = mu @ ready
-        weighted = (mu * np.array([p.service_s for p in pools])) @ ready
-        svc = np.divide(weighted, cap, out=np.zeros_like(cap), where=cap > 0)
-        res = service.replay(self.arrived, t, cap, svc, costs.threshold_s, dt, self.started)
         self.ready[:, t:stop], self.held[:, t:stop] = ready, held
-        self.capacity[t:stop], self.service_s[t:stop] = cap, svc
-        for f in FIELDS:
-            getattr(self.queue, f)[t:stop] = getattr(res, f)
-        self.cum_met[t + 1 : stop + 1] = self.cum_met[t] + np.cumsum(res.met)
-        self.started += float(res.served.sum())
-        self.backlog = float(res.backlog[-1])
+
+    def sync(self, upto: int) -> None:
+        """Run the queue over the recorded steps before `upto` not yet served."""
+        while self.done < upto:
+            t, stop = self.done, min(upto, self.done + 100_000)
+            ready = self.ready[:, t:stop]
+            cap = self.mu @ ready
+            svc = np.divide(self.mu_s @ ready, cap, out=np.zeros_like(cap), where=cap > 0)
+            res = service.replay(self.arrived, t, cap, svc, self.threshold_s, self.dt, self.started)
+            self.capacity[t:stop], self.service_s[t:stop] = cap, svc
+            for f in FIELDS:
+                getattr(self.queue, f)[t:stop] = getattr(res, f)
+            self.cum_met[t + 1 : stop + 1] = self.cum_met[t] + np.cumsum(res.met)
+            self.started += float(res.served.sum())
+            self.done = stop
 
 
 def p99(
@@ -147,15 +152,15 @@ def simulate(
     """Replay `trace` through `policy` on `pools`; deterministic for a given `seed`."""
     n, dt = trace.steps, trace.dt
     twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}))
-    rec = _Record(trace, len(pools))
+    rec = _Record(trace, pools, costs)
     first = trace.arrivals[: max(1, round(60 / dt))]
     twin.start(policy.initial(rec.view(twin, 0), float(first.sum() / (first.size * dt))))
     interval = max(1, round(policy.interval_s / dt)) if math.isfinite(policy.interval_s) else n
     for t in range(0, n, interval):
         if t > 0:
             twin.set_desired(t, policy.decide(rec.view(twin, t)))
-        ready, held = twin.advance(t, min(n, t + interval))
-        rec.serve(t, ready, held, pools, costs, dt)
+        rec.store(t, *twin.advance(t, min(n, t + interval)))
+    rec.sync(n)
     return _outcome(policy.name, trace, pools, costs, twin.scale_events, rec, keep_timeline)
 
 

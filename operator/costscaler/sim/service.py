@@ -155,10 +155,11 @@ def latency_histogram(
     calm = (result.wait_first_s <= 0) & (result.wait_last_s <= 0)
     index = np.searchsorted(edges, s[calm], side="left")
     counts = np.cumsum(np.bincount(index, result.served[calm], edges.size + 1)[: edges.size])
-    busy = ~calm
-    if busy.any():
-        part = ServiceResult(*(np.asarray(getattr(result, f))[busy] for f in FIELDS))
-        counts = counts + latency_buckets(part, s[busy], edges).sum(axis=0)
+    busy = np.flatnonzero(~calm)
+    for lo in range(0, busy.size, 20_000):  # bounded memory: steps x edges at a time
+        rows = busy[lo : lo + 20_000]
+        part = ServiceResult(*(np.asarray(getattr(result, f))[rows] for f in FIELDS))
+        counts = counts + latency_buckets(part, s[rows], edges).sum(axis=0)
     return np.asarray(counts, dtype=np.float64)
 
 
