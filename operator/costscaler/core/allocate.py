@@ -5,6 +5,10 @@
                spot(x) <= floor(maxFraction x sum x), onDemand(x) >= min(minOnDemand, sum x),
                risk(x) <= 1 - attainment (the SLO floor), price . x <= budget  (soft, ranked)
 
+`floor_demand` is the demand (req/s) at the attainment quantile: past the floor, the share of
+it that a plan's expected capacity misses is added to the floor's penalty, so that plans
+whose risk is the same (~1 when demand is out of reach of the bounds) still rank by capacity.
+
 `price_i` is the expected $/h of a replica: its effective price, plus for spot the warm-up
 paid again for each interruption (rate x cold start). `risk` is `core.risk`. The SLO floor and
 the budget are penalties with lexicographic weights: the one `onConflict` prefers outranks the
@@ -49,6 +53,7 @@ class Problem:
     slo_miss_cost: float
     risk_floor: float
     risk: RiskModel
+    floor_demand: float = 0.0
     budget: float = math.inf
     prefer_slo: bool = True
 
@@ -80,7 +85,7 @@ class Problem:
         r = self.risk
         return np.asarray(r.capacity * (1.0 - r.indep_loss) * (1.0 - r.burst_prob))
 
-    @property
+    @cached_property
     def reachable_min(self) -> int:
         """The total minimum, lowered to what the pools' maxima can hold."""
         return min(self.total_min, int(self.max_replicas.sum()))
@@ -122,9 +127,11 @@ def feasible(p: Problem, plans: IntArray) -> BoolArray:
 def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(spend $/h, risk, penalised objective) of each plan."""
     spend = plans @ p.price
-    risk, shortfall = p.risk.with_shortfall(plans)
-    # Past the floor, the shortfall share ranks plans whose risk is the same (e.g. all ~1).
-    over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + shortfall, 0.0)
+    risk = p.risk.of(plans)
+    # Past the floor, the capacity still missing to the floor's demand quantile ranks plans
+    # whose risk is the same (all ~1 when demand is out of the bounds' reach).
+    missing = np.maximum(p.floor_demand - plans @ p.surviving, 0.0) / max(p.floor_demand, 1e-9)
+    over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + missing, 0.0)
     over_budget = np.maximum(spend - p.budget, 0.0) if math.isfinite(p.budget) else 0.0 * spend
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
     obj = spend + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
@@ -143,38 +150,39 @@ def merit_order(p: Problem) -> NDArray[np.intp]:
 
 
 class _Filler:
-    """Whole-replica filling on Python ints (a few pools: faster than numpy scalars)."""
+    """Whole-replica filling on Python numbers (a few pools: faster than numpy scalars)."""
 
     def __init__(self, p: Problem) -> None:
         self.p = p
-        self.eff = p.surviving.tolist()
-        self.spot = p.spot.tolist()
-        self.cap = p.max_replicas.tolist()
+        self.eff: list[float] = p.surviving.tolist()
+        self.spot: list[bool] = p.spot.tolist()
+        self.cap: list[int] = p.max_replicas.tolist()
         self.x = [0] * len(self.eff)
+        self.total = self.nspot = 0
+        self.rps = 0.0
         self.limits = p.spot_limits and p.spot_max_fraction < 1.0
-
-    def capacity(self) -> float:
-        return float(sum(k * e for k, e in zip(self.x, self.eff, strict=True)))
 
     def spot_room(self) -> int:
         """Spot replicas that can be added now without breaking spot.maxFraction."""
         if not self.limits:
             return 1 << 40
         f = self.p.spot_max_fraction
-        total, spot = sum(self.x), sum(k for k, s in zip(self.x, self.spot, strict=True) if s)
-        return max(0, math.floor((f * total - spot) / (1.0 - f) + 1e-9))
+        return max(0, math.floor((f * self.total - self.nspot) / (1.0 - f) + 1e-9))
 
     def add(self, i: int, want: int) -> int:
         """Add up to `want` replicas to pool i within its max, replicas.max and the spot room."""
-        room = min(int(self.cap[i]) - self.x[i], self.p.total_max - sum(self.x))
+        room = min(self.cap[i] - self.x[i], self.p.total_max - self.total)
         k = max(0, min(want, room, self.spot_room() if self.spot[i] else room))
         self.x[i] += k
+        self.total += k
+        self.nspot += k if self.spot[i] else 0
+        self.rps += k * self.eff[i]
         return k
 
     def need(self, i: int, demand: float) -> int:
         """Replicas of pool i that close the gap to `demand` (at least 1 while a gap is left)."""
-        gap = demand - self.capacity()
-        return 0 if gap <= 1e-9 else max(1, math.ceil(gap / float(self.eff[i]) - 1e-9))
+        gap = demand - self.rps
+        return 0 if gap <= 1e-9 else max(1, math.ceil(gap / self.eff[i] - 1e-9))
 
     def on_demand_floor(self, order: list[int]) -> None:
         want = self.p.on_demand_floor if self.p.spot_limits else 0
@@ -186,7 +194,7 @@ class _Filler:
         """Raise the total to the (reachable) minimum, best merit first."""
         for i in order:
             if use_spot or not self.spot[i]:
-                self.add(i, self.p.reachable_min - sum(self.x))
+                self.add(i, self.p.reachable_min - self.total)
         return np.array(self.x, dtype=np.int64)
 
 
@@ -202,52 +210,62 @@ def fill(p: Problem, demand_rps: float, order: NDArray[np.intp], use_spot: bool 
 
 
 def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray:
-    """Fill `demand_rps` with as much spot as spot.maxFraction allows, on-demand for the rest.
+    """The fewest replicas covering `demand_rps` with as much spot as spot.maxFraction allows.
 
-    Spot goes to the best spot pool with room; when the spot share is used up, just enough
-    on-demand replicas are added to open room for one more spot replica.
+    For a total T the plan puts floor(maxFraction x T) on spot pools (keeping the on-demand
+    floor) and the rest on-demand, each in merit order up to the pools' maxima; its capacity
+    grows with T, so T is found by bisection.
     """
-    f, idx = _Filler(p), order.tolist()
-    f.on_demand_floor(idx)
-    spot = [i for i in idx if f.spot[i]]
-    other = [i for i in idx if not f.spot[i]]
-    frac = p.spot_max_fraction
-    while f.capacity() < demand_rps - 1e-9 and sum(f.x) < p.total_max:
-        i = next((i for i in spot if f.x[i] < f.cap[i]), None)
-        if i is not None and f.spot_room() > 0:
-            f.add(i, f.need(i, demand_rps))
-            continue
-        j = next((j for j in other if f.x[j] < f.cap[j]), None)
-        if j is None:
-            break
-        if i is None or frac < 1e-6:  # too small a share to open room for one spot replica
-            f.add(j, f.need(j, demand_rps))
-            continue
-        nspot = sum(f.x[k] for k in spot)
-        f.add(j, max(1, math.ceil((1.0 - frac + nspot) / frac - sum(f.x) - 1e-9)))
-    return f.to_bounds(idx, True)
+    idx = order.tolist()
+    spot = [i for i in idx if p.spot[i]]
+    other = [i for i in idx if not p.spot[i]]
+    caps: list[int] = p.max_replicas.tolist()
+    eff: list[float] = p.surviving.tolist()
+    limits = p.spot_limits
+
+    def build(total: int) -> list[int]:
+        x = [0] * len(caps)
+        share = math.floor(p.spot_max_fraction * total + 1e-9) if limits else total
+        floor = min(p.on_demand_floor, total) if limits else 0
+        for pools, count in ((spot, min(share, total - floor)), (other, total)):
+            count -= sum(x)
+            for i in pools:
+                x[i] = min(caps[i], max(count, 0))
+                count -= x[i]
+        return x
+
+    def rps(x: list[int]) -> float:
+        return sum(k * e for k, e in zip(x, eff, strict=True))
+
+    lo, hi = p.reachable_min, p.total_max
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rps(build(mid)) >= demand_rps - 1e-9:
+            hi = mid
+        else:
+            lo = mid + 1
+    return np.array(build(lo), dtype=np.int64)
 
 
 def search(p: Problem, starts: list[IntArray]) -> Plan:
     """Local search from the best feasible start (the first start if none is feasible)."""
     stack = np.stack(starts)
     ok = feasible(p, stack)
-    _, _, obj = evaluate(p, stack)
-    obj = np.where(ok, obj, np.inf)
-    x = stack[int(np.argmin(obj))].copy()
-    best = float(obj.min()) if ok.any() else math.inf
-    moves = _moves(x.size)
+    spend, risk, obj = evaluate(p, stack)
+    k = int(np.argmin(np.where(ok, obj, np.inf)))
+    best = Plan(stack[k], float(spend[k]), float(risk[k]), float(obj[k]) if ok[k] else math.inf)
+    moves = _moves(stack.shape[1])
     for _ in range(MAX_STEPS):
-        cand = x + moves
+        cand = best.replicas + moves
         cand = cand[feasible(p, cand)]
         if cand.shape[0] == 0:
             break
-        _, _, cobj = evaluate(p, cand)
-        k = int(np.argmin(cobj))
-        if not cobj[k] < best - 1e-9:
+        spend, risk, obj = evaluate(p, cand)
+        k = int(np.argmin(obj))
+        if not obj[k] < best.objective - 1e-9:
             break
-        x, best = cand[k], float(cobj[k])
-    return plan_of(p, x)
+        best = Plan(cand[k], float(spend[k]), float(risk[k]), float(obj[k]))
+    return best
 
 
 def on_demand_only(p: Problem) -> tuple[Problem, NDArray[np.intp]]:
@@ -266,6 +284,7 @@ def on_demand_only(p: Problem) -> tuple[Problem, NDArray[np.intp]]:
         slo_miss_cost=0.0,
         risk_floor=p.risk_floor,
         risk=RiskModel(r.capacity[keep], r.indep_loss[keep], r.burst_prob[keep], r.demand),
+        floor_demand=p.floor_demand,
     )
     return sub, keep
 

@@ -91,6 +91,9 @@ class Planner:
         # Capacity asked for now serves after the slowest eligible pool's cold start.
         self.horizon_s = float(self.cold_start_s.max())
 
+    def __repr__(self) -> str:
+        return f"Planner({list(self.pools)!r}, {self.settings!r})"
+
     @staticmethod
     def from_api(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> Planner:
         """Planner for an InferenceDeployment spec over the given CapacityPools."""

@@ -27,14 +27,15 @@ def alternatives(
     pl: Planner,
     prob: Problem,
     demand: DemandForecast,
-    q: float,
+    most_spot: IntArray,
     chosen: Plan,
     target: Plan,
     cur: IntArray,
     fixed: float,
 ) -> tuple[Alternative, ...]:
     """The chosen plan, the plan before keep-alive (if different), the cheapest all-on-demand
-    plan meeting the SLO floor, the maximum-spot plan and the current allocation."""
+    plan meeting the SLO floor, the maximum-spot plan (`most_spot`, from `allocate.max_spot`)
+    and the current allocation."""
     names, plans = ["chosen"], [chosen.replicas]
     if not np.array_equal(chosen.replicas, target.replicas):
         names.append("without-keep-alive")
@@ -48,7 +49,7 @@ def alternatives(
         plans.append(full)
     if pl.spot.any():
         names.append("max-spot")
-        plans.append(allocate.max_spot(prob, demand.quantile(q), allocate.merit_order(prob)))
+        plans.append(most_spot)
     names.append("current")
     plans.append(cur)
     spend, risk, _ = allocate.evaluate(prob, np.stack(plans))

@@ -3,8 +3,10 @@
 The band comes from how wrong the same forecast would have been inside the window: for every
 sample k with a sample about `h` seconds later, the error e_k = rate[k + h] - (level_k +
 trend x h). The forecast distribution of demand at `now + h` is point + e, summarised as
-`GRID` quantiles and smoothed with a Gaussian kernel, so quantiles beyond the observed errors
-still exist and the risk curve is smooth in capacity. With too few errors to trust (a short
+quantiles of e at the mid-points of probability bins that are finer in the upper tail (where
+an SLO quantile lives) and coarser below, each weighted by its bin's mass, and smoothed with a
+Gaussian kernel, so quantiles beyond the observed errors still exist and the risk curve is
+smooth in capacity. With too few errors to trust (a short
 window), the band falls back to a relative spread (`PRIOR_REL_SD`) so a fresh deployment is
 not sized on a point.
 """
@@ -19,23 +21,26 @@ from scipy.special import ndtr
 
 from costscaler.core.types import FloatArray
 
-GRID = 16
+# Probability bins of the demand sample: finer in the upper tail, where SLO quantiles live.
+_EDGES = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0])
+_QS = (_EDGES[:-1] + _EDGES[1:]) / 2.0
+_MASS = np.diff(_EDGES)
+GRID = _QS.size
 MIN_ERRORS = 12
 PRIOR_REL_SD = 0.25
 LEVEL_SPANS_S = (60.0, 300.0, 900.0)
 DAY_SECONDS = 86400.0
-_QS = (np.arange(GRID) + 0.5) / GRID
 
 
 @dataclass(frozen=True)
 class DemandForecast:
-    """Demand at `now + horizon_s` (req/s) as a smoothed sample of `GRID` quantile points.
+    """Demand at `now + horizon_s` (req/s) as a smoothed, weighted sample of `GRID` points.
 
     `level` (req/s now, a trailing mean over the best-scoring span), `trend` (req/s per s,
     shrunk toward 0 by its t-statistic), `point` (central forecast), `samples` (sorted),
     `bandwidth` (kernel sd, req/s).
-    P(D > c) = mean_i [samples_i > 0] x Phi((samples_i - c) / bandwidth): a sample at 0 means
-    no demand, which zero capacity serves.
+    P(D > c) = sum_i mass_i [samples_i > 0] Phi((samples_i - c) / bandwidth): a sample at 0
+    means no demand, which zero capacity serves.
     """
 
     horizon_s: float
@@ -53,8 +58,8 @@ class DemandForecast:
         return np.asarray(ndtr(z) @ self.weights(), dtype=np.float64)
 
     def weights(self) -> FloatArray:
-        """Kernel weights of the samples: 1/GRID each, 0 for a sample of no demand."""
-        return np.asarray((self.samples > 0) / self.samples.size, dtype=np.float64)
+        """Kernel weights of the samples: their bins' mass, 0 for a sample of no demand."""
+        return np.asarray((self.samples > 0) * _MASS, dtype=np.float64)
 
     def quantile(self, q: float) -> float:
         """The demand (req/s) exceeded with probability 1 - q (memoised per q).
@@ -173,5 +178,5 @@ def _band(
         width = PRIOR_REL_SD * point
     # Poisson counting noise of a rate measured over a minute is a floor on the spread.
     width = max(width, math.sqrt(max(point, 0.0) / LEVEL_SPANS_S[0]), 1e-6)
-    samples = np.sort(np.maximum(point + e, 0.0))
+    samples = np.maximum(point + e, 0.0)  # ascending, as the bins are
     return DemandForecast(horizon_s, level, trend, point, samples, width)

@@ -56,14 +56,6 @@ class RiskModel:
 
     def of(self, plans: IntArray) -> FloatArray:
         """P(capacity < demand) for each plan (rows: plans, columns: pools)."""
-        return self.with_shortfall(plans)[0]
-
-    def with_shortfall(self, plans: IntArray) -> tuple[FloatArray, FloatArray]:
-        """(risk, expected shortfall share) of each plan.
-
-        The shortfall share E[(D - C)+] / E[D] tells apart plans whose risk is the same (near 1
-        when demand is out of reach of the bounds): it is what more capacity still buys.
-        """
         idx, weights, bursty, kernel = self._scenarios
         cap = plans * self.capacity
         f = self.indep_loss
@@ -75,14 +67,7 @@ class RiskModel:
         )
         sd = np.sqrt(self.demand.bandwidth**2 + var)[:, None, None]
         z = (self.demand.samples + (shortfall[:, None] + shifts)[:, :, None]) / sd
-        cdf = ndtr(z)
-        risk = np.clip((cdf @ kernel) @ weights, 0.0, 1.0)
-        # E[(X)+] for X ~ N(z sd, sd^2) is sd (phi(z) + z Phi(z)).
-        excess = sd * (np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi) + z * cdf)
-        mean = max(float(self.demand.samples.mean()), 1e-9)
-        return np.asarray(risk, dtype=np.float64), np.asarray(
-            (excess @ kernel) @ weights / mean, dtype=np.float64
-        )
+        return np.asarray(np.clip((ndtr(z) @ kernel) @ weights, 0.0, 1.0), dtype=np.float64)
 
     def marginal(self, plan: IntArray) -> FloatArray:
         """Risk one replica of each pool removes at `plan`'s capacity (no spot losses counted).

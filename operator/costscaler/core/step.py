@@ -70,7 +70,8 @@ def step(
         )
         target, limited = allocate.search(prob, [*starts, target.replicas]), True
     final, clocks = keep(pl, prob, target, cur, state, now, limited)
-    chosen = allocate.plan_of(prob, final)
+    same = np.array_equal(final, target.replicas)
+    chosen = target if same else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
     state = replace(state, idle_since=clocks, last_replicas=replicas)
     reason, message = explain(pl, prob, demand, q, chosen, target, limited, fixed, budget)
@@ -80,7 +81,7 @@ def step(
         slo_risk=chosen.risk,
         reason=reason,
         message=message,
-        alternatives=alternatives(pl, prob, demand, q, chosen, target, cur, fixed),
+        alternatives=alternatives(pl, prob, demand, starts[0], chosen, target, cur, fixed),
         state=state,
         quantile=q,
         demand_rps=demand.quantile(q),
@@ -156,16 +157,24 @@ def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
             burst_prob=1.0 - np.exp(-hazard.BURST_SHARE * exposure),
             demand=demand,
         ),
+        floor_demand=demand.quantile(s.attainment),
     )
 
 
 def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) -> list[IntArray]:
-    """Merit-order fills (all pools, most spot, on-demand only) and the current allocation."""
+    """Where the local search may start: the maximum-spot plan (first: the alternatives report
+    it), merit-order fills of all pools and of on-demand pools only, a fill that puts each
+    pool first (so a plan concentrated on any one pool is within reach, not only the merit
+    leader's), and the current allocation."""
     merit = allocate.merit_order(prob)
+    firsts = [
+        allocate.fill(prob, demand_rps, np.concatenate(([i], merit[merit != i]))) for i in merit[1:]
+    ]
     return [
-        allocate.fill(prob, demand_rps, merit),
         allocate.max_spot(prob, demand_rps, merit),
+        allocate.fill(prob, demand_rps, merit),
         allocate.fill(prob, demand_rps, merit, use_spot=False),
+        *firsts,
         np.minimum(cur, prob.max_replicas),
     ]
 
