@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from sim_helpers import trace
 
-from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
-from costscaler.sim.lineup import Lineup
 from costscaler.sim.run import simulate
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
-
-def test_window_holds_the_last_hour_of_ticks_in_order():
-    resources = load_manifests(EXAMPLES)
-    deployment = next(r for r in resources if isinstance(r, InferenceDeployment))
-    pools = [r for r in resources if isinstance(r, CapacityPool)]
-    lineup = Lineup(deployment, pools)
+def test_window_holds_the_last_hour_of_ticks_in_order(lineup):
+    deployment = lineup.deployment
     steps = 3 * 3600  # three hours of 15 s ticks: the window buffer shifts at least once
     arrivals = np.random.default_rng(2).poisson(10.0, steps).astype(float)
     policy = lineup.policy("costscaler", trace(arrivals))

@@ -79,3 +79,17 @@ def test_spot_limits_bind_the_spot_share():
     assert free.replica_cost == pytest.approx(4 * 1.8, rel=1e-6)
     assert half.replica_cost == pytest.approx(2 * 1.8 + 2 * 3.6, rel=1e-6)
     assert floor.replica_cost == pytest.approx(3 * 3.6 + 1 * 1.8, rel=1e-6)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    rates=st.lists(st.floats(0.0, 40.0), min_size=2, max_size=5),
+    seed=st.integers(0, 1000),
+)
+def test_costscaler_does_not_beat_the_oracle(lineup, rates, seed):
+    arrivals = np.random.default_rng(seed).poisson(np.repeat(rates, 120)).astype(float)
+    names = ["costscaler", "costscaler-ondemand", "costscaler-single", "oracle", "oracle-single"]
+    rows = {o.policy: o for o in lineup.run(names, trace(arrivals), seed=seed)}
+    assert rows["oracle"].replica_cost <= rows["costscaler"].replica_cost * (1 + 1e-7) + 1e-9
+    single = rows["costscaler-single"]
+    assert rows["oracle-single"].replica_cost <= single.replica_cost * (1 + 1e-7) + 1e-9
