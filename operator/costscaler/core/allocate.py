@@ -86,6 +86,11 @@ class Problem:
         return np.asarray(r.capacity * (1.0 - r.indep_loss) * (1.0 - r.burst_prob))
 
     @cached_property
+    def as_lists(self) -> tuple[list[float], list[bool], list[int]]:
+        """Surviving capacity, spot flags and maxima as Python lists (for scalar loops)."""
+        return self.surviving.tolist(), self.spot.tolist(), self.max_replicas.tolist()
+
+    @cached_property
     def reachable_min(self) -> int:
         """The total minimum, lowered to what the pools' maxima can hold."""
         return min(self.total_min, int(self.max_replicas.sum()))
@@ -154,9 +159,7 @@ class _Filler:
 
     def __init__(self, p: Problem) -> None:
         self.p = p
-        self.eff: list[float] = p.surviving.tolist()
-        self.spot: list[bool] = p.spot.tolist()
-        self.cap: list[int] = p.max_replicas.tolist()
+        self.eff, self.spot, self.cap = p.as_lists
         self.x = [0] * len(self.eff)
         self.total = self.nspot = 0
         self.rps = 0.0
@@ -268,25 +271,25 @@ def search(p: Problem, starts: list[IntArray]) -> Plan:
     return best
 
 
-def on_demand_only(p: Problem) -> tuple[Problem, NDArray[np.intp]]:
-    """The problem restricted to non-spot pools, priced on money alone with the SLO floor hard,
-    and the indices of those pools: its optimum is the cheapest on-demand plan meeting the SLO."""
-    keep = np.flatnonzero(~p.spot)
-    r = p.risk
-    sub = Problem(
-        price=p.price[keep],
-        spot=p.spot[keep],
-        max_replicas=p.max_replicas[keep],
-        total_min=p.total_min,
-        total_max=p.total_max,
-        spot_max_fraction=p.spot_max_fraction,
-        min_on_demand=p.min_on_demand,
-        slo_miss_cost=0.0,
-        risk_floor=p.risk_floor,
-        risk=RiskModel(r.capacity[keep], r.indep_loss[keep], r.burst_prob[keep], r.demand),
-        floor_demand=p.floor_demand,
-    )
-    return sub, keep
+def cheapest_on_demand(p: Problem) -> IntArray:
+    """The cheapest plan on non-spot pools whose capacity covers the SLO floor's demand.
+
+    With no spot, risk is P(D > C), so meeting the floor means C >= `floor_demand`: a covering
+    problem. Fill it in merit order, then drop replicas from the dearest pools while the cover
+    and the replica minimum still hold (the merit-order fill overshoots by up to a replica
+    of every pool it touches).
+    """
+    f = _Filler(p)
+    order = [i for i in merit_order(p).tolist() if not f.spot[i]]
+    for i in order:
+        f.add(i, f.need(i, p.floor_demand))
+    cap = p.risk.capacity.tolist()
+    for i in sorted(order, key=lambda i: -float(p.price[i])):
+        while f.x[i] > 0 and f.total > p.reachable_min and f.rps - cap[i] >= p.floor_demand:
+            f.x[i] -= 1
+            f.total -= 1
+            f.rps -= cap[i]
+    return f.to_bounds(order, use_spot=False)
 
 
 def newsvendor_quantile(slo_miss_cost: float, replica_cost: float, attainment: float) -> float:

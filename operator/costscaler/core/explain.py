@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 def alternatives(
     pl: Planner,
     prob: Problem,
-    demand: DemandForecast,
     most_spot: IntArray,
     chosen: Plan,
     target: Plan,
@@ -41,12 +40,8 @@ def alternatives(
         names.append("without-keep-alive")
         plans.append(target.replicas)
     if (~pl.spot).any():
-        od, keep = allocate.on_demand_only(prob)
-        start = allocate.fill(od, demand.quantile(1.0 - prob.risk_floor), allocate.merit_order(od))
-        full = np.zeros_like(cur)
-        full[keep] = allocate.search(od, [start]).replicas
         names.append("cheapest-on-demand")
-        plans.append(full)
+        plans.append(allocate.cheapest_on_demand(prob))
     if pl.spot.any():
         names.append("max-spot")
         plans.append(most_spot)

@@ -81,7 +81,7 @@ def step(
         slo_risk=chosen.risk,
         reason=reason,
         message=message,
-        alternatives=alternatives(pl, prob, demand, starts[0], chosen, target, cur, fixed),
+        alternatives=alternatives(pl, prob, starts[0], chosen, target, cur, fixed),
         state=state,
         quantile=q,
         demand_rps=demand.quantile(q),
