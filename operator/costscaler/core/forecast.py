@@ -134,7 +134,10 @@ def forecast(
     t, r = times[ok], rate[ok]
     dt = float(t[-1] - t[0]) / (t.size - 1) if t.size > 1 else LEVEL_SPANS_S[0]
     dt = dt if dt > 0 else LEVEL_SPANS_S[0]
-    trend = _trend(t, r)
+    # A trend fitted over a span shorter than the horizon is trusted in proportion: a minute
+    # of ramp-up says little about the next five.
+    span = float(t[-1] - t[0]) if t.size > 1 else 0.0
+    trend = _trend(t, r) * (min(1.0, span / horizon_s) if horizon_s > 0 else 1.0)
     lag = max(1, round(horizon_s / dt))
     level, errors = _best_level(r, dt, trend, lag)
     shift = trend * horizon_s

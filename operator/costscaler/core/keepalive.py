@@ -3,9 +3,12 @@
 Holding an idle replica of pool i costs its price c_i ($/h) for as long as it is held (rent).
 Releasing it and needing it back costs a re-acquisition (buy): the cold start T_i paid while
 warming, c_i x T_i, plus the SLO risk of serving without it meanwhile, s x delta_i x T_i,
-where s is the SLO miss cost ($/h) and delta_i the risk one replica of pool i removes at the
-planned capacity (`RiskModel.marginal`). The deterministic ski-rental rule holds a surplus
-replica until the rent paid equals the buy price, then releases it:
+where s is the SLO miss cost ($/h) and delta_i the risk one replica of pool i removes from
+the allocation held now (`RiskModel.marginal` at the current replicas), under the demand
+forecast over the horizon — whose band already prices how likely demand is to come back.
+A deep surplus removes no risk (delta ~ 0) and is held one cold start; a thin one, held
+longer. The deterministic ski-rental rule holds a surplus replica until the rent paid equals
+the buy price, then releases it:
 
     hold_i [s] = buy_i / c_i = T_i x (1 + s x delta_i / c_i)
 

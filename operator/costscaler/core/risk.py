@@ -72,8 +72,8 @@ class RiskModel:
     def marginal(self, plan: IntArray) -> FloatArray:
         """Risk one replica of each pool removes at `plan`'s capacity (no spot losses counted).
 
-        P(D > C - capacity_i) - P(D > C): what a replica held past its need would be worth if
-        demand came back to the level that needed it (the keep-alive's buy price).
+        P(D > C - capacity_i) - P(D > C): what the last replica of pool i held in `plan` is
+        worth against the demand forecast (the keep-alive's buy price).
         """
         total = float(plan @ self.capacity)
         ex = self.demand.exceedance(np.concatenate(([total], total - self.capacity)))

@@ -191,10 +191,10 @@ def keep(
     """Target plus surplus held within break-even; holds that break a bound are released."""
     if limited:  # a budget-limited plan pays for no idle replicas
         return target.replicas, {}
-    hold_s = keepalive.hold_seconds(
-        pl.cold_start_s, prob.price, prob.slo_miss_cost, prob.risk.marginal(target.replicas)
-    )
     capped = np.minimum(cur, prob.max_replicas)
+    hold_s = keepalive.hold_seconds(
+        pl.cold_start_s, prob.price, prob.slo_miss_cost, prob.risk.marginal(capped)
+    )
     final, clocks = keepalive.apply(
         pl.names, target.replicas, capped, state.idle_since, now, hold_s
     )
