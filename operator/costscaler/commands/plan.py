@@ -134,6 +134,7 @@ def to_json(decision: Decision, name: str, rate: float) -> dict[str, Any]:
         "slo_risk": _num(decision.slo_risk),
         "reason": str(decision.reason),
         "message": decision.message,
+        "cost_per_1k_requests": _num(decision.cost_per_1k_requests),
         "quantile": _num(decision.quantile),
         "demand_rps": _num(decision.demand_rps),
         "horizon_s": decision.horizon_s,

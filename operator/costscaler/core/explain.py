@@ -81,20 +81,9 @@ def explain(
         f"{q:.1%} quantile in {pl.horizon_s:.0f} s: {_allocation(pl, chosen.replicas)} "
         f"for ${chosen.spend + fixed:.2f}/h, SLO risk {chosen.risk:.2%}."
     )
-    floor = prob.risk_floor + 1e-9
     if limited and budget is not None:
-        allowed = f"${budget.allowed_per_hour:.2f}/h"
-        over = chosen.spend + fixed > budget.allowed_per_hour + 1e-6
-        if over and prob.prefer_slo:
-            return Reason.BUDGET_EXCEEDED, (
-                f"{head} Meeting the SLO needs more than the budget's {allowed}; "
-                f"onConflict {budget.on_conflict} keeps the SLO."
-            )
-        note = " The SLO risk is above its floor." if chosen.risk > floor else ""
-        if over:
-            note += " The replica minimum alone costs more than the budget allows."
-        return Reason.BUDGET_LIMITED, f"{head} Held to the budget's {allowed}.{note}"
-    if chosen.risk > floor:
+        return _budget(prob, chosen, fixed, budget, head)
+    if chosen.risk > prob.risk_floor + 1e-9:
         return Reason.SLO_AT_RISK, (
             f"{head} Even this plan, the best within the bounds, misses the SLO attainment "
             f"target of {pl.settings.attainment:.2%}: raise replicas.max or pool limits."
@@ -105,6 +94,22 @@ def explain(
             f"again ({_allocation(pl, target.replicas)} would do now)."
         )
     return Reason.COST_OPTIMAL, head
+
+
+def _budget(
+    prob: Problem, chosen: Plan, fixed: float, budget: BudgetConstraint, head: str
+) -> tuple[Reason, str]:
+    allowed = f"${budget.allowed_per_hour:.2f}/h"
+    over = chosen.spend + fixed > budget.allowed_per_hour + 1e-6
+    if over and prob.prefer_slo:
+        return Reason.BUDGET_EXCEEDED, (
+            f"{head} Meeting the SLO needs more than the budget's {allowed}; "
+            f"onConflict {budget.on_conflict} keeps the SLO."
+        )
+    note = " The SLO risk is above its floor." if chosen.risk > prob.risk_floor + 1e-9 else ""
+    if over:
+        note += " The replica minimum alone costs more than the budget allows."
+    return Reason.BUDGET_LIMITED, f"{head} Held to the budget's {allowed}.{note}"
 
 
 def held(pl: Planner, cur: IntArray, state: EngineState, why: str) -> Decision:

@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from costscaler.core import allocate, capacity, hazard, keepalive, validate
+from costscaler.core import allocate, capacity, cost, hazard, keepalive, validate
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.explain import alternatives, explain, held
 from costscaler.core.forecast import DemandForecast, forecast
@@ -59,35 +60,48 @@ def step(
         prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
     )
     starts = start_plans(pl, prob, demand.quantile(q), cur)
-    target = allocate.search(prob, starts)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
-    limited = False
-    if budget is not None and target.spend + fixed > budget.allowed_per_hour + 1e-9:
-        prob = replace(
-            prob,
-            budget=budget.allowed_per_hour - fixed,
-            prefer_slo=budget.on_conflict == "PreferSLO",
-        )
-        target, limited = allocate.search(prob, [*starts, target.replicas]), True
+    prob, target, limited = optimise(prob, starts, fixed, budget)
     final, clocks = keep(pl, prob, target, cur, state, now, limited)
-    same = np.array_equal(final, target.replicas)
-    chosen = target if same else allocate.plan_of(prob, final)
+    chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
-    state = replace(state, idle_since=clocks, last_replicas=replicas)
     reason, message = explain(pl, prob, demand, q, chosen, target, limited, fixed, budget)
+    spend = chosen.spend + fixed
+    tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     return Decision(
         replicas=replicas,
-        cost_per_hour=chosen.spend + fixed,
+        cost_per_hour=spend,
         slo_risk=chosen.risk,
         reason=reason,
         message=message,
         alternatives=alternatives(pl, prob, starts[0], chosen, target, cur, fixed),
-        state=state,
+        state=replace(state, idle_since=clocks, last_replicas=replicas),
         quantile=q,
         demand_rps=demand.quantile(q),
         horizon_s=pl.horizon_s,
         budget_limited=limited and reason != Reason.COST_OPTIMAL,
+        cost_per_1k_requests=cost.cost_per_thousand_requests(spend, float(obs.request_rate[-1])),
+        cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
     )
+
+
+def optimise(
+    prob: Problem, starts: list[IntArray], fixed: float, budget: BudgetConstraint | None
+) -> tuple[Problem, Plan, bool]:
+    """The cost-optimal plan; if it breaks the budget's burn rate, the best plan within it.
+
+    Returns the problem solved (with the budget when it bound), the plan, and whether the
+    budget bound. `fixed` ($/h) is what the plan pays besides accelerators.
+    """
+    target = allocate.search(prob, starts)
+    if budget is None or target.spend + fixed <= budget.allowed_per_hour + 1e-9:
+        return prob, target, False
+    prob = replace(
+        prob,
+        budget=budget.allowed_per_hour - fixed,
+        prefer_slo=budget.on_conflict == "PreferSLO",
+    )
+    return prob, allocate.search(prob, [*starts, target.replicas]), True
 
 
 def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int) -> FloatArray:

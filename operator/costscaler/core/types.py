@@ -76,6 +76,8 @@ class Observations:
 class BudgetConstraint:
     """The burn rate a CostBudget allows this deployment now ($/h), and who wins a conflict.
 
+    It is compared with `Decision.cost_per_hour`: accelerators plus fixed, storage and egress.
+
     PreferSLO keeps the plan that meets the SLO attainment floor even above the rate;
     PreferBudget stays within the rate even if the SLO risk rises above the floor.
     """
@@ -173,7 +175,9 @@ class Decision:
     (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
     was sized for; `demand_rps`: that demand at the horizon; `horizon_s`: the horizon;
     `metrics_available`: False when the engine held the allocation on bad data;
-    `budget_limited`: True when the budget changed the plan.
+    `budget_limited`: True when the budget changed the plan. `cost_per_1k_requests` and
+    `cost_per_million_tokens` ($): the plan's cost per hour over the latest request and token
+    rates (NaN without traffic or tokens).
     """
 
     replicas: Mapping[str, int]
@@ -188,6 +192,8 @@ class Decision:
     horizon_s: float = 0.0
     metrics_available: bool = True
     budget_limited: bool = False
+    cost_per_1k_requests: float = math.nan
+    cost_per_million_tokens: float = math.nan
 
     @property
     def total_replicas(self) -> int:

@@ -97,6 +97,16 @@ def test_bad_data_still_respects_replica_bounds():
     assert pl.decide(obs, {"od": 0}, now).replicas == {"od": 2}
 
 
+def test_unit_costs_follow_the_latest_rates():
+    obs = steady(3.6)
+    obs = Observations(obs.times, obs.request_rate, obs.latency, token_rate=obs.request_rate * 100)
+    d = planner([OD]).decide(obs, {}, 3600.0)
+    assert d.cost_per_1k_requests == pytest.approx(d.cost_per_hour / (3.6 * 3.6))
+    assert d.cost_per_million_tokens == pytest.approx(d.cost_per_hour / (360 * 3600) * 1e6)
+    idle = planner([OD]).decide(steady(0.0), {}, 3600.0)
+    assert math.isnan(idle.cost_per_1k_requests) and math.isnan(idle.cost_per_million_tokens)
+
+
 def test_nan_latency_is_not_bad_data():
     obs = steady(10.0, latency=math.nan)
     assert planner().decide(obs, {}, 3600.0).reason != Reason.METRICS_UNAVAILABLE
