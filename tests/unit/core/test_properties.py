@@ -10,7 +10,8 @@ from core_helpers import steady
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from costscaler.core import Planner, PoolView, Settings
+from costscaler.api.budget import OnConflict
+from costscaler.core import BudgetConstraint, Planner, PoolView, Settings
 from costscaler.core.allocate import feasible
 from costscaler.core.forecast import forecast
 from costscaler.core.step import learn, problem
@@ -71,11 +72,18 @@ def _within_bounds(pl: Planner, replicas: dict[str, int]) -> bool:
     return bool(feasible(prob, x)[0])
 
 
+budgets = st.none() | st.builds(
+    BudgetConstraint, st.floats(0.0, 50.0), st.sampled_from(list(OnConflict))
+)
+
+
 @FAST
-@given(planners(), rates, st.lists(st.integers(0, 20), min_size=1, max_size=4))
-def test_allocation_is_always_within_every_bound(pl: Planner, rate: float, counts: list[int]):
+@given(planners(), rates, st.lists(st.integers(0, 20), min_size=1, max_size=4), budgets)
+def test_allocation_is_always_within_every_bound(
+    pl: Planner, rate: float, counts: list[int], budget: BudgetConstraint | None
+):
     current = _current(pl, counts)
-    d = pl.decide(steady(rate, ready=current), current, 3600.0)
+    d = pl.decide(steady(rate, ready=current), current, 3600.0, None, budget)
     assert _within_bounds(pl, dict(d.replicas)), d.message
 
 
