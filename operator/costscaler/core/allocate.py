@@ -86,6 +86,11 @@ class Problem:
         return np.asarray(r.capacity * (1.0 - r.indep_loss) * (1.0 - r.burst_prob))
 
     @cached_property
+    def spot_count(self) -> IntArray:
+        """1 for spot pools, 0 otherwise: plans @ spot_count is a plan's spot replicas."""
+        return np.asarray(self.spot, dtype=np.int64)
+
+    @cached_property
     def as_lists(self) -> tuple[list[float], list[bool], list[int]]:
         """Surviving capacity, spot flags and maxima as Python lists (for scalar loops)."""
         return self.surviving.tolist(), self.spot.tolist(), self.max_replicas.tolist()
@@ -123,7 +128,7 @@ def feasible(p: Problem, plans: IntArray) -> BoolArray:
     ok = (plans >= 0).all(axis=1) & (plans <= p.max_replicas).all(axis=1)
     ok &= (total >= p.reachable_min) & (total <= p.total_max)
     if p.spot_limits:
-        spot = plans[:, p.spot].sum(axis=1)
+        spot = plans @ p.spot_count
         ok &= spot <= np.floor(p.spot_max_fraction * total + 1e-9)
         ok &= total - spot >= np.minimum(p.on_demand_floor, total)
     return np.asarray(ok, dtype=np.bool_)

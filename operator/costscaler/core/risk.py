@@ -43,30 +43,30 @@ class RiskModel:
     demand: DemandForecast
 
     @cached_property
-    def _scenarios(self) -> tuple[NDArray[np.intp], FloatArray, NDArray[np.bool_], FloatArray]:
-        """Pools that can burst, scenario weights (none, each one, two or more), the mask of
-        pools lost in the last scenario, and the demand kernel weights."""
+    def _scenarios(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Scenario weights (no burst, each pool's burst, two or more), the matrix mapping a
+        plan's capacity per pool to the capacity each scenario loses, and the demand kernel
+        weights."""
         idx = np.flatnonzero(self.burst_prob > 0)
         q = self.burst_prob[idx]
         none = float(np.prod(1.0 - q))
         single = none * q / (1.0 - q)
         rest = max(0.0, 1.0 - none - float(single.sum()))
         weights = np.concatenate(([none], single, [rest]))
-        return idx, weights, self.burst_prob > 0, self.demand.weights()
+        lose = np.zeros((self.capacity.size, idx.size + 2))
+        lose[idx, np.arange(1, idx.size + 1)] = 1.0
+        lose[idx, -1] = 1.0  # two or more bursts: count every spot pool lost
+        return weights, lose, self.demand.weights()
 
     def of(self, plans: IntArray) -> FloatArray:
         """P(capacity < demand) for each plan (rows: plans, columns: pools)."""
-        idx, weights, bursty, kernel = self._scenarios
+        weights, lose, kernel = self._scenarios
         cap = plans * self.capacity
         f = self.indep_loss
-        shortfall = cap @ f - cap.sum(axis=1)
+        shortfall = cap @ (f - 1.0)
         var = (cap * self.capacity) @ (f * (1.0 - f))
-        shifts = np.concatenate(
-            (np.zeros((cap.shape[0], 1)), cap[:, idx], cap[:, bursty].sum(axis=1)[:, None]),
-            axis=1,
-        )
         sd = np.sqrt(self.demand.bandwidth**2 + var)[:, None, None]
-        z = (self.demand.samples + (shortfall[:, None] + shifts)[:, :, None]) / sd
+        z = (self.demand.samples + (shortfall[:, None] + cap @ lose)[:, :, None]) / sd
         return np.asarray(np.clip((ndtr(z) @ kernel) @ weights, 0.0, 1.0), dtype=np.float64)
 
     def marginal(self, plan: IntArray) -> FloatArray:
