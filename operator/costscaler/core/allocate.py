@@ -256,13 +256,21 @@ def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray
 
 
 def search(p: Problem, starts: list[IntArray]) -> Plan:
-    """Local search from the best feasible start (the first start if none is feasible)."""
-    stack = np.stack(starts)
+    """Local search from the best of the starts and their one-replica-more neighbours.
+
+    A start sized just short of the SLO floor (a cheap plan one replica shy) would rank
+    below a dear one within it; adding its +1 neighbours to the first ranking keeps it in
+    reach. Then: best single move at a time, until no move lowers J.
+    """
+    base = np.stack(starts)
+    n = base.shape[1]
+    grown = (base[:, None, :] + np.eye(n, dtype=np.int64)[None, :, :]).reshape(-1, n)
+    stack = np.concatenate((base, grown))
     ok = feasible(p, stack)
     spend, risk, obj = evaluate(p, stack)
     k = int(np.argmin(np.where(ok, obj, np.inf)))
     best = Plan(stack[k], float(spend[k]), float(risk[k]), float(obj[k]) if ok[k] else math.inf)
-    moves = _moves(stack.shape[1])
+    moves = _moves(n)
     for _ in range(MAX_STEPS):
         cand = best.replicas + moves
         cand = cand[feasible(p, cand)]

@@ -205,6 +205,8 @@ def keep(
     """Target plus surplus held within break-even; holds that break a bound are released."""
     if limited:  # a budget-limited plan pays for no idle replicas
         return target.replicas, {}
+    if (cur <= target.replicas).all():  # no surplus: every clock stops
+        return target.replicas, {}
     capped = np.minimum(cur, prob.max_replicas)
     hold_s = keepalive.hold_seconds(
         pl.cold_start_s, prob.price, prob.slo_miss_cost, prob.risk.marginal(capped)
