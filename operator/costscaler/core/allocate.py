@@ -255,22 +255,29 @@ def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray
     return np.array(build(lo), dtype=np.int64)
 
 
-def search(p: Problem, starts: list[IntArray]) -> Plan:
-    """Local search from the best of the starts and their one-replica-more neighbours.
-
-    A start sized just short of the SLO floor (a cheap plan one replica shy) would rank
-    below a dear one within it; adding its +1 neighbours to the first ranking keeps it in
-    reach. Then: best single move at a time, until no move lowers J.
-    """
-    base = np.stack(starts)
-    n = base.shape[1]
-    grown = (base[:, None, :] + np.eye(n, dtype=np.int64)[None, :, :]).reshape(-1, n)
-    stack = np.concatenate((base, grown))
-    ok = feasible(p, stack)
-    spend, risk, obj = evaluate(p, stack)
+def _best(p: Problem, plans: IntArray) -> tuple[Plan, IntArray]:
+    """The best plan among `plans`, and those within the hard bounds but past the floor."""
+    ok = feasible(p, plans)
+    spend, risk, obj = evaluate(p, plans)
     k = int(np.argmin(np.where(ok, obj, np.inf)))
-    best = Plan(stack[k], float(spend[k]), float(risk[k]), float(obj[k]) if ok[k] else math.inf)
-    moves = _moves(n)
+    plan = Plan(plans[k], float(spend[k]), float(risk[k]), float(obj[k]) if ok[k] else math.inf)
+    return plan, plans[ok & (risk > p.risk_floor)]
+
+
+def search(p: Problem, starts: list[IntArray]) -> Plan:
+    """Local search from the best start: best single move at a time until none lowers J.
+
+    Starts within the bounds but past the SLO floor also enter with their one-replica-more
+    neighbours: a cheap start one replica short of the floor would otherwise lose to a dear
+    start within it, and the search would never see the cheap plan's neighbourhood.
+    """
+    best, short = _best(p, np.stack(starts))
+    if short.shape[0]:
+        n = short.shape[1]
+        grown = (short[:, None, :] + np.eye(n, dtype=np.int64)[None, :, :]).reshape(-1, n)
+        other, _ = _best(p, grown)
+        best = other if other.objective < best.objective else best
+    moves = _moves(best.replicas.size)
     for _ in range(MAX_STEPS):
         cand = best.replicas + moves
         cand = cand[feasible(p, cand)]
