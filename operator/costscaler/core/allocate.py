@@ -179,6 +179,8 @@ class _Filler:
 
     def add(self, i: int, want: int) -> int:
         """Add up to `want` replicas to pool i within its max, replicas.max and the spot room."""
+        if want <= 0:
+            return 0
         room = min(self.cap[i] - self.x[i], self.p.total_max - self.total)
         k = max(0, min(want, room, self.spot_room() if self.spot[i] else room))
         self.x[i] += k
@@ -201,6 +203,8 @@ class _Filler:
     def to_bounds(self, order: list[int], use_spot: bool) -> IntArray:
         """Raise the total to the (reachable) minimum, best merit first."""
         for i in order:
+            if self.total >= self.p.reachable_min:
+                break
             if use_spot or not self.spot[i]:
                 self.add(i, self.p.reachable_min - self.total)
         return np.array(self.x, dtype=np.int64)
@@ -212,6 +216,8 @@ def fill(p: Problem, demand_rps: float, order: NDArray[np.intp], use_spot: bool 
     f.on_demand_floor(idx)
     for _ in range(2):  # a second pass uses spot room the on-demand pass opened
         for i in idx:
+            if f.rps >= demand_rps - 1e-9:
+                break
             if use_spot or not f.spot[i]:
                 f.add(i, f.need(i, demand_rps))
     return f.to_bounds(idx, use_spot)
