@@ -59,6 +59,10 @@ def alternatives(
     )
 
 
+def _rps(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _allocation(pl: Planner, replicas: IntArray) -> str:
     parts = [f"{int(v)} on {n}" for n, v in zip(pl.names, replicas, strict=True) if v > 0]
     return ", ".join(parts) or "no replicas"
@@ -77,7 +81,7 @@ def explain(
 ) -> tuple[Reason, str]:
     """The reason (CamelCase) and a one-paragraph message for people."""
     head = (
-        f"Demand {demand.level:.3g} req/s now, {demand.quantile(q):.3g} req/s at the "
+        f"Demand {_rps(demand.level)} req/s now, {_rps(demand.quantile(q))} req/s at the "
         f"{q:.1%} quantile in {pl.horizon_s:.0f} s: {_allocation(pl, chosen.replicas)} "
         f"for ${chosen.spend + fixed:.2f}/h, SLO risk {chosen.risk:.2%}."
     )
