@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from costscaler.adapters.children import ANNOTATION_HASH
@@ -57,20 +58,37 @@ def with_conflict_retry(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPT
 
 
 class Kube:
-    """Deployment writes for the controller (the `Actuator` protocol)."""
+    """Deployment writes for the controller (the `Actuator` protocol).
 
-    def __init__(self, api_client: Any) -> None:
+    Calls run on a small dedicated thread pool, so a burst (a thousand deployments at start-up)
+    queues here instead of flooding the API server; a child already being written is not
+    written again by a concurrent handler (the timer and the create handler race at start).
+    """
+
+    def __init__(self, api_client: Any, workers: int = 8) -> None:
         from kubernetes import client
 
         self.apps = client.AppsV1Api(api_client)
         self.conflicts_retried = 0
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="kube")
+        self.inflight: set[str] = set()
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def apply_child(self, manifest: dict[str, Any], replicas: int | None) -> str:
         """Create the child, or update it when its template hash differs. Returns what it did.
 
         `replicas` None leaves the count alone (Recommend mode; a new child then starts at 0).
         """
-        return await asyncio.to_thread(with_conflict_retry, lambda: self._apply(manifest, replicas))
+        key = f"{manifest['metadata']['namespace']}/{manifest['metadata']['name']}"
+        if key in self.inflight:
+            return "in-flight"
+        self.inflight.add(key)
+        try:
+            return await self._call(with_conflict_retry, lambda: self._apply(manifest, replicas))
+        finally:
+            self.inflight.discard(key)
 
     def _apply(self, manifest: dict[str, Any], replicas: int | None) -> str:
         meta = manifest["metadata"]
@@ -105,7 +123,7 @@ class Kube:
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """Set a Deployment's replicas through its scale subresource."""
         body = {"spec": {"replicas": replicas}}
-        await asyncio.to_thread(self.apps.patch_namespaced_deployment_scale, name, namespace, body)
+        await self._call(self.apps.patch_namespaced_deployment_scale, name, namespace, body)
 
     async def delete(self, namespace: str, name: str) -> None:
         """Delete a Deployment (already drained); a missing one is fine."""
@@ -117,7 +135,7 @@ class Kube:
                 if _status(exc) != 404:
                     raise
 
-        await asyncio.to_thread(call)
+        await self._call(call)
 
     async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment as a plain dict (camelCase, as on the wire), or None when absent."""
@@ -131,4 +149,4 @@ class Kube:
                 raise
             return self.apps.api_client.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
 
-        return await asyncio.to_thread(call)
+        return await self._call(call)

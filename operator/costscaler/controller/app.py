@@ -47,7 +47,8 @@ def build_runtime(settings: Settings) -> Runtime:
             log.warning("Prometheus query failed: %s: %s", query, error)
         log.debug("fetched %d queries in %.3f s", report.queries, seconds)
 
-    cache = ReadingCache(source, list, settings.interval_seconds / 2, on_fetch)
+    # One fetch per interval serves every deployment's tick (their phases are spread).
+    cache = ReadingCache(source, list, settings.interval_seconds, on_fetch)
     kube = Kube(load_config(settings.kubeconfig))
     health = Health(stuck_after_seconds=max(60.0, 10 * settings.interval_seconds))
     return Runtime(settings, kube, cache, metrics, health)

@@ -120,6 +120,11 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         if missing:
             raise kopf.TemporaryError(f"CapacityPools not found: {missing}", delay=interval)
 
+    def phase(uid: str, **_: Any) -> float:
+        # Spread the first ticks over the interval by uid: after a restart a thousand
+        # deployments do not all decide (and write) in the same second.
+        return int(uid.replace("-", "")[:8] or "0", 16) % 1000 / 1000 * interval
+
     # Sharp: one decision every `interval` seconds, however long the tick itself took.
     @kopf.timer(
         GROUP,
@@ -128,6 +133,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         id="tick",
         interval=interval,
         sharp=True,
+        initial_delay=phase,
         backoff=interval,
         registry=reg,
     )

@@ -23,7 +23,7 @@ NOT_YET = Reading(problem="NoData", message="no reading yet for this deployment"
 class ReadingCache:
     """One batched fetch per round, shared by every deployment's timer.
 
-    A round is `max_age` seconds (half the tick interval): a timer finding the snapshot older
+    A round is `max_age` seconds (the tick interval): a timer finding the snapshot older
     refreshes it for everybody; a deployment missing from a fresh snapshot (just created)
     triggers a refresh at most once a second.
     """
@@ -69,5 +69,6 @@ class Runtime:
         """The observation window of a deployment (created on first use)."""
         found = self.histories.get(key)
         if found is None or found.window != window_seconds:
-            found = self.histories[key] = History(window_seconds)
+            interval = self.settings.interval_seconds
+            found = self.histories[key] = History(window_seconds, interval)
         return found

@@ -268,3 +268,15 @@ def test_metrics_server_serves_metrics_and_health():
     text, ok, stuck = asyncio.run(scenario())
     assert 'costscaler_cost_per_hour{deployment="llama",namespace="ml"} 1.5' in text
     assert (ok, stuck) == (200, 503)
+
+
+def test_history_is_bounded_by_its_rows_whatever_the_tick_rate():
+    from costscaler.adapters.children import ChildState
+
+    kids = [ChildState("ml", "c", "o", "od", 1, 1, 0, "")]
+    h = History(window_seconds=60, interval_seconds=15)  # room for 6 rows
+    for t in range(100):  # ticks every second: many more than the rows
+        h.add(float(t), Reading(rate_by_pool={"od": float(t)}), kids)
+    obs = h.observations(has_tokens=False)
+    assert len(obs.times) == h.load.shape[0] == 6
+    assert list(obs.request_rate) == [94.0, 95.0, 96.0, 97.0, 98.0, 99.0]
