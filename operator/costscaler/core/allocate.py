@@ -30,6 +30,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from costscaler.core.capacity import replicas_needed
 from costscaler.core.risk import IntArray, RiskModel
 from costscaler.core.types import FloatArray
 
@@ -192,7 +193,7 @@ class _Filler:
     def need(self, i: int, demand: float) -> int:
         """Replicas of pool i that close the gap to `demand` (at least 1 while a gap is left)."""
         gap = demand - self.rps
-        return 0 if gap <= 1e-9 else max(1, math.ceil(gap / self.eff[i] - 1e-9))
+        return 0 if gap <= 1e-9 else max(1, replicas_needed(gap, self.eff[i]))
 
     def on_demand_floor(self, order: list[int]) -> None:
         want = self.p.on_demand_floor if self.p.spot_limits else 0

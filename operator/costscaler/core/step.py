@@ -82,7 +82,17 @@ def step(
         budget_limited=limited and reason != Reason.COST_OPTIMAL,
         cost_per_1k_requests=cost.cost_per_thousand_requests(spend, float(obs.request_rate[-1])),
         cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
+        idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
     )
+
+
+def idle_accelerators(pl: Planner, prob: Problem, plan: IntArray, rate_rps: float) -> float:
+    """Accelerators of `plan` not needed at `rate_rps`: the plan's accelerators times the
+    share of its capacity left unused (each replica's accelerators per req/s, on average)."""
+    provisioned = float(plan @ pl.accelerators)
+    served = float(plan @ prob.risk.capacity)
+    needed = provisioned * min(rate_rps / served, 1.0) if served > 0 else 0.0
+    return cost.idle_accelerator_hours(provisioned, needed, 3600.0)  # per hour: a count
 
 
 def optimise(

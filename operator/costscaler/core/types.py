@@ -177,7 +177,9 @@ class Decision:
     `metrics_available`: False when the engine held the allocation on bad data;
     `budget_limited`: True when the budget changed the plan. `cost_per_1k_requests` and
     `cost_per_million_tokens` ($): the plan's cost per hour over the latest request and token
-    rates (NaN without traffic or tokens).
+    rates (NaN without traffic or tokens). `idle_accelerators`: accelerators of the plan that
+    the latest request rate leaves idle (fractional; integrate over time with
+    `cost.idle_accelerator_hours`).
     """
 
     replicas: Mapping[str, int]
@@ -194,6 +196,7 @@ class Decision:
     budget_limited: bool = False
     cost_per_1k_requests: float = math.nan
     cost_per_million_tokens: float = math.nan
+    idle_accelerators: float = 0.0
 
     @property
     def total_replicas(self) -> int:

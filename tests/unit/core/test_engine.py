@@ -107,6 +107,12 @@ def test_unit_costs_follow_the_latest_rates():
     assert math.isnan(idle.cost_per_1k_requests) and math.isnan(idle.cost_per_million_tokens)
 
 
+def test_idle_accelerators_are_the_unused_share():
+    d = planner([OD], replicas_min=4).decide(steady(2.0), {}, 3600.0)
+    assert d.replicas["od"] == 4  # 8 req/s of capacity for 2 req/s
+    assert d.idle_accelerators == pytest.approx(4 * (1 - 2.0 / 8.0))
+
+
 def test_nan_latency_is_not_bad_data():
     obs = steady(10.0, latency=math.nan)
     assert planner().decide(obs, {}, 3600.0).reason != Reason.METRICS_UNAVAILABLE
