@@ -58,6 +58,10 @@ def calibrate(
     `declared_rps[k]`: declared capacity (req/s) of the replicas ready at sample k, summed
     over pools; `steady[k]`: 1 when sample k is steady (see the module docstring), else 0.
     """
+    # Only the tail after `until` is new (times increase): work on it, not the whole window.
+    start = int(np.searchsorted(times, until, side="right"))
+    times, rate, latency = times[start:], rate[start:], latency[start:]
+    declared_rps, steady = declared_rps[start:], steady[start:]
     new = times > until
     if not new.any():
         return scale, until

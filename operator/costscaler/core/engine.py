@@ -80,6 +80,7 @@ class Planner:
         self.capacity = np.array([p.capacity_rps for p in pools], dtype=np.float64)
         self.price = np.array([p.replica_cost_per_hour for p in pools], dtype=np.float64)
         self.spot = np.array([p.spot for p in pools], dtype=np.bool_)
+        self.spot_index = np.flatnonzero(self.spot)
         self.max_replicas = np.array(
             [settings.replicas_max if p.max_replicas is None else p.max_replicas for p in pools],
             dtype=np.int64,

@@ -50,36 +50,58 @@ def update(
     `running[k]`: spot replicas of the pool running (ready + warming) at sample k; `lost[k]`:
     replicas lost between samples k-1 and k. Non-finite or negative values are skipped.
     """
+    post = np.array([posterior], dtype=np.float64)
+    prior_arr = np.array([prior_post], dtype=np.float64)
+    out = update_many(post, prior_arr, times, running[None, :], lost[None, :], until)
+    return float(out[0, 0]), float(out[0, 1])
+
+
+def update_many(
+    posterior: FloatArray,
+    prior_post: FloatArray,
+    times: FloatArray,
+    running: FloatArray,
+    lost: FloatArray,
+    until: float,
+) -> FloatArray:
+    """`update` for several pools at once: rows of (alpha, beta) and of samples per pool."""
+    # Only the tail after `until` is new (times increase): work on it, not the whole window.
+    start = max(int(np.searchsorted(times, until, side="right")) - 1, 0)
+    times, running, lost = times[start:], running[:, start:], lost[:, start:]
     if times.size < 2:
         return posterior
     new = times[1:] > until
     if not new.any():
         return posterior
     span_h = np.diff(times) / 3600.0
-    exposure = running[:-1] * span_h
-    losses = lost[1:]
+    exposure = running[:, :-1] * span_h
+    losses = lost[:, 1:]
     ok = new & np.isfinite(exposure) & np.isfinite(losses) & (exposure >= 0) & (losses >= 0)
     hours = float(span_h[new].sum())
     decay = math.exp(-math.log(2.0) * hours / HALF_LIFE_HOURS) if hours > 0 else 1.0
-    a0, b0 = prior_post
-    alpha = a0 + (posterior[0] - a0) * decay + float(losses[ok].sum())
-    beta = b0 + (posterior[1] - b0) * decay + float(exposure[ok].sum())
-    return max(alpha, 0.0), max(beta, 1e-9)
+    gained = np.stack(
+        (np.where(ok, losses, 0.0).sum(axis=1), np.where(ok, exposure, 0.0).sum(axis=1)), axis=1
+    )
+    out = prior_post + (posterior - prior_post) * decay + gained
+    return np.asarray(np.maximum(out, np.array([0.0, 1e-9])), dtype=np.float64)
 
 
 def posteriors(
     current: Mapping[str, tuple[float, float]],
     priors: Mapping[str, tuple[float, float]],
     times: FloatArray,
-    running: Mapping[str, FloatArray],
-    lost: Mapping[str, FloatArray],
+    running: FloatArray,
+    lost: FloatArray,
     until: float,
 ) -> dict[str, tuple[float, float]]:
-    """Update every spot pool's posterior (pools in `priors`); a new pool starts at its prior."""
-    zeros = np.zeros_like(times)
-    return {
-        name: update(
-            current.get(name, p), p, times, running.get(name, zeros), lost.get(name, zeros), until
-        )
-        for name, p in priors.items()
-    }
+    """Update every spot pool's posterior; rows of `running` and `lost` follow `priors`' order.
+
+    A pool with no posterior yet starts at its prior.
+    """
+    names = list(priors)
+    if not names:
+        return {}
+    prior_arr = np.array([priors[n] for n in names], dtype=np.float64)
+    post = np.array([current.get(n, priors[n]) for n in names], dtype=np.float64)
+    out = update_many(post, prior_arr, times, running, lost, until)
+    return {n: (float(a), float(b)) for n, (a, b) in zip(names, out.tolist(), strict=True)}

@@ -141,11 +141,12 @@ def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
         steady,
         pl.settings.latency_threshold_s,
     )
-    spot = [i for i in range(len(pl.names)) if pl.spot[i]]
+    spot = pl.spot_index
     priors = {pl.names[i]: hazard.prior(float(pl.declared_hazard[i])) for i in spot}
-    running = {pl.names[i]: ready[i] + warming[i] for i in spot}
-    losses = {pl.names[i]: lost[i] for i in spot}
-    post = hazard.posteriors(state.hazard, priors, obs.times, running, losses, state.hazard_until)
+    running = ready[spot] + warming[spot]
+    post = hazard.posteriors(
+        state.hazard, priors, obs.times, running, lost[spot], state.hazard_until
+    )
     return replace(
         state,
         capacity_scale=scale,

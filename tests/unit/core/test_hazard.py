@@ -48,5 +48,6 @@ def test_evidence_decays_toward_the_prior():
 
 
 def test_posteriors_start_new_pools_at_their_prior():
-    out = hazard.posteriors({}, {"s": hazard.prior(0.5)}, np.array([0.0]), {}, {}, -np.inf)
+    none = np.zeros((1, 1))
+    out = hazard.posteriors({}, {"s": hazard.prior(0.5)}, np.array([0.0]), none, none, -np.inf)
     assert hazard.rate(out["s"]) == pytest.approx(0.5)
