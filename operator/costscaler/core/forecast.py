@@ -27,6 +27,7 @@ _QS = (_EDGES[:-1] + _EDGES[1:]) / 2.0
 _MASS = np.diff(_EDGES)
 GRID = _QS.size
 MIN_ERRORS = 12
+MAX_POINTS = 1440
 PRIOR_REL_SD = 0.25
 LEVEL_SPANS_S = (60.0, 300.0, 900.0)
 DAY_SECONDS = 86400.0
@@ -131,7 +132,7 @@ def forecast(
     the central forecast follows yesterday's change over the same horizon instead of the trend.
     """
     ok = np.isfinite(rate) & np.isfinite(times) & (rate >= 0)
-    t, r = times[ok], rate[ok]
+    t, r = _coarsen(times[ok], rate[ok])
     dt = float(t[-1] - t[0]) / (t.size - 1) if t.size > 1 else LEVEL_SPANS_S[0]
     dt = dt if dt > 0 else LEVEL_SPANS_S[0]
     # A trend fitted over a span shorter than the horizon is trusted in proportion: a minute
@@ -165,6 +166,17 @@ def _best_level(r: FloatArray, dt: float, trend: float, lag: int) -> tuple[Float
         scored.append((score, level, errors))
     _, level, errors = min(scored, key=lambda s: s[0])
     return level, errors
+
+
+def _coarsen(t: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """At most `MAX_POINTS` samples: a long window (days, for seasonality) is averaged into
+    buckets of consecutive samples that end at the latest one, so a decision stays cheap."""
+    if t.size <= MAX_POINTS:
+        return t, r
+    k = -(-t.size // MAX_POINTS)
+    drop = t.size % k
+    t, r = t[drop:], r[drop:]
+    return t[k - 1 :: k], r.reshape(-1, k).mean(axis=1)
 
 
 def _band(

@@ -66,3 +66,12 @@ def test_daily_seasonality_follows_yesterday():
     without = forecast(t, rate, horizon, daily_seasonality=False)
     assert abs(with_season.point - expected) < 3.0
     assert abs(with_season.point - expected) < abs(without.point - expected)
+
+
+def test_long_windows_are_coarsened_but_still_follow_the_cycle():
+    t = np.arange(0, 2 * 86400, 15.0)  # 11,520 samples
+    rate = 50 + 40 * np.sin(2 * np.pi * t / 86400)
+    horizon = 3600.0
+    expected = 50 + 40 * np.sin(2 * np.pi * (t[-1] + horizon) / 86400)
+    f = forecast(t, rate, horizon, daily_seasonality=True)
+    assert abs(f.point - expected) < 3.0
