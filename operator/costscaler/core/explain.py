@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from costscaler.core import allocate
+from costscaler.core import allocate, fill
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.forecast import DemandForecast
 from costscaler.core.risk import IntArray
@@ -33,7 +33,7 @@ def alternatives(
     fixed: float,
 ) -> tuple[Alternative, ...]:
     """The chosen plan, the plan before keep-alive (if different), the cheapest all-on-demand
-    plan meeting the SLO floor, the maximum-spot plan (`most_spot`, from `allocate.max_spot`)
+    plan meeting the SLO floor, the maximum-spot plan (`most_spot`, from `fill.max_spot`)
     and the current allocation."""
     names, plans = ["chosen"], [chosen.replicas]
     if not np.array_equal(chosen.replicas, target.replicas):
@@ -41,7 +41,7 @@ def alternatives(
         plans.append(target.replicas)
     if (~pl.spot).any():
         names.append("cheapest-on-demand")
-        plans.append(allocate.cheapest_on_demand(prob))
+        plans.append(fill.cheapest_on_demand(prob))
     if pl.spot.any():
         names.append("max-spot")
         plans.append(most_spot)

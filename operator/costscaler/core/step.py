@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from costscaler.core import allocate, capacity, cost, hazard, keepalive, validate
+from costscaler.core import allocate, capacity, cost, fill, hazard, keepalive, validate
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.explain import alternatives, explain, held
 from costscaler.core.forecast import DemandForecast, forecast
@@ -193,12 +193,12 @@ def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) ->
     leader's), and the current allocation."""
     merit = allocate.merit_order(prob)
     firsts = [
-        allocate.fill(prob, demand_rps, np.concatenate(([i], merit[merit != i]))) for i in merit[1:]
+        fill.fill(prob, demand_rps, np.concatenate(([i], merit[merit != i]))) for i in merit[1:]
     ]
     return [
-        allocate.max_spot(prob, demand_rps, merit),
-        allocate.fill(prob, demand_rps, merit),
-        allocate.fill(prob, demand_rps, merit, use_spot=False),
+        fill.max_spot(prob, demand_rps, merit),
+        fill.fill(prob, demand_rps, merit),
+        fill.fill(prob, demand_rps, merit, use_spot=False),
         *firsts,
         np.minimum(cur, prob.max_replicas),
     ]
