@@ -128,7 +128,8 @@ def test_conflict_on_write_is_retried_against_the_real_api_server(kube, ns):
 
     k.apps.read_namespaced_deployment = read_then_someone_writes
     assert asyncio.run(k.apply_child(second, 2)) == "updated"
-    assert k.conflicts_retried == 1
+    # At least ours; the deployment controller's status writes to the new child can add more.
+    assert k.conflicts_retried >= 1
     stored = get(kube, "deployment", "conflicted-" + OD, "-n", ns)
     assert (
         stored["metadata"]["annotations"][ANNOTATION_HASH]
