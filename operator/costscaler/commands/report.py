@@ -28,15 +28,16 @@ def register(subparsers: Any) -> None:
 
 def _list(plural: str, namespace: str | None, kubeconfig: str | None) -> list[dict[str, Any]]:
     from kubernetes import client, config  # imported here: only `report` needs a cluster
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 
     try:
         try:
-            config.load_kube_config(config_file=kubeconfig)
+            config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         except ConfigException:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         api = client.CustomObjectsApi()
+        found: Any
         if namespace:
             found = api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
         else:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from costscaler.api.crd import KINDS, render_all
 from costscaler.cli import main

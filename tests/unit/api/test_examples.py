@@ -33,7 +33,9 @@ def _subset(small: object, big: object) -> bool:
     if isinstance(small, dict) and isinstance(big, dict):
         return all(k in big and _subset(v, big[k]) for k, v in small.items())
     if isinstance(small, list) and isinstance(big, list):
-        return len(small) == len(big) and all(_subset(a, b) for a, b in zip(small, big, strict=True))
+        return len(small) == len(big) and all(
+            _subset(a, b) for a, b in zip(small, big, strict=True)
+        )
     if isinstance(small, int | float) and isinstance(big, int | float):
         return float(small) == float(big)
     return small == big
