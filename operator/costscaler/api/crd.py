@@ -4,8 +4,9 @@ Pydantic emits JSON Schema 2020-12; the API server wants a structural OpenAPI v3
 `structural` inlines `$defs`, turns `anyOf [X, null]` into X with `nullable: true`, rewrites
 numeric exclusive bounds into OpenAPI's boolean form, turns `const` into a one-value enum,
 drops `title`, `examples` and `additionalProperties: false` (the API server prunes or, with
-strict field validation, rejects unknown fields itself) and keeps free-form objects only where
-the model marks them with `x-kubernetes-preserve-unknown-fields`.
+strict field validation, rejects unknown fields itself), keeps free-form objects only where
+the model marks them with `x-kubernetes-preserve-unknown-fields`, and writes an object's
+default as its fields' defaults (the API server validates defaults against CEL as written).
 """
 
 from __future__ import annotations
@@ -136,12 +137,18 @@ def _clean(node: Any) -> Any:
         del node["additionalProperties"]
     if node.get("x-kubernetes-preserve-unknown-fields"):
         node["type"] = "object"
-    if isinstance(node.get("default"), dict):
-        node["default"] = {}  # the API server fills the inner fields' own defaults
     props = node.get("properties")
     cleaned = {k: _clean(v) for k, v in node.items() if k != "properties"}
     if props is not None:
         cleaned["properties"] = {name: _clean(sub) for name, sub in props.items()}
+        if isinstance(cleaned.get("default"), dict):
+            # The API server checks an object's default against the object's CEL rules without
+            # filling in nested defaults first, so the default spells out its fields' defaults.
+            cleaned["default"] = {
+                name: sub["default"]
+                for name, sub in cleaned["properties"].items()
+                if "default" in sub
+            }
     return cleaned
 
 
