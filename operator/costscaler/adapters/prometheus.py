@@ -14,6 +14,7 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,6 +71,15 @@ class FetchReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Grouped:
+    """A vector's samples by (namespace, deployment), built once per fetch: each deployment's
+    lookup is then O(its series), not O(all series) (a thousand deployments, 20k series)."""
+
+    by_key: dict[Key, Series] = field(default_factory=dict)
+    anonymous: Series = field(default_factory=list)  # series without those labels
+
+
 class BadDataError(Exception):
     """A result that must not be acted on; `reason` is a CamelCase condition reason."""
 
@@ -109,19 +119,24 @@ class PrometheusSource:
         self.client = client
         self.labels = labels
         self.max_age = max_age_seconds
+        # Two threads: queries overlap, and few threads keep few malloc arenas of parsed JSON.
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="prometheus")
 
     async def fetch(self, targets: Sequence[Target]) -> tuple[dict[Key, Reading], FetchReport]:
         """One reading per target; each distinct query text is sent once, concurrently."""
         texts = list(dict.fromkeys(q for t in targets for q in t.queries.texts()))
         report = FetchReport(queries=len(texts))
-        results = await asyncio.gather(*(asyncio.to_thread(self._run, q) for q in texts))
-        vectors: dict[str, Series] = {}
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self.pool, self._run, q) for q in texts)
+        )
+        vectors: dict[str, Grouped] = {}
         for text, result in zip(texts, results, strict=True):
             if isinstance(result, str):
                 report.errors += 1
                 report.failed[text] = result
             else:
-                vectors[text] = result
+                vectors[text] = self._group(result)
         readings = {t.key: self._reading(t, vectors, report.failed) for t in targets}
         return readings, report
 
@@ -131,13 +146,24 @@ class PrometheusSource:
         except Exception as exc:  # any client failure is a failed query
             return f"{type(exc).__name__}: {exc}"[:500]
 
-    def _reading(self, t: Target, vectors: dict[str, Series], failed: dict[str, str]) -> Reading:
+    def _group(self, vector: Series) -> Grouped:
+        grouped = Grouped()
+        for sample in vector:
+            labels = sample.get("metric", {})
+            ns, dep = labels.get(self.labels.namespace), labels.get(self.labels.deployment)
+            if ns is None and dep is None:
+                grouped.anonymous.append(sample)
+            else:
+                grouped.by_key.setdefault((ns, dep), []).append(sample)
+        return grouped
+
+    def _reading(self, t: Target, vectors: dict[str, Grouped], failed: dict[str, str]) -> Reading:
         q = t.queries
         for text in q.texts():
             if text in failed:
                 return Reading(problem="QueryFailed", message=f"{text}: {failed[text]}")
         try:
-            self._check_fresh(t, vectors.get(q.freshness or "", []), q.freshness is not None)
+            self._check_fresh(t, vectors.get(q.freshness or "", Grouped()), q.freshness is not None)
             rates = self._per_pool(t.key, vectors[q.request_rate], "request rate")
             if not rates:
                 raise BadDataError("NoData", f"no request-rate series for {t.key[0]}/{t.key[1]}")
@@ -150,14 +176,11 @@ class PrometheusSource:
         token_rate = sum(tokens.values()) if tokens else None
         return Reading(rates, latency, attainment, token_rate)
 
-    def _mine(self, key: Key, vector: Series) -> Iterable[tuple[dict[str, str], float]]:
-        for sample in vector:
-            labels = sample.get("metric", {})
-            ns, dep = labels.get(self.labels.namespace), labels.get(self.labels.deployment)
-            if (ns is None and dep is None) or (ns, dep) == key:
-                yield labels, _value(sample, key)
+    def _mine(self, key: Key, vector: Grouped) -> Iterable[tuple[dict[str, str], float]]:
+        for sample in [*vector.by_key.get(key, []), *vector.anonymous]:
+            yield sample.get("metric", {}), _value(sample, key)
 
-    def _per_pool(self, key: Key, vector: Series, what: str) -> dict[str, float]:
+    def _per_pool(self, key: Key, vector: Grouped, what: str) -> dict[str, float]:
         found: dict[str, float] = {}
         for labels, value in self._mine(key, vector):
             pool = labels.get(self.labels.pool, "")
@@ -171,7 +194,7 @@ class PrometheusSource:
         return found
 
     def _latency(
-        self, t: Target, vectors: dict[str, Series], idle: bool
+        self, t: Target, vectors: dict[str, Grouped], idle: bool
     ) -> tuple[float | None, float | None]:
         if t.queries.latency_buckets:
             buckets: dict[float, float] = defaultdict(float)
@@ -196,7 +219,7 @@ class PrometheusSource:
             raise BadDataError("MultipleSeries", f"latency: {len(found)} series, expected one")
         return (found[0][1] if found else None), None
 
-    def _check_fresh(self, t: Target, vector: Series, required: bool) -> None:
+    def _check_fresh(self, t: Target, vector: Grouped, required: bool) -> None:
         if not required:
             return
         ages = [age for _, age in self._mine(t.key, vector)]

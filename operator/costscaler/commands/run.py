@@ -56,9 +56,25 @@ def settings_from(args: argparse.Namespace) -> Any:
     return settings
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas before any thread starts.
+
+    Worker threads parse large API and PromQL responses; each would otherwise keep its own arena
+    of freed memory, which multiplied the resident memory at 1,000 deployments. Same effect as
+    MALLOC_ARENA_MAX; a no-op where glibc is not the allocator.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8 is M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the operator until interrupted."""
     settings = settings_from(args)
+    _limit_malloc_arenas()
     import kopf
 
     from costscaler.controller.app import operator_main

@@ -69,8 +69,10 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register every handler in `reg`, with the intervals from `settings`."""
     interval = settings.interval_seconds
 
+    # Index functions are async (cheap, no I/O): sync ones would hop to kopf's thread pool for
+    # every watch event of thousands of objects.
     @kopf.index(GROUP, VERSION, POOLS, id="pools_index", registry=reg)
-    def pools_index(body: kopf.Body, name: str, **_: Any) -> dict[str, CapacityPool]:
+    async def pools_index(body: kopf.Body, name: str, **_: Any) -> dict[str, CapacityPool]:
         pool = _parse_pool(body)
         return {name: pool} if pool else {}
 
@@ -82,16 +84,16 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         id="children_index",
         registry=reg,
     )
-    def children_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    async def children_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         state = child_state(dict(body))
         return {(state.namespace, state.owner): state} if state else {}
 
     @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
-    def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:
+    async def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:
         return {None: node_view(dict(body))}
 
     @kopf.index(GROUP, VERSION, IDS, id="targets_index", registry=reg)
-    def targets_index(
+    async def targets_index(
         body: kopf.Body, namespace: str | None, name: str, **_: Any
     ) -> dict[None, Target]:
         try:
