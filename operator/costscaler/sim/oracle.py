@@ -92,6 +92,94 @@ def _cold_steps(pool: PoolModel, dt: float) -> int:
     return math.ceil(pool.load_s / dt - 1e-9) + math.ceil(node / dt - 1e-9)
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The LP's layout: G steps per block, nb blocks, and each variable group's columns."""
+
+    g: int
+    nb: int
+    pools: int
+    length: NDArray[np.float64]
+
+    def n(self, p: int) -> NDArray[np.int64]:
+        """Columns of pool p's average ready replicas per block."""
+        return p * self.nb + np.arange(self.nb)
+
+    def h(self, p: int) -> NDArray[np.int64]:
+        """Columns of pool p's average paid replicas per block."""
+        return (self.pools + p) * self.nb + np.arange(self.nb)
+
+    def z(self) -> NDArray[np.int64]:
+        """Columns of met requests starting service per block."""
+        return 2 * self.pools * self.nb + np.arange(self.nb)
+
+    def s(self) -> NDArray[np.int64]:
+        """Columns of met requests started up to the end of each block (running sum of z)."""
+        return (2 * self.pools + 1) * self.nb + np.arange(self.nb)
+
+    @property
+    def columns(self) -> int:
+        """Number of variables."""
+        return (2 * self.pools + 2) * self.nb
+
+
+def _capacity_rows(grid: _Grid, pools: list[PoolModel], dt: float, ub: _Rows) -> None:
+    """Constraints 1-3: paid >= ready, cold starts, starts <= ready capacity."""
+    nb, blocks = grid.nb, np.arange(grid.nb)
+    cap_terms = []
+    for p, pool in enumerate(pools):
+        ub.add([(grid.n(p), np.ones(nb)), (grid.h(p), -np.ones(nb))], np.zeros(nb))
+        k = _cold_steps(pool, dt) // grid.g
+        if 0 < k < nb:
+            src = blocks[: nb - k]
+            ready_later = (grid.n(p)[src + k], grid.length[src + k] / grid.g)
+            ub.add([ready_later, (grid.h(p)[src], -np.ones(src.size))], np.zeros(src.size))
+        cap_terms.append((grid.n(p), -pool.capacity_rps * grid.length * dt))
+    ub.add([(grid.z(), np.ones(nb)), *cap_terms], np.zeros(nb))
+
+
+def _service_rows(
+    grid: _Grid, cum: NDArray[np.float64], w: int, attainment: float, ub: _Rows, eq: _Rows
+) -> None:
+    """Constraints 4-5: s is the running sum of z; met starts arrived at most w steps before."""
+    nb, z, s = grid.nb, grid.z(), grid.s()
+    total = float(cum[-1])
+    ones = np.ones(nb - 1)
+    eq.add([(s[1:], ones), (s[:-1], -ones), (z[1:], -ones)], np.zeros(nb - 1))
+    eq.add([(s[:1], np.ones(1)), (z[:1], -np.ones(1))], np.zeros(1))
+    tail = np.arange(1, nb)
+    earliest = cum[np.maximum(0, tail * grid.g - w)]
+    ub.add([(np.full(tail.size, s[-1]), ones), (s[tail - 1], -ones)], total - earliest)
+    ub.add([(s[-1:], -np.ones(1))], np.array([-attainment * total]))
+
+
+def _spot_rows(grid: _Grid, pools: list[PoolModel], spot: SpotLimits, ub: _Rows) -> None:
+    """Constraint 6: spot share of paid replicas and the on-demand floor."""
+    nb = grid.nb
+    share = [
+        (grid.h(p), np.full(nb, (1 - spot.max_fraction) if m.spot else -spot.max_fraction))
+        for p, m in enumerate(pools)
+    ]
+    ub.add(share, np.zeros(nb))
+    firm = [(grid.h(p), -np.ones(nb)) for p, m in enumerate(pools) if not m.spot]
+    ub.add(firm, np.full(nb, -float(spot.min_on_demand_replicas)))
+
+
+def _bounds(
+    grid: _Grid, pools: list[PoolModel], cum: NDArray[np.float64], steps: int
+) -> list[tuple[float, float | None]]:
+    """Quotas on ready replicas of firm pools; met starts up to a block <= its arrivals."""
+    bounds: list[tuple[float, float | None]] = [(0.0, None)] * grid.columns
+    for p, pool in enumerate(pools):
+        if pool.max_replicas is not None and not pool.spot:
+            for c in grid.n(p):
+                bounds[c] = (0.0, float(pool.max_replicas))
+    ends = cum[np.minimum(steps, (np.arange(grid.nb) + 1) * grid.g)]
+    for b, c in enumerate(grid.s()):
+        bounds[c] = (0.0, float(ends[b]))
+    return bounds
+
+
 def lower_bound(
     arrivals: NDArray[np.float64],
     dt: float,
@@ -106,83 +194,32 @@ def lower_bound(
     `spot`: the deployment's spot limits, for bounding a policy that obeys them (costscaler);
     None for policies that do not know about spot (and pools without spot).
     """
-    steps, n_pools = arrivals.size, len(pools)
+    steps = arrivals.size
     g = max(1, math.ceil(steps / max_blocks))
     nb = math.ceil(steps / g)
-    length = np.minimum(g, steps - np.arange(nb) * g).astype(np.float64)
+    grid = _Grid(g, nb, len(pools), np.minimum(g, steps - np.arange(nb) * g).astype(np.float64))
     cum = np.concatenate(([0.0], np.cumsum(arrivals)))
-    total = float(cum[-1])
+    infeasible = OracleBound(math.inf, g, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0), False)
     budget = threshold_s - min(p.service_s for p in pools)
-    if budget < 0 and attainment * total > 0:
-        return OracleBound(math.inf, g, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0), False)
-    w = math.ceil(max(budget, 0.0) / dt) + 1
-    blocks = np.arange(nb)
-
-    def n_col(p: int) -> NDArray[np.int64]:
-        return p * nb + blocks
-
-    def h_col(p: int) -> NDArray[np.int64]:
-        return (n_pools + p) * nb + blocks
-
-    z_col, s_col = 2 * n_pools * nb + blocks, (2 * n_pools + 1) * nb + blocks
-    ncols = (2 * n_pools + 2) * nb
+    if budget < 0 and attainment * cum[-1] > 0:
+        return infeasible
     ub, eq = _Rows(), _Rows()
-    cap_terms = []
-    for p, pool in enumerate(pools):
-        ub.add([(n_col(p), np.ones(nb)), (h_col(p), -np.ones(nb))], np.zeros(nb))
-        k = _cold_steps(pool, dt) // g
-        if 0 < k < nb:
-            src = blocks[: nb - k]
-            ub.add(
-                [(n_col(p)[src + k], length[src + k] / g), (h_col(p)[src], -np.ones(src.size))],
-                np.zeros(src.size),
-            )
-        cap_terms.append((n_col(p), -pool.capacity_rps * length * dt))
-    ub.add([(z_col, np.ones(nb)), *cap_terms], np.zeros(nb))
-    prev = np.concatenate(([s_col[0]], s_col[:-1]))
-    eq.add(
-        [(s_col[1:], np.ones(nb - 1)), (prev[1:], -np.ones(nb - 1)), (z_col[1:], -np.ones(nb - 1))],
-        np.zeros(nb - 1),
-    )
-    eq.add([(s_col[:1], np.ones(1)), (z_col[:1], -np.ones(1))], np.zeros(1))
-    tail = blocks[1:]
-    earliest = cum[np.maximum(0, tail * g - w)]
-    ub.add(
-        [
-            (np.full(tail.size, s_col[-1]), np.ones(tail.size)),
-            (s_col[tail - 1], -np.ones(tail.size)),
-        ],
-        total - earliest,
-    )
-    ub.add([(s_col[-1:], -np.ones(1))], np.array([-attainment * total]))
+    _capacity_rows(grid, pools, dt, ub)
+    _service_rows(grid, cum, math.ceil(max(budget, 0.0) / dt) + 1, attainment, ub, eq)
     if spot is not None and any(p.spot for p in pools):
-        share = [
-            (h_col(p), np.full(nb, (1 - spot.max_fraction) if m.spot else -spot.max_fraction))
-            for p, m in enumerate(pools)
-        ]
-        ub.add(share, np.zeros(nb))
-        firm = [(h_col(p), -np.ones(nb)) for p, m in enumerate(pools) if not m.spot]
-        ub.add(firm, np.full(nb, -float(spot.min_on_demand_replicas)))
-    bounds: list[tuple[float, float | None]] = [(0.0, None)] * ncols
+        _spot_rows(grid, pools, spot, ub)
+    cost = np.zeros(grid.columns)
     for p, pool in enumerate(pools):
-        if pool.max_replicas is not None and not pool.spot:
-            for c in n_col(p):
-                bounds[c] = (0.0, float(pool.max_replicas))
-    ends = cum[np.minimum(steps, (blocks + 1) * g)]
-    for b, c in enumerate(s_col):
-        bounds[c] = (0.0, float(ends[b]))
-    cost = np.zeros(ncols)
-    for p, pool in enumerate(pools):
-        cost[h_col(p)] = pool.replica_cost_per_hour * length * dt / 3600.0
-    a_ub, b_ub = ub.matrix(ncols)
-    a_eq, b_eq = eq.matrix(ncols)
+        cost[grid.h(p)] = pool.replica_cost_per_hour * grid.length * dt / 3600.0
+    a_ub, b_ub = ub.matrix(grid.columns)
+    a_eq, b_eq = eq.matrix(grid.columns)
+    bounds = _bounds(grid, pools, cum, steps)
     res = linprog(cost, a_ub.tocsr(), b_ub, a_eq.tocsr(), b_eq, bounds=bounds, method="highs")
     if res.status != 0:
-        return OracleBound(math.inf, g, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0), False)
-    x = res.x
-    ready = np.stack([x[n_col(p)] for p in range(n_pools)])
-    held = np.stack([x[h_col(p)] for p in range(n_pools)])
-    return OracleBound(float(res.fun), g, ready, held, x[z_col], True)
+        return infeasible
+    ready = np.stack([res.x[grid.n(p)] for p in range(len(pools))])
+    held = np.stack([res.x[grid.h(p)] for p in range(len(pools))])
+    return OracleBound(float(res.fun), g, ready, held, res.x[grid.z()], True)
 
 
 def idle_accelerator_hours(bound: OracleBound, pools: list[PoolModel], dt: float) -> float:
