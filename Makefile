@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install lint test test-unit crds bench
+.PHONY: help install lint test test-unit crds bench demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,5 +38,8 @@ crds: install ## Regenerate crds/ from the API models and copy them into the Hel
 
 bench: install ## Benchmarks: every tests/bench/bench_*.py script
 	@set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+
+demo: install ## The main job: local cluster, chart, examples, load twin, operator, live table, report
+	PYTHONPATH=hack $(PY) hack/demo.py $(DEMO_ARGS)
 
 -include hack/cluster/cluster.mk
