@@ -15,8 +15,10 @@ the buy price, then releases it:
 which never costs more than twice what an oracle that knew when demand returns would pay.
 The clock per pool (`idle_since`) starts when the pool first holds more than the plan needs
 and stops when it no longer does; it lives in `EngineState` so it survives restarts.
-Because T_i is at least the new capacity's cold start, a plan that moves replicas between
-pools keeps the old ones serving until the new ones are ready.
+A per-pool clock can expire while another pool's new replicas still warm (the surplus
+started before the plan moved), so releases are also bounded by make-before-break
+(`make_before_break`): ready replicas are released only as far as the capacity left serving
+still covers what the plan will serve once its new replicas are ready.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from numpy.typing import NDArray
 
 from costscaler.core.risk import IntArray
 from costscaler.core.types import FloatArray
@@ -61,3 +64,31 @@ def apply(
             final[i] = current[i]
             clocks[name] = since
     return final, clocks
+
+
+def make_before_break(
+    final: IntArray,
+    current: IntArray,
+    ready: IntArray,
+    target: IntArray,
+    capacity: FloatArray,
+    order: NDArray[np.intp],
+) -> IntArray:
+    """`final` with released ready replicas put back while the plan's new capacity warms.
+
+    Until warming replicas serve, what serves is sum_i min(final_i, ready_i) x capacity_i.
+    Releasing a ready replica below min(what serves now, what `target` will serve) trades
+    serving capacity for capacity that is not there yet: the queue pays for the gap. Ready
+    replicas released by `final` (below `current`) are restored in `order` (cheapest per
+    req/s first) until the serving capacity reaches that level; a pool whose replicas are
+    all ready releases freely once the plan is served.
+    """
+    out = final.copy()
+    serving_now = float(np.minimum(current, ready) @ capacity)
+    need = min(serving_now, float(target @ capacity)) - 1e-9
+    serving = float(np.minimum(out, ready) @ capacity)
+    for i in order.tolist():
+        while serving < need and out[i] < min(current[i], ready[i]):
+            out[i] += 1
+            serving += float(capacity[i])
+    return out

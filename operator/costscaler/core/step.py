@@ -63,6 +63,8 @@ def step(
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
     prob, target, limited = optimise(prob, starts, fixed, budget)
     final, clocks = keep(pl, prob, target, cur, state, now, limited)
+    ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
+    final = _make_before_break(pl, prob, final, cur, ready, target.replicas)
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
     reason, message = explain(pl, prob, demand, q, chosen, target, limited, fixed, budget)
@@ -84,6 +86,24 @@ def step(
         cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
     )
+
+
+def _latest(series: Mapping[str, FloatArray], name: str) -> int:
+    """The latest sample of a per-pool series (0 when the pool is missing or it is not finite)."""
+    arr = series.get(name)
+    if arr is None or arr.size == 0 or not math.isfinite(float(arr[-1])):
+        return 0
+    return max(int(arr[-1]), 0)
+
+
+def _make_before_break(
+    pl: Planner, prob: Problem, final: IntArray, cur: IntArray, ready: IntArray, target: IntArray
+) -> IntArray:
+    """`keepalive.make_before_break`, kept only while the result is within the hard bounds."""
+    kept = keepalive.make_before_break(
+        final, cur, ready, target, prob.risk.capacity, allocate.merit_order(prob)
+    )
+    return kept if allocate.feasible(prob, kept[None, :])[0] else final
 
 
 def idle_accelerators(pl: Planner, prob: Problem, plan: IntArray, rate_rps: float) -> float:
