@@ -156,12 +156,18 @@ def _best_level(r: FloatArray, dt: float, trend: float, lag: int) -> tuple[Float
     wins depends on the workload, so each span in `LEVEL_SPANS_S` is scored on its own past
     errors (mean squared) and the best is used. Returns (levels, errors) of that span.
     """
+    # A window too short for MIN_ERRORS errors at the horizon's lag (a fresh deployment) is
+    # scored at the longest lag that has them, and its errors are widened by sqrt(lag ratio):
+    # forecast errors of a level that wanders grow like a random walk's with the lead time.
+    fit = min(lag, max(1, r.size - MIN_ERRORS))
+    widen = math.sqrt(lag / fit)
     scored = []
     for span in LEVEL_SPANS_S:
         m = max(1, round(span / dt))
         # A trailing mean lags a trend by half its span: add that back.
         level = _levels(r, m) + trend * (min(m, r.size) - 1) * dt / 2.0
-        errors = r[lag:] - (level[:-lag] + trend * lag * dt) if r.size > lag else np.zeros(0)
+        errors = r[fit:] - (level[:-fit] + trend * fit * dt) if r.size > fit else np.zeros(0)
+        errors = errors * widen
         score = float(errors @ errors) / errors.size if errors.size >= MIN_ERRORS else math.inf
         scored.append((score, level, errors))
     _, level, errors = min(scored, key=lambda s: s[0])
