@@ -29,7 +29,7 @@ from costscaler.api.loader import format_validation_error
 from costscaler.controller import runtime as rt_mod
 from costscaler.controller.pools import node_view, pool_status
 from costscaler.controller.settings import Settings
-from costscaler.controller.status import READY, Cond, conditions
+from costscaler.controller.status import READY, Cond, conditions, status_due
 from costscaler.controller.tick import TickInput, converge, eligible_pools, run_tick
 from costscaler.core import decide
 
@@ -157,8 +157,9 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         status = dict(body.get("status") or {})
         t = TickInput(infd, _pools(kw), children, reading, history, status, _now())
         result = await run_tick(t, decide, rt.kube)
-        for key, value in result.status.items():
-            patch.status[key] = value
+        if status_due(status, result.status, t.now, settings.status_interval_seconds):
+            for key, value in result.status.items():
+                patch.status[key] = value
         if result.event:
             kopf.event(body, type="Normal", reason=result.event[0], message=result.event[1])
         _export(rt, infd, result, reading.problem is None)

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     interval_seconds: float = Field(
         default=15.0, ge=1, le=3600, description="Seconds between two decisions of a deployment."
     )
+    status_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Status refresh period when nothing material changed (a changed decision, "
+        "condition or replica count is written at once).",
+    )
     json_logs: bool = Field(default=False, description="Log one JSON object per line.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_host: str = Field(default="0.0.0.0", description="Address of /metrics and /healthz.")

@@ -6,6 +6,7 @@ Conditions follow the Kubernetes API conventions: a CamelCase reason, a message 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,3 +93,31 @@ def replace_patch(old: Any, new: Any) -> Any:
     for key, value in new.items():
         patch[key] = replace_patch(old.get(key), value)
     return patch
+
+
+def _essence(status: Mapping[str, Any]) -> tuple[Any, ...]:
+    last = status.get("lastDecision") or {}
+    conds = [
+        (c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions", [])
+    ]
+    return (
+        last.get("replicas"),
+        last.get("reason"),
+        conds,
+        status.get("replicas"),
+        status.get("sloState"),
+        status.get("budgetState"),
+        status.get("observedGeneration"),
+    )
+
+
+def status_due(old: Mapping[str, Any], new: Mapping[str, Any], now: datetime, every: float) -> bool:
+    """Write now when the decision, a condition or the replicas changed, else every `every` s.
+
+    Load, cost and engine clocks move every tick; writing them every tick for a thousand
+    deployments is most of the API server's load, and nothing acts on them between refreshes.
+    """
+    last = (old.get("lastDecision") or {}).get("time")
+    if last is None or _essence(old) != _essence(new):
+        return True
+    return (now - datetime.fromisoformat(last)).total_seconds() >= every

@@ -280,3 +280,22 @@ def test_history_is_bounded_by_its_rows_whatever_the_tick_rate():
     obs = h.observations(has_tokens=False)
     assert len(obs.times) == h.load.shape[0] == 6
     assert list(obs.request_rate) == [94.0, 95.0, 96.0, 97.0, 98.0, 99.0]
+
+
+def test_status_is_written_on_material_change_or_when_the_refresh_is_due():
+    from costscaler.controller.status import status_due
+
+    old = {
+        "lastDecision": {"time": NOW.isoformat(), "reason": "CostOptimal", "replicas": [1]},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "ReplicasReady"}],
+        "cost": {"perHour": "1.0"},
+    }
+    soon, later = NOW + timedelta(seconds=15), NOW + timedelta(seconds=60)
+    same_but_cost = {**old, "cost": {"perHour": "1.1"}}
+    assert not status_due(old, same_but_cost, soon, 60)
+    assert status_due(old, same_but_cost, later, 60)
+    moved = {**old, "lastDecision": {**old["lastDecision"], "replicas": [2]}}
+    assert status_due(old, moved, soon, 60)
+    flipped = {**old, "conditions": [{"type": "Ready", "status": "False", "reason": "X"}]}
+    assert status_due(old, flipped, soon, 60)
+    assert status_due({}, old, soon, 60)
