@@ -87,6 +87,8 @@ class Operator(Proc):
             str(self.port), "--priority", str(priority), "--peering", "namespaced",
         ]  # fmt: skip
         env = dict(cluster.env, KUBECONFIG=str(cluster.kubeconfig), COSTSCALER_LOG_LEVEL="INFO")
+        # Tests read decisions back from status: refresh it every other tick, not every minute.
+        env["COSTSCALER_STATUS_INTERVAL_SECONDS"] = str(2 * interval)
         env.update(extra_env or {})
         super().__init__(args, log, env)
 
