@@ -1,7 +1,8 @@
 """The chart's RBAC suffices for a full reconcile, and grants nothing outside what it manages.
 
-The chart is installed in namespaced mode (the narrowest grant: Roles in two watched
-namespaces) into a namespace that enforces the `restricted` Pod Security Standard. KWOK does
+The chart is installed once in namespaced mode (the narrowest grant: Roles in two watched
+namespaces) and once watching all namespaces (the default), each time into a namespace that
+enforces the `restricted` Pod Security Standard. KWOK does
 not execute containers, so the operator runs here as a local process with exactly the
 installed Deployment's args and environment, authenticated only by a token of the chart's
 ServiceAccount. It must create an InferenceDeployment's children and write its decision, a
@@ -31,7 +32,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "costscaler"
 VENV_BIN = Path(sys.executable).parent
-RELEASE = "csop"
 OD, SPOT = "g6-xlarge-l4-ondemand", "g6-xlarge-l4-spot"
 RESTRICTED = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn", "audit")}
 
@@ -77,6 +77,7 @@ class Install:
     """The installed release and the local operator running as its ServiceAccount."""
 
     cluster: Any
+    mode: str  # "namespaced" or "cluster"
     ns: str  # release namespace (restricted Pod Security)
     watched: tuple[str, str]
     other: str  # a namespace the release does not manage
@@ -130,7 +131,7 @@ def _kubeconfig_for(cluster: Any, ns: str, sa_name: str, path: Path) -> None:
 
 def _operator_command(cluster: Any, ns: str, kubeconfig: Path) -> tuple[list[str], dict[str, str]]:
     """The installed container's args and plain env, pointed at the ServiceAccount kubeconfig."""
-    deploy = _get(cluster, "deployment", f"{RELEASE}-costscaler", "-n", ns)
+    (deploy,) = _get(cluster, "deployments", "-n", ns)["items"]
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COSTSCALER_", "KUBE"))}
     env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
@@ -139,12 +140,15 @@ def _operator_command(cluster: Any, ns: str, kubeconfig: Path) -> tuple[list[str
     return args, env
 
 
-@pytest.fixture(scope="module")
-def install(crds_installed: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
-    """Chart in namespaced mode, workloads applied, the operator running as the chart's SA."""
+@pytest.fixture(scope="module", params=["namespaced", "cluster"])
+def install(
+    request: pytest.FixtureRequest, crds_installed: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Install]:
+    """Chart installed in a mode, workloads applied, the operator running as the chart's SA."""
     from costscaler.controller.peering import peering_crds
 
-    cluster, suffix = crds_installed, uuid.uuid4().hex[:6]
+    cluster, suffix, mode = crds_installed, uuid.uuid4().hex[:6], request.param
+    release = "csns" if mode == "namespaced" else "csall"
     for crd in peering_crds():  # the chart's crds/ hold the same; the session applies crds/
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(crd))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
@@ -153,17 +157,17 @@ def install(crds_installed: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         cluster.kubectl("create", "namespace", name)
     cluster.kubectl("label", "namespace", ns, *(f"{k}={v}" for k, v in RESTRICTED.items()))
     tmp = tmp_path_factory.mktemp("chart-operator")
+    scope = {"allNamespaces": False, "namespaces": [a, b]} if mode == "namespaced" else {}
     values = {
-        "operator": {"allNamespaces": False, "namespaces": [a, b], "interval": 2},
+        "operator": {**scope, "interval": 2},
         "prometheus": {"url": cluster.prometheus_url},
         "metricsPort": _free_port(),
     }
     (tmp / "values.yaml").write_text(yaml.safe_dump(values))
-    helm = _helm(cluster, "install", RELEASE, str(CHART), "-n", ns, "--skip-crds", "-f",
+    helm = _helm(cluster, "install", release, str(CHART), "-n", ns, "--skip-crds", "-f",
                  str(tmp / "values.yaml"), "--wait", "--timeout", "120s")  # fmt: skip
-    sa_name = _get(cluster, "deployment", f"{RELEASE}-costscaler", "-n", ns)["spec"]["template"][
-        "spec"
-    ]["serviceAccountName"]
+    (deploy,) = _get(cluster, "deployments", "-n", ns)["items"]
+    sa_name = deploy["spec"]["template"]["spec"]["serviceAccountName"]
     _kubeconfig_for(cluster, ns, sa_name, tmp / "kubeconfig")
     args, env = _operator_command(cluster, ns, tmp / "kubeconfig")
     log = tmp / "operator.log"
@@ -171,8 +175,8 @@ def install(crds_installed: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         _workloads(cluster, a, b, suffix)
-        yield Install(cluster, ns, (a, b), other, f"system:serviceaccount:{ns}:{sa_name}", log,
-                      helm.stderr, suffix)  # fmt: skip
+        sa = f"system:serviceaccount:{ns}:{sa_name}"
+        yield Install(cluster, mode, ns, (a, b), other, sa, log, helm.stderr, suffix)
     finally:
         proc.terminate()
         try:
@@ -180,7 +184,7 @@ def install(crds_installed: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-        _helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait")
+        _helm(cluster, "uninstall", release, "-n", ns, "--wait")
         for pool in _pools(suffix):
             cluster.kubectl("delete", "capacitypool", pool["metadata"]["name"], "--wait=false")
         for name in (ns, a, b, other):
@@ -266,7 +270,8 @@ def test_cost_budget_status_written(install: Install) -> None:
 
 def test_serviceaccount_may_not_reach_outside_what_it_manages(install: Install) -> None:
     can, (a, b), other = install.can, install.watched, install.other
-    for ns in (a, b):
+    managed = (a, b) if install.mode == "namespaced" else (a, b, other)
+    for ns in managed:
         for verb in ("create", "update", "patch", "delete", "watch"):
             assert can(verb, "deployments.apps", "-n", ns), f"cannot {verb} deployments in {ns}"
         assert can("patch", "deployments.apps", "--subresource=scale", "-n", ns)
@@ -275,16 +280,23 @@ def test_serviceaccount_may_not_reach_outside_what_it_manages(install: Install) 
     denied = [
         ("get", "secrets", "-A"), ("list", "secrets", "-A"), ("get", "secrets", "-n", install.ns),
         ("get", "secrets", "-n", a), ("delete", "nodes"), ("patch", "nodes"),
-        ("list", "deployments.apps", "-A"), ("create", "pods", "-n", a),
-        ("delete", "pods", "-n", other), ("create", "daemonsets.apps", "-n", other),
-        ("delete", "deployments.apps", "-n", other), ("create", "deployments.apps", "-n", other),
-        ("patch", "deployments.apps", "--subresource=scale", "-n", other),
-        ("list", "inferencedeployments.costscaler.dev", "-n", other),
+        ("create", "pods", "-n", a), ("delete", "pods", "-n", a), ("delete", "pods", "-n", other),
+        ("create", "daemonsets.apps", "-n", a), ("create", "daemonsets.apps", "-n", other),
+        ("create", "statefulsets.apps", "-n", other), ("delete", "services", "-n", other),
         ("delete", "customresourcedefinitions"), ("create", "clusterrolebindings"),
         ("create", "rolebindings", "-n", a), ("delete", "capacitypools.costscaler.dev"),
+        ("delete", "inferencedeployments.costscaler.dev", "-n", a),
     ]  # fmt: skip
+    if install.mode == "namespaced":
+        denied += [
+            ("list", "deployments.apps", "-A"), ("delete", "deployments.apps", "-n", other),
+            ("create", "deployments.apps", "-n", other),
+            ("patch", "deployments.apps", "--subresource=scale", "-n", other),
+            ("list", "inferencedeployments.costscaler.dev", "-n", other),
+            ("list", "deployments.apps", "-n", install.ns),
+        ]  # fmt: skip
     for what in denied:
-        assert not can(*what), f"the operator may {' '.join(what)}"
+        assert not can(*what), f"the operator ({install.mode}) may {' '.join(what)}"
 
 
 def test_operator_pod_passes_restricted_pod_security(install: Install) -> None:
