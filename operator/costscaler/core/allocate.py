@@ -116,13 +116,22 @@ class Plan:
 
 
 @lru_cache(maxsize=64)
-def _moves(n: int) -> IntArray:
-    """Every +1, -1 and move-one-between-two-pools step for n pools, one per row."""
+def _moves(capacity: tuple[float, ...]) -> IntArray:
+    """Every +1, -1 and move-one-between-two-pools step, one per row; and, where one replica
+    of pool i outweighs one of pool j, the swap of one i for the ceil(c_i / c_j) replicas of
+    j that carry as much (and back). Without it, trading big replicas for small ones passes
+    through plans short of capacity, and the search stops at a dearer plan."""
+    n = len(capacity)
     eye = np.eye(n, dtype=np.int64)
     rows = [eye, -eye]
     if n > 1:
         i, j = np.nonzero(~np.eye(n, dtype=bool))
         rows.append(eye[j] - eye[i])
+        cap = np.array(capacity)
+        k = np.ceil(cap[i] / cap[j] - 1e-9).astype(np.int64)
+        big = k > 1
+        swap = k[big, None] * eye[j[big]] - eye[i[big]]
+        rows.extend((swap, -swap))
     return np.concatenate(rows)
 
 
@@ -185,7 +194,7 @@ def search(p: Problem, starts: list[IntArray]) -> Plan:
         grown = (short[:, None, :] + np.eye(n, dtype=np.int64)[None, :, :]).reshape(-1, n)
         other, _ = _best(p, grown)
         best = other if other.objective < best.objective else best
-    moves = _moves(best.replicas.size)
+    moves = _moves(tuple(p.risk.capacity.tolist()))
     for _ in range(MAX_STEPS):
         cand = best.replicas + moves
         cand = cand[feasible(p, cand)]
