@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from costscaler.core import allocate, capacity, cost, fill, hazard, keepalive, validate
+from costscaler.core import allocate, capacity, cost, fill, hazard, keepalive, stock, validate
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.explain import alternatives, explain, held
 from costscaler.core.forecast import DemandForecast, forecast
@@ -55,7 +55,9 @@ def step(
     demand = forecast(
         obs.times[window], obs.request_rate[window], pl.horizon_s, pl.settings.daily_seasonality
     )
+    ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
     prob = problem(pl, state, demand)
+    prob = replace(prob, max_replicas=_deliverable(pl, obs, ready, now))
     q = allocate.newsvendor_quantile(
         prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
     )
@@ -63,7 +65,6 @@ def step(
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
     prob, target, limited = optimise(prob, starts, fixed, budget)
     final, clocks = keep(pl, prob, target, cur, state, now, limited)
-    ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
     final = _make_before_break(pl, prob, final, cur, ready, target.replicas)
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
@@ -86,6 +87,24 @@ def step(
         cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
     )
+
+
+def _deliverable(pl: Planner, obs: Observations, ready: IntArray, now: float) -> IntArray:
+    """Per-pool maxima, a stalled pool's capped at what it has ready (`core.stock`)."""
+    window = obs.times >= now - pl.settings.window_s
+    n = int(window.sum())
+    times = obs.times[window]
+    stuck = (
+        stock.stalled(
+            times,
+            _per_pool(pl, obs.ready, obs.times.size)[:, window],
+            _per_pool(pl, obs.warming, obs.times.size)[:, window],
+            pl.cold_start_s,
+        )
+        if n
+        else np.zeros(len(pl.names), dtype=np.bool_)
+    )
+    return np.where(stuck, np.minimum(pl.max_replicas, ready), pl.max_replicas)
 
 
 def _latest(series: Mapping[str, FloatArray], name: str) -> int:
