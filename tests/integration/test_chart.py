@@ -243,3 +243,13 @@ def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
     done = _run(["promtool", "test", "rules", str(tests)])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
+
+
+def test_chart_ships_the_peering_crds_the_operator_expects() -> None:
+    from costscaler.controller.peering import peering_crds
+
+    shipped = list(yaml.safe_load_all((CHART / "crds" / "kopf.dev_peerings.yaml").read_text()))
+    assert shipped == peering_crds()
+    for name in ("capacitypools", "costbudgets", "inferencedeployments"):
+        copy = CHART / "crds" / f"costscaler.dev_{name}.yaml"
+        assert copy.read_text() == (ROOT / "crds" / copy.name).read_text(), "run `make crds`"
