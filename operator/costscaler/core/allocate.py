@@ -9,6 +9,11 @@
 it that a plan's expected capacity misses is added to the floor's penalty, so that plans
 whose risk is the same (~1 when demand is out of reach of the bounds) still rank by capacity.
 
+A replica started beyond what runs now (`current`) also pays its warm-up once, `start_cost`
+($/h: the warm-up amortised over one horizon, the shortest time a plan governs): running
+replicas are sunk, so a move between pools must pay back its cold start within the horizon,
+and the search neither swaps pools on a sliver of saving nor re-buys what it just released.
+
 `price_i` is the expected $/h of a replica: its effective price, plus for spot the warm-up
 paid again for each interruption (rate x cold start). `risk` is `core.risk`. The SLO floor and
 the budget are penalties with lexicographic weights: the one `onConflict` prefers outranks the
@@ -60,6 +65,8 @@ class Problem:
     floor_demand: float = 0.0
     budget: float = math.inf
     prefer_slo: bool = True
+    current: IntArray | None = None
+    start_cost: FloatArray | None = None
 
     @cached_property
     def spot_limits(self) -> bool:
@@ -158,6 +165,8 @@ def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, Float
     over_budget = np.maximum(spend - p.budget, 0.0) if math.isfinite(p.budget) else 0.0 * spend
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
     obj = spend + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
+    if p.current is not None and p.start_cost is not None:
+        obj = obj + np.maximum(plans - p.current, 0) @ p.start_cost
     return spend, risk, np.asarray(obj, dtype=np.float64)
 
 

@@ -57,7 +57,12 @@ def step(
     )
     ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
     prob = problem(pl, state, demand)
-    prob = replace(prob, max_replicas=_deliverable(pl, obs, ready, now))
+    prob = replace(
+        prob,
+        max_replicas=_deliverable(pl, obs, ready, now),
+        current=cur,
+        start_cost=pl.price * pl.cold_start_s / max(pl.horizon_s, 1.0),
+    )
     q = allocate.newsvendor_quantile(
         prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
     )
