@@ -58,15 +58,15 @@ def test_chart_installs_and_its_rbac_is_least_privilege(crds_installed) -> None:
         path = "jsonpath={.items[0].spec.template.spec.serviceAccountName}"
         sa_name = cluster.kubectl("get", "deployment", "-n", ns, "-o", path).stdout.strip()
         sa = f"system:serviceaccount:{ns}:{sa_name}"
-        for verb, resource in [
+        for what in [
             ("watch", "inferencedeployments.costscaler.dev"),
-            ("patch", "inferencedeployments.costscaler.dev/status"),
+            ("patch", "inferencedeployments.costscaler.dev", "--subresource=status"),
             ("list", "capacitypools.costscaler.dev"),
             ("create", "deployments.apps"),
             ("list", "nodes"),
             ("create", "events"),
         ]:
-            assert _can(cluster, sa, verb, resource, "-A"), f"the operator cannot {verb} {resource}"
+            assert _can(cluster, sa, *what, "-A"), f"the operator cannot {' '.join(what)}"
         for verb, resource in [("get", "secrets"), ("delete", "nodes"), ("create", "pods"),
                                ("delete", "customresourcedefinitions")]:  # fmt: skip
             assert not _can(cluster, sa, verb, resource, "-A"), (

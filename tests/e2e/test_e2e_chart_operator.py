@@ -272,7 +272,7 @@ def test_serviceaccount_may_not_reach_outside_what_it_manages(install: Install) 
     can, (a, b), other = install.can, install.watched, install.other
     managed = (a, b) if install.mode == "namespaced" else (a, b, other)
     for ns in managed:
-        for verb in ("create", "update", "patch", "delete", "watch"):
+        for verb in ("get", "watch", "create", "update", "delete"):
             assert can(verb, "deployments.apps", "-n", ns), f"cannot {verb} deployments in {ns}"
         assert can("patch", "deployments.apps", "--subresource=scale", "-n", ns)
         assert can("patch", "inferencedeployments.costscaler.dev", "--subresource=status", "-n", ns)
@@ -286,6 +286,9 @@ def test_serviceaccount_may_not_reach_outside_what_it_manages(install: Install) 
         ("delete", "customresourcedefinitions"), ("create", "clusterrolebindings"),
         ("create", "rolebindings", "-n", a), ("delete", "capacitypools.costscaler.dev"),
         ("delete", "inferencedeployments.costscaler.dev", "-n", a),
+        ("update", "inferencedeployments.costscaler.dev", "-n", a),
+        ("create", "costbudgets.costscaler.dev", "-n", a),
+        ("update", "capacitypools.costscaler.dev", "--subresource=status"),
     ]  # fmt: skip
     if install.mode == "namespaced":
         denied += [
