@@ -79,12 +79,14 @@ class Operator(Proc):
         priority: int = 100,
         interval: float = 2.0,
         extra_env: dict[str, str] | None = None,
+        scrape_interval: float = 2.0,
     ) -> None:
         self.port = free_port()
         args = [
             str(VENV_BIN / "costscaler"), "run", "-n", ns, "--prometheus-url", prometheus,
-            "--interval", str(interval), "--scrape-interval", "2", "--metrics-port",
-            str(self.port), "--priority", str(priority), "--peering", "namespaced",
+            "--interval", str(interval), "--scrape-interval", str(scrape_interval),
+            "--metrics-port", str(self.port), "--priority", str(priority),
+            "--peering", "namespaced",
         ]  # fmt: skip
         env = dict(cluster.env, KUBECONFIG=str(cluster.kubeconfig), COSTSCALER_LOG_LEVEL="INFO")
         # Tests read decisions back from status: refresh it every other tick, not every minute.
