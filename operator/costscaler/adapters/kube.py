@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from costscaler.adapters.children import ANNOTATION_HASH
+from costscaler.api import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +70,7 @@ class Kube:
         from kubernetes import client
 
         self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
         self.conflicts_retried = 0
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="kube")
         self.inflight: set[str] = set()
@@ -119,6 +121,31 @@ class Kube:
             if _status(exc) == 409:
                 self.conflicts_retried += 1
             raise
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch an InferenceDeployment's status (a deleted object is fine).
+
+        Written here, on this bounded pool, rather than through kopf's patch: kopf's client opens
+        a new TLS connection per concurrent request (256 KiB of buffers each), and a thousand
+        ticks writing at once held 2,000 connections and 600 MB.
+        """
+
+        def call() -> None:
+            try:
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "inferencedeployments",
+                    name,
+                    {"status": status},
+                    _content_type="application/merge-patch+json",
+                )
+            except Exception as exc:
+                if _status(exc) != 404:
+                    raise
+
+        await self._call(call)
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """Set a Deployment's replicas through its scale subresource."""
