@@ -178,6 +178,20 @@ def test_every_option_renders_and_the_apiserver_accepts_it(namespaces: Any, tmp_
     _check_prometheus_rule(by_kind, tmp_path)
 
 
+def test_an_existing_serviceaccount_is_bound_and_not_created(namespaces: Any) -> None:
+    cluster, ns, _, _ = namespaces
+    docs = _render(cluster, {"serviceAccount": {"create": False, "name": "platform-ops"}}, ns)
+    assert "ServiceAccount" not in {d["kind"] for d in docs}
+    bindings = [d for d in docs if d["kind"].endswith("RoleBinding")]
+    assert bindings and all(
+        b["subjects"] == [{"kind": "ServiceAccount", "name": "platform-ops", "namespace": ns}]
+        for b in bindings
+    )
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deploy["spec"]["template"]["spec"]["serviceAccountName"] == "platform-ops"
+    _dry_run(cluster, docs)
+
+
 def _check_service_monitor(by_kind: dict[str, list[dict[str, Any]]]) -> None:
     (sm,) = by_kind["ServiceMonitor"]
     (svc,) = by_kind["Service"]
