@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class Install:
     log: Path
     helm_stderr: str
     suffix: str
+    metrics_port: int
 
     def can(self, *what: str) -> bool:
         """`kubectl auth can-i` as the operator's ServiceAccount."""
@@ -176,7 +178,8 @@ def install(
     try:
         _workloads(cluster, a, b, suffix)
         sa = f"system:serviceaccount:{ns}:{sa_name}"
-        yield Install(cluster, mode, ns, (a, b), other, sa, log, helm.stderr, suffix)
+        port = values["metricsPort"]
+        yield Install(cluster, mode, ns, (a, b), other, sa, log, helm.stderr, suffix, port)
     finally:
         try:  # while the operator runs: it removes kopf's finalizers from what it served
             for name in (a, b):
@@ -273,6 +276,25 @@ def test_cost_budget_status_written(install: Install) -> None:
                        "conditions") and s)  # fmt: skip
     assert "spent" in status
     _no_forbidden(install)
+
+
+def test_alerts_and_dashboard_use_only_metrics_the_operator_exposes(install: Install) -> None:
+    a = install.watched[0]
+    _wait("a decision", lambda: _status(install.cluster, "infd", "llama-3-1-8b", a)["lastDecision"])
+    url = f"http://127.0.0.1:{install.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    used = set()
+    for path in (CHART / "files" / "alerts.rules.yaml", CHART / "files" / "dashboard.json"):
+        used |= set(re.findall(r"\bcostscaler_[a-z_]+", path.read_text()))
+    if _budgets_registered():  # the budget gauges get samples at the first budget tick
+        _wait(
+            "a budget tick", lambda: _status(install.cluster, "costbudget", "team-ml", a)["spent"]
+        )
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    else:
+        used = {name for name in used if not name.startswith("costscaler_budget_")}
+    exposed = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    assert used and used <= exposed, f"not exposed by the operator: {sorted(used - exposed)}"
 
 
 def test_serviceaccount_may_not_reach_outside_what_it_manages(install: Install) -> None:
