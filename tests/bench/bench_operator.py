@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests" / "integration")]
 
 import yaml  # noqa: E402
 from kubernetes import client, config  # noqa: E402
-from operator_harness import Operator, free_port  # noqa: E402
+from operator_harness import Operator, free_port, wait_for  # noqa: E402
 
 from cluster import control  # noqa: E402
 from cluster.loadtwin import write_targets  # noqa: E402
@@ -156,6 +156,7 @@ def snapshot(op: Operator) -> dict[str, float]:
 
 def measure(cluster: control.Cluster, op: Operator, n: int, window: float) -> dict[str, Any]:
     began = time.monotonic()
+    wait_for("the operator's /healthz", op.healthy, timeout=60)
     while decided(op) < n:
         if time.monotonic() - began > 900:
             raise SystemExit("not every deployment got a decision within 15 min:\n" + op.tail())
