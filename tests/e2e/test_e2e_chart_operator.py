@@ -2,11 +2,11 @@
 
 The chart is installed once in namespaced mode (the narrowest grant: Roles in two watched
 namespaces) and once watching all namespaces (the default), each time into a namespace that
-enforces the `restricted` Pod Security Standard. KWOK does
-not execute containers, so the operator runs here as a local process with exactly the
-installed Deployment's args and environment, authenticated only by a token of the chart's
-ServiceAccount. It must create an InferenceDeployment's children and write its decision, a
-CapacityPool's status and a CostBudget's status, without a single 403 in its log.
+enforces the `restricted` Pod Security Standard. KWOK does not execute containers, so the
+operator runs here as a local process with exactly the installed Deployment's args and
+environment, authenticated only by a token of the chart's ServiceAccount. It must create an
+InferenceDeployment's children and write its decision, a CapacityPool's status and (once its
+controller is registered) a CostBudget's status, without a single 403 in its log.
 """
 
 from __future__ import annotations
