@@ -164,10 +164,16 @@ def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, Float
     over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + missing, 0.0)
     over_budget = np.maximum(spend - p.budget, 0.0) if math.isfinite(p.budget) else 0.0 * spend
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
-    obj = spend + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
-    if p.current is not None and p.start_cost is not None:
-        obj = obj + np.maximum(plans - p.current, 0) @ p.start_cost
+    obj = _money(p, plans) + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
     return spend, risk, np.asarray(obj, dtype=np.float64)
+
+
+def _money(p: Problem, plans: IntArray) -> FloatArray:
+    """The objective's terms that are not risk (spend and warm-up): a lower bound on it."""
+    money = plans @ p.price
+    if p.current is not None and p.start_cost is not None:
+        money = money + np.maximum(plans - p.current, 0) @ p.start_cost
+    return np.asarray(money, dtype=np.float64)
 
 
 def plan_of(p: Problem, replicas: IntArray) -> Plan:
@@ -204,16 +210,25 @@ def search(p: Problem, starts: list[IntArray]) -> Plan:
         other, _ = _best(p, grown)
         best = other if other.objective < best.objective else best
     moves = _moves(tuple(p.risk.capacity.tolist()))
+    eye = np.eye(moves.shape[1], dtype=np.int64)
+    stuck = False
     for _ in range(MAX_STEPS):
         cand = best.replicas + moves
+        if stuck:
+            # At a local optimum: one replica less anywhere, then any move (a trade of two
+            # replicas for one that no single move reaches without crossing the floor).
+            less = best.replicas - eye[best.replicas > 0]
+            cand = (less[:, None, :] + moves[None, :, :]).reshape(-1, moves.shape[1])
         cand = cand[feasible(p, cand)]
-        if cand.shape[0] == 0:
-            break
+        cand = cand[_money(p, cand) < best.objective - 1e-9]  # risk only adds: skip the rest
         spend, risk, obj = evaluate(p, cand)
-        k = int(np.argmin(obj))
-        if not obj[k] < best.objective - 1e-9:
-            break
-        best = Plan(cand[k], float(spend[k]), float(risk[k]), float(obj[k]))
+        k = int(np.argmin(obj)) if cand.shape[0] else -1
+        if k < 0 or not obj[k] < best.objective - 1e-9:
+            if stuck:
+                break
+            stuck = True
+            continue
+        best, stuck = Plan(cand[k], float(spend[k]), float(risk[k]), float(obj[k])), False
     return best
 
 

@@ -97,17 +97,14 @@ def step(
 def _deliverable(pl: Planner, obs: Observations, ready: IntArray, now: float) -> IntArray:
     """Per-pool maxima, a stalled pool's capped at what it has ready (`core.stock`)."""
     window = obs.times >= now - pl.settings.window_s
-    n = int(window.sum())
-    times = obs.times[window]
-    stuck = (
-        stock.stalled(
-            times,
-            _per_pool(pl, obs.ready, obs.times.size)[:, window],
-            _per_pool(pl, obs.warming, obs.times.size)[:, window],
-            pl.cold_start_s,
-        )
-        if n
-        else np.zeros(len(pl.names), dtype=np.bool_)
+    warming = _per_pool(pl, obs.warming, obs.times.size)[:, window]
+    if not (warming > 0).any():  # nothing warmed in the window: nothing can have stalled
+        return pl.max_replicas
+    stuck = stock.stalled(
+        obs.times[window],
+        _per_pool(pl, obs.ready, obs.times.size)[:, window],
+        warming,
+        pl.cold_start_s,
     )
     return np.where(stuck, np.minimum(pl.max_replicas, ready), pl.max_replicas)
 
@@ -123,10 +120,20 @@ def _latest(series: Mapping[str, FloatArray], name: str) -> int:
 def _make_before_break(
     pl: Planner, prob: Problem, final: IntArray, cur: IntArray, ready: IntArray, target: IntArray
 ) -> IntArray:
-    """`keepalive.make_before_break`, kept only while the result is within the hard bounds."""
-    kept = keepalive.make_before_break(
-        final, cur, ready, target, prob.risk.capacity, allocate.merit_order(prob)
-    )
+    """`keepalive.make_before_break` within the hard bounds.
+
+    When serving replicas and the plan's new ones do not fit together (replicas.max), the
+    new ones wait (worst merit first) rather than the serving ones go: the move then rolls,
+    a few replicas at a time, as the ones started become ready, instead of emptying a pool
+    a cold start before its replacement serves.
+    """
+    merit = allocate.merit_order(prob)
+    kept = keepalive.make_before_break(final, cur, ready, target, prob.risk.capacity, merit)
+    for i in merit[::-1].tolist():
+        if allocate.feasible(prob, kept[None, :])[0]:
+            return kept
+        while kept[i] > cur[i] and not allocate.feasible(prob, kept[None, :])[0]:
+            kept[i] -= 1
     return kept if allocate.feasible(prob, kept[None, :])[0] else final
 
 
@@ -232,15 +239,23 @@ def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
 
 def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) -> list[IntArray]:
     """Where the local search may start: the maximum-spot plan (first: the alternatives report
-    it), merit-order fills of all pools and of on-demand pools only, a fill that puts each
-    pool first (so a plan concentrated on any one pool is within reach, not only the merit
-    leader's), and the current allocation."""
+    it) and the same with each spot pool leading, merit-order fills of all pools and of
+    on-demand pools only, a fill that puts each pool first (so a plan concentrated on any one
+    pool is within reach, not only the merit leader's), and the current allocation."""
     merit = allocate.merit_order(prob)
     firsts = [
         fill.fill(prob, demand_rps, np.concatenate(([i], merit[merit != i]))) for i in merit[1:]
     ]
+    # The most-spot plan with each spot pool leading (fills cannot lead with spot: the share
+    # allows none until on-demand replicas exist).
+    spot_firsts = [
+        fill.max_spot(prob, demand_rps, np.concatenate(([i], merit[merit != i])))
+        for i in merit[1:]
+        if prob.spot[i] and prob.spot_limits
+    ]
     return [
         fill.max_spot(prob, demand_rps, merit),
+        *spot_firsts,
         fill.fill(prob, demand_rps, merit),
         fill.fill(prob, demand_rps, merit, use_spot=False),
         *firsts,

@@ -98,8 +98,12 @@ def test_more_demand_never_gives_less_capacity(pl: Planner, rate: float, more: f
 
 
 def _expected_cost(pl: Planner, rate: float) -> float:
+    """The objective the engine minimises from nothing running: spend, SLO cost, and the
+    warm-up every replica started pays (amortised over the horizon)."""
     d = pl.decide(steady(rate), {}, 3600.0)
-    return d.cost_per_hour + pl.settings.slo_miss_cost_per_hour * d.slo_risk
+    x = np.array([d.replicas[n] for n in pl.names])
+    warm_up = float(x @ (pl.price * pl.cold_start_s)) / max(pl.horizon_s, 1.0)
+    return d.cost_per_hour + pl.settings.slo_miss_cost_per_hour * d.slo_risk + warm_up
 
 
 @FAST
