@@ -66,9 +66,11 @@ class Kube:
     written again by a concurrent handler (the timer and the create handler race at start).
     """
 
-    def __init__(self, api_client: Any, workers: int = 8) -> None:
+    def __init__(self, api_client: Any, workers: int = 32) -> None:
         from kubernetes import client
 
+        # One kept-alive connection per worker (the client's default pool holds 10).
+        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = workers
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.conflicts_retried = 0
