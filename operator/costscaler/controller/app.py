@@ -70,10 +70,6 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
-        # kopf's API client has no connection limit: each concurrent request is a new TLS
-        # connection with 256 KiB of buffers. Bound the objects processed at once (a restart
-        # resumes a thousand deployments) so the connections, and the memory, stay bounded.
-        settings.batching.worker_limit = 16
         memo.runtime = build_runtime(_settings)
         has_work = lambda: bool(memo.runtime.histories)  # noqa: E731
         memo.http, port = await serve(
