@@ -34,7 +34,7 @@ test-unit: install ## Unit tests only (nothing running needed)
 
 crds: install ## Regenerate crds/ from the API models and copy them into the Helm chart
 	$(VENV)/bin/costscaler crds -o crds
-	rm -f charts/costscaler/crds/*.yaml && cp crds/*.yaml charts/costscaler/crds/
+	rm -f charts/costscaler/crds/costscaler.dev_*.yaml && cp crds/*.yaml charts/costscaler/crds/
 
 bench: install ## Benchmarks: every tests/bench/bench_*.py script
 	@set -e; for f in tests/bench/bench_*.py; do echo "== $$f"; $(PY) $$f; done
