@@ -143,7 +143,9 @@ def test_killed_mid_tick_and_restarted_leaves_no_duplicates(kube, ns, operator):
     apply(kube, llama(ns, "Enforce", [SPOT, OD]))
     wait_for("first child", lambda: children(kube, ns, "llama-3-1-8b"), every=0.05)
     op.stop(signal.SIGKILL)
-    operator(name="second")
+    # The dead process's peering keep-alive lasts 60 s; a replacement of higher priority acts
+    # at once (one of equal priority would pause until the dead peer expires).
+    operator(priority=200, name="second")
     s = wait_for("a decision after restart", lambda: status(kube, ns).get("lastDecision"))
     assert s
     time.sleep(6)  # a few ticks of the restarted operator
