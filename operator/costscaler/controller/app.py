@@ -12,7 +12,7 @@ import kopf
 
 from costscaler.adapters.kube import Kube, load_config
 from costscaler.adapters.prometheus import FetchReport, PrometheusSource, connect
-from costscaler.controller import handlers
+from costscaler.controller import budgets, handlers
 from costscaler.controller.metrics import Health, OperatorMetrics, serve
 from costscaler.controller.runtime import ReadingCache, Runtime
 from costscaler.controller.settings import Settings
@@ -58,6 +58,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     """A registry holding the costscaler handlers and the startup/cleanup of the runtime."""
     reg = kopf.OperatorRegistry()
     handlers.register(reg, settings)
+    budgets.register(reg, settings.interval_seconds)
 
     @kopf.on.login(registry=reg)
     def login(**kwargs: Any) -> Any:

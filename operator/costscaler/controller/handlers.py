@@ -26,6 +26,7 @@ from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
 from costscaler.api import GROUP, VERSION, CapacityPool, InferenceDeployment, Mode
 from costscaler.api.loader import format_validation_error
+from costscaler.controller import budgets
 from costscaler.controller import runtime as rt_mod
 from costscaler.controller.pools import node_view, pool_status
 from costscaler.controller.settings import Settings
@@ -155,7 +156,8 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         children = await _children(rt, infd, kw)
         history = rt.history((ns, name), infd.spec.forecast.window_seconds)
         status = dict(body.get("status") or {})
-        t = TickInput(infd, _pools(kw), children, reading, history, status, _now())
+        budget = budgets.book(memo).allowance((ns, name))
+        t = TickInput(infd, _pools(kw), children, reading, history, status, _now(), budget)
         result = await run_tick(t, decide, rt.kube)
         if status_due(status, result.status, t.now, settings.status_interval_seconds):
             await rt.kube.patch_status(ns, name, result.status)

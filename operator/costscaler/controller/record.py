@@ -81,6 +81,12 @@ def _conditions(t: TickInput, d: Decision, missing: list[str]) -> tuple[list[Con
     return [ready_c, slo_c, budget, metrics], met
 
 
+def _current_cost(d: Decision) -> float:
+    """$/h of the allocation requested now (the engine prices it as the "current" plan)."""
+    current = next((a for a in d.alternatives if a.name == "current"), None)
+    return current.cost_per_hour if current is not None else d.cost_per_hour
+
+
 def status_for(
     t: TickInput, d: Decision, target: dict[str, int], missing: list[str], enforce: bool
 ) -> dict[str, Any]:
@@ -97,14 +103,17 @@ def status_for(
         for p in sorted(set(target) | set(by_pool))
     ]
     r, rate = t.reading, t.reading.request_rate
+    # What runs, not what is recommended: in Enforce the children now follow the decision; in
+    # Recommend they keep the current allocation. CostBudgets accrue this figure.
+    running = d.cost_per_hour if enforce else _current_cost(d)
     cost: dict[str, Any] = {
-        "perHour": money(d.cost_per_hour),
-        "projectedMonthly": money(d.cost_per_hour * HOURS_PER_MONTH),
+        "perHour": money(running),
+        "projectedMonthly": money(running * HOURS_PER_MONTH),
     }
     if rate:
-        cost["per1kRequests"] = money(d.cost_per_hour / (rate * 3.6))
+        cost["per1kRequests"] = money(running / (rate * 3.6))
     if r.token_rate:
-        cost["perMillionTokens"] = money(d.cost_per_hour / (r.token_rate * 3600) * 1e6)
+        cost["perMillionTokens"] = money(running / (r.token_rate * 3600) * 1e6)
     status: dict[str, Any] = {
         "observedGeneration": t.infd.metadata.generation,
         "conditions": conditions(

@@ -18,7 +18,7 @@ from costscaler.adapters.prometheus import Reading
 from costscaler.api import CapacityPool, InferenceDeployment, Mode
 from costscaler.controller.history import History
 from costscaler.controller.record import describe_change, status_for
-from costscaler.core import Decision, EngineState, Observations
+from costscaler.core import BudgetConstraint, Decision, EngineState, Observations
 
 Decide = Callable[..., Decision]
 
@@ -50,6 +50,7 @@ class TickInput:
     history: History
     status: Mapping[str, Any]
     now: datetime
+    budget: BudgetConstraint | None = None  # what an Enforce CostBudget allows (budgets.py)
 
 
 @dataclass
@@ -96,7 +97,13 @@ async def run_tick(t: TickInput, decide: Decide, kube: Actuator) -> TickResult:
         has_tokens=t.infd.spec.metrics.token_rate is not None or t.reading.token_rate is not None
     )
     decision = decide(
-        t.infd.spec, pools, observations, current, now_s, state=previous_state(t.status)
+        t.infd.spec,
+        pools,
+        observations,
+        current,
+        now_s,
+        state=previous_state(t.status),
+        budget=t.budget,
     )
     target = {p.name: int(decision.replicas.get(p.name, 0)) for p in pools}
     enforce = t.infd.spec.mode == Mode.ENFORCE
