@@ -10,8 +10,9 @@ import argparse
 import json
 from typing import Any
 
-from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
+from costscaler.api import CapacityPool, InferenceDeployment, OnConflict, load_manifests
 from costscaler.errors import UserError
+from costscaler.sim.budget import SimBudget
 from costscaler.sim.cluster import SpotReplay
 from costscaler.sim.lineup import ORACLES, POLICIES, Lineup, Settings
 from costscaler.sim.report import as_row, plot, table
@@ -45,6 +46,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hpa-target", type=float, default=0.7, help="HPA target utilisation")
     p.add_argument("--keda-target", type=float, default=0.7, help="KEDA threshold / capacity")
     p.add_argument("--kpa-target", type=float, default=0.7, help="KPA target utilisation")
+    p.add_argument(
+        "--budget",
+        type=float,
+        help="enforce a CostBudget of this amount over the replayed span on the costscaler "
+        "policies (as the operator does: the burn rate left over the time left)",
+    )
+    p.add_argument(
+        "--on-conflict",
+        choices=[c.value for c in OnConflict],
+        default=OnConflict.PREFER_BUDGET.value,
+        help="with --budget: which gives way when the SLO and the budget conflict",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="PNG", help="write a plot")
     p.set_defaults(func=run)
@@ -79,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < getattr(args, flag) <= 1.5:
             raise UserError(f"--{flag.replace('_', '-')} must be in (0, 1.5]")
     pools = [r for r in load_manifests(args.pools) if isinstance(r, CapacityPool)]
-    settings = Settings(args.hpa_target, args.keda_target, args.kpa_target)
-    lineup = Lineup(_deployment(args.file), pools, settings)
     trace = load_trace(
         args.trace,
         dt=args.step,
@@ -89,6 +100,15 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         seed=args.seed,
     )
+    if args.budget is not None and not args.budget > 0:
+        raise UserError("--budget must be a positive amount")
+    budget = (
+        SimBudget(args.budget, trace.steps * trace.dt, OnConflict(args.on_conflict))
+        if args.budget is not None
+        else None
+    )
+    settings = Settings(args.hpa_target, args.keda_target, args.kpa_target, budget)
+    lineup = Lineup(_deployment(args.file), pools, settings)
     replays = _replays(args.spot_trace, lineup, trace.steps, trace.dt)
     names = args.policy or list(POLICIES + ORACLES)
     outcomes = lineup.run(

@@ -18,6 +18,7 @@ import numpy as np
 from costscaler.api import CapacityPool, InferenceDeploymentSpec
 from costscaler.core import EngineState, Observations
 from costscaler.core.engine import decide
+from costscaler.sim.budget import BudgetMeter, SimBudget
 from costscaler.sim.policy import ClusterView
 
 RATE_WINDOW_S = 60.0  # the controller's default PromQL rate() range
@@ -32,6 +33,7 @@ class CostScaler:
     pool_names: list[str]
     name: str = "costscaler"
     interval_s: float = 15.0
+    budget: SimBudget | None = None
 
     def __post_init__(self) -> None:
         allowed = set(self.pool_names)
@@ -44,6 +46,7 @@ class CostScaler:
         # warming and lost per pool. Twice the window long, so it shifts rarely.
         self._buf = np.full((4 + 3 * len(self.pool_names), 2 * self._keep), np.nan)
         self._filled = 0
+        self._meter = BudgetMeter(self.budget) if self.budget else None
 
     @staticmethod
     def _replicas(chosen: Mapping[str, int], view: ClusterView) -> list[int]:
@@ -55,6 +58,8 @@ class CostScaler:
         current = {name: 0 for name in self.pool_names}
         decision = decide(self._spec, self.pools, obs, current, 0.0)
         self._state = decision.state
+        if self._meter:
+            self._meter.applied(decision.cost_per_hour)
         return self._replicas(decision.replicas, view)
 
     def _sample(self, view: ClusterView) -> None:
@@ -105,6 +110,11 @@ class CostScaler:
         index = {p.name: i for i, p in enumerate(view.pools)}
         current = {name: view.desired[index[name]] for name in self.pool_names}
         obs = self.observations(view.cum_tokens is not None)
-        decision = decide(self._spec, self.pools, obs, current, view.now_s, self._state)
+        budget = self._meter.allowance(view.now_s) if self._meter else None
+        decision = decide(
+            self._spec, self.pools, obs, current, view.now_s, self._state, budget=budget
+        )
         self._state = decision.state
+        if self._meter:
+            self._meter.applied(decision.cost_per_hour)
         return self._replicas(decision.replicas, view)

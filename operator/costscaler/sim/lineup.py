@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from costscaler.api import CapacityPool, InferenceDeployment
+from costscaler.sim.budget import SimBudget
 from costscaler.sim.cluster import SpotReplay
 from costscaler.sim.engine_policy import CostScaler
 from costscaler.sim.hpa import HPA, KEDA
@@ -51,6 +52,7 @@ class Settings:
     hpa_utilisation: float = 0.7
     keda_utilisation: float = 0.7
     kpa_utilisation: float = 0.7
+    budget: SimBudget | None = None  # enforced on the costscaler policies
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Lineup:
                 "costscaler-ondemand": [m.name for m in self.models if not m.spot],
                 "costscaler-single": [self.models[single].name],
             }[name]
-            return CostScaler(spec, self.pools, names, name=name)
+            return CostScaler(spec, self.pools, names, name=name, budget=self.settings.budget)
         if name == "hpa":
             return HPA(single, self.settings.hpa_utilisation, lo, hi)
         if name == "keda":
