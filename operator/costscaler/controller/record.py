@@ -68,17 +68,29 @@ def _conditions(t: TickInput, d: Decision, missing: list[str]) -> tuple[list[Con
         if r.attainment is not None:
             text += f", {r.attainment:.4f} within {slo.latency.threshold_seconds} s"
         slo_c = Cond(SLO_MET, met, "WithinSLO" if met else "SLOMissed", text)
-    budget = (
-        Cond(WITHIN_BUDGET, True, "NoBudget", "no budgetRef")
-        if t.infd.spec.budget_ref is None
-        else Cond(
-            WITHIN_BUDGET,
-            not d.budget_limited,
-            "BudgetLimited" if d.budget_limited else "WithinBudget",
-            f"budget {t.infd.spec.budget_ref.name}",
-        )
+    return [ready_c, slo_c, _budget_condition(t, d), metrics], met
+
+
+def _budget_condition(t: TickInput, d: Decision) -> Cond:
+    """WithinBudget: whether an Enforce CostBudget's allowed burn rate shaped the plan.
+
+    When it did, the engine's message carries the numbers (the plan's $/h, the allowance, and
+    whether the SLO floor or the ceiling won under onConflict, or that the replica minimum
+    alone breaks the budget).
+    """
+    if t.budget is None:
+        ref = t.infd.spec.budget_ref
+        where = f" (budgetRef {ref.name} is Advisory or has no status yet)" if ref else ""
+        return Cond(WITHIN_BUDGET, True, "NoBudget", f"no Enforce CostBudget applies{where}")
+    if d.budget_limited:
+        return Cond(WITHIN_BUDGET, False, d.reason, d.message)
+    return Cond(
+        WITHIN_BUDGET,
+        True,
+        "WithinBudget",
+        f"the plan's ${d.cost_per_hour:.2f}/h is within the ${t.budget.allowed_per_hour:.2f}/h "
+        "the budget allows",
     )
-    return [ready_c, slo_c, budget, metrics], met
 
 
 def _current_cost(d: Decision) -> float:
@@ -123,7 +135,7 @@ def status_for(
         "totalReplicas": sum(c.desired for c in t.children),
         "sloState": slo_state(met, d.slo_risk, t.infd.spec.slo.attainment),
         "budgetState": "NoBudget"
-        if t.infd.spec.budget_ref is None
+        if t.budget is None
         else ("AtRisk" if d.budget_limited else "WithinBudget"),
         "cost": cost,
         "lastDecision": {
