@@ -111,7 +111,9 @@ def write_report(
         *(
             f"| {a['name']} | "
             + ", ".join(f"{r['pool']}={r['replicas']}" for r in a.get("replicas", []))
-            + f" | {a['costPerHour']} | {a['sloRisk']:.3f} |"
+            + f" | {a['costPerHour']} | "
+            + ("unknown" if a.get("sloRisk") is None else f"{a['sloRisk']:.3f}")
+            + " |"
             for a in decision.get("alternatives", [])
         ),
         "",

@@ -376,7 +376,9 @@ class AlternativeRecord(ApiModel):
     name: str = Field(description="chosen, cheapest-on-demand, max-spot, current, ...")
     replicas: list[PoolCount] = Field(default_factory=list, description="Replicas per pool.")
     cost_per_hour: Money = Field(description="Expected cost per hour.")
-    slo_risk: float = Field(ge=0, le=1, description="Probability capacity falls short.")
+    slo_risk: float | None = Field(
+        default=None, ge=0, le=1, description="Probability capacity falls short; unset if unknown."
+    )
 
 
 class DecisionRecord(ApiModel):
@@ -387,7 +389,9 @@ class DecisionRecord(ApiModel):
     message: str = Field(default="", description="Why, for people.")
     replicas: list[PoolCount] = Field(default_factory=list, description="Chosen replicas.")
     cost_per_hour: Money = Field(description="Expected cost per hour of the chosen plan.")
-    slo_risk: float = Field(ge=0, le=1, description="Expected SLO risk of the chosen plan.")
+    slo_risk: float | None = Field(
+        default=None, ge=0, le=1, description="SLO risk of the chosen plan; unset if unknown."
+    )
     alternatives: list[AlternativeRecord] = Field(
         default_factory=list, description="Plans weighed, with cost and risk."
     )

@@ -93,6 +93,11 @@ def _budget_condition(t: TickInput, d: Decision) -> Cond:
     )
 
 
+def _risk(value: float) -> float | None:
+    """A probability for status; None (unknown) when the engine could not price the risk."""
+    return None if math.isnan(value) else round(min(1.0, max(0.0, value)), 6)
+
+
 def _current_cost(d: Decision) -> float:
     """$/h of the allocation requested now (the engine prices it as the "current" plan)."""
     current = next((a for a in d.alternatives if a.name == "current"), None)
@@ -144,13 +149,13 @@ def status_for(
             "message": d.message[:2000],
             "replicas": pool_counts(target),
             "costPerHour": money(d.cost_per_hour),
-            "sloRisk": round(min(1.0, max(0.0, d.slo_risk)), 6),
+            "sloRisk": _risk(d.slo_risk),
             "alternatives": [
                 {
                     "name": a.name,
                     "replicas": pool_counts(dict(a.replicas)),
                     "costPerHour": money(a.cost_per_hour),
-                    "sloRisk": round(min(1.0, max(0.0, a.slo_risk)), 6),
+                    "sloRisk": _risk(a.slo_risk),
                 }
                 for a in d.alternatives
             ],
