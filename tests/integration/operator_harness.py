@@ -79,8 +79,11 @@ class Operator(Proc):
         priority: int = 100,
         interval: float = 2.0,
         extra_env: dict[str, str] | None = None,
-        scrape_interval: float = 2.0,
+        scrape_interval: float = 5.0,
     ) -> None:
+        # Prometheus scrapes every 2 s; readings are stale after twice `scrape_interval`, and
+        # 10 s leaves room for a loaded CI machine where a scrape runs seconds late (at 4 s
+        # the operator saw StaleMetrics for minutes while other work ran).
         self.port = free_port()
         args = [
             str(VENV_BIN / "costscaler"), "run", "-n", ns, "--prometheus-url", prometheus,
