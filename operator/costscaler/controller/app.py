@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -18,15 +19,12 @@ from costscaler.controller.runtime import ReadingCache, Runtime
 from costscaler.controller.settings import Settings
 
 log = logging.getLogger(__name__)
-_METRICS: OperatorMetrics | None = None
 
 
+# prometheus_client registers a name once per process, and tests start several operators.
+@functools.cache
 def _metrics() -> OperatorMetrics:
-    # prometheus_client registers by name once per process; tests start several operators.
-    global _METRICS
-    if _METRICS is None:
-        _METRICS = OperatorMetrics.create()
-    return _METRICS
+    return OperatorMetrics.create()
 
 
 def build_runtime(settings: Settings) -> Runtime:

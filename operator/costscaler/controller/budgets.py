@@ -9,6 +9,7 @@ restarts), writes status once, posts an Event per threshold crossed, exports
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -77,15 +78,10 @@ class BudgetBook:
         return min(found, key=lambda c: c.allowed_per_hour) if found else None
 
 
-_METRICS: BudgetMetrics | None = None
-
-
+# prometheus_client registers a name once per process, and tests start several operators.
+@functools.cache
 def _metrics() -> BudgetMetrics:
-    # prometheus_client registers a name once per process; tests start several operators.
-    global _METRICS
-    if _METRICS is None:
-        _METRICS = BudgetMetrics.create()
-    return _METRICS
+    return BudgetMetrics.create()
 
 
 def book(memo: Any) -> BudgetBook:
