@@ -18,7 +18,7 @@ from pathlib import Path
 
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
 from costscaler.sim.cluster import SpotReplay
-from costscaler.sim.lineup import Lineup
+from costscaler.sim.lineup import ORACLES, POLICIES, Lineup
 from costscaler.sim.report import as_row, plot, table
 from costscaler.sim.run import Outcome, simulate
 from costscaler.sim.static import peak_rate
@@ -98,17 +98,7 @@ def bench_trace(
     trace = _load(name, lineup, quick)
     started = time.perf_counter()
     rows = lineup.run(
-        [
-            "costscaler",
-            "costscaler-ondemand",
-            "costscaler-single",
-            "hpa",
-            "keda",
-            "kpa",
-            "static",
-            "oracle",
-            "oracle-single",
-        ],
+        [*POLICIES, *ORACLES],
         trace,
         seed=SEED,
         keep_timeline=True,
