@@ -13,7 +13,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +169,14 @@ def prom_value(url: str, query: str, at: float | None = None) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+CREATED: list[str] = []  # namespaces this module made; its `kube` fixture frees them
+
+
 def new_namespace(cluster: Any) -> str:
     """A fresh namespace with kopf's peering object for namespaced operators."""
     ns = f"op-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", ns)
+    CREATED.append(ns)
     peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
                "metadata": {"name": "costscaler", "namespace": ns}}  # fmt: skip
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(peering))
@@ -205,7 +209,7 @@ def children(cluster: Any, ns: str, name: str) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module", name="kube")
-def kube_fixture(crds_installed: Any) -> Any:
+def kube_fixture(crds_installed: Any) -> Iterator[Any]:
     """The session cluster with the CRDs, kopf's peering CRDs and the example pools."""
     from costscaler.controller.peering import peering_crds
 
@@ -213,4 +217,13 @@ def kube_fixture(crds_installed: Any) -> Any:
         crds_installed.kubectl("apply", "-f", "-", stdin=json.dumps(crd))
     crds_installed.kubectl("wait", "--for=condition=Established", "crd", "--all")
     crds_installed.kubectl("apply", "-f", str(ROOT / "examples" / "pools"))
-    return crds_installed
+    yield crds_installed
+    # The KWOK GPU nodes are shared by the whole session: free the accelerators this module's
+    # model servers hold, or a later test's pods stay Pending (no Running pod, no metrics).
+    # Deployments go first: with no operator left, kopf's finalizers keep the
+    # InferenceDeployments (and so the namespaces) from going away.
+    while CREATED:
+        ns = CREATED.pop()
+        crds_installed.kubectl("delete", "deployments", "--all", "-n", ns, "--wait=false",
+                               check=False)  # fmt: skip
+        crds_installed.kubectl("delete", "namespace", ns, "--wait=false", check=False)
