@@ -164,11 +164,11 @@ def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, Float
     over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + missing, 0.0)
     over_budget = np.maximum(spend - p.budget, 0.0) if math.isfinite(p.budget) else 0.0 * spend
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
-    obj = _money(p, plans) + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
+    obj = money(p, plans) + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
     return spend, risk, np.asarray(obj, dtype=np.float64)
 
 
-def _money(p: Problem, plans: IntArray) -> FloatArray:
+def money(p: Problem, plans: IntArray) -> FloatArray:
     """The objective's terms that are not risk (spend and warm-up): a lower bound on it."""
     money = plans @ p.price
     if p.current is not None and p.start_cost is not None:
@@ -196,19 +196,26 @@ def _best(p: Problem, plans: IntArray) -> tuple[Plan, IntArray]:
     return plan, plans[ok & (risk > p.risk_floor)]
 
 
-def search(p: Problem, starts: list[IntArray]) -> Plan:
-    """Local search from the best start: best single move at a time until none lowers J.
-
-    Starts within the bounds but past the SLO floor also enter with their one-replica-more
-    neighbours: a cheap start one replica short of the floor would otherwise lose to a dear
-    start within it, and the search would never see the cheap plan's neighbourhood.
-    """
+def first_plan(p: Problem, starts: list[IntArray]) -> Plan:
+    """The best of `starts`; when none is within the SLO floor, those within the bounds also
+    enter with their one-replica-more neighbours, so the search does not start past it."""
     best, short = _best(p, np.stack(starts))
-    if short.shape[0]:
+    if short.shape[0] and best.risk > p.risk_floor:
         n = short.shape[1]
         grown = (short[:, None, :] + np.eye(n, dtype=np.int64)[None, :, :]).reshape(-1, n)
         other, _ = _best(p, grown)
         best = other if other.objective < best.objective else best
+    return best
+
+
+def search(p: Problem, starts: list[IntArray]) -> Plan:
+    """Local search from the best start (`first_plan`): best single move at a time until
+    none lowers J."""
+    return descend(p, first_plan(p, starts))
+
+
+def descend(p: Problem, best: Plan) -> Plan:
+    """Best single move at a time from `best` until none lowers J."""
     moves = _moves(tuple(p.risk.capacity.tolist()))
     eye = np.eye(moves.shape[1], dtype=np.int64)
     stuck = False
@@ -220,7 +227,7 @@ def search(p: Problem, starts: list[IntArray]) -> Plan:
             less = best.replicas - eye[best.replicas > 0]
             cand = (less[:, None, :] + moves[None, :, :]).reshape(-1, moves.shape[1])
         cand = cand[feasible(p, cand)]
-        cand = cand[_money(p, cand) < best.objective - 1e-9]  # risk only adds: skip the rest
+        cand = cand[money(p, cand) < best.objective - 1e-9]  # risk only adds: skip the rest
         spend, risk, obj = evaluate(p, cand)
         k = int(np.argmin(obj)) if cand.shape[0] else -1
         if k < 0 or not obj[k] < best.objective - 1e-9:

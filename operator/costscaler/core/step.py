@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from costscaler.core import allocate, capacity, cost, fill, hazard, keepalive, stock, validate
+from costscaler.core import (
+    allocate,
+    capacity,
+    cost,
+    exact,
+    fill,
+    hazard,
+    keepalive,
+    stock,
+    validate,
+)
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.explain import alternatives, explain, held
 from costscaler.core.forecast import DemandForecast, forecast
@@ -154,7 +164,7 @@ def optimise(
     Returns the problem solved (with the budget when it bound), the plan, and whether the
     budget bound. `fixed` ($/h) is what the plan pays besides accelerators.
     """
-    target = allocate.search(prob, starts)
+    target = exact.optimum(prob, starts)
     if budget is None or target.spend + fixed <= budget.allowed_per_hour + 1e-9:
         return prob, target, False
     prob = replace(
@@ -162,7 +172,7 @@ def optimise(
         budget=budget.allowed_per_hour - fixed,
         prefer_slo=budget.on_conflict == "PreferSLO",
     )
-    return prob, allocate.search(prob, [*starts, target.replicas]), True
+    return prob, exact.optimum(prob, [*starts, target.replicas]), True
 
 
 def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int) -> FloatArray:
@@ -238,27 +248,14 @@ def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
 
 
 def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) -> list[IntArray]:
-    """Where the local search may start: the maximum-spot plan (first: the alternatives report
-    it) and the same with each spot pool leading, merit-order fills of all pools and of
-    on-demand pools only, a fill that puts each pool first (so a plan concentrated on any one
-    pool is within reach, not only the merit leader's), and the current allocation."""
+    """Where the search starts (the best is the branch and bound's first incumbent): the
+    maximum-spot plan (first: the alternatives report it), merit-order fills of all pools and
+    of on-demand pools only, and the current allocation."""
     merit = allocate.merit_order(prob)
-    firsts = [
-        fill.fill(prob, demand_rps, np.concatenate(([i], merit[merit != i]))) for i in merit[1:]
-    ]
-    # The most-spot plan with each spot pool leading (fills cannot lead with spot: the share
-    # allows none until on-demand replicas exist).
-    spot_firsts = [
-        fill.max_spot(prob, demand_rps, np.concatenate(([i], merit[merit != i])))
-        for i in merit[1:]
-        if prob.spot[i] and prob.spot_limits
-    ]
     return [
         fill.max_spot(prob, demand_rps, merit),
-        *spot_firsts,
         fill.fill(prob, demand_rps, merit),
         fill.fill(prob, demand_rps, merit, use_spot=False),
-        *firsts,
         np.minimum(cur, prob.max_replicas),
     ]
 

@@ -1,0 +1,197 @@
+"""The exact optimum of an allocation problem, by branch and bound over pools.
+
+The local search (`allocate.search`) gives an incumbent plan with objective J*. No plan x can
+beat it unless its lower bound is below J*:
+
+    LB(x) = money(x) + s x R(C(x)) + HARD_or_SOFT x max(R(C(x)) - floor, 0)  [$/h]
+
+with C(x) = sum_i x_i c_i its nominal capacity and R(C) a lower bound on `RiskModel.of` that
+depends on C alone. R holds because every term of the risk is mean_g Phi((D_g + m + B - C) /
+sd) with m, B >= 0 (spot losses only add shortfall) and sd >= bandwidth: for D_g < C the
+argument is at least (D_g - C) / bandwidth (a negative number divided by a larger sd is
+closer to 0), and for D_g >= C it is at least 0, where Phi is 1/2. The scenario weights sum
+to 1, so R(C) = sum_g k_g x (Phi((D_g - C) / bandwidth) if D_g < C else 1/2), non-increasing.
+
+Two consequences prune the tree: C(x) must reach C_lo, the least capacity whose risk bound
+alone stays under J* (found on a grid, rounded down so the bound stays valid), and money(x)
+must stay under J*. Pools are assigned one at a time, every count of the pool at once for
+every partial plan (numpy), and a partial plan is dropped when its money plus the cheapest
+way to reach C_lo with the pools left (their best $/h per req/s) already reaches J*. The
+survivors are evaluated exactly; the best beats or equals the incumbent, so the result is the
+optimum. When the tree grows past `max_nodes` the incumbent stands (the caller says so).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtr
+
+from costscaler.core.allocate import (
+    HARD,
+    SOFT,
+    Plan,
+    Problem,
+    descend,
+    evaluate,
+    feasible,
+    first_plan,
+    money,
+)
+from costscaler.core.risk import IntArray
+from costscaler.core.types import FloatArray
+
+MAX_NODES = 1024
+_GRID = 129
+_CHUNK = 64
+_SMALL = 256
+
+
+def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
+    """R(C): a lower bound on the risk of any plan of nominal capacity C (see the module)."""
+    d = p.risk.demand
+    gap = d.samples - np.asarray(capacity, dtype=np.float64)[..., None]
+    phi = np.where(gap < 0, ndtr(gap / d.bandwidth), 0.5)
+    return np.asarray(phi @ d.weights(), dtype=np.float64)
+
+
+def _bound(p: Problem, risk: FloatArray) -> FloatArray:
+    """The objective's risk terms as a function of a risk lower bound."""
+    floor_w = HARD if p.prefer_slo else SOFT
+    return np.asarray(
+        p.slo_miss_cost * risk + floor_w * np.maximum(risk - p.risk_floor, 0.0), dtype=np.float64
+    )
+
+
+class RiskCost:
+    """Lower bounds on what a partial plan must still pay, as functions of its capacity.
+
+    B(C) = the risk terms of the objective at R(C), tabulated on a capacity grid G. For the
+    pools left to assign, with best ratio rho ($/h per req/s), a partial plan at capacity C
+    pays at least g(C) = min over C' >= C of (C' - C) rho + B(C'). Between grid points,
+    B(C') >= B(G_{k+1}) and C' >= G_k, so per cell j (G_j <= C < G_{j+1}):
+    g >= min(B_{j+1}, min_{k>j} (G_k rho + B_{k+1}) - G_{j+1} rho), a valid bound.
+    """
+
+    def __init__(self, p: Problem) -> None:
+        d = p.risk.demand
+        self.grid = np.linspace(0.0, float(d.samples[-1]) + 10.0 * d.bandwidth, _GRID)
+        self.step = float(self.grid[1])
+        self.cost = _bound(p, risk_bound(p, self.grid))
+
+    def tables(self, rho: list[float]) -> FloatArray:
+        """L_j per cell for each ratio in `rho` (rows), and 0 past the grid, where capacity
+        may be anything. An infinite ratio (no pool left) leaves B itself."""
+        upper = self.cost[1:]
+        r = np.asarray(rho, dtype=np.float64)[:, None]
+        finite = np.isfinite(r)
+        r = np.where(finite, r, 0.0)
+        later = self.grid[:-1] * r + upper  # cell k: G_k rho + B_{k+1}
+        after = np.minimum.accumulate(later[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        after = np.concatenate((after, np.full((r.shape[0], 1), math.inf)), axis=1)
+        out = np.where(finite, np.minimum(upper, after - self.grid[1:] * r), upper)
+        return np.concatenate((out, np.zeros((r.shape[0], 1))), axis=1)
+
+    def at(self, table: FloatArray, capacity: FloatArray) -> FloatArray:
+        """The bound for each capacity (req/s)."""
+        cell = np.minimum((capacity / self.step).astype(np.int64), table.size - 1)
+        return np.asarray(table[cell], dtype=np.float64)
+
+
+def _children(top: IntArray) -> tuple[NDArray[np.intp], IntArray]:
+    """Counts 0..top[r] under each row r: (parent row, count), one parent's consecutive."""
+    sizes = top + 1
+    parent = np.repeat(np.arange(top.size), sizes)
+    first = np.cumsum(sizes) - sizes
+    counts = np.arange(parent.size, dtype=np.int64) - first[parent]
+    return parent, counts
+
+
+def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | None:
+    """The optimum if the tree stays within `max_nodes` partial plans per level, else None.
+
+    The incumbent must be feasible with a finite objective; the result is never worse.
+    Each partial plan is a row of (money $/h, capacity req/s, replicas, spot replicas).
+    """
+    best = incumbent.objective
+    if not math.isfinite(best):
+        return None
+    cap = p.risk.capacity
+    bound = RiskCost(p)
+    # Assign pools cheapest per req/s first: the pools left are then the dear ones, so the
+    # bound on what they must still pay is tight early and the tree stays narrow.
+    ratio = p.price / np.maximum(cap, 1e-12)
+    order = np.argsort(ratio, kind="stable").tolist()
+    rest = [*ratio[order[1:]].tolist(), math.inf]  # ascending: the next pool is the cheapest
+    od_price = np.where(p.spot, math.inf, p.price)[order]
+    od_rest = [*np.minimum.accumulate(od_price[::-1])[::-1][1:].tolist(), math.inf]
+    # spot <= f T means on-demand >= spot (1 - f) / f: each spot replica brings on-demand ones.
+    f = p.spot_max_fraction
+    per_spot = min((1.0 - f) / f, 1e12) if p.spot_limits and 0.0 < f < 1.0 else 0.0
+    cur = p.current if p.current is not None else np.zeros(cap.size, dtype=np.int64)
+    start = p.start_cost if p.start_cost is not None else np.zeros(cap.size)
+    tables = bound.tables(rest)
+    rows = np.zeros((1, 4))
+    links: list[tuple[NDArray[np.intp], IntArray]] = []
+    for level, i in enumerate(order):
+        price = float(p.price[i])
+        top = int(min(p.max_replicas[i], p.total_max))
+        room = np.floor((best - rows[:, 0]) / price) if price > 0 else np.full(len(rows), top)
+        parent, counts = _children(np.clip(room, -1, top).astype(np.int64))
+        if parent.size > 8 * max_nodes:
+            return None
+        step = np.array([price, float(cap[i]), 1.0, 1.0 if p.spot[i] else 0.0])
+        new = rows[parent] + counts[:, None] * step
+        new[:, 0] += np.maximum(counts - int(cur[i]), 0) * float(start[i])
+        owed = np.ceil(new[:, 3] * per_spot - 1e-9) - (new[:, 2] - new[:, 3])
+        companion = np.where(
+            owed > 0, owed * od_rest[level] if od_rest[level] < math.inf else math.inf, 0.0
+        )
+        lower = new[:, 0] + np.maximum(bound.at(tables[level], new[:, 1]), companion)
+        keep = np.flatnonzero((lower < best - 1e-9) & (new[:, 2] <= p.total_max))
+        if keep.size > max_nodes:
+            return None
+        rows, lower = new[keep], lower[keep]
+        links.append((parent[keep], counts[keep]))
+    plans = np.zeros((len(rows), cap.size), dtype=np.int64)
+    at = np.arange(len(rows))
+    for i, (parent, counts) in zip(order[::-1], links[::-1], strict=True):
+        plans[:, i] = counts[at]
+        at = parent[at]
+    return _best_leaf(p, plans, lower, incumbent)
+
+
+def _best_leaf(p: Problem, plans: IntArray, lower: FloatArray, incumbent: Plan) -> Plan:
+    """The best of the complete plans left, evaluated in order of their lower bound a chunk
+    at a time, until the next chunk's bound cannot beat the best found."""
+    ok = feasible(p, plans)
+    plans, lower = plans[ok], lower[ok]
+    ranked = np.argsort(lower, kind="stable")
+    best = incumbent
+    for lo in range(0, ranked.size, _CHUNK):
+        chunk = ranked[lo : lo + _CHUNK]
+        if not lower[chunk[0]] < best.objective - 1e-9:
+            break
+        spend, risk, obj = evaluate(p, plans[chunk])
+        k = int(np.argmin(obj))
+        if obj[k] < best.objective - 1e-9:
+            best = Plan(plans[chunk[k]], float(spend[k]), float(risk[k]), float(obj[k]))
+    return best
+
+
+def optimum(p: Problem, starts: list[IntArray]) -> Plan:
+    """The optimum from the best of `starts` by branch and bound; when the tree is too wide
+    (many pools, a poor start), the local search's plan, itself bettered exactly if it
+    narrows the tree enough."""
+    first = first_plan(p, starts)
+    tops = np.minimum(p.max_replicas, p.total_max) + 1
+    if math.prod(tops.tolist()) <= _SMALL:  # one or two small pools: try every plan
+        every = np.indices(tops.tolist()).reshape(tops.size, -1).T
+        return _best_leaf(p, every, money(p, every), first)
+    exact = solve(p, first)
+    if exact is not None:
+        return exact
+    found = descend(p, first)
+    return solve(p, found) or found
