@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
@@ -43,6 +44,7 @@ class Target:
     queries: QuerySet
     quantile: float
     threshold_seconds: float
+    window_seconds: float = 3600.0  # forecast window: how far back a backfill reaches
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class BadDataError(Exception):
 def connect(url: str, token: str | None, ca_file: str | None, timeout: float) -> PromClient:
     """A prometheus-api-client connection with a bearer token and a CA bundle, if given.
 
+    It answers instant queries (`PromClient`) and range queries (`backfill.RangeClient`).
+
     One quick retry only: when Prometheus is down the tick should hold replicas promptly, not
     spend its interval backing off.
     """
@@ -105,6 +109,16 @@ def connect(url: str, token: str | None, ca_file: str | None, timeout: float) ->
     class _Client:
         def custom_query(self, query: str) -> Series:
             return conn.custom_query(query, timeout=timeout)  # type: ignore[no-any-return]
+
+        def custom_query_range(self, query: str, start: float, end: float, step: float) -> Series:
+            # A window's worth of points is a bigger answer than an instant query: more time.
+            return conn.custom_query_range(  # type: ignore[no-any-return]
+                query,
+                datetime.fromtimestamp(start, UTC),
+                datetime.fromtimestamp(end, UTC),
+                f"{step:g}",
+                timeout=4 * timeout,
+            )
 
     return _Client()
 

@@ -31,6 +31,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (0: any)")
     p.add_argument("--peering", choices=("cluster", "namespaced", "standalone"))
     p.add_argument("--priority", type=int, help="peering priority (default: random)")
+    p.add_argument(
+        "--peering-lifetime",
+        type=int,
+        dest="peering_lifetime_seconds",
+        help="seconds a silent replica still counts as alive (default 15)",
+    )
     p.add_argument("--json-logs", action="store_true", default=None, help="JSON log lines")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or KUBECONFIG)")
     p.set_defaults(func=run)

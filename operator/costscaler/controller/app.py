@@ -7,15 +7,18 @@ import functools
 import logging
 import os
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
 
+from costscaler.adapters.backfill import Past, fetch_backfill
 from costscaler.adapters.kube import Kube, load_config
-from costscaler.adapters.prometheus import FetchReport, PrometheusSource, connect
-from costscaler.controller import budgets, handlers
+from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Target, connect
+from costscaler.controller import budgets, handlers, session
 from costscaler.controller.metrics import Health, OperatorMetrics, serve
-from costscaler.controller.runtime import ReadingCache, Runtime
+from costscaler.controller.runtime import Backfill, ReadingCache, Runtime
 from costscaler.controller.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,32 @@ def build_runtime(settings: Settings) -> Runtime:
     cache = ReadingCache(source, list, settings.interval_seconds, on_fetch)
     kube = Kube(load_config(settings.kubeconfig))
     health = Health(stuck_after_seconds=max(60.0, 10 * settings.interval_seconds))
-    return Runtime(settings, kube, cache, metrics, health)
+    return Runtime(settings, kube, cache, metrics, health, _backfill(settings, client, source))
+
+
+def _backfill(settings: Settings, client: Any, source: PrometheusSource) -> Backfill:
+    """Windows of deployments without history, from one range query per metric for all."""
+    metrics, labels, step = _metrics(), settings.series_labels(), settings.interval_seconds
+
+    async def fetch(targets: Sequence[Target], now: float) -> dict[Key, Past]:
+        started = time.perf_counter()
+        run = functools.partial(fetch_backfill, client, targets, labels, now, step)
+        pasts, report = await asyncio.get_running_loop().run_in_executor(source.pool, run)
+        metrics.range_queries.inc(report.queries)
+        metrics.query_errors.inc(report.errors)
+        metrics.backfilled.inc(report.samples)
+        for query, error in report.failed.items():
+            log.warning("Prometheus range query failed: %s: %s", query, error)
+        log.info(
+            "backfilled %d deployments with %d past samples from %d range queries in %.1f s",
+            sum(1 for p in pasts.values() if p.times.size),
+            report.samples,
+            report.queries,
+            time.perf_counter() - started,
+        )
+        return pasts
+
+    return Backfill(fetch, list)
 
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
@@ -59,9 +87,10 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     budgets.register(reg, settings.interval_seconds)
 
     @kopf.on.login(registry=reg)
-    def login(**kwargs: Any) -> Any:
-        # A private registry has none of kopf's default login handlers: in-cluster first.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    async def login(**kwargs: Any) -> Any:
+        # Async: the aiohttp session must be made on kopf's event loop, not in a worker thread.
+        # (A private registry has none of kopf's default login handlers anyway.)
+        return session.login(_settings, **kwargs)
 
     @kopf.on.startup(registry=reg)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
@@ -96,8 +125,14 @@ async def operator_main(
     if settings.kubeconfig:
         # kopf's kubeconfig login and the kubernetes client both read it from here.
         os.environ["KUBECONFIG"] = settings.kubeconfig
+    kopf_settings = kopf.OperatorSettings()
+    # A replica killed without notice (OOM, node loss) leaves its keep-alive behind; standbys
+    # of equal or lower priority wait for it to lapse, so it is short (kopf's default is 60 s).
+    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
+    kopf_settings.peering.stealth = True  # no log line per keep-alive
     await kopf.operator(
         registry=build_registry(settings),
+        settings=kopf_settings,
         standalone=standalone,
         priority=settings.priority,
         peering_name=None if standalone else settings.peering_name,

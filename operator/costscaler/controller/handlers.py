@@ -104,7 +104,8 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         s = infd.spec
         queries = build_queries(s.metrics, settings.series_labels(), settings.rate_window)
         quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
-        return {None: Target((namespace or "", name), queries, quantile, threshold)}
+        window = s.forecast.window_seconds
+        return {None: Target((namespace or "", name), queries, quantile, threshold, window)}
 
     @kopf.on.resume(GROUP, VERSION, IDS, id="ensure", registry=reg)
     @kopf.on.create(GROUP, VERSION, IDS, id="ensure", registry=reg)
@@ -151,10 +152,12 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
             return
         ns, name = infd.metadata.namespace or "default", infd.metadata.name
         targets = kw["targets_index"]
-        rt.cache.targets = lambda: [t for store in targets.values() for t in store]
+        rt.cache.targets = rt.backfill.targets = lambda: [t for s in targets.values() for t in s]
         reading = await rt.cache.get((ns, name))
         children = await _children(rt, infd, kw)
         history = rt.history((ns, name), infd.spec.forecast.window_seconds)
+        if not history.n and (past := await rt.backfill.past((ns, name))) is not None:
+            history.backfill(past, children)
         status = dict(body.get("status") or {})
         budget = budgets.book(memo).allowance((ns, name))
         t = TickInput(infd, _pools(kw), children, reading, history, status, _now(), budget)
@@ -174,6 +177,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         """Drop the deleted deployment's metrics and history (children go by garbage collection)."""
         rt: rt_mod.Runtime = memo.runtime
         rt.histories.pop((namespace or "", name), None)
+        rt.backfill.forget((namespace or "", name))
         rt.metrics.forget(namespace or "", name, [p["name"] for p in spec.get("pools", [])])
 
     @kopf.timer(

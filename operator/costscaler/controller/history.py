@@ -2,7 +2,8 @@
 
 Samples live in memory for `forecast.windowSeconds`, as numpy rows (a thousand deployments
 with an hour of 15 s ticks hold ~20 MB, not the ~250 MB of per-sample objects); after a
-restart the window refills from the next ticks (the engine forecasts from what it has). A tick
+restart the window is backfilled from Prometheus (`backfill`, one batched range query per
+metric), so the first decision already sees a full window. A tick
 whose reading is unusable adds a NaN sample, which the engine treats as bad data and answers
 by holding the allocation.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from costscaler.adapters.backfill import Past
 from costscaler.adapters.children import ChildState
 from costscaler.adapters.prometheus import Reading
 from costscaler.core import Observations
@@ -60,6 +62,26 @@ class History:
         self.n += 1
         old = int(np.searchsorted(self.load[: self.n, TIME], now - self.window, side="left"))
         self._drop(old)
+
+    def backfill(self, past: Past, children: list[ChildState]) -> int:
+        """Start an empty window from Prometheus's past (`adapters.backfill`); returns the rows.
+
+        Prometheus knows the load, not the allocation: past rows take the replicas ready and
+        asked now, and none warming (a warming count frozen in the past would read as a stalled
+        pool).
+        """
+        if self.n:
+            return 0
+        rows = min(past.times.size, self.load.shape[0] - 1)  # leave room for this tick's row
+        start = past.times.size - rows
+        for column, values in ((TIME, past.times), (RATE, past.rate), (LATENCY, past.latency)):
+            self.load[:rows, column] = values[start:]
+        self.load[:rows, TOKENS] = past.tokens[start:]
+        for c in children:
+            col = self._column(c.pool)
+            self.replicas[:rows, col] = (c.ready, 0, c.desired)
+        self.n = rows
+        return rows
 
     def _drop(self, k: int) -> None:
         if k <= 0:

@@ -33,6 +33,8 @@ class OperatorMetrics:
     reconcile: Histogram
     query_errors: Counter
     queries: Counter
+    range_queries: Counter
+    backfilled: Counter
     pool_nodes: Gauge
     pool_hourly_cost: Gauge
 
@@ -85,6 +87,16 @@ class OperatorMetrics:
             ),
             queries=Counter(
                 "costscaler_prometheus_queries", "Prometheus queries sent.", registry=r
+            ),
+            range_queries=Counter(
+                "costscaler_prometheus_range_queries",
+                "Prometheus range queries sent to backfill observation windows.",
+                registry=r,
+            ),
+            backfilled=Counter(
+                "costscaler_backfilled_samples",
+                "Past samples with a request rate put into observation windows at start-up.",
+                registry=r,
             ),
             pool_nodes=Gauge(
                 "costscaler_pool_nodes", "Nodes matching a pool's placement.", ["pool"], registry=r

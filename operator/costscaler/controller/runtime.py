@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from costscaler.adapters.backfill import Past
 from costscaler.adapters.kube import Kube
 from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Reading, Target
 from costscaler.controller.history import History
@@ -54,6 +55,43 @@ class ReadingCache:
         return self.readings.get(key, NOT_YET)
 
 
+class Backfill:
+    """Past windows for deployments without history, fetched in one batch for all of them.
+
+    The first tick of a deployment the operator has no history for (after a start, a restart
+    or a takeover) asks for its past; the first such tick of a round fetches it for every
+    known deployment lacking history at once (`adapters.backfill`), the others find theirs
+    ready. A deployment is asked for once per process (a new one has no past to find).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[Sequence[Target], float], Awaitable[dict[Key, Past]]],
+        targets: Callable[[], Sequence[Target]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.fetch, self.targets, self.clock = fetch, targets, clock
+        self.tried: set[Key] = set()
+        self.found: dict[Key, Past] = {}
+        self.lock = asyncio.Lock()
+
+    async def past(self, key: Key) -> Past | None:
+        """This deployment's past (once), or None when it was already asked for."""
+        async with self.lock:
+            if key not in self.tried:
+                todo = [t for t in self.targets() if t.key not in self.tried]
+                self.tried.update(t.key for t in todo)
+                self.tried.add(key)
+                if any(t.key == key for t in todo):
+                    self.found.update(await self.fetch(todo, self.clock()))
+        return self.found.pop(key, None)
+
+    def forget(self, key: Key) -> None:
+        """A deleted deployment: ask again should one of that name come back."""
+        self.tried.discard(key)
+        self.found.pop(key, None)
+
+
 @dataclass
 class Runtime:
     """The operator's shared objects (kept in kopf's memo)."""
@@ -63,6 +101,7 @@ class Runtime:
     cache: ReadingCache
     metrics: OperatorMetrics
     health: Health
+    backfill: Backfill
     histories: dict[Key, History] = field(default_factory=dict)
 
     def history(self, key: Key, window_seconds: float) -> History:

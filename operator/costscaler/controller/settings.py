@@ -58,6 +58,20 @@ class Settings(BaseSettings):
         description="kopf peering: replicas with the highest priority act, the others stand by.",
     )
     peering_name: str = Field(default="costscaler", description="Name of the peering object.")
+    peering_lifetime_seconds: int = Field(
+        default=15,
+        ge=5,
+        le=600,
+        description="How long a replica's peering keep-alive counts as alive (kopf renews it "
+        "5-10 s before it ends). A replacement of the same or lower priority than a replica "
+        "killed without notice waits this long; kopf's default is 60 s.",
+    )
+    kube_connections: int = Field(
+        default=32,
+        ge=4,
+        le=1024,
+        description="Concurrent API requests of kopf (besides its watch streams); more queue.",
+    )
     priority: int = Field(
         default_factory=lambda: random.randint(1, 2**30),
         description="Peering priority; random by default so that two replicas never tie "
