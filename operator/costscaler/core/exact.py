@@ -1,24 +1,26 @@
 """The exact optimum of an allocation problem, by branch and bound over pools.
 
-The local search (`allocate.search`) gives an incumbent plan with objective J*. No plan x can
-beat it unless its lower bound is below J*:
+An incumbent plan (the best start, `allocate.first_plan`) has objective J*. No plan x can beat
+it unless a lower bound on its objective is below J*. The bound rests on R(C), a lower bound
+on `RiskModel.of` that depends only on C(x) = sum_i x_i c_i (1 - f_i), the capacity left after
+the expected independent spot losses f_i: every term of the risk is Phi((D_g + B - C(x)) / sd)
+with B >= 0 (a burst only adds shortfall) and sd >= the kernel bandwidth bw. For D_g < C the
+argument is at least (D_g - C) / bw (a negative number over a larger sd is nearer 0); for
+D_g >= C it is at least 0, where Phi is 1/2. The scenario weights sum to 1, so
 
-    LB(x) = money(x) + s x R(C(x)) + HARD_or_SOFT x max(R(C(x)) - floor, 0)  [$/h]
+    R(C) = sum_g k_g x (Phi((D_g - C) / bw) if D_g < C else 1/2),  non-increasing in C,
 
-with C(x) = sum_i x_i c_i its nominal capacity and R(C) a lower bound on `RiskModel.of` that
-depends on C alone. R holds because every term of the risk is mean_g Phi((D_g + m + B - C) /
-sd) with m, B >= 0 (spot losses only add shortfall) and sd >= bandwidth: for D_g < C the
-argument is at least (D_g - C) / bandwidth (a negative number divided by a larger sd is
-closer to 0), and for D_g >= C it is at least 0, where Phi is 1/2. The scenario weights sum
-to 1, so R(C) = sum_g k_g x (Phi((D_g - C) / bandwidth) if D_g < C else 1/2), non-increasing.
+and the objective is at least money(x) + s R(C(x)) + w max(R(C(x)) - floor, 0), with w the
+SLO floor's weight (`allocate.evaluate`; the budget term is >= 0 and dropped).
 
-Two consequences prune the tree: C(x) must reach C_lo, the least capacity whose risk bound
-alone stays under J* (found on a grid, rounded down so the bound stays valid), and money(x)
-must stay under J*. Pools are assigned one at a time, every count of the pool at once for
-every partial plan (numpy), and a partial plan is dropped when its money plus the cheapest
-way to reach C_lo with the pools left (their best $/h per req/s) already reaches J*. The
-survivors are evaluated exactly; the best beats or equals the incumbent, so the result is the
-optimum. When the tree grows past `max_nodes` the incumbent stands (the caller says so).
+Pools are assigned one at a time, cheapest per req/s first, every count of a pool under every
+partial plan at once (numpy), counts capped by what the spend leaves under J*. A partial plan
+is dropped when its money plus the least the pools left must still pay reaches J*: either the
+cheapest way to add capacity at their best $/h per req/s against the risk terms (`RiskCost`),
+or the on-demand replicas its spot replicas owe under spot.maxFraction. The complete plans
+left are evaluated exactly, best bound first, so the result is the optimum. When the tree
+grows past `max_nodes` partial plans at a level, `solve` gives up (None) and the local search's
+plan stands.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | Non
     best = incumbent.objective
     if not math.isfinite(best):
         return None
-    cap = p.risk.capacity
+    cap = p.risk.capacity * (1.0 - p.risk.indep_loss)
     bound = RiskCost(p)
     # Assign pools cheapest per req/s first: the pools left are then the dear ones, so the
     # bound on what they must still pay is tight early and the tree stays narrow.

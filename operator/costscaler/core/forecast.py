@@ -31,6 +31,7 @@ MAX_POINTS = 1440
 PRIOR_REL_SD = 0.25
 LEVEL_SPANS_S = (60.0, 300.0, 900.0)
 DAY_SECONDS = 86400.0
+_UNIT = np.linspace(0.0, 1.0, 33)  # the quantile search's grid over a bracket
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class DemandForecast:
         lo, hi = 0.0, float(self.samples[-1]) + 8.0 * self.bandwidth
         value = lo
         for _ in range(2):
-            grid = np.linspace(lo, hi, 33)
+            grid = lo + (hi - lo) * _UNIT
             ex = self.exceedance(grid)
             k = int(np.searchsorted(-ex, -(1.0 - q), side="right"))
             if k == 0 or k >= grid.size:

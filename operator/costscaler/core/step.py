@@ -175,29 +175,36 @@ def optimise(
     return prob, exact.optimum(prob, [*starts, target.replicas]), True
 
 
-def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int) -> FloatArray:
-    out = np.zeros((len(pl.names), n))
+def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int, start: int = 0) -> FloatArray:
+    """Samples `start:n` of a per-pool series as rows in the planner's pool order (0 where a
+    pool has none)."""
+    out = np.zeros((len(pl.names), n - start))
     for name, arr in arrays.items():
         i = pl.index.get(name)
         if i is not None:
-            out[i] = arr
+            out[i] = arr[start:]
     return out
 
 
 def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
     """Fold the new samples into the capacity calibrator and the spot-hazard posteriors."""
     n = obs.times.size
-    ready = _per_pool(pl, obs.ready, n)
-    lost = _per_pool(pl, obs.lost, n)
-    warming = _per_pool(pl, obs.warming, n)
+    # Both learners consume only samples after their `until` (and the one before, for its
+    # change): work on that tail, not the whole window, each tick.
+    seen = min(state.calibrated_until, state.hazard_until)
+    start = max(int(np.searchsorted(obs.times, seen, side="right")) - 1, 0)
+    times = obs.times[start:]
+    ready = _per_pool(pl, obs.ready, n, start)
+    lost = _per_pool(pl, obs.lost, n, start)
+    warming = _per_pool(pl, obs.warming, n, start)
     same = np.concatenate(([False], (ready[:, 1:] == ready[:, :-1]).all(axis=0)))
     steady = (same & (lost.sum(axis=0) == 0)).astype(np.float64)
     scale, until = capacity.calibrate(
         state.capacity_scale,
         state.calibrated_until,
-        obs.times,
-        obs.request_rate,
-        obs.latency,
+        times,
+        obs.request_rate[start:],
+        obs.latency[start:],
         pl.capacity @ ready,
         steady,
         pl.settings.latency_threshold_s,
@@ -205,9 +212,7 @@ def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
     spot = pl.spot_index
     priors = {pl.names[i]: hazard.prior(float(pl.declared_hazard[i])) for i in spot}
     running = ready[spot] + warming[spot]
-    post = hazard.posteriors(
-        state.hazard, priors, obs.times, running, lost[spot], state.hazard_until
-    )
+    post = hazard.posteriors(state.hazard, priors, times, running, lost[spot], state.hazard_until)
     return replace(
         state,
         capacity_scale=scale,

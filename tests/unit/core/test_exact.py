@@ -83,5 +83,5 @@ def test_the_risk_bound_never_exceeds_the_risk(pl: Planner, rate: float, _unused
     prob = _problem(pl, rate)
     tops = [int(min(m, prob.total_max, 6)) for m in prob.max_replicas]
     plans = np.array(list(itertools.product(*(range(t + 1) for t in tops))), dtype=np.int64)
-    bound = risk_bound(prob, plans @ prob.risk.capacity)
+    bound = risk_bound(prob, plans @ (prob.risk.capacity * (1.0 - prob.risk.indep_loss)))
     assert (bound <= prob.risk.of(plans) + 1e-12).all()
