@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim.pools import PoolModel
-from costscaler.sim.service import FIELDS, ServiceResult, latency_histogram
+from costscaler.sim.service import ServiceResult
 
 # Bucket edges a Prometheus histogram might have (s): 15 % apart from 50 ms to ~2 h.
 VIEW_EDGES_S = 0.05 * 1.15 ** np.arange(82)
@@ -29,8 +29,9 @@ class ClusterView:
 
     `cum_arrivals[i]` / `cum_met[i]` / `cum_tokens[i]` are totals over steps [0, i); `lost`
     counts spot replicas reclaimed so far per pool; `history` and `service_s` hold the queue's
-    per-step record, brought up to `step` by `sync(step)` before any read. Only steps before
-    `step` are ever read, so a policy cannot look ahead.
+    per-step record, brought up to `step` by `sync(step)` before any read; `histogram(lo,
+    hi)` gives the cumulative latency counts at `VIEW_EDGES_S` of steps [lo, hi) (synced).
+    Only steps before `step` are ever read, so a policy cannot look ahead.
     """
 
     step: int
@@ -45,6 +46,7 @@ class ClusterView:
     lost: list[int]
     history: ServiceResult
     service_s: NDArray[np.float64]
+    histogram: Callable[[int, int], NDArray[np.float64]]
     sync: Callable[[int], None]
 
     @property
@@ -100,12 +102,8 @@ class ClusterView:
         NaN when none started, as a histogram quantile of no requests is undefined.
         """
         lo, _ = self._window(window_s)
-        self.sync(self.step)
-        part = ServiceResult(
-            *(np.asarray(getattr(self.history, f))[lo : self.step] for f in FIELDS)
-        )
-        counts = latency_histogram(part, self.service_s[lo : self.step], VIEW_EDGES_S)
-        total = float(part.served.sum())
+        counts = self.histogram(lo, self.step)
+        total = float(self.history.served[lo : self.step].sum())
         if total <= 0:
             return math.nan
         return float(VIEW_EDGES_S[min(int(np.searchsorted(counts, quantile * total)), EDGE_LAST)])

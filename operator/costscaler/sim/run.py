@@ -15,10 +15,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim import service
-from costscaler.sim.cluster import ClusterTwin, IntArray, SpotReplay
-from costscaler.sim.policy import ClusterView, Policy
+from costscaler.sim.cluster import ClusterTwin, SpotReplay
+from costscaler.sim.policy import VIEW_EDGES_S, ClusterView, Policy
 from costscaler.sim.pools import PoolModel
-from costscaler.sim.service import FIELDS
+from costscaler.sim.record import Record
 from costscaler.sim.traces import Trace
 
 # Latency bucket edges for the p99 (s): 5 % apart from 10 ms to an hour.
@@ -61,68 +61,25 @@ class Outcome:
     timeline: Timeline | None = None
 
 
-class _Record:
-    """Per-step arrays of one run; the queue is computed lazily, when a policy reads it.
-
-    Replicas are recorded at every tick; the queue model runs only up to the step a policy
-    asks about (latency, concurrency, attainment) and, at the end, over the rest in long
-    vectorised stretches, so policies that only read arrivals (HPA, KEDA) cost no queueing
-    work per tick.
-    """
-
-    def __init__(self, trace: Trace, pools: list[PoolModel], costs: Costs) -> None:
-        n, zero = trace.steps, np.zeros(1)
-        self.dt, self.threshold_s = trace.dt, costs.threshold_s
-        self.mu = np.array([p.capacity_rps for p in pools])
-        self.mu_s = self.mu * np.array([p.service_s for p in pools])
-        self.arrived = np.concatenate((zero, np.cumsum(trace.arrivals)))
-        self.cum_met = np.zeros(n + 1)
-        tokens = trace.output_tokens
-        self.cum_tokens = None if tokens is None else np.concatenate((zero, np.cumsum(tokens)))
-        self.ready = np.zeros((len(pools), n), dtype=np.int64)
-        self.held = np.zeros((len(pools), n), dtype=np.int64)
-        self.capacity, self.service_s = np.zeros(n), np.zeros(n)
-        self.queue = service.ServiceResult(*(np.zeros(n) for _ in FIELDS))
-        self.started, self.done = 0.0, 0
-
-    def view(self, twin: ClusterTwin, step: int) -> ClusterView:
-        """What a policy sees at `step`."""
-        ready, warming = twin.counts(step)
-        return ClusterView(
-            step,
-            twin.dt,
-            twin.pools,
-            ready,
-            warming,
-            twin.desired,
-            self.arrived,
-            self.cum_met,
-            self.cum_tokens,
-            list(twin.lost),
-            self.queue,
-            self.service_s,
-            self.sync,
-        )
-
-    def store(self, t: int, ready: IntArray, held: IntArray) -> None:
-        """Record replicas for steps [t, t + ready's width)."""
-        stop = t + ready.shape[1]
-        self.ready[:, t:stop], self.held[:, t:stop] = ready, held
-
-    def sync(self, upto: int) -> None:
-        """Run the queue over the recorded steps before `upto` not yet served."""
-        while self.done < upto:
-            t, stop = self.done, min(upto, self.done + 100_000)
-            ready = self.ready[:, t:stop]
-            cap = self.mu @ ready
-            svc = np.divide(self.mu_s @ ready, cap, out=np.zeros_like(cap), where=cap > 0)
-            res = service.replay(self.arrived, t, cap, svc, self.threshold_s, self.dt, self.started)
-            self.capacity[t:stop], self.service_s[t:stop] = cap, svc
-            for f in FIELDS:
-                getattr(self.queue, f)[t:stop] = getattr(res, f)
-            self.cum_met[t + 1 : stop + 1] = self.cum_met[t] + np.cumsum(res.met)
-            self.started += float(res.served.sum())
-            self.done = stop
+def _view(rec: Record, twin: ClusterTwin, step: int) -> ClusterView:
+    """What a policy sees at `step`."""
+    ready, warming = twin.counts(step)
+    return ClusterView(
+        step,
+        twin.dt,
+        twin.pools,
+        ready,
+        warming,
+        twin.desired,
+        rec.arrived,
+        rec.cum_met,
+        rec.cum_tokens,
+        list(twin.lost),
+        rec.queue,
+        rec.service_s,
+        rec.histogram,
+        rec.sync,
+    )
 
 
 def p99(
@@ -152,13 +109,13 @@ def simulate(
     """Replay `trace` through `policy` on `pools`; deterministic for a given `seed`."""
     n, dt = trace.steps, trace.dt
     twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}))
-    rec = _Record(trace, pools, costs)
+    rec = Record(trace.arrivals, trace.output_tokens, pools, costs.threshold_s, dt, VIEW_EDGES_S)
     first = trace.arrivals[: max(1, round(60 / dt))]
-    twin.start(policy.initial(rec.view(twin, 0), float(first.sum() / (first.size * dt))))
+    twin.start(policy.initial(_view(rec, twin, 0), float(first.sum() / (first.size * dt))))
     interval = max(1, round(policy.interval_s / dt)) if math.isfinite(policy.interval_s) else n
     for t in range(0, n, interval):
         if t > 0:
-            twin.set_desired(t, policy.decide(rec.view(twin, t)))
+            twin.set_desired(t, policy.decide(_view(rec, twin, t)))
         rec.store(t, *twin.advance(t, min(n, t + interval)))
     rec.sync(n)
     return _outcome(policy.name, trace, pools, costs, twin.scale_events, rec, keep_timeline)
@@ -170,7 +127,7 @@ def _outcome(
     pools: list[PoolModel],
     costs: Costs,
     scale_events: int,
-    rec: _Record,
+    rec: Record,
     keep_timeline: bool,
 ) -> Outcome:
     """Totals of a run: TCO, per-unit costs, attainment, idle accelerator-hours, p99."""
