@@ -47,6 +47,13 @@ class CostScaler:
         self._buf = np.full((4 + 3 * len(self.pool_names), 2 * self._keep), np.nan)
         self._filled = 0
         self._meter = BudgetMeter(self.budget) if self.budget else None
+        self._cols: list[int] = []  # view.pools index of each of pool_names, found once
+
+    def _columns(self, view: ClusterView) -> list[int]:
+        if not self._cols:
+            index = {p.name: i for i, p in enumerate(view.pools)}
+            self._cols = [index[n] for n in self.pool_names]
+        return self._cols
 
     @staticmethod
     def _replicas(chosen: Mapping[str, int], view: ClusterView) -> list[int]:
@@ -63,8 +70,7 @@ class CostScaler:
         return self._replicas(decision.replicas, view)
 
     def _sample(self, view: ClusterView) -> None:
-        index = {p.name: i for i, p in enumerate(view.pools)}
-        cols = [index[n] for n in self.pool_names]
+        cols = self._columns(view)
         lost = [view.lost[i] - self._lost[k] for k, i in enumerate(cols)]
         self._lost = [view.lost[i] for i in cols]
         tokens = view.token_rate(RATE_WINDOW_S)
@@ -107,8 +113,8 @@ class CostScaler:
     def decide(self, view: ClusterView) -> list[int]:
         """One controller tick: sample, decide, keep the engine state."""
         self._sample(view)
-        index = {p.name: i for i, p in enumerate(view.pools)}
-        current = {name: view.desired[index[name]] for name in self.pool_names}
+        desired = view.desired
+        current = {n: desired[i] for n, i in zip(self.pool_names, self._columns(view), strict=True)}
         obs = self.observations(view.cum_tokens is not None)
         budget = self._meter.allowance(view.now_s) if self._meter else None
         decision = decide(

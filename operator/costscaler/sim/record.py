@@ -28,6 +28,7 @@ FloatArray = NDArray[np.float64]
 PIECE = 100_000  # steps per vectorised queue call: bounded memory on long catch-ups
 HORIZON = (32, 4096)  # steps the queue runs ahead of the last read: least and most
 RING = 8192  # steps of latency-histogram rows kept; longer windows are summed directly
+FILL = 256  # steps of rows computed at once when a window read finds some missing
 
 
 class Record:
@@ -133,7 +134,9 @@ class Record:
         missing = busy[self.row_step[slots] != busy]
         if missing.size:
             first = int(missing[0])
-            fill = np.flatnonzero(self.busy[first : min(self.ahead, first + RING // 2)]) + first
+            # Rows past `hi` rest on the queue's guess and may be dropped: fill a little ahead.
+            last = min(self.ahead, max(hi, first + FILL), first + RING // 2)
+            fill = np.flatnonzero(self.busy[first:last]) + first
             self.rows[fill % RING] = self._rows_of(fill)
             self.row_step[fill % RING] = fill
         return np.asarray(counts + self.rows[slots].sum(axis=0), dtype=np.float64)
