@@ -41,6 +41,7 @@ from costscaler.core.allocate import (
     feasible,
     first_plan,
     money,
+    plan_of,
 )
 from costscaler.core.risk import IntArray
 from costscaler.core.types import FloatArray
@@ -111,6 +112,50 @@ def _children(top: IntArray) -> tuple[NDArray[np.intp], IntArray]:
     return parent, counts
 
 
+class _Rest:
+    """What the pools not yet assigned can still add, per level, as lower bounds.
+
+    Pools are assigned cheapest per req/s first. After level l, the pools left (l+1 on) can
+    add capacity at `ratio` ($/h per req/s) at best. With spot.maxFraction f < 1, spot
+    replicas beyond a row's allowance (f / (1 - f) spot per on-demand replica it holds) each
+    bring (1 - f) / f on-demand replicas, so capacity past the allowance costs at least
+    `ratio_past` = min(the on-demand pools' ratio, that bundle's ratio); and a row already
+    past its allowance owes the on-demand replicas at the cheapest price left (`od_price`).
+    """
+
+    def __init__(self, p: Problem, cap: FloatArray, order: list[int]) -> None:
+        f = p.spot_max_fraction
+        limited = p.spot_limits and f < 1.0
+        self.per_spot = min((1.0 - f) / f, 1e12) if limited and f > 0.0 else 0.0
+        self.per_od = f / (1.0 - f) if limited else math.inf
+        ratio = p.price / np.maximum(cap, 1e-12)
+        self.ratio: list[float] = []
+        self.ratio_past: list[float] = []
+        self.spot_cap: list[float] = []
+        self.od_price: list[float] = []
+        for level in range(len(order)):
+            left = order[level + 1 :]
+            spot = [i for i in left if p.spot[i]]
+            od = [i for i in left if not p.spot[i]]
+            r_all = min((float(ratio[i]) for i in left), default=math.inf)
+            r_od = min((float(ratio[i]) for i in od), default=math.inf)
+            od_price = min((float(p.price[i]) for i in od), default=math.inf)
+            self.ratio.append(r_all)
+            self.od_price.append(od_price)
+            self.spot_cap.append(max((float(cap[i]) for i in spot), default=0.0))
+            past = r_od
+            if spot and od and limited and f > 0.0:
+                # min cost per req/s of any mix within the share is an LP whose optimum has at
+                # most two pools: one on-demand pool, or a spot and an on-demand pool at the
+                # share's limit (k on-demand replicas per spot replica).
+                k = self.per_spot
+                ps, cs = p.price[spot], cap[spot]
+                po, co = p.price[od], cap[od]
+                pairs = (ps[:, None] + k * po[None, :]) / (cs[:, None] + k * co[None, :])
+                past = min(r_od, float(pairs.min()))
+            self.ratio_past.append(past if limited and spot else r_all)
+
+
 def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | None:
     """The optimum if the tree stays within `max_nodes` partial plans per level, else None.
 
@@ -122,19 +167,12 @@ def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | Non
         return None
     cap = p.risk.capacity * (1.0 - p.risk.indep_loss)
     bound = RiskCost(p)
-    # Assign pools cheapest per req/s first: the pools left are then the dear ones, so the
-    # bound on what they must still pay is tight early and the tree stays narrow.
-    ratio = p.price / np.maximum(cap, 1e-12)
-    order = np.argsort(ratio, kind="stable").tolist()
-    rest = [*ratio[order[1:]].tolist(), math.inf]  # ascending: the next pool is the cheapest
-    od_price = np.where(p.spot, math.inf, p.price)[order]
-    od_rest = [*np.minimum.accumulate(od_price[::-1])[::-1][1:].tolist(), math.inf]
-    # spot <= f T means on-demand >= spot (1 - f) / f: each spot replica brings on-demand ones.
-    f = p.spot_max_fraction
-    per_spot = min((1.0 - f) / f, 1e12) if p.spot_limits and 0.0 < f < 1.0 else 0.0
+    order = np.argsort(p.price / np.maximum(cap, 1e-12), kind="stable").tolist()
+    rest = _Rest(p, cap, order)
+    n = len(order)
+    tables = bound.tables([*rest.ratio, *rest.ratio_past, math.inf])
     cur = p.current if p.current is not None else np.zeros(cap.size, dtype=np.int64)
     start = p.start_cost if p.start_cost is not None else np.zeros(cap.size)
-    tables = bound.tables(rest)
     rows = np.zeros((1, 4))
     links: list[tuple[NDArray[np.intp], IntArray]] = []
     for level, i in enumerate(order):
@@ -147,11 +185,20 @@ def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | Non
         step = np.array([price, float(cap[i]), 1.0, 1.0 if p.spot[i] else 0.0])
         new = rows[parent] + counts[:, None] * step
         new[:, 0] += np.maximum(counts - int(cur[i]), 0) * float(start[i])
-        owed = np.ceil(new[:, 3] * per_spot - 1e-9) - (new[:, 2] - new[:, 3])
-        companion = np.where(
-            owed > 0, owed * od_rest[level] if od_rest[level] < math.inf else math.inf, 0.0
-        )
-        lower = new[:, 0] + np.maximum(bound.at(tables[level], new[:, 1]), companion)
+        c, od, spot = new[:, 1], new[:, 2] - new[:, 3], new[:, 3]
+        still = bound.at(tables[level], c)
+        if rest.ratio_past[level] > rest.ratio[level]:
+            # Capacity within the spot allowance at the spot ratio, past it at ratio_past.
+            allowance = rest.spot_cap[level] * np.maximum(od * rest.per_od - spot, 0.0)
+            within = np.maximum(still, bound.at(tables[2 * n], c + allowance))
+            past = rest.ratio[level] * allowance + bound.at(tables[n + level], c + allowance)
+            still = np.minimum(within, past)
+        owed = np.ceil(spot * rest.per_spot - 1e-9) - od
+        if rest.od_price[level] < math.inf:
+            companion = np.where(owed > 0, owed * rest.od_price[level], 0.0)
+        else:
+            companion = np.where(owed > 0, math.inf, 0.0)
+        lower = new[:, 0] + np.maximum(still, companion)
         keep = np.flatnonzero((lower < best - 1e-9) & (new[:, 2] <= p.total_max))
         if keep.size > max_nodes:
             return None
@@ -184,9 +231,13 @@ def _best_leaf(p: Problem, plans: IntArray, lower: FloatArray, incumbent: Plan) 
 
 
 def optimum(p: Problem, starts: list[IntArray]) -> Plan:
-    """The optimum from the best of `starts` by branch and bound; when the tree is too wide
-    (many pools, a poor start), the local search's plan, itself bettered exactly if it
-    narrows the tree enough."""
+    """The optimum of `p`, or the best the local search finds when the tree is too wide.
+
+    The best of `starts` is the first incumbent of the branch and bound. When the tree is
+    too wide (many pools, loose bounds), the local search descends from it and from the
+    current allocation (where the optimum usually is after a small change of demand), and
+    the branch and bound tries again from the better of the two, which narrows the tree.
+    """
     first = first_plan(p, starts)
     tops = np.minimum(p.max_replicas, p.total_max) + 1
     if math.prod(tops.tolist()) <= _SMALL:  # one or two small pools: try every plan
@@ -196,4 +247,9 @@ def optimum(p: Problem, starts: list[IntArray]) -> Plan:
     if exact is not None:
         return exact
     found = descend(p, first)
+    if p.current is not None:
+        held = np.minimum(p.current, p.max_replicas)
+        if feasible(p, held[None, :])[0]:
+            other = descend(p, plan_of(p, held))
+            found = other if other.objective < found.objective else found
     return solve(p, found) or found
