@@ -13,7 +13,7 @@ from typing import Any
 from costscaler.api import CapacityPool, InferenceDeployment, OnConflict, load_manifests
 from costscaler.errors import UserError
 from costscaler.sim.budget import SimBudget
-from costscaler.sim.cluster import SpotReplay
+from costscaler.sim.cluster import SpotBursts, SpotReplay
 from costscaler.sim.lineup import ORACLES, POLICIES, Lineup, Settings
 from costscaler.sim.report import as_row, plot, table
 from costscaler.sim.traces import load_spot_trace, load_trace
@@ -42,6 +42,32 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="POOL=PATH",
         help="replay a spot capacity trace for a pool instead of Poisson interruptions",
+    )
+    p.add_argument(
+        "--spot-burst-share",
+        type=float,
+        default=0.0,
+        help="share (0-1) of each Poisson spot pool's hazard that comes as correlated "
+        "pool-wide bursts (real GPU spot losses cluster); 0: independent per replica",
+    )
+    p.add_argument(
+        "--spot-burst-size",
+        type=float,
+        default=0.5,
+        help="with --spot-burst-share: chance (0-1] that a burst reclaims each replica",
+    )
+    p.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="policies start from nothing: their initial replicas pay the cold start at t=0 "
+        "(default: they serve from t=0, as when taking over a running deployment)",
+    )
+    p.add_argument(
+        "--rate-window",
+        type=float,
+        default=60.0,
+        help="range (s) of the request-rate and latency queries of costscaler, HPA and KEDA; "
+        "bursts shorter than it are averaged away",
     )
     p.add_argument("--hpa-target", type=float, default=0.7, help="HPA target utilisation")
     p.add_argument("--keda-target", type=float, default=0.7, help="KEDA threshold / capacity")
@@ -107,7 +133,19 @@ def run(args: argparse.Namespace) -> int:
         if args.budget is not None
         else None
     )
-    settings = Settings(args.hpa_target, args.keda_target, args.kpa_target, budget)
+    if not 0 <= args.spot_burst_share <= 1 or not 0 < args.spot_burst_size <= 1:
+        raise UserError("--spot-burst-share must be in [0, 1] and --spot-burst-size in (0, 1]")
+    if not args.step <= args.rate_window <= 3600:
+        raise UserError("--rate-window must be between --step and 3600 seconds")
+    settings = Settings(
+        args.hpa_target,
+        args.keda_target,
+        args.kpa_target,
+        budget,
+        rate_window_s=args.rate_window,
+        bursts=SpotBursts(args.spot_burst_share, args.spot_burst_size),
+        warm_start=not args.cold_start,
+    )
     lineup = Lineup(_deployment(args.file), pools, settings)
     replays = _replays(args.spot_trace, lineup, trace.steps, trace.dt)
     names = args.policy or list(POLICIES + ORACLES)

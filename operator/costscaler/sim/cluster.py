@@ -7,7 +7,9 @@ difference arrays (+1 where an interval starts, -1 where it ends), so a run of s
 two decisions is one cumulative sum: the twin never loops over steps.
 
 Spot interruptions come from a seeded Poisson clock per replica (the pool's rate per
-instance-hour) or from a replayed capacity trace (a drop in `available` preempts that many
+instance-hour), optionally with part of that hazard as seeded pool-wide bursts (`SpotBursts`:
+real GPU spot losses come in correlated bursts, ../shared/spot/README.md), or from a
+replayed capacity trace (a drop in `available` preempts that many
 spot replicas; while `available` is 0 no new spot replica can be had: the request waits,
 unpaid, like a pod Pending on a node that never launches). On the notice the ReplicaSet
 creates a replacement at once while the doomed replica keeps serving until it is reclaimed.
@@ -66,6 +68,25 @@ class SpotReplay:
         return SpotReplay(drops, nxt.astype(np.int64))
 
 
+@dataclass(frozen=True)
+class SpotBursts:
+    """Correlated spot losses: `share` of each spot pool's declared hazard comes as bursts.
+
+    Bursts reach a pool as a seeded Poisson process at `share x rate / size` per hour; each
+    reclaims every live replica of the pool with probability `size` (with the pool's notice),
+    so a replica's mean hazard stays the declared rate while losses cluster in time. The
+    rest of the hazard, `(1 - share) x rate`, stays independent per replica. `share` 0 is
+    the independent model alone.
+    """
+
+    share: float = 0.0
+    size: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.share <= 1 or not 0 < self.size <= 1:
+            raise ValueError("SpotBursts: share must be in [0, 1] and size in (0, 1]")
+
+
 @dataclass
 class ClusterTwin:
     """Replicas of one deployment across its pools, on a grid of `steps` steps of `dt` s."""
@@ -75,6 +96,7 @@ class ClusterTwin:
     dt: float
     seed: int = 0
     replays: dict[int, SpotReplay] = field(default_factory=dict)
+    bursts: SpotBursts = field(default_factory=SpotBursts)
     scale_events: int = 0
 
     def __post_init__(self) -> None:
@@ -94,6 +116,23 @@ class ClusterTwin:
             for step, count in replay.drops.items():
                 notice = max(0, step - self._steps_of(self.pools[p].notice_s))
                 self._push(notice, "drop", p, None, count)
+        self._burst_rngs = {
+            p: np.random.default_rng(np.random.SeedSequence([self.seed, p, 13]))
+            for p, m in enumerate(self.pools)
+            if m.spot and m.interruption_rate_per_hour > 0 and p not in self.replays
+        }
+        if self.bursts.share > 0:
+            for p in self._burst_rngs:
+                self._schedule_bursts(p)
+
+    def _schedule_bursts(self, pool: int) -> None:
+        """Draw the pool's burst times for the whole run (one seeded stream per pool)."""
+        model, rng = self.pools[pool], self._burst_rngs[pool]
+        mean_s = 3600.0 * self.bursts.size / (self.bursts.share * model.interruption_rate_per_hour)
+        clock = rng.exponential(mean_s)
+        while (kill := max(1, self._steps_of(clock))) < self.steps:
+            self._push(max(0, kill - self._steps_of(model.notice_s)), "burst", pool, None, kill)
+            clock += rng.exponential(mean_s)
 
     def _steps_of(self, seconds: float) -> int:
         return math.ceil(seconds / self.dt - 1e-9)
@@ -119,8 +158,9 @@ class ClusterTwin:
         self._live[pool].append(rep)
         self._mark(self._held, pool, step, 1)
         self._mark(self._ready, pool, rep.ready, 1)
-        if model.spot and model.interruption_rate_per_hour > 0 and replay is None:
-            life = self._rngs[pool].exponential(3600.0 / model.interruption_rate_per_hour)
+        rate = model.interruption_rate_per_hour * (1.0 - self.bursts.share)
+        if model.spot and rate > 0 and replay is None:
+            life = self._rngs[pool].exponential(3600.0 / rate)
             kill = step + max(1, self._steps_of(life))
             if kill < self.steps:
                 self._push(max(step, kill - self._steps_of(model.notice_s)), "notice", pool, rep)
@@ -148,13 +188,16 @@ class ClusterTwin:
         """Replicas asked for per pool (the Deployments' spec.replicas)."""
         return list(self._desired)
 
-    def start(self, replicas: list[int]) -> None:
-        """The run's initial state: `replicas[p]` replicas per pool, serving at step 0."""
+    def start(self, replicas: list[int], warm: bool = True) -> None:
+        """The run's initial state: `replicas[p]` replicas per pool, requested at step 0.
+
+        `warm`: they serve at once; otherwise they go through their cold start first.
+        """
         for p, n in enumerate(replicas):
             cap = self.pools[p].max_replicas
             n = n if cap is None else min(n, cap)
             for _ in range(n):
-                self.add(p, 0, warm=True)
+                self.add(p, 0, warm=warm)
             self._desired[p] = n
 
     def set_desired(self, step: int, desired: list[int]) -> None:
@@ -187,9 +230,17 @@ class ClusterTwin:
             elif kind == "drop":
                 kill = step + self._steps_of(self.pools[pool].notice_s)
                 victims = sorted(self._live[pool], key=lambda r: r.ready)[:count]
-                for victim in victims:
-                    self._doom(victim, step)
-                    self._push(kill, "kill", pool, victim)
+                self._reclaim(victims, step, kill)
+            elif kind == "burst":
+                live = list(self._live[pool])
+                hit = self._burst_rngs[pool].random(len(live)) < self.bursts.size
+                self._reclaim([r for r, h in zip(live, hit, strict=True) if h], step, count)
+
+    def _reclaim(self, victims: list[_Replica], notice: int, kill: int) -> None:
+        """Notice to `victims` at step `notice` (replaced at once), reclaimed at `kill`."""
+        for victim in victims:
+            self._doom(victim, notice)
+            self._push(kill, "kill", victim.pool, victim)
 
     def advance(self, start: int, stop: int) -> tuple[IntArray, IntArray]:
         """Ready and paid replicas per pool for steps [start, stop): arrays of shape (P, n).

@@ -1,7 +1,8 @@
 """The `costscaler` policy: the operator's own decision, `core.decide`, driven by the twin.
 
 It keeps the same observation window the controller keeps (one sample per tick: the request
-rate over the last minute, the SLO-quantile latency over the last minute, ready and warming
+rate and the SLO-quantile latency over the last `rate_window_s`, a minute as the controller's
+default PromQL range, so bursts shorter than that are averaged away; ready and warming
 replicas and spot losses per pool, for `forecast.windowSeconds`) and carries the engine state
 from one decision to the next, so a replayed decision is the deployed decision.
 `costscaler-single` is the same engine offered only the cheapest on-demand pool.
@@ -34,6 +35,7 @@ class CostScaler:
     name: str = "costscaler"
     interval_s: float = 15.0
     budget: SimBudget | None = None
+    rate_window_s: float = RATE_WINDOW_S
 
     def __post_init__(self) -> None:
         allowed = set(self.pool_names)
@@ -73,11 +75,12 @@ class CostScaler:
         cols = self._columns(view)
         lost = [view.lost[i] - self._lost[k] for k, i in enumerate(cols)]
         self._lost = [view.lost[i] for i in cols]
-        tokens = view.token_rate(RATE_WINDOW_S)
-        rate = view.rate(RATE_WINDOW_S)
-        latency = view.latency_quantile(self.spec.slo.latency.quantile, RATE_WINDOW_S)
+        window = self.rate_window_s
+        tokens = view.token_rate(window)
+        rate = view.rate(window)
+        latency = view.latency_quantile(self.spec.slo.latency.quantile, window)
         if math.isnan(latency) and rate > 0:
-            latency = RATE_WINDOW_S  # load but nothing started for a whole window
+            latency = window  # load but nothing started for a whole window
         if self._filled == self._buf.shape[1]:
             self._buf[:, : self._keep] = self._buf[:, self._keep :]
             self._filled = self._keep

@@ -92,6 +92,7 @@ class HPA:
     max_replicas: int
     name: str = "hpa"
     interval_s: float = SYNC_S
+    rate_window_s: float = RATE_WINDOW_S  # the custom-metrics adapter's rate() range
 
     def __post_init__(self) -> None:
         self.behavior = Behavior(max(1, self.min_replicas), self.max_replicas)
@@ -112,7 +113,7 @@ class HPA:
             return list(view.desired)
         ready, warming = view.ready[self.pool], view.warming[self.pool]
         raw = pods_metric_replicas(
-            current, ready, warming, view.rate(RATE_WINDOW_S), self._target(view)
+            current, ready, warming, view.rate(self.rate_window_s), self._target(view)
         )
         new = self.behavior.normalize(view.now_s, current, raw)
         return one_pool(view.pools, self.pool, new)
@@ -131,6 +132,7 @@ class KEDA:
     cooldown_s: float = 300.0
     name: str = "keda"
     interval_s: float = SYNC_S
+    rate_window_s: float = RATE_WINDOW_S  # the trigger query's rate() range
 
     def __post_init__(self) -> None:
         self.behavior = Behavior(max(1, self.min_replicas), self.max_replicas)
@@ -149,7 +151,7 @@ class KEDA:
         now, current = view.now_s, view.desired[self.pool]
         if now - self._polled >= self.polling_s:
             self._polled = now
-            self._value = view.rate(RATE_WINDOW_S)
+            self._value = view.rate(self.rate_window_s)
             if self._value > self.activation_threshold:
                 self._last_active = now
             elif self.min_replicas == 0 and now - self._last_active >= self.cooldown_s:

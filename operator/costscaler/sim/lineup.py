@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from costscaler.api import CapacityPool, InferenceDeployment
 from costscaler.sim.budget import SimBudget
-from costscaler.sim.cluster import SpotReplay
+from costscaler.sim.cluster import SpotBursts, SpotReplay
 from costscaler.sim.engine_policy import CostScaler
-from costscaler.sim.hpa import HPA, KEDA
+from costscaler.sim.hpa import HPA, KEDA, RATE_WINDOW_S
 from costscaler.sim.knative import KPA
 from costscaler.sim.oracle import SpotLimits, idle_accelerator_hours, lower_bound
 from costscaler.sim.policy import Policy
@@ -46,13 +46,22 @@ SINGLE = ("costscaler-single", "hpa", "keda", "kpa", "static")
 
 @dataclass(frozen=True)
 class Settings:
-    """Baseline targets: utilisation of rated capacity (HPA, KPA) and KEDA's per-replica
-    threshold as a share of rated capacity."""
+    """How a replay is set up, the same for every policy of a run.
+
+    Baseline targets: utilisation of rated capacity (HPA, KPA) and KEDA's per-replica
+    threshold as a share of rated capacity. `rate_window_s`: the range of the request-rate
+    query costscaler, HPA and KEDA read (bursts shorter than it are averaged away; KPA keeps
+    its own 6 s / 60 s windows). `bursts`: correlated spot losses. `warm_start`: policies
+    start with their initial replicas serving (else they pay the cold start at t=0).
+    """
 
     hpa_utilisation: float = 0.7
     keda_utilisation: float = 0.7
     kpa_utilisation: float = 0.7
     budget: SimBudget | None = None  # enforced on the costscaler policies
+    rate_window_s: float = RATE_WINDOW_S
+    bursts: SpotBursts = field(default_factory=SpotBursts)
+    warm_start: bool = True
 
 
 @dataclass
@@ -85,11 +94,14 @@ class Lineup:
                 "costscaler-ondemand": [m.name for m in self.models if not m.spot],
                 "costscaler-single": [self.models[single].name],
             }[name]
-            return CostScaler(spec, self.pools, names, name=name, budget=self.settings.budget)
+            budget, window = self.settings.budget, self.settings.rate_window_s
+            return CostScaler(spec, self.pools, names, name, budget=budget, rate_window_s=window)
         if name == "hpa":
-            return HPA(single, self.settings.hpa_utilisation, lo, hi)
+            hpa = self.settings.hpa_utilisation
+            return HPA(single, hpa, lo, hi, rate_window_s=self.settings.rate_window_s)
         if name == "keda":
-            return KEDA(single, self.settings.keda_utilisation * rated, lo, hi)
+            threshold = self.settings.keda_utilisation * rated
+            return KEDA(single, threshold, lo, hi, rate_window_s=self.settings.rate_window_s)
         if name == "kpa":
             return KPA(single, self.settings.kpa_utilisation, lo, hi)
         if name == "static":
@@ -114,6 +126,8 @@ class Lineup:
                 self.costs,
                 seed=seed,
                 replays=replays,
+                bursts=self.settings.bursts,
+                warm_start=self.settings.warm_start,
                 keep_timeline=keep_timeline,
             )
             for n in names

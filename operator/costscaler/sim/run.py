@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim import service
-from costscaler.sim.cluster import ClusterTwin, SpotReplay
+from costscaler.sim.cluster import ClusterTwin, SpotBursts, SpotReplay
 from costscaler.sim.policy import VIEW_EDGES_S, ClusterView, Policy
 from costscaler.sim.pools import PoolModel
 from costscaler.sim.record import Record
@@ -104,14 +104,22 @@ def simulate(
     *,
     seed: int = 0,
     replays: dict[int, SpotReplay] | None = None,
+    bursts: SpotBursts | None = None,
+    warm_start: bool = True,
     keep_timeline: bool = False,
 ) -> Outcome:
-    """Replay `trace` through `policy` on `pools`; deterministic for a given `seed`."""
+    """Replay `trace` through `policy` on `pools`; deterministic for a given `seed`.
+
+    `warm_start`: the policy's initial replicas serve from step 0 (an autoscaler taking over
+    a running deployment); otherwise they are requested at step 0 and pay their cold start,
+    as for a deployment launched when the trace begins.
+    """
     n, dt = trace.steps, trace.dt
-    twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}))
+    twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}), bursts or SpotBursts())
     rec = Record(trace.arrivals, trace.output_tokens, pools, costs.threshold_s, dt, VIEW_EDGES_S)
     first = trace.arrivals[: max(1, round(60 / dt))]
-    twin.start(policy.initial(_view(rec, twin, 0), float(first.sum() / (first.size * dt))))
+    initial = policy.initial(_view(rec, twin, 0), float(first.sum() / (first.size * dt)))
+    twin.start(initial, warm=warm_start)
     interval = max(1, round(policy.interval_s / dt)) if math.isfinite(policy.interval_s) else n
     for t in range(0, n, interval):
         if t > 0:

@@ -91,3 +91,27 @@ def test_malformed_trace_is_a_one_line_error(capsys, tmp_path):
     code = main(["simulate", "-f", str(DEPLOYMENT), "-p", str(POOLS), "--trace", str(bad)])
     assert code == 2
     assert f"{bad}:2:3:" in capsys.readouterr().err
+
+
+def test_scenario_flags_change_the_replay(capsys, trace_file):
+    args = ("--trace", str(trace_file), "--policy", "costscaler", "--seed", "2")
+    base = run_json(capsys, *args)[0]
+    cold = run_json(capsys, *args, "--cold-start")[0]
+    assert cold["slo_attainment"] < base["slo_attainment"]  # the first replicas warm up
+    bursty = run_json(capsys, *args, "--spot-burst-share", "1", "--spot-burst-size", "1")[0]
+    assert bursty["requests"] == base["requests"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--spot-burst-share", "1.5", "--spot-burst-share"),
+        ("--spot-burst-size", "0", "--spot-burst-size"),
+        ("--rate-window", "0.5", "--rate-window"),
+    ],
+)
+def test_scenario_flags_are_checked(capsys, trace_file, flag, value, message):
+    cmd = ["simulate", "-f", str(DEPLOYMENT), "-p", str(POOLS), "--trace", str(trace_file)]
+    step = ["--step", "1"] if flag == "--rate-window" else []
+    assert main([*cmd, *step, flag, value]) == 2
+    assert message in capsys.readouterr().err
