@@ -50,6 +50,7 @@ MAX_NODES = 1024
 _GRID = 129
 _CHUNK = 64
 _SMALL = 256
+_BRUTE = 16384
 
 
 def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
@@ -128,32 +129,36 @@ class _Rest:
         limited = p.spot_limits and f < 1.0
         self.per_spot = min((1.0 - f) / f, 1e12) if limited and f > 0.0 else 0.0
         self.per_od = f / (1.0 - f) if limited else math.inf
-        ratio = p.price / np.maximum(cap, 1e-12)
-        self.ratio: list[float] = []
-        self.ratio_past: list[float] = []
-        self.spot_cap: list[float] = []
-        self.od_price: list[float] = []
-        for level in range(len(order)):
-            left = order[level + 1 :]
-            spot = [i for i in left if p.spot[i]]
-            od = [i for i in left if not p.spot[i]]
-            r_all = min((float(ratio[i]) for i in left), default=math.inf)
-            r_od = min((float(ratio[i]) for i in od), default=math.inf)
-            od_price = min((float(p.price[i]) for i in od), default=math.inf)
-            self.ratio.append(r_all)
-            self.od_price.append(od_price)
-            self.spot_cap.append(max((float(cap[i]) for i in spot), default=0.0))
-            past = r_od
-            if spot and od and limited and f > 0.0:
-                # min cost per req/s of any mix within the share is an LP whose optimum has at
-                # most two pools: one on-demand pool, or a spot and an on-demand pool at the
-                # share's limit (k on-demand replicas per spot replica).
-                k = self.per_spot
-                ps, cs = p.price[spot], cap[spot]
-                po, co = p.price[od], cap[od]
-                pairs = (ps[:, None] + k * po[None, :]) / (cs[:, None] + k * co[None, :])
-                past = min(r_od, float(pairs.min()))
-            self.ratio_past.append(past if limited and spot else r_all)
+        idx = np.asarray(order)
+        spot = p.spot[idx]
+        price, c = p.price[idx], cap[idx]
+        ratio = price / np.maximum(c, 1e-12)
+        inf = np.full(idx.size, math.inf)
+        # Level l's pools left are l+1 on: suffix minima and maxima, shifted by one.
+        best = _after(ratio, np.minimum)
+        r_od = _after(np.where(spot, inf, ratio), np.minimum)
+        self.od_price: list[float] = _after(np.where(spot, inf, price), np.minimum).tolist()
+        self.spot_cap: list[float] = _after(np.where(spot, c, 0.0), np.maximum, 0.0).tolist()
+        past = r_od
+        if limited and f > 0.0 and spot.any() and (~spot).any():
+            # The least $/h per req/s of any mix within the share is an LP whose optimum has
+            # at most two pools: one on-demand pool, or a spot and an on-demand pool at the
+            # share's limit (per_spot on-demand replicas per spot replica).
+            k = self.per_spot
+            pairs = (price[:, None] + k * price[None, :]) / (c[:, None] + k * c[None, :])
+            pairs = np.where(spot[:, None] & ~spot[None, :], pairs, math.inf)
+            rows = np.minimum.accumulate(pairs[::-1], axis=0)[::-1]  # min over a' >= a
+            both = np.minimum.accumulate(rows[:, ::-1], axis=1)[:, ::-1]  # ... and b' >= b
+            past = np.minimum(past, np.append(np.diagonal(both)[1:], math.inf))
+        has_spot = _after(spot.astype(np.float64), np.maximum, 0.0) > 0
+        self.ratio: list[float] = best.tolist()
+        self.ratio_past: list[float] = np.where(has_spot & limited, past, best).tolist()
+
+
+def _after(values: FloatArray, op: np.ufunc, empty: float = math.inf) -> FloatArray:
+    """op over values[l + 1:] for each l (the last: `empty`)."""
+    suffix = op.accumulate(values[::-1])[::-1]
+    return np.append(suffix[1:], empty).astype(np.float64)
 
 
 def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | None:
@@ -180,7 +185,7 @@ def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | Non
         top = int(min(p.max_replicas[i], p.total_max))
         room = np.floor((best - rows[:, 0]) / price) if price > 0 else np.full(len(rows), top)
         parent, counts = _children(np.clip(room, -1, top).astype(np.int64))
-        if parent.size > 8 * max_nodes:
+        if parent.size > 4 * max_nodes:
             return None
         step = np.array([price, float(cap[i]), 1.0, 1.0 if p.spot[i] else 0.0])
         new = rows[parent] + counts[:, None] * step
@@ -230,26 +235,34 @@ def _best_leaf(p: Problem, plans: IntArray, lower: FloatArray, incumbent: Plan) 
     return best
 
 
+def _every(p: Problem, tops: IntArray, incumbent: Plan) -> Plan:
+    """The best plan of the whole space (counts below `tops`), cheapest spend first."""
+    every = np.indices(tops.tolist()).reshape(tops.size, -1).T
+    return _best_leaf(p, every, money(p, every), incumbent)
+
+
 def optimum(p: Problem, starts: list[IntArray]) -> Plan:
     """The optimum of `p`, or the best the local search finds when the tree is too wide.
 
     The best of `starts` is the first incumbent of the branch and bound. When the tree is
-    too wide (many pools, loose bounds), the local search descends from it and from the
-    current allocation (where the optimum usually is after a small change of demand), and
-    the branch and bound tries again from the better of the two, which narrows the tree.
+    too wide (many pools, loose bounds), the local search descends from the better of it and
+    the current allocation (where the optimum usually is after a small change of demand), and
+    the branch and bound tries again from there: a better incumbent narrows the tree.
     """
     first = first_plan(p, starts)
     tops = np.minimum(p.max_replicas, p.total_max) + 1
-    if math.prod(tops.tolist()) <= _SMALL:  # one or two small pools: try every plan
-        every = np.indices(tops.tolist()).reshape(tops.size, -1).T
-        return _best_leaf(p, every, money(p, every), first)
+    space = math.prod(tops.tolist())
+    if space <= _SMALL:  # one or two small pools: try every plan
+        return _every(p, tops, first)
     exact = solve(p, first)
     if exact is not None:
         return exact
-    found = descend(p, first)
+    if space <= _BRUTE:  # a wide tree in a small space (a poor start): try every plan
+        return _every(p, tops, first)
     if p.current is not None:
         held = np.minimum(p.current, p.max_replicas)
         if feasible(p, held[None, :])[0]:
-            other = descend(p, plan_of(p, held))
-            found = other if other.objective < found.objective else found
+            warm = plan_of(p, held)
+            first = warm if warm.objective < first.objective else first
+    found = descend(p, first)
     return solve(p, found) or found

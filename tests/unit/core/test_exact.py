@@ -85,3 +85,34 @@ def test_the_risk_bound_never_exceeds_the_risk(pl: Planner, rate: float, _unused
     plans = np.array(list(itertools.product(*(range(t + 1) for t in tops))), dtype=np.int64)
     bound = risk_bound(prob, plans @ (prob.risk.capacity * (1.0 - prob.risk.indep_loss)))
     assert (bound <= prob.risk.of(plans) + 1e-12).all()
+
+
+def test_a_start_past_the_floor_still_finds_the_cheapest_plan_within_it():
+    """Found by hypothesis: every start leaned on a spot pool whose burst alone breaks the
+    floor; the local search stayed past it (objective ~55,000) and the tree was too wide
+    from there. The space is small, so every plan is tried."""
+    pools = [
+        PoolView("p0", spot=True, replica_cost_per_hour=1.0, capacity_rps=2.0, cold_start_s=0),
+        PoolView("p1", spot=True, replica_cost_per_hour=2.0, capacity_rps=4.0, cold_start_s=0),
+        PoolView(
+            "p2",
+            spot=True,
+            replica_cost_per_hour=0.5,
+            capacity_rps=2.0,
+            cold_start_s=458.0,
+            interruption_rate_per_hour=0.5,
+        ),
+    ]
+    settings = Settings(
+        latency_threshold_s=1.0,
+        attainment=0.96875,
+        slo_miss_cost_per_hour=0.0,
+        replicas_min=0,
+        replicas_max=17,
+        spot_max_fraction=0.0,
+    )
+    pl = Planner(pools, settings)
+    prob = _problem(pl, 14.0)
+    found = optimum(prob, _starts(pl, prob, 14.0))
+    assert found.risk <= prob.risk_floor
+    assert found.objective <= _brute(prob) + 1e-9
