@@ -89,10 +89,9 @@ def p99(
 
     Requests never started by the end of the run count as slower than any edge.
     """
-    counts = service.latency_histogram(result, service_s, EDGES_S)
     if requests <= 0:
         return None
-    i = int(np.searchsorted(counts, 0.99 * requests - 1e-9))
+    i = service.latency_rank(result, service_s, EDGES_S, 0.99 * requests - 1e-9)
     return float(EDGES_S[i]) if i < EDGES_S.size and math.isfinite(EDGES_S[i]) else None
 
 

@@ -119,3 +119,17 @@ def test_histogram_fast_path_matches_buckets(arrivals, capacity):
         service.latency_buckets(result, 0.3, edges).sum(axis=0),
         atol=1e-9,
     )
+
+
+def test_latency_rank_is_the_histogram_searchsorted():
+    rng = np.random.default_rng(5)
+    arrivals = rng.poisson(12.0, 2000).astype(float)
+    arrived = np.concatenate(([0.0], np.cumsum(arrivals)))
+    capacity = np.where(np.arange(2000) % 300 < 200, 14.0, 9.0)  # queues build and drain
+    res = service.replay(arrived, 0, capacity, 0.3, 2.0)
+    edges = np.append(0.01 * 1.05 ** np.arange(200), np.inf)
+    counts = service.latency_histogram(res, 0.3, edges)
+    assert res.backlog.max() > 10
+    for rank in (0.0, 1.0, 0.5 * arrived[-1], 0.99 * arrived[-1], counts[-1], counts[-1] + 1):
+        want = int(np.searchsorted(counts, rank))
+        assert service.latency_rank(res, 0.3, edges, rank) == want
