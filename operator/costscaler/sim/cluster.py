@@ -101,9 +101,10 @@ class ClusterTwin:
 
     def __post_init__(self) -> None:
         n = len(self.pools)
-        self._held = np.zeros((n, self.steps + 1), dtype=np.int64)
-        self._ready = np.zeros((n, self.steps + 1), dtype=np.int64)
-        self._base = np.zeros((2, n), dtype=np.int64)
+        # Difference arrays of ready (0) and paid (1) replicas, summed together per stretch.
+        self._marks = np.zeros((2, n, self.steps + 1), dtype=np.int64)
+        self._ready, self._held = self._marks[0], self._marks[1]
+        self._base = np.zeros((2, n, 1), dtype=np.int64)
         self._live: list[list[_Replica]] = [[] for _ in range(n)]
         self._events: list[tuple[int, int, str, int, int, _Replica | None]] = []
         self._seq = 0
@@ -248,11 +249,10 @@ class ClusterTwin:
         Call with consecutive ranges; decisions for `start` must already be applied.
         """
         self._run_events(stop)
-        ready = np.cumsum(self._ready[:, start:stop], axis=1) + self._base[0][:, None]
-        held = np.cumsum(self._held[:, start:stop], axis=1) + self._base[1][:, None]
+        counts = np.cumsum(self._marks[:, :, start:stop], axis=2) + self._base
         if stop > start:
-            self._base = np.stack([ready[:, -1], held[:, -1]])
-        return ready, held
+            self._base = counts[:, :, -1:]
+        return counts[0], counts[1]
 
     def counts(self, step: int) -> tuple[list[int], list[int]]:
         """Replicas per pool at `step` as a cluster reports them: (ready, warming)."""

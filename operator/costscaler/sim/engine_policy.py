@@ -99,9 +99,8 @@ class CostScaler:
         """The window as the engine takes it."""
         data = self._buf[:, max(0, self._filled - self._keep) : self._filled]
         n = len(self.pool_names)
-        per_pool = [
-            {name: data[4 + k * n + i] for i, name in enumerate(self.pool_names)} for k in range(3)
-        ]
+        rows = [data[4 + k * n : 4 + (k + 1) * n] for k in range(3)]
+        per_pool = [dict(zip(self.pool_names, r, strict=True)) for r in rows]
         latency = np.where(data[1] > 0, data[2], np.nan)
         return Observations(
             times=data[0],
