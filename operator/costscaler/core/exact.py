@@ -50,7 +50,8 @@ MAX_NODES = 1024
 _GRID = 129
 _CHUNK = 64
 _SMALL = 256
-_BRUTE = 16384
+_BRUTE = 65536
+_DOUBLINGS = 6
 
 
 def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
@@ -100,7 +101,7 @@ class RiskCost:
 
     def at(self, table: FloatArray, capacity: FloatArray) -> FloatArray:
         """The bound for each capacity (req/s)."""
-        cell = np.minimum((capacity / self.step).astype(np.int64), table.size - 1)
+        cell = np.minimum(capacity / self.step, table.size - 1).astype(np.int64)
         return np.asarray(table[cell], dtype=np.float64)
 
 
@@ -138,6 +139,7 @@ class _Rest:
         best = _after(ratio, np.minimum)
         r_od = _after(np.where(spot, inf, ratio), np.minimum)
         self.od_price: list[float] = _after(np.where(spot, inf, price), np.minimum).tolist()
+        self.od_cap: list[float] = _after(np.where(spot, 0.0, c), np.maximum, 0.0).tolist()
         self.spot_cap: list[float] = _after(np.where(spot, c, 0.0), np.maximum, 0.0).tolist()
         past = r_od
         if limited and f > 0.0 and spot.any() and (~spot).any():
@@ -161,29 +163,62 @@ def _after(values: FloatArray, op: np.ufunc, empty: float = math.inf) -> FloatAr
     return np.append(suffix[1:], empty).astype(np.float64)
 
 
-def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | None:
+def _order(
+    p: Problem, cap: FloatArray, cur: IntArray, start: FloatArray
+) -> tuple[list[int], list[bool]]:
+    """Pools cheapest per req/s first, identical pools next to each other; and for each
+    level, whether its pool is identical to the one before (same price, capacity, losses,
+    bounds, running replicas and warm-up), so the two are interchangeable in every plan."""
+    ratio = p.price / np.maximum(cap, 1e-12)
+    r = p.risk
+    sig = list(
+        zip(
+            ratio.tolist(),
+            p.price.tolist(),
+            cap.tolist(),
+            p.spot.tolist(),
+            r.indep_loss.tolist(),
+            r.burst_prob.tolist(),
+            p.max_replicas.tolist(),
+            cur.tolist(),
+            start.tolist(),
+            strict=True,
+        )
+    )
+    order = sorted(range(len(sig)), key=lambda i: sig[i])
+    twin = [k > 0 and sig[order[k]] == sig[order[k - 1]] for k in range(len(order))]
+    return order, twin
+
+
+def solve(
+    p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES, ceiling: float = math.inf
+) -> Plan | None:
     """The optimum if the tree stays within `max_nodes` partial plans per level, else None.
 
     The incumbent must be feasible with a finite objective; the result is never worse.
+    With a `ceiling` below the incumbent's objective, only plans under it are searched: the
+    result is then the optimum if its objective is under the ceiling, else the incumbent.
     Each partial plan is a row of (money $/h, capacity req/s, replicas, spot replicas).
     """
-    best = incumbent.objective
+    best = min(incumbent.objective, ceiling)
     if not math.isfinite(best):
         return None
     cap = p.risk.capacity * (1.0 - p.risk.indep_loss)
     bound = RiskCost(p)
-    order = np.argsort(p.price / np.maximum(cap, 1e-12), kind="stable").tolist()
+    cur = p.current if p.current is not None else np.zeros(cap.size, dtype=np.int64)
+    start = p.start_cost if p.start_cost is not None else np.zeros(cap.size)
+    order, twin = _order(p, cap, cur, start)
     rest = _Rest(p, cap, order)
     n = len(order)
     tables = bound.tables([*rest.ratio, *rest.ratio_past, math.inf])
-    cur = p.current if p.current is not None else np.zeros(cap.size, dtype=np.int64)
-    start = p.start_cost if p.start_cost is not None else np.zeros(cap.size)
     rows = np.zeros((1, 4))
     links: list[tuple[NDArray[np.intp], IntArray]] = []
     for level, i in enumerate(order):
         price = float(p.price[i])
         top = int(min(p.max_replicas[i], p.total_max))
         room = np.floor((best - rows[:, 0]) / price) if price > 0 else np.full(len(rows), top)
+        if twin[level]:  # no more than its identical twin before it: one of each permutation
+            room = np.minimum(room, links[-1][1])
         parent, counts = _children(np.clip(room, -1, top).astype(np.int64))
         if parent.size > 4 * max_nodes:
             return None
@@ -200,7 +235,12 @@ def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | Non
             still = np.minimum(within, past)
         owed = np.ceil(spot * rest.per_spot - 1e-9) - od
         if rest.od_price[level] < math.inf:
-            companion = np.where(owed > 0, owed * rest.od_price[level], 0.0)
+            # The owed replicas cost at least the cheapest on-demand price left and add at
+            # most the largest on-demand capacity left; the rest is bought at `ratio` at best.
+            owed = np.maximum(owed, 0.0)
+            companion = owed * rest.od_price[level] + bound.at(
+                tables[level], c + owed * rest.od_cap[level]
+            )
         else:
             companion = np.where(owed > 0, math.inf, 0.0)
         lower = new[:, 0] + np.maximum(still, companion)
@@ -214,23 +254,28 @@ def solve(p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES) -> Plan | Non
     for i, (parent, counts) in zip(order[::-1], links[::-1], strict=True):
         plans[:, i] = counts[at]
         at = parent[at]
-    return _best_leaf(p, plans, lower, incumbent)
+    return _best_leaf(p, plans, lower, incumbent, best)
 
 
-def _best_leaf(p: Problem, plans: IntArray, lower: FloatArray, incumbent: Plan) -> Plan:
-    """The best of the complete plans left, evaluated in order of their lower bound a chunk
-    at a time, until the next chunk's bound cannot beat the best found."""
-    ok = feasible(p, plans)
+def _best_leaf(
+    p: Problem, plans: IntArray, lower: FloatArray, incumbent: Plan, cutoff: float = math.inf
+) -> Plan:
+    """The best of the complete plans left under `cutoff` (and the incumbent), evaluated in
+    order of their lower bound a chunk at a time, until the next chunk's bound cannot beat
+    the best found; the incumbent if none does."""
+    bar = min(incumbent.objective, cutoff)
+    ok = (lower < bar - 1e-9) & feasible(p, plans)
     plans, lower = plans[ok], lower[ok]
     ranked = np.argsort(lower, kind="stable")
     best = incumbent
     for lo in range(0, ranked.size, _CHUNK):
         chunk = ranked[lo : lo + _CHUNK]
-        if not lower[chunk[0]] < best.objective - 1e-9:
+        if not lower[chunk[0]] < bar - 1e-9:
             break
         spend, risk, obj = evaluate(p, plans[chunk])
         k = int(np.argmin(obj))
-        if obj[k] < best.objective - 1e-9:
+        if obj[k] < bar - 1e-9:
+            bar = float(obj[k])
             best = Plan(plans[chunk[k]], float(spend[k]), float(risk[k]), float(obj[k]))
     return best
 
@@ -241,23 +286,40 @@ def _every(p: Problem, tops: IntArray, incumbent: Plan) -> Plan:
     return _best_leaf(p, every, money(p, every), incumbent)
 
 
+def _within_floor(p: Problem, past: Plan) -> Plan | None:
+    """The optimum when the incumbent is past the SLO floor, or None.
+
+    Past the floor the incumbent's objective carries the floor's penalty, so it prunes
+    nothing. A plan within the floor costs at most its spend + s x floor: search under a
+    ceiling of that form, from the incumbent's spend up, doubling; the first plan found under
+    a ceiling is the optimum (every plan under it was in the tree).
+    """
+    spend = max(float(money(p, past.replicas[None, :])[0]), float(p.price.min()), 1e-6)
+    for _ in range(_DOUBLINGS):
+        ceiling = 1.25 * spend + p.slo_miss_cost * p.risk_floor
+        if ceiling >= past.objective:
+            return None
+        found = solve(p, past, ceiling=ceiling)
+        if found is None:
+            return None
+        if found.objective < ceiling:
+            return found
+        spend *= 2.0
+    return None
+
+
 def optimum(p: Problem, starts: list[IntArray]) -> Plan:
     """The optimum of `p`, or the best the local search finds when the tree is too wide.
 
-    The best of `starts` is the first incumbent of the branch and bound. When the tree is
-    too wide (many pools, loose bounds), the local search descends from the better of it and
-    the current allocation (where the optimum usually is after a small change of demand), and
-    the branch and bound tries again from there: a better incumbent narrows the tree.
+    The local search descends from the better of the best start and the current allocation
+    (where the optimum usually is after a small change of demand); its plan is the branch
+    and bound's incumbent, and the better the incumbent the narrower the tree. A tree too
+    wide in a small space (a start past the SLO floor) tries every plan instead.
     """
     first = first_plan(p, starts)
     tops = np.minimum(p.max_replicas, p.total_max) + 1
     space = math.prod(tops.tolist())
     if space <= _SMALL:  # one or two small pools: try every plan
-        return _every(p, tops, first)
-    exact = solve(p, first)
-    if exact is not None:
-        return exact
-    if space <= _BRUTE:  # a wide tree in a small space (a poor start): try every plan
         return _every(p, tops, first)
     if p.current is not None:
         held = np.minimum(p.current, p.max_replicas)
@@ -265,4 +327,9 @@ def optimum(p: Problem, starts: list[IntArray]) -> Plan:
             warm = plan_of(p, held)
             first = warm if warm.objective < first.objective else first
     found = descend(p, first)
-    return solve(p, found) or found
+    exact = solve(p, found)
+    if exact is None and found.risk > p.risk_floor and p.prefer_slo:
+        exact = _within_floor(p, found)
+    if exact is None and space <= _BRUTE:
+        exact = _every(p, tops, found)
+    return found if exact is None else exact
