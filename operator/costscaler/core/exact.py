@@ -41,7 +41,6 @@ from costscaler.core.allocate import (
     feasible,
     first_plan,
     money,
-    plan_of,
 )
 from costscaler.core.risk import IntArray
 from costscaler.core.types import FloatArray
@@ -311,9 +310,9 @@ def _within_floor(p: Problem, past: Plan) -> Plan | None:
 def optimum(p: Problem, starts: list[IntArray]) -> Plan:
     """The optimum of `p`, or the best the local search finds when the tree is too wide.
 
-    The local search descends from the better of the best start and the current allocation
-    (where the optimum usually is after a small change of demand); its plan is the branch
-    and bound's incumbent, and the better the incumbent the narrower the tree. A tree too
+    The local search descends from the best start (the current allocation is one: the
+    optimum is usually near it after a small change of demand); its plan is the branch and
+    bound's incumbent, and the better the incumbent the narrower the tree. A tree too
     wide in a small space (a start past the SLO floor) tries every plan instead.
     """
     first = first_plan(p, starts)
@@ -321,11 +320,6 @@ def optimum(p: Problem, starts: list[IntArray]) -> Plan:
     space = math.prod(tops.tolist())
     if space <= _SMALL:  # one or two small pools: try every plan
         return _every(p, tops, first)
-    if p.current is not None:
-        held = np.minimum(p.current, p.max_replicas)
-        if feasible(p, held[None, :])[0]:
-            warm = plan_of(p, held)
-            first = warm if warm.objective < first.objective else first
     found = descend(p, first)
     exact = solve(p, found)
     if exact is None and found.risk > p.risk_floor and p.prefer_slo:
