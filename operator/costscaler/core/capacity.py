@@ -8,7 +8,10 @@ all profiles and nudges it from observed (rate, latency quantile, ready replicas
   declared capacity says capacity >= u x declared; if u > scale, scale moves toward u;
 - a sample where the latency missed while carrying u < scale says capacity < u; scale moves
   toward u, but only if u >= `MIN_LOAD_FOR_MISS` x scale: a miss at a small fraction of rated
-  load is a latency outlier (a slow request, a GC pause), not a capacity limit.
+  load is a latency outlier (a slow request, a GC pause), not a capacity limit; and only
+  if the latency is not falling from the sample before: a queue that drains after a burst
+  (or after capacity was added) keeps the latency over the threshold for a while although
+  the replicas serve faster than requests arrive, which says capacity > u, not < u.
 
 It never trusts one bad sample: only steady samples count (the same ready replicas as the
 sample before, nothing lost, finite values); each moves `scale` by at most `STEP` of the gap
@@ -58,9 +61,13 @@ def calibrate(
     `declared_rps[k]`: declared capacity (req/s) of the replicas ready at sample k, summed
     over pools; `steady[k]`: 1 when sample k is steady (see the module docstring), else 0.
     """
+    # A miss while the latency falls is a backlog draining (see the module docstring).
+    before = np.concatenate(([np.nan], latency[:-1]))
+    draining = latency < before  # False where either is NaN
     # Only the tail after `until` is new (times increase): work on it, not the whole window.
     start = int(np.searchsorted(times, until, side="right"))
     times, rate, latency = times[start:], rate[start:], latency[start:]
+    draining = draining[start:]
     declared_rps, steady = declared_rps[start:], steady[start:]
     new = times > until
     if not new.any():
@@ -76,10 +83,10 @@ def calibrate(
     )
     load = np.where(ok, rate / np.where(declared_rps > 0, declared_rps, 1.0), 0.0)
     met = latency <= threshold_s
-    for u, hit in zip(load[ok], met[ok], strict=True):
+    for u, hit, drain in zip(load[ok], met[ok], draining[ok], strict=True):
         if hit and u > scale:
             scale += STEP * (min(u, MAX_SCALE) - scale)
-        elif not hit and MIN_LOAD_FOR_MISS * scale <= u < scale:
+        elif not hit and not drain and MIN_LOAD_FOR_MISS * scale <= u < scale:
             scale += STEP * (max(u, MIN_SCALE) - scale)
     scale = min(max(scale, MIN_SCALE), MAX_SCALE)
     return scale, float(times[new][-1])

@@ -77,3 +77,15 @@ def test_each_sample_is_consumed_once():
     scale, until = calibrate(1.0, -np.inf, *window, threshold_s=1.0)
     again, until2 = calibrate(scale, until, *window, threshold_s=1.0)
     assert (again, until2) == (scale, until)
+
+
+def test_a_draining_backlog_does_not_lower_capacity():
+    """After a burst the queue drains: the latency misses but falls sample after sample while
+    the replicas carry 80 % of their rating. That says they serve faster than requests come;
+    the weak-replica case (the same load, a latency that stays high) still lowers it."""
+    times, rate, _, declared, steady = _window(0.8, 0.0, n=20)
+    draining = np.linspace(30.0, 1.5, times.size)
+    seen = times[0]  # the first sample was consumed by an earlier tick
+    assert calibrate(1.0, seen, times, rate, draining, declared, steady, 1.0)[0] == 1.0
+    stuck = np.full(times.size, 1.5)
+    assert calibrate(1.0, seen, times, rate, stuck, declared, steady, 1.0)[0] < 1.0
