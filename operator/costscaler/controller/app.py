@@ -17,6 +17,7 @@ from costscaler.adapters.backfill import Past, fetch_backfill
 from costscaler.adapters.kube import Kube, load_config
 from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Target, connect
 from costscaler.controller import budgets, handlers, session
+from costscaler.controller.memory import release_free_memory
 from costscaler.controller.metrics import Health, OperatorMetrics, serve
 from costscaler.controller.runtime import Backfill, ReadingCache, Runtime
 from costscaler.controller.settings import Settings
@@ -47,10 +48,11 @@ def build_runtime(settings: Settings) -> Runtime:
         for query, error in report.failed.items():
             log.warning("Prometheus query failed: %s: %s", query, error)
         log.debug("fetched %d queries in %.3f s", report.queries, seconds)
+        release_free_memory()  # a round of ticks ended: what it freed goes back to the OS
 
     # One fetch per interval serves every deployment's tick (their phases are spread).
     cache = ReadingCache(source, list, settings.interval_seconds, on_fetch)
-    kube = Kube(load_config(settings.kubeconfig))
+    kube = Kube(load_config(settings.kubeconfig), workers=settings.kube_connections)
     health = Health(stuck_after_seconds=max(60.0, 10 * settings.interval_seconds))
     return Runtime(settings, kube, cache, metrics, health, _backfill(settings, client, source))
 

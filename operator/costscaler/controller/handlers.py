@@ -163,7 +163,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         t = TickInput(infd, _pools(kw), children, reading, history, status, _now(), budget)
         result = await run_tick(t, decide, rt.kube)
         if status_due(status, result.status, t.now, settings.status_interval_seconds):
-            await rt.kube.patch_status(ns, name, result.status)
+            rt.kube.write_status(ns, name, result.status)
         if result.event:
             kopf.event(body, type="Normal", reason=result.event[0], message=result.event[1])
         _export(rt, infd, result, reading.problem is None)

@@ -67,10 +67,11 @@ class Settings(BaseSettings):
         "killed without notice waits this long; kopf's default is 60 s.",
     )
     kube_connections: int = Field(
-        default=32,
-        ge=4,
+        default=16,
+        ge=2,
         le=1024,
-        description="Concurrent API requests of kopf (besides its watch streams); more queue.",
+        description="Concurrent API requests of kopf (besides its watch streams), and of the "
+        "operator's own writes; more queue. Each is a kept-alive TLS connection.",
     )
     priority: int = Field(
         default_factory=lambda: random.randint(1, 2**30),
