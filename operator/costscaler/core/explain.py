@@ -116,12 +116,36 @@ def _budget(
     return Reason.BUDGET_LIMITED, f"{head} Held to the budget's {allowed}.{note}"
 
 
+def _rebalance(pl: Planner, base: IntArray, order: IntArray) -> IntArray:
+    """Restore the spot limits without scaling any pool down: add on-demand replicas (best
+    $/req/s first) while the spot share is too high or the on-demand floor unmet. Where no
+    on-demand replica can be added (replicas.max, pool maxima), the spot limits yield until
+    metrics return: a hold never releases a replica on data it cannot read."""
+    s = pl.settings
+    od = [int(i) for i in order if not pl.spot[i]]
+
+    def broken() -> bool:
+        total, n_spot = int(base.sum()), int(base[pl.spot].sum())
+        od_floor = min(s.min_on_demand, total)
+        return n_spot > math.floor(s.spot_max_fraction * total + 1e-9) or (
+            total - n_spot < od_floor
+        )
+
+    while broken() and int(base.sum()) < s.replicas_max:
+        room = [i for i in od if base[i] < pl.max_replicas[i]]
+        if not room:
+            break
+        base[room[0]] += 1
+    return base
+
+
 def held(pl: Planner, cur: IntArray, state: EngineState, why: str) -> Decision:
     """Hold the current allocation (or the last one decided) on bad data: never scale down.
 
     Bounds still hold: a pool above its maximum, or a total above replicas.max, is trimmed
     (worst $/req/s first); a total below replicas.min is raised (on-demand, best $/req/s
-    first).
+    first); and a spot share above spot.maxFraction, or on-demand replicas below
+    minOnDemandReplicas, is restored with on-demand replicas (`_rebalance`).
     """
     base = cur.copy()
     if base.sum() == 0:
@@ -134,6 +158,7 @@ def held(pl: Planner, cur: IntArray, state: EngineState, why: str) -> Decision:
     for i in order:
         short = pl.settings.replicas_min - int(base.sum())
         base[i] += max(0, min(short, int(pl.max_replicas[i] - base[i])))
+    base = _rebalance(pl, base, order)
     replicas = {n: int(v) for n, v in zip(pl.names, base, strict=True)}
     spend = float(base @ pl.price) + pl.settings.fixed_per_hour
     return Decision(

@@ -162,3 +162,20 @@ def test_decide_is_deterministic(pl: Planner, rate: float, counts: list[int]):
     current = _current(pl, counts)
     obs = steady(rate, ready=current)
     assert repr(pl.decide(obs, current, 3600.0)) == repr(pl.decide(obs, current, 3600.0))
+
+
+@FAST
+@given(planners(), rates, st.lists(st.integers(0, 20), min_size=1, max_size=4), BAD_VALUES)
+def test_a_hold_on_bad_data_is_within_every_bound(pl: Planner, rate, counts, bad: float):
+    """Holding scales no pool down, yet the replica bounds hold, and the spot limits too
+    unless no on-demand replica could be added (replicas.max or every on-demand pool full)."""
+    current = _current(pl, counts)
+    obs = steady(rate, ready=current)
+    rates_ = obs.request_rate.copy()
+    rates_[-1] = bad
+    d = pl.decide(Observations(obs.times, rates_, obs.latency, ready=obs.ready), current, 3600.0)
+    x = np.array([d.replicas[n] for n in pl.names])
+    assert (x <= pl.max_replicas).all() and x.sum() <= pl.settings.replicas_max
+    od_full = all(x[i] >= pl.max_replicas[i] for i in range(x.size) if not pl.spot[i])
+    full = x.sum() >= pl.settings.replicas_max or od_full
+    assert full or _within_bounds(pl, dict(d.replicas)), d.message
