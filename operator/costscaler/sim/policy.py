@@ -116,10 +116,11 @@ class Policy(Protocol):
     interval_s: float
 
     def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """Replicas already serving when the run starts (`first_rate`: req/s of the first minute).
+        """Replicas at the start of the run (`first_rate`: req/s of the first minute).
 
-        Every run starts warm, sized the policy's own way, so start-up cold starts do not
-        dominate short traces.
+        Sized the policy's own way. By default they serve at once (a policy taking over a
+        running deployment), so start-up cold starts do not dominate short traces; with
+        `simulate(warm_start=False)` (`--cold-start`) every policy pays its own at t=0.
         """
         ...
 
