@@ -51,6 +51,7 @@ _CHUNK = 64
 _SMALL = 256
 _BRUTE = 65536
 _DOUBLINGS = 6
+MAX_WAIT = 16
 
 
 def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
@@ -308,22 +309,48 @@ def _within_floor(p: Problem, past: Plan) -> Plan | None:
 
 
 def optimum(p: Problem, starts: list[IntArray]) -> Plan:
-    """The optimum of `p`, or the best the local search finds when the tree is too wide.
+    """The optimum of `p`, or the best the local search finds when the tree is too wide."""
+    return optimum_or_search(p, starts, attempt=True)[0]
+
+
+def optimum_or_search(
+    p: Problem, starts: list[IntArray], attempt: bool
+) -> tuple[Plan, bool | None]:
+    """The plan, and whether it is proven optimal (None: the exact search was not tried).
 
     The local search descends from the best start (the current allocation is one: the
     optimum is usually near it after a small change of demand); its plan is the branch and
     bound's incumbent, and the better the incumbent the narrower the tree. A tree too
-    wide in a small space (a start past the SLO floor) tries every plan instead.
+    wide in a small space (a start past the SLO floor) tries every plan instead. A space of
+    `_SMALL` plans or fewer is always searched whole; otherwise the exact search runs only
+    when `attempt` (see `backoff`).
     """
     first = first_plan(p, starts)
     tops = np.minimum(p.max_replicas, p.total_max) + 1
     space = math.prod(tops.tolist())
     if space <= _SMALL:  # one or two small pools: try every plan
-        return _every(p, tops, first)
+        return _every(p, tops, first), True
     found = descend(p, first)
+    if not attempt:
+        return found, None
     exact = solve(p, found)
     if exact is None and found.risk > p.risk_floor and p.prefer_slo:
         exact = _within_floor(p, found)
     if exact is None and space <= _BRUTE:
         exact = _every(p, tops, found)
-    return found if exact is None else exact
+    return (found, False) if exact is None else (exact, True)
+
+
+def backoff(misses: int, wait: int, proven: bool | None) -> tuple[int, int]:
+    """(misses, wait) after a decision: how many exact searches in a row gave up, and how
+    many decisions to skip before the next try.
+
+    A deployment whose trees are too wide to search (many pools, loose bounds) stays so from
+    one tick to the next: each failed try doubles the ticks skipped (up to `MAX_WAIT`) so
+    the engine does not pay for a search that gives up; one success resets it.
+    """
+    if proven is None:
+        return misses, max(wait - 1, 0)
+    if proven:
+        return 0, 0
+    return misses + 1, min(2 ** (misses + 1), MAX_WAIT) - 1

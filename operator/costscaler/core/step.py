@@ -78,7 +78,7 @@ def step(
     )
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
-    prob, target, limited = optimise(prob, starts, fixed, budget)
+    prob, target, limited, state = optimise(prob, starts, fixed, budget, state)
     final, clocks = keep(pl, prob, target, cur, state, now, limited)
     final = _make_before_break(pl, prob, final, cur, ready, target.replicas)
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
@@ -157,22 +157,31 @@ def idle_accelerators(pl: Planner, prob: Problem, plan: IntArray, rate_rps: floa
 
 
 def optimise(
-    prob: Problem, starts: list[IntArray], fixed: float, budget: BudgetConstraint | None
-) -> tuple[Problem, Plan, bool]:
+    prob: Problem,
+    starts: list[IntArray],
+    fixed: float,
+    budget: BudgetConstraint | None,
+    state: EngineState,
+) -> tuple[Problem, Plan, bool, EngineState]:
     """The cost-optimal plan; if it breaks the budget's burn rate, the best plan within it.
 
-    Returns the problem solved (with the budget when it bound), the plan, and whether the
-    budget bound. `fixed` ($/h) is what the plan pays besides accelerators.
+    Returns the problem solved (with the budget when it bound), the plan, whether the
+    budget bound, and the state with the exact search's backoff (`exact.backoff`). `fixed`
+    ($/h) is what the plan pays besides accelerators.
     """
-    target = exact.optimum(prob, starts)
-    if budget is None or target.spend + fixed <= budget.allowed_per_hour + 1e-9:
-        return prob, target, False
-    prob = replace(
-        prob,
-        budget=budget.allowed_per_hour - fixed,
-        prefer_slo=budget.on_conflict == "PreferSLO",
-    )
-    return prob, exact.optimum(prob, [*starts, target.replicas]), True
+    attempt = state.exact_wait <= 0
+    target, proven = exact.optimum_or_search(prob, starts, attempt)
+    limited = budget is not None and target.spend + fixed > budget.allowed_per_hour + 1e-9
+    if budget is not None and limited:
+        prob = replace(
+            prob,
+            budget=budget.allowed_per_hour - fixed,
+            prefer_slo=budget.on_conflict == "PreferSLO",
+        )
+        target, again = exact.optimum_or_search(prob, [*starts, target.replicas], attempt)
+        proven = None if again is None else bool(proven and again)
+    misses, wait = exact.backoff(state.exact_misses, state.exact_wait, proven)
+    return prob, target, limited, replace(state, exact_misses=misses, exact_wait=wait)
 
 
 def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int, start: int = 0) -> FloatArray:

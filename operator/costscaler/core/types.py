@@ -107,6 +107,7 @@ class EngineState:
     `hazard`: spot pool -> (losses, exposure instance-hours) of its Gamma posterior on the
     interruption rate, prior included. `hazard_until`: last sample folded into `hazard`.
     `last_replicas`: the last allocation decided on good data, held when data goes bad.
+    `exact_misses`, `exact_wait`: the exact search's backoff (`core.exact.backoff`).
     """
 
     idle_since: Mapping[str, float] = field(default_factory=dict)
@@ -115,6 +116,8 @@ class EngineState:
     hazard: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     hazard_until: float = -math.inf
     last_replicas: Mapping[str, int] = field(default_factory=dict)
+    exact_misses: int = 0
+    exact_wait: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (infinite times become None)."""
@@ -126,6 +129,8 @@ class EngineState:
             "hazard": {k: [a, b] for k, (a, b) in self.hazard.items()},
             "hazardUntil": _opt_time(self.hazard_until),
             "lastReplicas": dict(self.last_replicas),
+            "exactMisses": self.exact_misses,
+            "exactWait": self.exact_wait,
         }
 
     @staticmethod
@@ -151,6 +156,8 @@ class EngineState:
                 last_replicas={
                     str(k): int(v) for k, v in dict(data.get("lastReplicas", {})).items()
                 },
+                exact_misses=max(int(data.get("exactMisses", 0)), 0),
+                exact_wait=max(int(data.get("exactWait", 0)), 0),
             )
         except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
             raise ValueError(f"engine state is malformed: {exc}") from None

@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from core_helpers import steady
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from test_properties import FAST, planners, rates
 
 from costscaler.core import Planner, PoolView, Settings
 from costscaler.core.allocate import Plan, evaluate, feasible, first_plan
-from costscaler.core.exact import _BRUTE, optimum, risk_bound, solve
+from costscaler.core.exact import _BRUTE, MAX_WAIT, backoff, optimum, risk_bound, solve
 from costscaler.core.forecast import forecast
 from costscaler.core.step import learn, problem, start_plans
 from costscaler.core.types import EngineState
@@ -124,3 +125,36 @@ def test_a_start_past_the_floor_still_finds_the_cheapest_plan_within_it():
     found = optimum(prob, _starts(pl, prob, 14.0))
     assert found.risk <= prob.risk_floor
     assert found.objective <= _brute(prob) + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("misses", "wait", "proven", "expected"),
+    [
+        pytest.param(0, 0, True, (0, 0), id="proven-stays-exact"),
+        pytest.param(0, 0, False, (1, 1), id="first-give-up-skips-one"),
+        pytest.param(1, 0, False, (2, 3), id="second-skips-three"),
+        pytest.param(9, 0, False, (10, MAX_WAIT - 1), id="bounded"),
+        pytest.param(3, 5, None, (3, 4), id="skipped-counts-down"),
+        pytest.param(3, 0, True, (0, 0), id="success-resets"),
+    ],
+)
+def test_backoff(misses: int, wait: int, proven, expected):
+    assert backoff(misses, wait, proven) == expected
+
+
+def test_the_engine_backs_off_where_the_tree_is_too_wide_and_says_so_in_its_state():
+    """Twenty pools alike but for price: the tree is far too wide to search exactly."""
+    pools = [
+        PoolView(
+            f"p{i}",
+            spot=False,
+            replica_cost_per_hour=1.0 + 0.01 * i,
+            capacity_rps=2.0,
+            cold_start_s=60.0,
+        )
+        for i in range(20)
+    ]
+    pl = Planner(pools, Settings(latency_threshold_s=1.0, replicas_max=60))
+    d = pl.decide(steady(50.0), {}, 3600.0)
+    assert (d.state.exact_misses, d.state.exact_wait) == (1, 1)
+    assert EngineState.from_dict(d.state.to_dict()) == d.state
