@@ -6,7 +6,8 @@ needs 24 rated replicas of the cheapest on-demand pool). Each run is timed whole
 process CPU); `core.decide` is timed apart by wrapping the name the costscaler policy calls,
 and the policy's tick likewise, so the CPU splits into the engine (`decide`), everything
 else (`rest`), and rest's two parts: the policy's own work around the engine (`glue`:
-sampling metrics, building observations) and the twin with the queue (`twin`). Prints every
+sampling metrics, with the queue run up to the tick when latency is read, and building
+observations) and the rest of the replay (`twin`: replicas, events, totals). Prints every
 run and the median of each column; the target is 60 s wall for the whole run.
 """
 
