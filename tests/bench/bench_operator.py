@@ -10,7 +10,8 @@ replaying the Azure conversation trace, scraped through file_sd like the real tw
   (1.0 means every deployment was decided once per interval);
 - Prometheus queries per round of decisions (must not grow with the number of deployments);
 - the per-deployment tick duration (`costscaler_reconcile_duration_seconds`);
-- the operator's resident memory.
+- the operator's resident memory (median and peak over the window) and its CPU time per round
+  (the machine is shared, so CPU seconds compare better between runs than durations).
 
     .venv/bin/python tests/bench/bench_operator.py [--deployments 1000] [--window 90]
 """
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import statistics
 import sys
 import tempfile
 import threading
@@ -144,8 +147,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (the machine is shared: CPU says more than time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def snapshot(op: Operator) -> dict[str, float]:
     return {
+        "cpu": cpu_seconds(op.p.pid),
         "queries": op.metric("costscaler_prometheus_queries_total"),
         "errors": op.metric("costscaler_prometheus_query_errors_total"),
         "ticks": op.metric("costscaler_reconcile_duration_seconds_count"),
@@ -183,6 +193,8 @@ def measure(cluster: control.Cluster, op: Operator, n: int, window: float) -> di
         "mean_tick_ms_per_deployment": round(
             1000 * (last["tick_seconds"] - first["tick_seconds"]) / ticks, 2
         ),
+        "operator_cpu_seconds_per_round": round((last["cpu"] - first["cpu"]) / rounds, 2),
+        "rss_mb_median": round(statistics.median(rss), 1),
         "rss_mb_max": round(max(rss), 1),
     }
 

@@ -66,7 +66,7 @@ class Kube:
     written again by a concurrent handler (the timer and the create handler race at start).
     """
 
-    def __init__(self, api_client: Any, workers: int = 16) -> None:
+    def __init__(self, api_client: Any, workers: int = 8) -> None:
         from kubernetes import client
 
         # One kept-alive connection per worker (the client's default pool holds 10).
@@ -161,7 +161,8 @@ class Kube:
 
     def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
-            self.custom.patch_namespaced_custom_object_status(
+            # The reply is the whole object (managedFields included, ~16 KB): drained unparsed.
+            reply: Any = self.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -169,7 +170,10 @@ class Kube:
                 name,
                 {"status": status},
                 _content_type="application/merge-patch+json",
+                _preload_content=False,
             )
+            reply.drain_conn()
+            reply.release_conn()
         except Exception as exc:
             if _status(exc) != 404:  # a deleted object needs no status
                 raise

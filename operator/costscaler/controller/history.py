@@ -32,14 +32,15 @@ class History:
         self.window = window_seconds
         rows = int(window_seconds // max(interval_seconds, 1.0)) + 2
         self.load = np.full((rows, 4), np.nan)  # time, rate, latency, tokens
-        self.replicas = np.zeros((rows, 0, 3))  # per pool: ready, warming, desired
+        # Per pool: ready, warming, desired; float32 holds counts exactly and halves the size.
+        self.replicas = np.zeros((rows, 0, 3), dtype=np.float32)
         self.pools: list[str] = []
         self.n = 0
 
     def _column(self, pool: str) -> int:
         if pool not in self.pools:
             self.pools.append(pool)
-            extra = np.zeros((self.replicas.shape[0], 1, 3))
+            extra = np.zeros((self.replicas.shape[0], 1, 3), dtype=np.float32)
             self.replicas = np.concatenate([self.replicas, extra], axis=1)
         return self.pools.index(pool)
 
@@ -98,9 +99,9 @@ class History:
             request_rate=load[:, RATE].copy(),
             latency=load[:, LATENCY].copy(),
             token_rate=load[:, TOKENS].copy() if has_tokens else None,
-            ready={p: reps[:, i, READY].copy() for i, p in enumerate(self.pools)},
-            warming={p: reps[:, i, WARMING].copy() for i, p in enumerate(self.pools)},
-            lost={p: _losses(reps[:, i]) for i, p in enumerate(self.pools)},
+            ready={p: reps[:, i, READY].astype(float) for i, p in enumerate(self.pools)},
+            warming={p: reps[:, i, WARMING].astype(float) for i, p in enumerate(self.pools)},
+            lost={p: _losses(reps[:, i].astype(float)) for i, p in enumerate(self.pools)},
         )
 
 

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         "killed without notice waits this long; kopf's default is 60 s.",
     )
     kube_connections: int = Field(
-        default=16,
+        default=8,
         ge=2,
         le=1024,
         description="Concurrent API requests of kopf (besides its watch streams), and of the "

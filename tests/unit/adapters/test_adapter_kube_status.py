@@ -17,13 +17,22 @@ class SlowStatusApi:
         self.written: list[tuple[str, dict]] = []
         self.release = threading.Event()
         self.entered = threading.Event()
+        self.drained = 0
 
-    def patch_namespaced_custom_object_status(self, *args, **_: object) -> None:
+    def patch_namespaced_custom_object_status(self, *args, **kw: object) -> SlowStatusApi:
         name, body = args[4], args[5]
+        assert kw["_preload_content"] is False  # the reply (the whole object) is not parsed
         if not self.written:
             self.entered.set()
             self.release.wait(5)
         self.written.append((name, body["status"]))
+        return self  # stands for the unread reply
+
+    def drain_conn(self) -> None:
+        self.drained += 1
+
+    def release_conn(self) -> None:
+        pass
 
 
 def test_status_writes_do_not_block_and_keep_only_the_latest_per_object():
@@ -44,3 +53,4 @@ def test_status_writes_do_not_block_and_keep_only_the_latest_per_object():
     assert mine == [1, 4]  # 2 and 3 were superseded before they were sent
     assert ("b", {"n": 1}) in api.written
     assert not kube.pending_status and not kube.writing
+    assert api.drained == len(api.written)
