@@ -109,7 +109,7 @@ class Record:
         for f in FIELDS:
             getattr(self.queue, f)[t:stop] = getattr(res, f)
         self.cum_met[t + 1 : stop + 1] = self.cum_met[t] + np.cumsum(res.met)
-        self.cum_started[t + 1 : stop + 1] = self.cum_started[t] + np.cumsum(res.served)
+        self.cum_started[t + 1 : stop + 1] = self.arrived[t + 1 : stop + 1] - res.backlog
         busy = ~((res.wait_first_s <= 0) & (res.wait_last_s <= 0))
         self.busy[t:stop] = busy
         self.bucket[t:stop] = np.searchsorted(self.edges, svc, side="left")

@@ -118,11 +118,14 @@ def replay(
     mu = np.atleast_1d(np.asarray(capacity_rps, dtype=np.float64))
     stop = start + mu.size
     arrivals = np.diff(arrived[start : stop + 1])
-    backlog0 = float(arrived[start]) - started0
+    backlog0 = max(0.0, float(arrived[start]) - started0)
     if backlog0 == 0 and bool((arrivals <= mu * dt).all()):
         return _calm(arrivals, service_s, threshold_s)
     served, backlog = backlog_path(arrivals, mu, dt, backlog0)
-    started = started0 + np.concatenate(([0.0], np.cumsum(served)))
+    # Starts so far = arrivals so far - waiting, never more than have arrived: a running sum
+    # of `served` can drift a hair past an arrival count, and where arrivals pause that
+    # hair would date the last start to a later arrival (a wait of 0 instead of the gap).
+    started = np.concatenate(([arrived[start] - backlog0], arrived[start + 1 : stop + 1] - backlog))
     clock = np.arange(start, stop + 1) * dt
     first = np.maximum(clock[:-1] - arrival_time(arrived, started[:-1], dt, after=True), 0.0)
     last = np.maximum(clock[1:] - arrival_time(arrived, started[1:], dt), 0.0)
