@@ -133,3 +133,14 @@ def test_latency_rank_is_the_histogram_searchsorted():
     for rank in (0.0, 1.0, 0.5 * arrived[-1], 0.99 * arrived[-1], counts[-1], counts[-1] + 1):
         want = int(np.searchsorted(counts, rank))
         assert service.latency_rank(res, 0.3, edges, rank) == want
+
+
+def test_a_drained_queue_dates_its_last_start_to_its_own_arrival():
+    # Ten requests in the first second, then a pause: at 0.3/s the running sum of starts
+    # ends a hair above 10, which must not date the last start to the arrival after the pause.
+    arrivals = np.array([10.0] + [0.0] * 40 + [2.0])
+    arrived = np.concatenate(([0.0], np.cumsum(arrivals)))
+    res = service.replay(arrived, 0, np.full(arrivals.size, 0.3), 0.0, 100.0)
+    drain = int(np.flatnonzero(res.backlog == 0)[0])
+    assert np.cumsum(res.served)[drain] > 10.0  # the drift this guards against
+    assert res.wait_last_s[drain] == pytest.approx(drain + 1 - 1.0)
