@@ -24,7 +24,6 @@ from costscaler.core import (
     capacity,
     cost,
     exact,
-    feedback,
     fill,
     hazard,
     keepalive,
@@ -67,20 +66,16 @@ def step(
         obs.times[window], obs.request_rate[window], pl.horizon_s, pl.settings.daily_seasonality
     )
     ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
-    missed = (
-        0.0
-        if obs.within is None
-        else feedback.missed_share(obs.request_rate[window], obs.within[window])
-    )
-    floor = feedback.allowed_risk(pl.settings.attainment, missed)
-    prob = problem(pl, state, demand, floor)
+    prob = problem(pl, state, demand)
     prob = replace(
         prob,
         max_replicas=_deliverable(pl, obs, ready, now),
         current=cur,
         start_cost=pl.price * pl.cold_start_s / max(pl.horizon_s, 1.0),
     )
-    q = allocate.newsvendor_quantile(prob.slo_miss_cost, float(prob.price.min()), 1.0 - floor)
+    q = allocate.newsvendor_quantile(
+        prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
+    )
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
     prob, target, limited, state = optimise(prob, starts, fixed, budget, state)
@@ -89,11 +84,6 @@ def step(
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
     reason, message = explain(pl, prob, demand, q, chosen, target, limited, fixed, budget)
-    if floor < 1.0 - pl.settings.attainment:
-        message += (
-            f" {missed:.1%} of the window's requests missed the SLO (allowed "
-            f"{1.0 - pl.settings.attainment:.1%}): sized for {floor:.2%} risk."
-        )
     spend = chosen.spend + fixed
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     return Decision(
@@ -241,11 +231,8 @@ def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
     )
 
 
-def problem(
-    pl: Planner, state: EngineState, demand: DemandForecast, risk_floor: float | None = None
-) -> Problem:
-    """The allocation problem with calibrated capacity and learned spot hazards; the risk
-    floor is 1 - attainment unless `risk_floor` (`core.feedback`) says lower."""
+def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
+    """The allocation problem with calibrated capacity and learned spot hazards."""
     rate = np.array(
         [
             hazard.rate(state.hazard[n]) if pl.spot[i] and n in state.hazard else 0.0
@@ -254,7 +241,6 @@ def problem(
     )
     exposure = rate * pl.cold_start_s / 3600.0  # expected losses per replica before replacement
     s = pl.settings
-    floor = 1.0 - s.attainment if risk_floor is None else risk_floor
     return Problem(
         price=pl.price * (1.0 + exposure),
         spot=pl.spot,
@@ -264,14 +250,14 @@ def problem(
         spot_max_fraction=s.spot_max_fraction,
         min_on_demand=s.min_on_demand,
         slo_miss_cost=s.slo_miss_cost_per_hour,
-        risk_floor=floor,
+        risk_floor=1.0 - s.attainment,
         risk=RiskModel(
             capacity=pl.capacity * state.capacity_scale,
             indep_loss=1.0 - np.exp(-(1.0 - hazard.BURST_SHARE) * exposure),
             burst_prob=1.0 - np.exp(-hazard.BURST_SHARE * exposure),
             demand=demand,
         ),
-        floor_demand=demand.quantile(1.0 - floor),
+        floor_demand=demand.quantile(s.attainment),
     )
 
 

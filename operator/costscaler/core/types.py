@@ -39,14 +39,12 @@ class Observations:
 
     `times` (s, same clock as `now`, increasing), `request_rate` (req/s), `latency` (the SLO
     quantile of end-to-end latency, s; NaN when not measured, e.g. no request finished in
-    the scrape window), `token_rate` (output tokens/s, or None when the model server does
-    not report it), `within` (share of the interval's requests within the latency
-    threshold, or None when not measured; it drives `core.feedback`). Per pool name, arrays
-    aligned with `times`: `ready` replicas serving, `warming` replicas started but not yet
-    serving, and `lost` spot replicas interrupted since the previous sample. A pool missing
-    from a mapping counts as zeros. Missing samples are NaN: a NaN, infinite or negative
-    rate or replica count in the latest sample is bad data (see `core.validate`); such
-    samples are skipped elsewhere.
+    the scrape window), `token_rate` (output tokens/s, or None when the model
+    server does not report it). Per pool name, arrays aligned with `times`: `ready` replicas
+    serving, `warming` replicas started but not yet serving, and `lost` spot replicas
+    interrupted since the previous sample. A pool missing from a mapping counts as zeros.
+    Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
+    sample is bad data (see `core.validate`); such samples are skipped elsewhere.
     """
 
     times: FloatArray
@@ -56,7 +54,6 @@ class Observations:
     ready: Mapping[str, FloatArray] = field(default_factory=dict)
     warming: Mapping[str, FloatArray] = field(default_factory=dict)
     lost: Mapping[str, FloatArray] = field(default_factory=dict)
-    within: FloatArray | None = None
 
     @staticmethod
     def single(
