@@ -13,17 +13,21 @@ the buy price, then releases it:
     hold_i [s] = buy_i / c_i = T_i x (1 + s x delta_i / c_i)
 
 which never costs more than twice what an oracle that knew when demand returns would pay.
-The clock per pool (`idle_since`) starts when the pool first holds more than the plan needs
-and stops when it no longer does; it lives in `EngineState` so it survives restarts.
-A per-pool clock can expire while another pool's new replicas still warm (the surplus
-started before the plan moved), so releases are also bounded by make-before-break
-(`make_before_break`): ready replicas are released only as far as the capacity left serving
-still covers what the plan will serve once its new replicas are ready.
+The rule is per replica: each surplus replica has its own clock (`idle_since`: per pool,
+the times at which its surplus replicas became surplus, oldest first), started when the
+plan stops needing it. A surplus that grows replica by replica as demand ebbs releases them
+one by one, each after its own break-even, not all at the first one's; when demand takes
+some back, the oldest clocks stop (those replicas are in use again). The clocks live in
+`EngineState` so they survive restarts. A clock can expire while another pool's new
+replicas still warm (the surplus started before the plan moved), so releases are also
+bounded by make-before-break (`make_before_break`): ready replicas are released only as far
+as the capacity left serving still covers what the plan will serve once its new replicas
+are ready.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,24 +49,27 @@ def apply(
     names: tuple[str, ...],
     target: IntArray,
     current: IntArray,
-    idle_since: Mapping[str, float],
+    idle_since: Mapping[str, Sequence[float]],
     now: float,
     hold_s: FloatArray,
-) -> tuple[IntArray, dict[str, float]]:
+) -> tuple[IntArray, dict[str, tuple[float, ...]]]:
     """Replicas after holding surplus within its break-even time, and the updated clocks.
 
-    A pool with current > target keeps `current` until `hold_s` has passed since its clock
-    started; then it drops to `target` and its clock stops.
+    Pool i's surplus current - target keeps one clock per replica (see the module
+    docstring); the replicas whose clock has run `hold_s[i]` are released, the others held.
     """
     final = target.copy()
-    clocks: dict[str, float] = {}
+    clocks: dict[str, tuple[float, ...]] = {}
     for i, name in enumerate(names):
-        if current[i] <= target[i]:
+        surplus = int(current[i] - target[i])
+        if surplus <= 0:
             continue
-        since = min(idle_since.get(name, now), now)
-        if now - since < hold_s[i]:
-            final[i] = current[i]
-            clocks[name] = since
+        since = sorted(min(t, now) for t in idle_since.get(name, ()))[-surplus:]
+        since = [*since, *([now] * (surplus - len(since)))]
+        expired = sum(1 for t in since if now - t >= hold_s[i])
+        final[i] = current[i] - expired
+        if expired < surplus:
+            clocks[name] = tuple(since[expired:])
     return final, clocks
 
 

@@ -282,7 +282,7 @@ def keep(
     state: EngineState,
     now: float,
     limited: bool,
-) -> tuple[IntArray, dict[str, float]]:
+) -> tuple[IntArray, dict[str, tuple[float, ...]]]:
     """Target plus surplus held within break-even; holds that break a bound are released."""
     if limited:  # a budget-limited plan pays for no idle replicas
         return target.replicas, {}

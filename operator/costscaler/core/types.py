@@ -100,17 +100,18 @@ class Alternative:
 class EngineState:
     """What the engine carries between calls (the operator stores `to_dict()` in status).
 
-    `idle_since`: pool -> time (s) since which the pool has held more replicas than the plan
-    needs (the ski-rental keep-alive clock). `capacity_scale`: the calibrator's multiplier on the
-    declared per-replica capacity (1.0 = as declared). `calibrated_until`: time of the last
-    sample the calibrator consumed (samples at or before it are not counted again).
+    `idle_since`: pool -> the times (s, oldest first) at which each of its surplus replicas
+    stopped being needed (the ski-rental keep-alive clocks, `core.keepalive`).
+    `capacity_scale`: the calibrator's multiplier on the declared per-replica capacity
+    (1.0 = as declared). `calibrated_until`: time of the last sample the calibrator consumed
+    (samples at or before it are not counted again).
     `hazard`: spot pool -> (losses, exposure instance-hours) of its Gamma posterior on the
     interruption rate, prior included. `hazard_until`: last sample folded into `hazard`.
     `last_replicas`: the last allocation decided on good data, held when data goes bad.
     `exact_misses`, `exact_wait`: the exact search's backoff (`core.exact.backoff`).
     """
 
-    idle_since: Mapping[str, float] = field(default_factory=dict)
+    idle_since: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     capacity_scale: float = 1.0
     calibrated_until: float = -math.inf
     hazard: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -123,7 +124,7 @@ class EngineState:
         """A JSON-able dict (infinite times become None)."""
         return {
             "version": STATE_VERSION,
-            "idleSince": dict(self.idle_since),
+            "idleSince": {k: list(v) for k, v in self.idle_since.items()},
             "capacityScale": self.capacity_scale,
             "calibratedUntil": _opt_time(self.calibrated_until),
             "hazard": {k: [a, b] for k, (a, b) in self.hazard.items()},
@@ -148,7 +149,7 @@ class EngineState:
             if any(not (a >= 0 and b > 0) for a, b in hazard.values()):
                 raise ValueError("hazard: losses must be >= 0 and exposure > 0")
             return EngineState(
-                idle_since={str(k): float(v) for k, v in dict(data.get("idleSince", {})).items()},
+                idle_since={str(k): _clocks(v) for k, v in dict(data.get("idleSince", {})).items()},
                 capacity_scale=scale,
                 calibrated_until=_time_or_inf(data.get("calibratedUntil")),
                 hazard=hazard,
@@ -161,6 +162,14 @@ class EngineState:
             )
         except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
             raise ValueError(f"engine state is malformed: {exc}") from None
+
+
+def _clocks(value: Any) -> tuple[float, ...]:
+    """Keep-alive clocks of a pool: a list of times, or one time (a pool's single clock, as
+    state written by earlier versions holds it)."""
+    if isinstance(value, int | float):
+        return (float(value),)
+    return tuple(sorted(float(t) for t in value))
 
 
 def _opt_time(t: float) -> float | None:

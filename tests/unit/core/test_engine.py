@@ -167,6 +167,10 @@ def test_state_round_trips_through_json():
     assert EngineState.from_dict(EngineState().to_dict()) == EngineState()
 
 
+def test_a_single_keep_alive_clock_from_an_older_state_still_reads():
+    assert EngineState.from_dict({"idleSince": {"od": 12.0}}).idle_since == {"od": (12.0,)}
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -175,6 +179,7 @@ def test_state_round_trips_through_json():
         pytest.param({"hazard": {"s": [1.0]}}, id="short-hazard"),
         pytest.param({"hazard": {"s": [1.0, 0.0]}}, id="zero-exposure"),
         pytest.param({"idleSince": ["x"]}, id="idle-not-a-map"),
+        pytest.param({"idleSince": {"od": ["x"]}}, id="idle-clock-not-a-time"),
     ],
 )
 def test_malformed_state_is_a_clear_error(data: dict[str, object]):
