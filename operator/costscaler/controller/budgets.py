@@ -95,8 +95,9 @@ def book(memo: Any) -> BudgetBook:
 def register(reg: kopf.OperatorRegistry, interval: float) -> None:
     """Register the CostBudget handlers in `reg`."""
 
+    # Async (cheap, no I/O): a sync index hops to kopf's thread pool on every watch event.
     @kopf.index(GROUP, VERSION, IDS, id="budget_members_index", registry=reg)
-    def members_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Member]:
+    async def members_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Member]:
         return {namespace or "default": member_from_body(body)}
 
     @kopf.timer(
