@@ -100,6 +100,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
+        # A per-object worker keeps the object's last event (the whole body, managedFields
+        # included) while it waits for the next; ours come every tick or status refresh.
+        settings.batching.idle_timeout = 1.0
         memo.runtime = build_runtime(_settings)
         has_work = lambda: bool(memo.runtime.histories)  # noqa: E731
         memo.http, port = await serve(
