@@ -214,9 +214,8 @@ def search(p: Problem, starts: list[IntArray]) -> Plan:
     return descend(p, first_plan(p, starts))
 
 
-def descend(p: Problem, best: Plan, thorough: bool = True) -> Plan:
-    """Best single move at a time from `best` until none lowers J; `thorough`: then also
-    trades of two replicas for one (a move after one replica less) until none lowers J."""
+def descend(p: Problem, best: Plan) -> Plan:
+    """Best single move at a time from `best` until none lowers J."""
     moves = _moves(tuple(p.risk.capacity.tolist()))
     eye = np.eye(moves.shape[1], dtype=np.int64)
     stuck = False
@@ -232,7 +231,7 @@ def descend(p: Problem, best: Plan, thorough: bool = True) -> Plan:
         spend, risk, obj = evaluate(p, cand)
         k = int(np.argmin(obj)) if cand.shape[0] else -1
         if k < 0 or not obj[k] < best.objective - 1e-9:
-            if stuck or not thorough:
+            if stuck:
                 break
             stuck = True
             continue

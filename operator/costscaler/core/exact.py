@@ -330,14 +330,10 @@ def optimum_or_search(
     space = math.prod(tops.tolist())
     if space <= _SMALL:  # one or two small pools: try every plan
         return _every(p, tops, first), True
+    found = descend(p, first)
     if not attempt:
-        return descend(p, first), None
-    # The branch and bound proves or betters the single-move optimum; the local search's
-    # slower trades only matter when it gives up.
-    found = descend(p, first, thorough=False)
+        return found, None
     exact = solve(p, found)
-    if exact is None:
-        found = descend(p, found)
     if exact is None and found.risk > p.risk_floor and p.prefer_slo:
         exact = _within_floor(p, found)
     if exact is None and space <= _BRUTE:
