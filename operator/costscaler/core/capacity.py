@@ -9,9 +9,19 @@ all profiles and nudges it from observed (rate, latency quantile, ready replicas
 - a sample where the latency missed while carrying u < scale says capacity < u; scale moves
   toward u, but only if u >= `MIN_LOAD_FOR_MISS` x scale: a miss at a small fraction of rated
   load is a latency outlier (a slow request, a GC pause), not a capacity limit; and only
-  if the latency is not falling from the sample before: a queue that drains after a burst
-  (or after capacity was added) keeps the latency over the threshold for a while although
-  the replicas serve faster than requests arrive, which says capacity > u, not < u.
+  if the latency is not below what it was `DRAIN_LAG` samples before. A latency over the
+  threshold that falls is a backlog draining (after a burst, a start-up, added capacity:
+  the replicas serve faster than requests arrive, which says capacity > u). The comparison
+  reaches back a few samples because histogram quantiles move in steps: a draining queue
+  repeats a value before the next step down, while one that replicas cannot keep up with
+  climbs or stays on the top bucket.
+
+Evidence of weakness ages: between samples a multiplier below 1 relaxes toward the declared
+capacity (1.0) with a half-life of `HALF_LIFE_S`. A plan sized on a lowered multiplier never
+loads its replicas enough to show they are stronger, so without it one bad episode (a
+start-up backlog, a noisy neighbour that left) would size the deployment for the rest of
+its life; a real shortfall is learned again within a few loaded samples. A raised one needs
+no such pull: the plan sized on it loads the replicas to it, and misses lower it.
 
 It never trusts one bad sample: only steady samples count (the same ready replicas as the
 sample before, nothing lost, finite values); each moves `scale` by at most `STEP` of the gap
@@ -31,6 +41,8 @@ STEP = 0.05
 MIN_SCALE = 0.5
 MAX_SCALE = 2.0
 MIN_LOAD_FOR_MISS = 0.5
+HALF_LIFE_S = 6 * 3600.0
+DRAIN_LAG = 4
 
 
 def replicas_needed(demand_rps: float, capacity_rps: float, scale: float = 1.0) -> int:
@@ -61,8 +73,9 @@ def calibrate(
     `declared_rps[k]`: declared capacity (req/s) of the replicas ready at sample k, summed
     over pools; `steady[k]`: 1 when sample k is steady (see the module docstring), else 0.
     """
-    # A miss while the latency falls is a backlog draining (see the module docstring).
-    before = np.concatenate(([np.nan], latency[:-1]))
+    # A miss with the latency below where it was DRAIN_LAG samples ago is a backlog draining.
+    lag = min(DRAIN_LAG, latency.size)
+    before = np.concatenate((np.full(lag, np.nan), latency[: latency.size - lag]))
     draining = latency < before  # False where either is NaN
     # Only the tail after `until` is new (times increase): work on it, not the whole window.
     start = int(np.searchsorted(times, until, side="right"))
@@ -83,7 +96,14 @@ def calibrate(
     )
     load = np.where(ok, rate / np.where(declared_rps > 0, declared_rps, 1.0), 0.0)
     met = latency <= threshold_s
-    for u, hit, drain in zip(load[ok], met[ok], draining[ok], strict=True):
+    last = until if math.isfinite(until) else float(times[new][0])
+    keep = np.exp2(-np.diff(np.concatenate(([last], times[new]))) / HALF_LIFE_S)
+    for u, hit, drain, k, use in zip(
+        load[new], met[new], draining[new], keep, ok[new], strict=True
+    ):
+        scale = 1.0 + (scale - 1.0) * k if scale < 1.0 else scale
+        if not use:
+            continue
         if hit and u > scale:
             scale += STEP * (min(u, MAX_SCALE) - scale)
         elif not hit and not drain and MIN_LOAD_FOR_MISS * scale <= u < scale:

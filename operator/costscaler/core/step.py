@@ -198,10 +198,10 @@ def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int, start: int 
 def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
     """Fold the new samples into the capacity calibrator and the spot-hazard posteriors."""
     n = obs.times.size
-    # Both learners consume only samples after their `until` (and the one before, for its
-    # change): work on that tail, not the whole window, each tick.
+    # Both learners consume only samples after their `until` (and a few before, which the
+    # calibrator compares with): work on that tail, not the whole window, each tick.
     seen = min(state.calibrated_until, state.hazard_until)
-    start = max(int(np.searchsorted(obs.times, seen, side="right")) - 1, 0)
+    start = max(int(np.searchsorted(obs.times, seen, side="right")) - capacity.DRAIN_LAG, 0)
     times = obs.times[start:]
     ready = _per_pool(pl, obs.ready, n, start)
     lost = _per_pool(pl, obs.lost, n, start)

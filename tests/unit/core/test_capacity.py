@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from costscaler.core.capacity import MAX_SCALE, MIN_SCALE, STEP, calibrate, replicas_needed
+from costscaler.core.capacity import (
+    DRAIN_LAG,
+    HALF_LIFE_S,
+    MAX_SCALE,
+    MIN_SCALE,
+    STEP,
+    calibrate,
+    replicas_needed,
+)
 
 
 @pytest.mark.parametrize(
@@ -28,7 +36,7 @@ def _window(load: float, latency: float, n: int = 50, steady: bool = True):
     return (
         times,
         np.full(n, load * 10.0),
-        np.full(n, latency),
+        np.linspace(latency, 1.01 * latency, n),  # creeping up, as a queue that grows
         np.full(n, 10.0),  # declared capacity of the ready replicas
         np.full(n, 1.0 if steady else 0.0),
     )
@@ -80,12 +88,25 @@ def test_each_sample_is_consumed_once():
 
 
 def test_a_draining_backlog_does_not_lower_capacity():
-    """After a burst the queue drains: the latency misses but falls sample after sample while
-    the replicas carry 80 % of their rating. That says they serve faster than requests come;
-    the weak-replica case (the same load, a latency that stays high) still lowers it."""
+    """After a burst the queue drains: the latency misses but falls, or holds on a histogram
+    step, while the replicas carry 80 % of their rating. That says they serve faster than
+    requests come; weak replicas (the same load, a queue and a latency that grow) lower it."""
     times, rate, _, declared, steady = _window(0.8, 0.0, n=20)
     draining = np.linspace(30.0, 1.5, times.size)
-    seen = times[0]  # the first sample was consumed by an earlier tick
+    seen = times[DRAIN_LAG - 1]  # consumed by earlier ticks: the lag has its past
     assert calibrate(1.0, seen, times, rate, draining, declared, steady, 1.0)[0] == 1.0
-    stuck = np.full(times.size, 1.5)
-    assert calibrate(1.0, seen, times, rate, stuck, declared, steady, 1.0)[0] < 1.0
+    steps = np.repeat(np.linspace(30.0, 1.5, times.size // 2), 2)
+    assert calibrate(1.0, seen, times, rate, steps, declared, steady, 1.0)[0] == 1.0
+    growing = np.linspace(1.5, 6.0, times.size)
+    assert calibrate(1.0, seen, times, rate, growing, declared, steady, 1.0)[0] < 1.0
+
+
+def test_without_fresh_evidence_the_scale_returns_to_the_declared_capacity():
+    """A start-up backlog lowered the scale to 0.8; the plan sized on it never loads the
+    replicas enough to show otherwise. One half-life of quiet samples halves the gap."""
+    n = int(HALF_LIFE_S / 15.0) + 1
+    times, rate, lat, declared, steady = _window(0.3, 0.5, n=n)
+    scale, _ = calibrate(0.8, -np.inf, times, rate, lat, declared, steady, 1.0)
+    assert scale == pytest.approx(0.9, abs=1e-3)
+    # A raised scale stays: the plan sized on it keeps showing whether it holds.
+    assert calibrate(1.5, -np.inf, times, rate, lat, declared, steady, 1.0)[0] == 1.5
