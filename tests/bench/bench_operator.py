@@ -81,10 +81,13 @@ class Twin:
                 key = self.path.removeprefix("/metrics/")
                 with twin.lock:
                     body = render_pod(twin.counters[key], key.split("/")[0])
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # Prometheus stopped mid-scrape at the end of the run
 
             def log_message(self, *_: Any) -> None:
                 pass
