@@ -169,8 +169,8 @@ def optimise(
     budget bound, and the state with the exact search's backoff (`exact.backoff`). `fixed`
     ($/h) is what the plan pays besides accelerators.
     """
-    attempt = state.exact_wait <= 0
-    target, proven = exact.optimum_or_search(prob, starts, attempt)
+    attempt, narrow = state.exact_wait <= 0, state.exact_misses == 0
+    target, proven = exact.optimum_or_search(prob, starts, attempt, narrow)
     limited = budget is not None and target.spend + fixed > budget.allowed_per_hour + 1e-9
     if budget is not None and limited:
         prob = replace(
@@ -178,7 +178,7 @@ def optimise(
             budget=budget.allowed_per_hour - fixed,
             prefer_slo=budget.on_conflict == "PreferSLO",
         )
-        target, again = exact.optimum_or_search(prob, [*starts, target.replicas], attempt)
+        target, again = exact.optimum_or_search(prob, [*starts, target.replicas], attempt, narrow)
         proven = None if again is None else bool(proven and again)
     misses, wait = exact.backoff(state.exact_misses, state.exact_wait, proven)
     return prob, target, limited, replace(state, exact_misses=misses, exact_wait=wait)
