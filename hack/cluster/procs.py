@@ -9,6 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
+# How long a SIGKILLed process may take to disappear before stop() gives up on it.
+KILL_WAIT_SECONDS = 10.0
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -75,4 +78,15 @@ def stop(idents: list[list[int]], grace: float = 10.0) -> None:
         running = [i for i in running if alive(i)]
     for pid, _ in running:
         os.kill(pid, signal.SIGKILL)
-        _reap(pid)
+    # SIGKILL is delivered asynchronously: until the kernel has torn the process down it
+    # still looks alive, so wait for that rather than report a stopped cluster too early.
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    while running:
+        for pid, _ in running:
+            _reap(pid)
+        running = [i for i in running if alive(i)]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"pids {[pid for pid, _ in running]} survived SIGKILL")
+        time.sleep(0.05)

@@ -1,0 +1,34 @@
+"""Stopping processes by pid: `stop` returns only once every process it was given is gone."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from cluster import procs
+
+# A child that ignores SIGTERM, so stop() has to escalate to SIGKILL.
+_STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('up', flush=True); time.sleep(600)"
+)
+
+
+def test_stop_escalates_to_sigkill_and_returns_only_when_the_process_is_gone(tmp_path: Path):
+    log = tmp_path / "stubborn.log"
+    idents = [procs.spawn([sys.executable, "-c", _STUBBORN], log, cwd=tmp_path) for _ in range(3)]
+    # Wait until the handler is installed, or SIGTERM could land before it.
+    deadline = time.monotonic() + 30
+    while log.read_text().count("up") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    procs.stop(idents, grace=0.2)
+    # Checked right away: the CI failure this covers saw a SIGKILLed pid still alive here.
+    assert not any(procs.alive(ident) for ident in idents)
+
+
+def test_stop_of_processes_already_gone_is_a_no_op(tmp_path: Path):
+    ident = procs.spawn([sys.executable, "-c", "pass"], tmp_path / "quick.log", cwd=tmp_path)
+    procs.stop([ident], grace=0.2)
+    procs.stop([ident], grace=0.2)
+    assert not procs.alive(ident)
