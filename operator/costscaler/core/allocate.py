@@ -145,13 +145,32 @@ def _moves(capacity: tuple[float, ...]) -> IntArray:
 def feasible(p: Problem, plans: IntArray) -> BoolArray:
     """Rows of `plans` within every hard bound (replica bounds, spot limits)."""
     total = plans.sum(axis=1)
-    ok = (plans >= 0).all(axis=1) & (plans <= p.max_replicas).all(axis=1)
+    ok = ((plans >= 0) & (plans <= p.max_replicas)).all(axis=1)
     ok &= (total >= p.reachable_min) & (total <= p.total_max)
     if p.spot_limits:
         spot = plans @ p.spot_count
         ok &= spot <= np.floor(p.spot_max_fraction * total + 1e-9)
         ok &= total - spot >= np.minimum(p.on_demand_floor, total)
     return np.asarray(ok, dtype=np.bool_)
+
+
+def fits(p: Problem, plan: IntArray) -> bool:
+    """Whether one plan is within every hard bound: `feasible` for a single row, in plain
+    Python (the keep-alive and make-before-break loops test one plan at a time)."""
+    x: list[int] = plan.tolist()
+    _, spot_flags, maxima = p.as_lists
+    total = sum(x)
+    if any(v < 0 or v > m for v, m in zip(x, maxima, strict=True)):
+        return False
+    if not p.reachable_min <= total <= p.total_max:
+        return False
+    if p.spot_limits:
+        spot = sum(v for v, s in zip(x, spot_flags, strict=True) if s)
+        if spot > math.floor(p.spot_max_fraction * total + 1e-9):
+            return False
+        if total - spot < min(p.on_demand_floor, total):
+            return False
+    return True
 
 
 def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -162,15 +181,17 @@ def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, Float
     # whose risk is the same (all ~1 when demand is out of the bounds' reach).
     missing = np.maximum(p.floor_demand - plans @ p.surviving, 0.0) / max(p.floor_demand, 1e-9)
     over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + missing, 0.0)
-    over_budget = np.maximum(spend - p.budget, 0.0) if math.isfinite(p.budget) else 0.0 * spend
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
-    obj = money(p, plans) + p.slo_miss_cost * risk + floor_w * over_floor + budget_w * over_budget
+    obj = money(p, plans, spend) + p.slo_miss_cost * risk + floor_w * over_floor
+    if math.isfinite(p.budget):
+        obj = obj + budget_w * np.maximum(spend - p.budget, 0.0)
     return spend, risk, np.asarray(obj, dtype=np.float64)
 
 
-def money(p: Problem, plans: IntArray) -> FloatArray:
-    """The objective's terms that are not risk (spend and warm-up): a lower bound on it."""
-    money = plans @ p.price
+def money(p: Problem, plans: IntArray, spend: FloatArray | None = None) -> FloatArray:
+    """The objective's terms that are not risk (spend and warm-up): a lower bound on it.
+    `spend` is plans @ price when the caller has it."""
+    money = plans @ p.price if spend is None else spend
     if p.current is not None and p.start_cost is not None:
         money = money + np.maximum(plans - p.current, 0) @ p.start_cost
     return np.asarray(money, dtype=np.float64)

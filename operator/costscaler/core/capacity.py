@@ -73,40 +73,41 @@ def calibrate(
     `declared_rps[k]`: declared capacity (req/s) of the replicas ready at sample k, summed
     over pools; `steady[k]`: 1 when sample k is steady (see the module docstring), else 0.
     """
-    # A miss with the latency below where it was DRAIN_LAG samples ago is a backlog draining.
-    lag = min(DRAIN_LAG, latency.size)
-    before = np.concatenate((np.full(lag, np.nan), latency[: latency.size - lag]))
-    draining = latency < before  # False where either is NaN
     # Only the tail after `until` is new (times increase): work on it, not the whole window.
+    # The tail is a sample or two per tick, so the loop runs on plain floats.
     start = int(np.searchsorted(times, until, side="right"))
-    times, rate, latency = times[start:], rate[start:], latency[start:]
-    draining = draining[start:]
-    declared_rps, steady = declared_rps[start:], steady[start:]
-    new = times > until
-    if not new.any():
+    if start >= times.size:
         return scale, until
-    ok = (
-        new
-        & np.isfinite(rate)
-        & np.isfinite(latency)
-        & (declared_rps > 0)
-        & (steady > 0)
-        & (rate > 0)
-        & (latency >= 0)
-    )
-    load = np.where(ok, rate / np.where(declared_rps > 0, declared_rps, 1.0), 0.0)
-    met = latency <= threshold_s
-    last = until if math.isfinite(until) else float(times[new][0])
-    keep = np.exp2(-np.diff(np.concatenate(([last], times[new]))) / HALF_LIFE_S)
-    for u, hit, drain, k, use in zip(
-        load[new], met[new], draining[new], keep, ok[new], strict=True
+    lat: list[float] = latency[max(start - DRAIN_LAG, 0) :].tolist()
+    offset = start - max(start - DRAIN_LAG, 0)
+    last = until if math.isfinite(until) else float(times[start])
+    for k, (t, r, cap, still) in enumerate(
+        zip(
+            times[start:].tolist(),
+            rate[start:].tolist(),
+            declared_rps[start:].tolist(),
+            steady[start:].tolist(),
+            strict=True,
+        )
     ):
-        scale = 1.0 + (scale - 1.0) * k if scale < 1.0 else scale
-        if not use:
+        if scale < 1.0:
+            scale = 1.0 + (scale - 1.0) * 2.0 ** (-(t - last) / HALF_LIFE_S)
+        last = t
+        x = lat[offset + k]
+        if not (
+            math.isfinite(r) and math.isfinite(x) and cap > 0 and still > 0 and r > 0 and x >= 0
+        ):
             continue
-        if hit and u > scale:
-            scale += STEP * (min(u, MAX_SCALE) - scale)
-        elif not hit and not drain and MIN_LOAD_FOR_MISS * scale <= u < scale:
+        u = r / cap
+        if x <= threshold_s:
+            if u > scale:
+                scale += STEP * (min(u, MAX_SCALE) - scale)
+            continue
+        # A miss with the latency below where it was DRAIN_LAG samples ago is a backlog
+        # draining (never when that sample is missing or not finite: False either way).
+        j = offset + k - DRAIN_LAG
+        drain = j >= 0 and x < lat[j]
+        if not drain and MIN_LOAD_FOR_MISS * scale <= u < scale:
             scale += STEP * (max(u, MIN_SCALE) - scale)
     scale = min(max(scale, MIN_SCALE), MAX_SCALE)
-    return scale, float(times[new][-1])
+    return scale, last

@@ -26,6 +26,7 @@ plan stands.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,6 +48,7 @@ from costscaler.core.types import FloatArray
 
 MAX_NODES = 1024
 _GRID = 129
+_UNIT = np.linspace(0.0, 1.0, _GRID)  # the capacity grid, as a share of its top
 _CHUNK = 64
 _SMALL = 256
 _BRUTE = 65536
@@ -82,7 +84,7 @@ class RiskCost:
 
     def __init__(self, p: Problem) -> None:
         d = p.risk.demand
-        self.grid = np.linspace(0.0, float(d.samples[-1]) + 10.0 * d.bandwidth, _GRID)
+        self.grid = (float(d.samples[-1]) + 10.0 * d.bandwidth) * _UNIT
         self.step = float(self.grid[1])
         self.cost = _bound(p, risk_bound(p, self.grid))
 
@@ -105,12 +107,11 @@ class RiskCost:
         return np.asarray(table[cell], dtype=np.float64)
 
 
-def _children(top: IntArray) -> tuple[NDArray[np.intp], IntArray]:
-    """Counts 0..top[r] under each row r: (parent row, count), one parent's consecutive."""
-    sizes = top + 1
-    parent = np.repeat(np.arange(top.size), sizes)
-    first = np.cumsum(sizes) - sizes
-    counts = np.arange(parent.size, dtype=np.int64) - first[parent]
+def _children(room: FloatArray, top: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Counts 0..min(room[r], top) under each row r: (parent row, count), one parent's
+    consecutive and ascending (a row with room below 0 has none)."""
+    width = int(min(max(float(room.max(initial=-1.0)), -1.0), top)) + 1
+    parent, counts = np.nonzero(np.arange(width) <= room[:, None])
     return parent, counts
 
 
@@ -126,41 +127,58 @@ class _Rest:
     """
 
     def __init__(self, p: Problem, cap: FloatArray, order: list[int]) -> None:
+        # Plain Python: a handful of pools, where numpy's per-call cost would dominate.
         f = p.spot_max_fraction
         limited = p.spot_limits and f < 1.0
         self.per_spot = min((1.0 - f) / f, 1e12) if limited and f > 0.0 else 0.0
         self.per_od = f / (1.0 - f) if limited else math.inf
-        idx = np.asarray(order)
-        spot = p.spot[idx]
-        price, c = p.price[idx], cap[idx]
-        ratio = price / np.maximum(c, 1e-12)
-        inf = np.full(idx.size, math.inf)
+        all_spot, all_price, all_cap = p.spot.tolist(), p.price.tolist(), cap.tolist()
+        spot = [bool(all_spot[i]) for i in order]
+        price = [float(all_price[i]) for i in order]
+        c = [float(all_cap[i]) for i in order]
+        ratio = [pr / max(ci, 1e-12) for pr, ci in zip(price, c, strict=True)]
+        inf = math.inf
         # Level l's pools left are l+1 on: suffix minima and maxima, shifted by one.
-        best = _after(ratio, np.minimum)
-        r_od = _after(np.where(spot, inf, ratio), np.minimum)
-        self.od_price: list[float] = _after(np.where(spot, inf, price), np.minimum).tolist()
-        self.od_cap: list[float] = _after(np.where(spot, 0.0, c), np.maximum, 0.0).tolist()
-        self.spot_cap: list[float] = _after(np.where(spot, c, 0.0), np.maximum, 0.0).tolist()
+        best = _after(ratio, min, inf)
+        r_od = _after([inf if s else r for s, r in zip(spot, ratio, strict=True)], min, inf)
+        self.od_price = _after(
+            [inf if s else x for s, x in zip(spot, price, strict=True)], min, inf
+        )
+        self.od_cap = _after([0.0 if s else x for s, x in zip(spot, c, strict=True)], max, 0.0)
+        self.spot_cap = _after([x if s else 0.0 for s, x in zip(spot, c, strict=True)], max, 0.0)
         past = r_od
-        if limited and f > 0.0 and spot.any() and (~spot).any():
+        if limited and f > 0.0 and any(spot) and not all(spot):
             # The least $/h per req/s of any mix within the share is an LP whose optimum has
             # at most two pools: one on-demand pool, or a spot and an on-demand pool at the
-            # share's limit (per_spot on-demand replicas per spot replica).
+            # share's limit (per_spot on-demand replicas per spot replica). For level l, the
+            # best pair among the pools after it: pairs (a, b) with both a, b > l.
             k = self.per_spot
-            pairs = (price[:, None] + k * price[None, :]) / (c[:, None] + k * c[None, :])
-            pairs = np.where(spot[:, None] & ~spot[None, :], pairs, math.inf)
-            rows = np.minimum.accumulate(pairs[::-1], axis=0)[::-1]  # min over a' >= a
-            both = np.minimum.accumulate(rows[:, ::-1], axis=1)[:, ::-1]  # ... and b' >= b
-            past = np.minimum(past, np.append(np.diagonal(both)[1:], math.inf))
-        has_spot = _after(spot.astype(np.float64), np.maximum, 0.0) > 0
-        self.ratio: list[float] = best.tolist()
-        self.ratio_past: list[float] = np.where(has_spot & limited, past, best).tolist()
+            n = len(order)
+            pair = [inf] * n  # pair[m]: the best pair with both pools at m or later
+            running = inf
+            for m in range(n - 1, -1, -1):
+                for other in range(m, n):
+                    a, b = (m, other) if spot[m] else (other, m)
+                    if spot[a] and not spot[b]:
+                        v = (price[a] + k * price[b]) / (c[a] + k * c[b])
+                        running = min(running, v)
+                pair[m] = running
+            past = [min(r, nxt) for r, nxt in zip(past, [*pair[1:], inf], strict=True)]
+        has_spot = _after([1.0 if s else 0.0 for s in spot], max, 0.0)
+        self.ratio: list[float] = best
+        self.ratio_past: list[float] = [
+            pa if hs > 0 and limited else b for pa, hs, b in zip(past, has_spot, best, strict=True)
+        ]
 
 
-def _after(values: FloatArray, op: np.ufunc, empty: float = math.inf) -> FloatArray:
+def _after(values: list[float], op: Callable[[float, float], float], empty: float) -> list[float]:
     """op over values[l + 1:] for each l (the last: `empty`)."""
-    suffix = op.accumulate(values[::-1])[::-1]
-    return np.append(suffix[1:], empty).astype(np.float64)
+    out = [empty] * len(values)
+    acc = empty
+    for i in range(len(values) - 1, 0, -1):
+        acc = values[i] if i == len(values) - 1 else op(acc, values[i])
+        out[i - 1] = acc
+    return out
 
 
 def _order(
@@ -190,8 +208,26 @@ def _order(
     return order, twin
 
 
+class Tree:
+    """What a search of `p` needs besides the incumbent (built once, shared by searches)."""
+
+    def __init__(self, p: Problem) -> None:
+        self.cap = p.risk.capacity * (1.0 - p.risk.indep_loss)
+        self.bound = RiskCost(p)
+        size = self.cap.size
+        self.cur = p.current if p.current is not None else np.zeros(size, dtype=np.int64)
+        self.start = p.start_cost if p.start_cost is not None else np.zeros(size)
+        self.order, self.twin = _order(p, self.cap, self.cur, self.start)
+        self.rest = _Rest(p, self.cap, self.order)
+        self.tables = self.bound.tables([*self.rest.ratio, *self.rest.ratio_past, math.inf])
+
+
 def solve(
-    p: Problem, incumbent: Plan, max_nodes: int = MAX_NODES, ceiling: float = math.inf
+    p: Problem,
+    incumbent: Plan,
+    max_nodes: int = MAX_NODES,
+    ceiling: float = math.inf,
+    tree: Tree | None = None,
 ) -> Plan | None:
     """The optimum if the tree stays within `max_nodes` partial plans per level, else None.
 
@@ -199,18 +235,15 @@ def solve(
     With a `ceiling` below the incumbent's objective, only plans under it are searched: the
     result is then the optimum if its objective is under the ceiling, else the incumbent.
     Each partial plan is a row of (money $/h, capacity req/s, replicas, spot replicas).
+    `tree` is `Tree(p)`, when the caller searches `p` more than once.
     """
     best = min(incumbent.objective, ceiling)
     if not math.isfinite(best):
         return None
-    cap = p.risk.capacity * (1.0 - p.risk.indep_loss)
-    bound = RiskCost(p)
-    cur = p.current if p.current is not None else np.zeros(cap.size, dtype=np.int64)
-    start = p.start_cost if p.start_cost is not None else np.zeros(cap.size)
-    order, twin = _order(p, cap, cur, start)
-    rest = _Rest(p, cap, order)
+    t = tree if tree is not None else Tree(p)
+    cap, bound, cur, start, rest, tables = t.cap, t.bound, t.cur, t.start, t.rest, t.tables
+    order, twin = t.order, t.twin
     n = len(order)
-    tables = bound.tables([*rest.ratio, *rest.ratio_past, math.inf])
     rows = np.zeros((1, 4))
     links: list[tuple[NDArray[np.intp], IntArray]] = []
     for level, i in enumerate(order):
@@ -219,7 +252,7 @@ def solve(
         room = np.floor((best - rows[:, 0]) / price) if price > 0 else np.full(len(rows), top)
         if twin[level]:  # no more than its identical twin before it: one of each permutation
             room = np.minimum(room, links[-1][1])
-        parent, counts = _children(np.clip(room, -1, top).astype(np.int64))
+        parent, counts = _children(room, top)
         if parent.size > 4 * max_nodes:
             return None
         step = np.array([price, float(cap[i]), 1.0, 1.0 if p.spot[i] else 0.0])
@@ -286,7 +319,7 @@ def _every(p: Problem, tops: IntArray, incumbent: Plan) -> Plan:
     return _best_leaf(p, every, money(p, every), incumbent)
 
 
-def _within_floor(p: Problem, past: Plan) -> Plan | None:
+def _within_floor(p: Problem, past: Plan, tree: Tree) -> Plan | None:
     """The optimum when the incumbent is past the SLO floor, or None.
 
     Past the floor the incumbent's objective carries the floor's penalty, so it prunes
@@ -299,7 +332,7 @@ def _within_floor(p: Problem, past: Plan) -> Plan | None:
         ceiling = 1.25 * spend + p.slo_miss_cost * p.risk_floor
         if ceiling >= past.objective:
             return None
-        found = solve(p, past, ceiling=ceiling)
+        found = solve(p, past, ceiling=ceiling, tree=tree)
         if found is None:
             return None
         if found.objective < ceiling:
@@ -332,16 +365,17 @@ def optimum_or_search(
     space = math.prod(tops.tolist())
     if space <= _SMALL:  # one or two small pools: try every plan
         return _every(p, tops, first), True
-    if attempt and narrow:
-        quick = solve(p, first, MAX_NODES // 4)
+    tree = Tree(p) if attempt else None
+    if tree is not None and narrow:
+        quick = solve(p, first, MAX_NODES // 4, tree=tree)
         if quick is not None:
             return quick, True
     found = descend(p, first)
-    if not attempt:
+    if tree is None:
         return found, None
-    exact = solve(p, found)
+    exact = solve(p, found, tree=tree)
     if exact is None and found.risk > p.risk_floor and p.prefer_slo:
-        exact = _within_floor(p, found)
+        exact = _within_floor(p, found, tree)
     if exact is None and space <= _BRUTE:
         exact = _every(p, tops, found)
     return (found, False) if exact is None else (exact, True)

@@ -51,7 +51,7 @@ def alternatives(
     return tuple(
         Alternative(
             name,
-            {n: int(v) for n, v in zip(pl.names, plan, strict=True)},
+            dict(zip(pl.names, plan.tolist(), strict=True)),
             float(spend[k]) + fixed,
             float(risk[k]),
         )

@@ -88,24 +88,29 @@ class DemandForecast:
         return value
 
 
-def _levels(rate: FloatArray, n: int) -> FloatArray:
-    """Trailing mean over `n` samples at every index (shorter at the start)."""
+def _levels(rate: FloatArray, spans: list[int]) -> list[FloatArray]:
+    """Trailing means over each span of samples at every index (shorter at the start)."""
     csum = np.concatenate(([0.0], np.cumsum(rate)))
     idx = np.arange(1, rate.size + 1)
-    lo = np.maximum(idx - n, 0)
-    return np.asarray((csum[idx] - csum[lo]) / (idx - lo), dtype=np.float64)
+    out = []
+    for n in spans:
+        lo = np.maximum(idx - n, 0)
+        out.append(np.asarray((csum[idx] - csum[lo]) / (idx - lo), dtype=np.float64))
+    return out
 
 
 def _trend(times: FloatArray, rate: FloatArray) -> float:
     """OLS slope (req/s per s) shrunk by t^2 / (1 + t^2), so noise alone gives ~no trend."""
     if rate.size < 3:
         return 0.0
-    t = times - times.mean()
+    # sum / size is the mean (the same reduction as ndarray.mean, without its wrapper).
+    t = times - times.sum() / times.size
     sxx = float(t @ t)
     if sxx <= 0:
         return 0.0
-    slope = float(t @ (rate - rate.mean())) / sxx
-    resid = rate - rate.mean() - slope * t
+    centred = rate - rate.sum() / rate.size
+    slope = float(t @ centred) / sxx
+    resid = centred - slope * t
     se2 = float(resid @ resid) / (rate.size - 2) / sxx
     if se2 <= 0:
         return slope
@@ -163,10 +168,10 @@ def _best_level(r: FloatArray, dt: float, trend: float, lag: int) -> tuple[Float
     fit = min(lag, max(1, r.size - MIN_ERRORS))
     widen = math.sqrt(lag / fit)
     scored = []
-    for span in LEVEL_SPANS_S:
-        m = max(1, round(span / dt))
+    spans = [max(1, round(span / dt)) for span in LEVEL_SPANS_S]
+    for m, trailing in zip(spans, _levels(r, spans), strict=True):
         # A trailing mean lags a trend by half its span: add that back.
-        level = _levels(r, m) + trend * (min(m, r.size) - 1) * dt / 2.0
+        level = trailing + trend * (min(m, r.size) - 1) * dt / 2.0
         errors = r[fit:] - (level[:-fit] + trend * fit * dt) if r.size > fit else np.zeros(0)
         errors = errors * widen
         score = float(errors @ errors) / errors.size if errors.size >= MIN_ERRORS else math.inf
@@ -192,7 +197,8 @@ def _band(
     if errors.size >= MIN_ERRORS:
         ordered = np.sort(errors)
         e = np.interp(_QS * (errors.size - 1), np.arange(errors.size), ordered)
-        sd = float(np.std(errors))
+        centred = errors - errors.sum() / errors.size
+        sd = math.sqrt(float(centred @ centred) / errors.size)
         width = 1.06 * sd * errors.size ** (-0.2)
     else:
         # Too few errors to trust: a relative spread around the point (a prior, not a fit).

@@ -14,6 +14,7 @@ losses. Real GPU spot hazards run 0.2-0.7 per instance-hour (../shared/spot/READ
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 
@@ -66,24 +67,30 @@ def update_many(
 ) -> FloatArray:
     """`update` for several pools at once: rows of (alpha, beta) and of samples per pool."""
     # Only the tail after `until` is new (times increase): work on it, not the whole window.
+    # It is a sample or two per tick, so the sums run on plain floats.
     start = max(int(np.searchsorted(times, until, side="right")) - 1, 0)
-    times, running, lost = times[start:], running[:, start:], lost[:, start:]
-    if times.size < 2:
+    t: list[float] = times[start:].tolist()
+    if len(t) < 2 or not t[-1] > until:
         return posterior
-    new = times[1:] > until
-    if not new.any():
-        return posterior
-    span_h = np.diff(times) / 3600.0
-    exposure = running[:, :-1] * span_h
-    losses = lost[:, 1:]
-    ok = new & np.isfinite(exposure) & np.isfinite(losses) & (exposure >= 0) & (losses >= 0)
-    hours = float(span_h[new].sum())
+    span_h = [(b - a) / 3600.0 for a, b in itertools.pairwise(t)]
+    new = [b > until for b in t[1:]]
+    hours = sum(h for h, fresh in zip(span_h, new, strict=True) if fresh)
     decay = math.exp(-math.log(2.0) * hours / HALF_LIFE_HOURS) if hours > 0 else 1.0
-    gained = np.stack(
-        (np.where(ok, losses, 0.0).sum(axis=1), np.where(ok, exposure, 0.0).sum(axis=1)), axis=1
-    )
-    out = prior_post + (posterior - prior_post) * decay + gained
-    return np.asarray(np.maximum(out, np.array([0.0, 1e-9])), dtype=np.float64)
+    out = np.empty_like(posterior)
+    for row, (run, gone) in enumerate(
+        zip(running[:, start:].tolist(), lost[:, start:].tolist(), strict=True)
+    ):
+        losses = exposure = 0.0
+        for h, fresh, r, k in zip(span_h, new, run[:-1], gone[1:], strict=True):
+            e = r * h
+            if fresh and math.isfinite(e) and math.isfinite(k) and e >= 0 and k >= 0:
+                losses += k
+                exposure += e
+        alpha0, beta0 = prior_post[row]
+        alpha, beta = posterior[row]
+        out[row, 0] = max(alpha0 + (alpha - alpha0) * decay + losses, 0.0)
+        out[row, 1] = max(beta0 + (beta - beta0) * decay + exposure, 1e-9)
+    return out
 
 
 def posteriors(

@@ -43,10 +43,11 @@ class RiskModel:
     demand: DemandForecast
 
     @cached_property
-    def _scenarios(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Scenario weights (no burst, each pool's burst, two or more), the matrix mapping a
-        plan's capacity per pool to the capacity each scenario loses, and the demand kernel
-        weights."""
+    def _scenarios(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Scenario weights (no burst, each pool's burst, two or more); the matrix mapping a
+        plan's replicas per pool to its capacity shift in each scenario (expected independent
+        losses plus what the scenario's bursts take, negated: plans @ shift = m + B_s); each
+        replica's contribution to the variance of independent losses; the kernel weights."""
         idx = np.flatnonzero(self.burst_prob > 0)
         q = self.burst_prob[idx]
         none = float(np.prod(1.0 - q))
@@ -56,18 +57,17 @@ class RiskModel:
         lose = np.zeros((self.capacity.size, idx.size + 2))
         lose[idx, np.arange(1, idx.size + 1)] = 1.0
         lose[idx, -1] = 1.0  # two or more bursts: count every spot pool lost
-        return weights, lose, self.demand.weights()
+        f = self.indep_loss
+        shift = self.capacity[:, None] * (lose + (f - 1.0)[:, None])
+        variance = self.capacity * self.capacity * (f * (1.0 - f))
+        return weights, shift, variance, self.demand.weights()
 
     def of(self, plans: IntArray) -> FloatArray:
         """P(capacity < demand) for each plan (rows: plans, columns: pools)."""
-        weights, lose, kernel = self._scenarios
-        cap = plans * self.capacity
-        f = self.indep_loss
-        shortfall = cap @ (f - 1.0)
-        var = (cap * self.capacity) @ (f * (1.0 - f))
-        sd = np.sqrt(self.demand.bandwidth**2 + var)[:, None, None]
-        z = (self.demand.samples + (shortfall[:, None] + cap @ lose)[:, :, None]) / sd
-        return np.asarray(np.clip((ndtr(z) @ kernel) @ weights, 0.0, 1.0), dtype=np.float64)
+        weights, shift, variance, kernel = self._scenarios
+        sd = np.sqrt(self.demand.bandwidth**2 + plans @ variance)[:, None, None]
+        z = (self.demand.samples + (plans @ shift)[:, :, None]) / sd
+        return np.asarray(np.minimum(np.maximum((ndtr(z) @ kernel) @ weights, 0.0), 1.0))
 
     def marginal(self, plan: IntArray) -> FloatArray:
         """Risk one replica of each pool removes at `plan`'s capacity (no spot losses counted).

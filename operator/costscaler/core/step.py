@@ -66,13 +66,7 @@ def step(
         obs.times[window], obs.request_rate[window], pl.horizon_s, pl.settings.daily_seasonality
     )
     ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
-    prob = problem(pl, state, demand)
-    prob = replace(
-        prob,
-        max_replicas=_deliverable(pl, obs, ready, now),
-        current=cur,
-        start_cost=pl.price * pl.cold_start_s / max(pl.horizon_s, 1.0),
-    )
+    prob = problem(pl, state, demand, _deliverable(pl, obs, ready, now), cur)
     q = allocate.newsvendor_quantile(
         prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
     )
@@ -140,11 +134,11 @@ def _make_before_break(
     merit = allocate.merit_order(prob)
     kept = keepalive.make_before_break(final, cur, ready, target, prob.risk.capacity, merit)
     for i in merit[::-1].tolist():
-        if allocate.feasible(prob, kept[None, :])[0]:
+        if allocate.fits(prob, kept):
             return kept
-        while kept[i] > cur[i] and not allocate.feasible(prob, kept[None, :])[0]:
+        while kept[i] > cur[i] and not allocate.fits(prob, kept):
             kept[i] -= 1
-    return kept if allocate.feasible(prob, kept[None, :])[0] else final
+    return kept if allocate.fits(prob, kept) else final
 
 
 def idle_accelerators(pl: Planner, prob: Problem, plan: IntArray, rate_rps: float) -> float:
@@ -231,8 +225,16 @@ def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
     )
 
 
-def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
-    """The allocation problem with calibrated capacity and learned spot hazards."""
+def problem(
+    pl: Planner,
+    state: EngineState,
+    demand: DemandForecast,
+    maxima: IntArray | None = None,
+    cur: IntArray | None = None,
+) -> Problem:
+    """The allocation problem with calibrated capacity and learned spot hazards; per-pool
+    `maxima` (`_deliverable`; the pools' own by default) and, with the running replicas
+    `cur`, the warm-up a replica started beyond them pays."""
     rate = np.array(
         [
             hazard.rate(state.hazard[n]) if pl.spot[i] and n in state.hazard else 0.0
@@ -244,7 +246,7 @@ def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
     return Problem(
         price=pl.price * (1.0 + exposure),
         spot=pl.spot,
-        max_replicas=pl.max_replicas,
+        max_replicas=pl.max_replicas if maxima is None else maxima,
         total_min=s.replicas_min,
         total_max=s.replicas_max,
         spot_max_fraction=s.spot_max_fraction,
@@ -258,6 +260,8 @@ def problem(pl: Planner, state: EngineState, demand: DemandForecast) -> Problem:
             demand=demand,
         ),
         floor_demand=demand.quantile(s.attainment),
+        current=cur,
+        start_cost=None if cur is None else pl.price * pl.cold_start_s / max(pl.horizon_s, 1.0),
     )
 
 
@@ -296,10 +300,10 @@ def keep(
         pl.names, target.replicas, capped, state.idle_since, now, hold_s
     )
     for i in allocate.merit_order(prob)[::-1]:  # release the worst merit first
-        if allocate.feasible(prob, final[None, :])[0]:
+        if allocate.fits(prob, final):
             break
         final[i] = target.replicas[i]
         clocks.pop(pl.names[i], None)
-    if not allocate.feasible(prob, final[None, :])[0]:
+    if not allocate.fits(prob, final):
         return target.replicas, {}
     return final, clocks

@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 from core_helpers import BIG, OD, SPOT_A, SPOT_B, planner, steady
+from hypothesis import given
+from hypothesis import strategies as st
+from test_properties import FAST, planners, rates
 
 from costscaler.api.budget import OnConflict
 from costscaler.core import BudgetConstraint, PoolView
-from costscaler.core.allocate import feasible, newsvendor_quantile
+from costscaler.core.allocate import feasible, fits, newsvendor_quantile
 from costscaler.core.forecast import forecast
 from costscaler.core.step import learn, problem
 from costscaler.core.types import EngineState
@@ -172,3 +175,20 @@ def test_feasible_rejects_every_bound():
     prob = problem(pl, state, forecast(np.arange(10.0), np.full(10, 5.0), 300.0))
     rows = np.array([[1, 1], [1, 0], [4, 3], [0, 2], [-1, 3], [3, 3]])
     assert feasible(prob, rows).tolist() == [True, False, False, False, False, True]
+
+
+@FAST
+@given(
+    planners(), rates, st.lists(st.lists(st.integers(-1, 9), min_size=4, max_size=4), max_size=12)
+)
+def test_fits_is_feasible_for_one_plan(pl, rate: float, rows):
+    """`fits` (one plan, plain Python) agrees with `feasible` (rows, numpy) on every plan."""
+    prob = problem(
+        pl,
+        learn(pl, steady(rate), EngineState()),
+        forecast(np.arange(10.0), np.full(10, rate), 300.0),
+    )
+    n = len(pl.names)
+    for row in rows:
+        plan = np.array(row[:n], dtype=np.int64)
+        assert fits(prob, plan) == bool(feasible(prob, plan[None, :])[0])
