@@ -107,6 +107,12 @@ class Problem:
         return self.surviving.tolist(), self.spot.tolist(), self.max_replicas.tolist()
 
     @cached_property
+    def merit(self) -> NDArray[np.intp]:
+        """Pools by expected $/h per req/s of capacity that survives the horizon, cheapest
+        first (`merit_order`)."""
+        return np.argsort(self.price / np.maximum(self.surviving, 1e-12), kind="stable")
+
+    @cached_property
     def reachable_min(self) -> int:
         """The total minimum, lowered to what the pools' maxima can hold."""
         return min(self.total_min, int(self.max_replicas.sum()))
@@ -205,7 +211,7 @@ def plan_of(p: Problem, replicas: IntArray) -> Plan:
 
 def merit_order(p: Problem) -> NDArray[np.intp]:
     """Pools by expected $/h per req/s of capacity that survives the horizon, cheapest first."""
-    return np.argsort(p.price / np.maximum(p.surviving, 1e-12), kind="stable")
+    return p.merit
 
 
 def _best(p: Problem, plans: IntArray) -> tuple[Plan, IntArray]:

@@ -103,8 +103,8 @@ class RiskCost:
 
     def at(self, table: FloatArray, capacity: FloatArray) -> FloatArray:
         """The bound for each capacity (req/s)."""
-        cell = np.minimum(capacity / self.step, table.size - 1).astype(np.int64)
-        return np.asarray(table[cell], dtype=np.float64)
+        # Capacity is >= 0: truncation is the floor, and take's clip caps past the grid.
+        return np.asarray(table.take((capacity / self.step).astype(np.intp), mode="clip"))
 
 
 def _children(room: FloatArray, top: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:

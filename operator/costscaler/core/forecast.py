@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy.special import ndtr
@@ -61,6 +62,10 @@ class DemandForecast:
 
     def weights(self) -> FloatArray:
         """Kernel weights of the samples: their bins' mass, 0 for a sample of no demand."""
+        return self._weights
+
+    @cached_property
+    def _weights(self) -> FloatArray:
         return np.asarray((self.samples > 0) * _MASS, dtype=np.float64)
 
     def quantile(self, q: float) -> float:
