@@ -64,6 +64,15 @@ class DemandForecast:
         """Kernel weights of the samples: their bins' mass, 0 for a sample of no demand."""
         return self._weights
 
+    def _pass(self, grid: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        ex = self.exceedance(grid)
+        return grid, ex, -ex
+
+    @cached_property
+    def _support(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """`quantile`'s first pass: exceedance over a grid on the whole support."""
+        return self._pass((float(self.samples[-1]) + 8.0 * self.bandwidth) * _UNIT)
+
     @cached_property
     def _weights(self) -> FloatArray:
         return np.asarray((self.samples > 0) * _MASS, dtype=np.float64)
@@ -79,10 +88,10 @@ class DemandForecast:
             return hit
         lo, hi = 0.0, float(self.samples[-1]) + 8.0 * self.bandwidth
         value = lo
-        for _ in range(2):
-            grid = lo + (hi - lo) * _UNIT
-            ex = self.exceedance(grid)
-            k = int(np.searchsorted(-ex, -(1.0 - q), side="right"))
+        for rough in (True, False):
+            # The first pass's grid is the same for every q: evaluated once per forecast.
+            grid, ex, neg = self._support if rough else self._pass(lo + (hi - lo) * _UNIT)
+            k = int(np.searchsorted(neg, -(1.0 - q), side="right"))
             if k == 0 or k >= grid.size:
                 value = lo if k == 0 else hi
                 break
