@@ -112,3 +112,41 @@ def test_restarted_operator_backfills_the_window_from_prometheus(kube, tmp_path:
         if second is not None:
             second.stop()
         prom.stop()
+
+
+def test_operator_paused_by_a_peer_backfills_again_when_it_resumes(kube, tmp_path: Path):
+    """Its windows stopped when it paused: resuming, it fetches them again in one batch
+    instead of deciding on samples from before the pause."""
+    ns = new_namespace(kube)
+    prom = Prometheus(kube, tmp_path)
+    twin = LoadTwin(kube, f"{ns}/llama-3-1-8b", TRACE, speed=1, log=tmp_path / "twin.log")
+    first = Operator(kube, ns, tmp_path / "first.log", prom.url, priority=10)
+    higher = None
+    try:
+        wait_for("first /healthz", first.healthy, timeout=30)
+        served = llama(ns, "Enforce", [OD], replicas={"min": 1, "max": 2})
+        served["spec"]["workload"]["modelLoadSeconds"] = 3
+        served["spec"]["forecast"] = {"windowSeconds": 60}
+        apply(kube, served)
+        wait_for("first decides", lambda: first.metric("costscaler_decisions_total") >= 3)
+        asked = first.metric("costscaler_prometheus_range_queries_total")
+        higher = Operator(kube, ns, tmp_path / "higher.log", prom.url, priority=20)
+        wait_for(
+            "the higher peer decides", lambda: higher.metric("costscaler_decisions_total") >= 1
+        )
+        paused = first.metric("costscaler_decisions_total")
+        time.sleep(10)  # more than 3 intervals (2 s) without a tick: its window is stale
+        assert first.metric("costscaler_decisions_total") == paused, "paused while outranked"
+        higher.stop()  # a clean exit leaves the peering object: the first resumes
+        higher = None
+        again = lambda: first.metric("costscaler_decisions_total") > paused  # noqa: E731
+        wait_for("first decides again", again, timeout=60)
+        # One batch again (a range query per metric), and the window came back from it.
+        assert first.metric("costscaler_prometheus_range_queries_total") == asked + 3
+        assert first.metric("costscaler_backfilled_samples_total") > 0
+    finally:
+        twin.stop()
+        first.stop()
+        if higher is not None:
+            higher.stop()
+        prom.stop()

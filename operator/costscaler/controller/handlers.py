@@ -155,7 +155,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         rt.cache.targets = rt.backfill.targets = lambda: [t for s in targets.values() for t in s]
         reading = await rt.cache.get((ns, name))
         children = await _children(rt, infd, kw)
-        history = rt.history((ns, name), infd.spec.forecast.window_seconds)
+        history = rt.history((ns, name), infd.spec.forecast.window_seconds, time.time())
         if not history.n and (past := await rt.backfill.past((ns, name))) is not None:
             history.backfill(past, children)
         status = dict(body.get("status") or {})

@@ -37,6 +37,11 @@ class History:
         self.pools: list[str] = []
         self.n = 0
 
+    @property
+    def newest(self) -> float:
+        """The time (epoch s) of the newest sample; -inf when there is none."""
+        return float(self.load[self.n - 1, TIME]) if self.n else -np.inf
+
     def _column(self, pool: str) -> int:
         if pool not in self.pools:
             self.pools.append(pool)

@@ -19,6 +19,8 @@ from costscaler.controller.metrics import Health, OperatorMetrics
 from costscaler.controller.settings import Settings
 
 NOT_YET = Reading(problem="NoData", message="no reading yet for this deployment")
+# Intervals without a tick after which a window counts as stale (see `Runtime.history`).
+PAUSE_TICKS = 3
 
 
 class ReadingCache:
@@ -87,9 +89,14 @@ class Backfill:
         return self.found.pop(key, None)
 
     def forget(self, key: Key) -> None:
-        """A deleted deployment: ask again should one of that name come back."""
+        """A deleted deployment, or a stale window: ask again for this one."""
         self.tried.discard(key)
         self.found.pop(key, None)
+
+    def forget_all(self) -> None:
+        """Every window went stale (the process was paused): ask again for all, in one batch."""
+        self.tried.clear()
+        self.found.clear()
 
 
 @dataclass
@@ -103,11 +110,28 @@ class Runtime:
     health: Health
     backfill: Backfill
     histories: dict[Key, History] = field(default_factory=dict)
+    last_tick: float | None = None
 
-    def history(self, key: Key, window_seconds: float) -> History:
-        """The observation window of a deployment (created on first use)."""
+    def history(self, key: Key, window_seconds: float, now: float) -> History:
+        """The observation window of a deployment at `now` (epoch s), created on first use.
+
+        A window whose newest sample is older than `PAUSE_TICKS` intervals has a hole: a
+        standby that acted before and takes over again, a process stalled, a timer held
+        back. Deciding on it would read the load of long ago as recent, so it starts over
+        and is backfilled from Prometheus. When no tick at all ran for that long the whole
+        process was paused: every window is dropped at once, so that one batch of range
+        queries backfills them all rather than one batch per deployment.
+        """
+        interval = self.settings.interval_seconds
+        stale_after = PAUSE_TICKS * interval
+        if self.last_tick is not None and now - self.last_tick > stale_after:
+            self.histories.clear()
+            self.backfill.forget_all()
+        self.last_tick = now if self.last_tick is None else max(self.last_tick, now)
         found = self.histories.get(key)
-        if found is None or found.window != window_seconds:
-            interval = self.settings.interval_seconds
+        stale = found is not None and found.n > 0 and now - found.newest > stale_after
+        if stale:
+            self.backfill.forget(key)
+        if found is None or found.window != window_seconds or stale:
             found = self.histories[key] = History(window_seconds, interval)
         return found

@@ -11,7 +11,7 @@ from costscaler.adapters.children import ChildState
 from costscaler.adapters.prometheus import Reading, Target
 from costscaler.adapters.promql import QuerySet
 from costscaler.controller.history import History
-from costscaler.controller.runtime import Backfill
+from costscaler.controller.runtime import Backfill, Runtime
 from costscaler.controller.session import connection_limit
 from costscaler.controller.settings import Settings
 
@@ -82,3 +82,57 @@ def test_kopf_connection_pool_leaves_room_for_every_watch():
     assert connection_limit(one) == 32 + 5 + 4
     assert connection_limit(three) == connection_limit(one) + 2 * 4
     assert connection_limit(Settings(all_namespaces=True, kube_connections=8)) == 8 + 5 + 4
+
+
+def _runtime(known: list[Target], fetch: RecordingFetch) -> Runtime:
+    settings = Settings(namespaces=["ml"], interval_seconds=15)
+    # Prometheus's past ends a second before the tick that asks for it.
+    backfill = Backfill(fetch, lambda: known, clock=lambda: CLOCK[0] - 1.0)
+    # Only the windows are exercised: no clients, cache or metrics needed.
+    return Runtime(settings, None, None, None, None, backfill)  # type: ignore[arg-type]
+
+
+CLOCK = [0.0]
+
+
+def _tick(rt: Runtime, key, now: float) -> History:
+    """What the tick handler does with the window: get it, backfill it if empty, add a row."""
+    CLOCK[0] = now
+    history = rt.history(key, 3600, now)
+    if not history.n and (found := asyncio.run(rt.backfill.past(key))) is not None:
+        history.backfill(found, [child("od", 2)])
+    history.add(now, Reading({"od": 2.0}, latency_seconds=0.4), [child("od", 2)])
+    return history
+
+
+def test_a_window_with_a_hole_starts_over_from_prometheus():
+    """A timer held back for minutes would decide on a window whose last rows are old."""
+    fetch = RecordingFetch()
+    known = [Target(("ml", f"m{i}"), QUERIES, 0.95, 1.0) for i in range(2)]
+    rt = _runtime(known, fetch)
+    for now in (10_000.0, 10_015.0, 10_030.0):
+        _tick(rt, known[0].key, now)
+    first = _tick(rt, known[1].key, 10_031.0)
+    assert len(fetch.batches) == 1 and first.n == 6  # 5 past rows and this tick's
+    for now in (10_045.0, 10_060.0, 10_075.0, 10_090.0):  # m1's timer is held back meanwhile
+        _tick(rt, known[0].key, now)
+    again = _tick(rt, known[1].key, 10_100.0)
+    assert fetch.batches[-1] == [known[1].key], "only the stale window is fetched again"
+    assert again is not first and again.n == 6
+    assert again.observations(has_tokens=False).times[-1] == 10_100.0
+    assert _tick(rt, known[0].key, 10_105.0).n == 3 + 4 + 1 + 5  # untouched, never refetched
+
+
+def test_a_paused_process_backfills_every_window_in_one_batch():
+    """A standby that acted before and takes over again: all its windows are an hour old."""
+    fetch = RecordingFetch()
+    known = [Target(("ml", f"m{i}"), QUERIES, 0.95, 1.0) for i in range(3)]
+    rt = _runtime(known, fetch)
+    for t in known:
+        _tick(rt, t.key, 10_000.0)
+    assert len(fetch.batches) == 1
+    resumed = [_tick(rt, t.key, 13_600.0 + i) for i, t in enumerate(known)]
+    assert len(fetch.batches) == 2 and sorted(fetch.batches[1]) == [t.key for t in known]
+    for h in resumed:
+        times = h.observations(has_tokens=False).times
+        assert times.min() > 10_000.0, "no row from before the pause is left"
