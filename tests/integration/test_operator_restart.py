@@ -134,8 +134,15 @@ def test_operator_paused_by_a_peer_backfills_again_when_it_resumes(kube, tmp_pat
         wait_for(
             "the higher peer decides", lambda: higher.metric("costscaler_decisions_total") >= 1
         )
+
+        def settled() -> bool:  # a tick in flight when the peer came still finishes
+            before = first.metric("costscaler_decisions_total")
+            time.sleep(5)
+            return first.metric("costscaler_decisions_total") == before
+
+        wait_for("first pauses", settled, timeout=60)
         paused = first.metric("costscaler_decisions_total")
-        time.sleep(10)  # more than 3 intervals (2 s) without a tick: its window is stale
+        time.sleep(5)  # 10 s and more without a tick, over 3 intervals (2 s): windows are stale
         assert first.metric("costscaler_decisions_total") == paused, "paused while outranked"
         higher.stop()  # a clean exit leaves the peering object: the first resumes
         higher = None
