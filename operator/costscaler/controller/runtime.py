@@ -19,8 +19,11 @@ from costscaler.controller.metrics import Health, OperatorMetrics
 from costscaler.controller.settings import Settings
 
 NOT_YET = Reading(problem="NoData", message="no reading yet for this deployment")
-# Intervals without a tick after which a window counts as stale (see `Runtime.history`).
+# Intervals without a tick after which a window counts as stale (see `Runtime.history`), and
+# at least so many seconds: a busy machine delays a short interval's ticks by seconds, which
+# is no reason to drop what the window knows of warming replicas and spot losses.
 PAUSE_TICKS = 3
+PAUSE_MIN_SECONDS = 30.0
 
 
 class ReadingCache:
@@ -115,7 +118,8 @@ class Runtime:
     def history(self, key: Key, window_seconds: float, now: float) -> History:
         """The observation window of a deployment at `now` (epoch s), created on first use.
 
-        A window whose newest sample is older than `PAUSE_TICKS` intervals has a hole: a
+        A window whose newest sample is older than `PAUSE_TICKS` intervals (and
+        `PAUSE_MIN_SECONDS`) has a hole: a
         standby that acted before and takes over again, a process stalled, a timer held
         back. Deciding on it would read the load of long ago as recent, so it starts over
         and is backfilled from Prometheus. When no tick at all ran for that long the whole
@@ -123,7 +127,7 @@ class Runtime:
         queries backfills them all rather than one batch per deployment.
         """
         interval = self.settings.interval_seconds
-        stale_after = PAUSE_TICKS * interval
+        stale_after = max(PAUSE_TICKS * interval, PAUSE_MIN_SECONDS)
         if self.last_tick is not None and now - self.last_tick > stale_after:
             self.histories.clear()
             self.backfill.forget_all()

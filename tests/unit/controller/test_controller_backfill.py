@@ -84,8 +84,8 @@ def test_kopf_connection_pool_leaves_room_for_every_watch():
     assert connection_limit(Settings(all_namespaces=True, kube_connections=8)) == 8 + 5 + 4
 
 
-def _runtime(known: list[Target], fetch: RecordingFetch) -> Runtime:
-    settings = Settings(namespaces=["ml"], interval_seconds=15)
+def _runtime(known: list[Target], fetch: RecordingFetch, interval: float = 15) -> Runtime:
+    settings = Settings(namespaces=["ml"], interval_seconds=interval)
     # Prometheus's past ends a second before the tick that asks for it.
     backfill = Backfill(fetch, lambda: known, clock=lambda: CLOCK[0] - 1.0)
     # Only the windows are exercised: no clients, cache or metrics needed.
@@ -136,3 +136,14 @@ def test_a_paused_process_backfills_every_window_in_one_batch():
     for h in resumed:
         times = h.observations(has_tokens=False).times
         assert times.min() > 10_000.0, "no row from before the pause is left"
+
+
+def test_ticks_late_by_seconds_keep_their_window():
+    """A short interval on a busy machine: ticks seconds late are not a pause (30 s floor)."""
+    fetch = RecordingFetch()
+    known = [Target(("ml", "m0"), QUERIES, 0.95, 1.0)]
+    rt = _runtime(known, fetch, interval=2)
+    window = _tick(rt, known[0].key, 10_000.0)
+    for now in (10_002.0, 10_020.0, 10_045.0):  # 18 s and 25 s late: over 3 intervals
+        assert _tick(rt, known[0].key, now) is window
+    assert len(fetch.batches) == 1
