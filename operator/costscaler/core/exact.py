@@ -103,8 +103,10 @@ class RiskCost:
 
     def at(self, table: FloatArray, capacity: FloatArray) -> FloatArray:
         """The bound for each capacity (req/s)."""
-        # Capacity is >= 0: truncation is the floor, and take's clip caps past the grid.
-        return np.asarray(table.take((capacity / self.step).astype(np.intp), mode="clip"))
+        # Capped before the cast: a capacity far past the grid (a tiny grid step when demand
+        # is ~0) does not fit an integer, and would wrap to a cell of a much higher bound.
+        cell = np.minimum(capacity / self.step, table.size - 1).astype(np.intp)
+        return np.asarray(table[cell], dtype=np.float64)
 
 
 def _children(room: FloatArray, top: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
