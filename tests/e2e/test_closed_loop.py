@@ -10,6 +10,7 @@ so the cold start the engine plans for is the model load alone.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -112,8 +113,11 @@ def test_closed_loop_meets_the_step_keeps_the_spot_split_and_releases(kube, tmp_
         # The cold start the engine plans for, plus what observing takes: a scrape, a tick and
         # the windows of the rate (10 s) and of the attainment measured here (6 s), halved.
         cold_start = MODEL_LOAD_S + 2 + 2 + (10 + 6) / 2
+        # A run is measured from its first sample below target to the first one back above:
+        # up to one sampling gap (~2 s) longer than the run itself (CI saw 32.9 s against 32).
+        gap = max(b["t"] - a["t"] for a, b in itertools.pairwise(samples))
         assert peak >= 3, f"the load never needed more than {peak} replicas"
-        assert longest_run(below) <= cold_start, samples
+        assert longest_run(below) <= cold_start + gap, samples
         for s in samples:
             assert s["od"] >= 1, s
             assert s["spot"] <= max(0, int(0.5 * s["total"] + 1e-9)) or s["spot"] <= 1, s
