@@ -71,6 +71,14 @@ def backfill_log(op: Operator) -> tuple[int, int, int]:
     return int(found[1]), int(found[2]), int(found[3])
 
 
+def served(ns: str) -> dict:
+    """The deployment the load twin serves: Enforce, a 3 s model load, a 60 s window."""
+    doc = llama(ns, "Enforce", [OD], replicas={"min": 1, "max": 2})
+    doc["spec"]["workload"]["modelLoadSeconds"] = 3
+    doc["spec"]["forecast"] = {"windowSeconds": 60}
+    return doc
+
+
 def test_restarted_operator_backfills_the_window_from_prometheus(kube, tmp_path: Path):
     ns = new_namespace(kube)
     prom = Prometheus(kube, tmp_path)
@@ -79,10 +87,7 @@ def test_restarted_operator_backfills_the_window_from_prometheus(kube, tmp_path:
     second = None
     try:
         wait_for("first /healthz", first.healthy, timeout=30)
-        served = llama(ns, "Enforce", [OD], replicas={"min": 1, "max": 2})
-        served["spec"]["workload"]["modelLoadSeconds"] = 3
-        served["spec"]["forecast"] = {"windowSeconds": 60}
-        apply(kube, served)
+        apply(kube, served(ns))
         quiet = llama(ns, "Recommend", [OD])  # no pods, so no past in Prometheus
         quiet["metadata"]["name"] = "quiet"
         apply(kube, quiet)
@@ -124,10 +129,7 @@ def test_operator_paused_by_a_peer_backfills_again_when_it_resumes(kube, tmp_pat
     higher = None
     try:
         wait_for("first /healthz", first.healthy, timeout=30)
-        served = llama(ns, "Enforce", [OD], replicas={"min": 1, "max": 2})
-        served["spec"]["workload"]["modelLoadSeconds"] = 3
-        served["spec"]["forecast"] = {"windowSeconds": 60}
-        apply(kube, served)
+        apply(kube, served(ns))
         wait_for("first decides", lambda: first.metric("costscaler_decisions_total") >= 3)
         asked = first.metric("costscaler_prometheus_range_queries_total")
         higher = Operator(kube, ns, tmp_path / "higher.log", prom.url, priority=20)
@@ -146,8 +148,11 @@ def test_operator_paused_by_a_peer_backfills_again_when_it_resumes(kube, tmp_pat
         assert first.metric("costscaler_decisions_total") == paused, "paused while outranked"
         higher.stop()  # a clean exit leaves the peering object: the first resumes
         higher = None
-        again = lambda: first.metric("costscaler_decisions_total") > paused  # noqa: E731
-        wait_for("first decides again", again, timeout=60)
+        wait_for(
+            "first decides again",
+            lambda: first.metric("costscaler_decisions_total") > paused,
+            timeout=60,
+        )
         # One batch again (a range query per metric), and the window came back from it.
         assert first.metric("costscaler_prometheus_range_queries_total") == asked + 3
         assert first.metric("costscaler_backfilled_samples_total") > 0

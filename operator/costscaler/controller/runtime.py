@@ -119,12 +119,11 @@ class Runtime:
         """The observation window of a deployment at `now` (epoch s), created on first use.
 
         A window whose newest sample is older than `PAUSE_TICKS` intervals (and
-        `PAUSE_MIN_SECONDS`) has a hole: a
-        standby that acted before and takes over again, a process stalled, a timer held
-        back. Deciding on it would read the load of long ago as recent, so it starts over
-        and is backfilled from Prometheus. When no tick at all ran for that long the whole
-        process was paused: every window is dropped at once, so that one batch of range
-        queries backfills them all rather than one batch per deployment.
+        `PAUSE_MIN_SECONDS`) has a hole: a standby that acted before and takes over again, a
+        process stalled, a timer held back. Deciding on it would read the load of long ago as
+        recent, so it starts over and is backfilled from Prometheus. When no tick at all ran
+        for that long the whole process was paused: every window is dropped at once, so that
+        one batch of range queries backfills them all rather than one batch per deployment.
         """
         interval = self.settings.interval_seconds
         stale_after = max(PAUSE_TICKS * interval, PAUSE_MIN_SECONDS)

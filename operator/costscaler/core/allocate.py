@@ -109,7 +109,7 @@ class Problem:
     @cached_property
     def merit(self) -> NDArray[np.intp]:
         """Pools by expected $/h per req/s of capacity that survives the horizon, cheapest
-        first (`merit_order`)."""
+        first."""
         return np.argsort(self.price / np.maximum(self.surviving, 1e-12), kind="stable")
 
     @cached_property
@@ -207,11 +207,6 @@ def plan_of(p: Problem, replicas: IntArray) -> Plan:
     """Evaluate one plan."""
     spend, risk, obj = evaluate(p, replicas[None, :])
     return Plan(replicas, float(spend[0]), float(risk[0]), float(obj[0]))
-
-
-def merit_order(p: Problem) -> NDArray[np.intp]:
-    """Pools by expected $/h per req/s of capacity that survives the horizon, cheapest first."""
-    return p.merit
 
 
 def _best(p: Problem, plans: IntArray) -> tuple[Plan, IntArray]:

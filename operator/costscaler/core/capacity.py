@@ -78,8 +78,9 @@ def calibrate(
     start = int(np.searchsorted(times, until, side="right"))
     if start >= times.size:
         return scale, until
-    lat: list[float] = latency[max(start - DRAIN_LAG, 0) :].tolist()
-    offset = start - max(start - DRAIN_LAG, 0)
+    base = max(start - DRAIN_LAG, 0)  # the drain check reaches DRAIN_LAG samples back
+    lat: list[float] = latency[base:].tolist()
+    offset = start - base
     last = until if math.isfinite(until) else float(times[start])
     for k, (t, r, cap, still) in enumerate(
         zip(

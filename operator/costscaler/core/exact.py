@@ -61,7 +61,7 @@ def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
     d = p.risk.demand
     gap = d.samples - np.asarray(capacity, dtype=np.float64)[..., None]
     phi = np.where(gap < 0, ndtr(gap / d.bandwidth), 0.5)
-    return np.asarray(phi @ d.weights(), dtype=np.float64)
+    return np.asarray(phi @ d.weights, dtype=np.float64)
 
 
 def _bound(p: Problem, risk: FloatArray) -> FloatArray:

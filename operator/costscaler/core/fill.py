@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from costscaler.core.allocate import Problem, merit_order
+from costscaler.core.allocate import Problem
 from costscaler.core.capacity import replicas_needed
 from costscaler.core.risk import IntArray
 
@@ -128,7 +128,7 @@ def cheapest_on_demand(p: Problem) -> IntArray:
     of every pool it touches).
     """
     f = _Filler(p)
-    order = [i for i in merit_order(p).tolist() if not f.spot[i]]
+    order = [i for i in p.merit.tolist() if not f.spot[i]]
     for i in order:
         f.add(i, f.need(i, p.floor_demand))
     cap = p.risk.capacity.tolist()

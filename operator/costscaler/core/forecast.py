@@ -58,24 +58,23 @@ class DemandForecast:
         """P(demand > capacity) for each capacity (req/s), same shape as `capacity`."""
         c = np.asarray(capacity, dtype=np.float64)[..., None]
         z = (self.samples - c) / self.bandwidth
-        return np.asarray(ndtr(z) @ self.weights(), dtype=np.float64)
+        return np.asarray(ndtr(z) @ self.weights, dtype=np.float64)
 
+    @cached_property
     def weights(self) -> FloatArray:
         """Kernel weights of the samples: their bins' mass, 0 for a sample of no demand."""
-        return self._weights
-
-    def _pass(self, grid: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        ex = self.exceedance(grid)
-        return grid, ex, -ex
-
-    @cached_property
-    def _support(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """`quantile`'s first pass: exceedance over a grid on the whole support."""
-        return self._pass((float(self.samples[-1]) + 8.0 * self.bandwidth) * _UNIT)
-
-    @cached_property
-    def _weights(self) -> FloatArray:
         return np.asarray((self.samples > 0) * _MASS, dtype=np.float64)
+
+    @cached_property
+    def _top(self) -> float:
+        """Where the demand's support ends, for `quantile`'s search (req/s)."""
+        return float(self.samples[-1]) + 8.0 * self.bandwidth
+
+    @cached_property
+    def _support(self) -> tuple[FloatArray, FloatArray]:
+        """`quantile`'s first pass, the same for every q: exceedance over the whole support."""
+        grid = self._top * _UNIT
+        return grid, self.exceedance(grid)
 
     def quantile(self, q: float) -> float:
         """The demand (req/s) exceeded with probability 1 - q (memoised per q).
@@ -86,12 +85,12 @@ class DemandForecast:
         hit = self._memo.get(q)
         if hit is not None:
             return hit
-        lo, hi = 0.0, float(self.samples[-1]) + 8.0 * self.bandwidth
+        lo, hi = 0.0, self._top
         value = lo
-        for rough in (True, False):
-            # The first pass's grid is the same for every q: evaluated once per forecast.
-            grid, ex, neg = self._support if rough else self._pass(lo + (hi - lo) * _UNIT)
-            k = int(np.searchsorted(neg, -(1.0 - q), side="right"))
+        for first in (True, False):
+            grid = self._support[0] if first else lo + (hi - lo) * _UNIT
+            ex = self._support[1] if first else self.exceedance(grid)
+            k = int(np.searchsorted(-ex, -(1.0 - q), side="right"))
             if k == 0 or k >= grid.size:
                 value = lo if k == 0 else hi
                 break

@@ -60,7 +60,7 @@ class RiskModel:
         f = self.indep_loss
         shift = self.capacity[:, None] * (lose + (f - 1.0)[:, None])
         variance = self.capacity * self.capacity * (f * (1.0 - f))
-        return weights, shift, variance, self.demand.weights()
+        return weights, shift, variance, self.demand.weights
 
     def of(self, plans: IntArray) -> FloatArray:
         """P(capacity < demand) for each plan (rows: plans, columns: pools)."""

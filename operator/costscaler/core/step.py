@@ -131,7 +131,7 @@ def _make_before_break(
     a few replicas at a time, as the ones started become ready, instead of emptying a pool
     a cold start before its replacement serves.
     """
-    merit = allocate.merit_order(prob)
+    merit = prob.merit
     kept = keepalive.make_before_break(final, cur, ready, target, prob.risk.capacity, merit)
     for i in merit[::-1].tolist():
         if allocate.fits(prob, kept):
@@ -269,7 +269,7 @@ def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) ->
     """Where the search starts (the best is the branch and bound's first incumbent): the
     maximum-spot plan (first: the alternatives report it), merit-order fills of all pools and
     of on-demand pools only, and the current allocation."""
-    merit = allocate.merit_order(prob)
+    merit = prob.merit
     return [
         fill.max_spot(prob, demand_rps, merit),
         fill.fill(prob, demand_rps, merit),
@@ -299,7 +299,7 @@ def keep(
     final, clocks = keepalive.apply(
         pl.names, target.replicas, capped, state.idle_since, now, hold_s
     )
-    for i in allocate.merit_order(prob)[::-1]:  # release the worst merit first
+    for i in prob.merit[::-1]:  # release the worst merit first
         if allocate.fits(prob, final):
             break
         final[i] = target.replicas[i]

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from core_helpers import steady
+from core_helpers import OD, planner, steady
 from hypothesis import given
 from hypothesis import strategies as st
 from test_properties import FAST, planners, rates
@@ -108,8 +108,7 @@ def test_a_capacity_far_past_the_bound_grid_reads_its_last_cell():
     """Found by hypothesis in CI: with spot.maxFraction near 0 a partial plan owes up to 1e12
     on-demand replicas per spot one, its capacity over the grid step overflowed the integer
     cast, and the bound read the first cell (the highest risk), pruning plans it must not."""
-    pool = PoolView("p0", spot=False, replica_cost_per_hour=1.0, capacity_rps=2.0, cold_start_s=0)
-    prob = _problem(Planner([pool], Settings(latency_threshold_s=1.0)), 5.0)
+    prob = _problem(planner([OD]), 5.0)
     cost = RiskCost(prob)
     table = cost.tables([1.0])[0]
     far = np.array([0.0, 1e13, 1e30, np.inf])
