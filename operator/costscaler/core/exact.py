@@ -14,13 +14,18 @@ and the objective is at least money(x) + s R(C(x)) + w max(R(C(x)) - floor, 0), 
 SLO floor's weight (`allocate.evaluate`; the budget term is >= 0 and dropped).
 
 Pools are assigned one at a time, cheapest per req/s first, every count of a pool under every
-partial plan at once (numpy), counts capped by what the spend leaves under J*. A partial plan
+partial plan, counts capped by what the spend leaves under J*. A partial plan
 is dropped when its money plus the least the pools left must still pay reaches J*: either the
 cheapest way to add capacity at their best $/h per req/s against the risk terms (`RiskCost`),
 or the on-demand replicas its spot replicas owe under spot.maxFraction. The complete plans
 left are evaluated exactly, best bound first, so the result is the optimum. When the tree
 grows past `max_nodes` partial plans at a level, `solve` gives up (None) and the local search's
 plan stands.
+
+The level loop itself is compiled (`_levels.c`): as numpy it was ~30 array calls a level,
+whose per-call cost was a third of a decision. Its arithmetic is the numpy formulas', in
+the same order, so the plans kept and the give-up points are the same to the bit
+(tests/unit/core/test_levels.py replays it against them).
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.special import ndtr
 
+from costscaler.core import _levels
 from costscaler.core.allocate import (
     HARD,
     SOFT,
@@ -100,21 +105,6 @@ class RiskCost:
         after = np.concatenate((after, np.full((r.shape[0], 1), math.inf)), axis=1)
         out = np.where(finite, np.minimum(upper, after - self.grid[1:] * r), upper)
         return np.concatenate((out, np.zeros((r.shape[0], 1))), axis=1)
-
-    def at(self, table: FloatArray, capacity: FloatArray) -> FloatArray:
-        """The bound for each capacity (req/s)."""
-        # Capped before the cast: a capacity far past the grid (a tiny grid step when demand
-        # is ~0) does not fit an integer, and would wrap to a cell of a much higher bound.
-        cell = np.minimum(capacity / self.step, table.size - 1).astype(np.intp)
-        return np.asarray(table[cell], dtype=np.float64)
-
-
-def _children(room: FloatArray, top: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Counts 0..min(room[r], top) under each row r: (parent row, count), one parent's
-    consecutive and ascending (a row with room below 0 has none)."""
-    width = int(min(max(float(room.max(initial=-1.0)), -1.0), top)) + 1
-    parent, counts = np.nonzero(np.arange(width) <= room[:, None])
-    return parent, counts
 
 
 class _Rest:
@@ -222,6 +212,31 @@ class Tree:
         self.order, self.twin = _order(p, self.cap, self.cur, self.start)
         self.rest = _Rest(p, self.cap, self.order)
         self.tables = self.bound.tables([*self.rest.ratio, *self.rest.ratio_past, math.inf])
+        self.levels = _level_rows(p, self)
+
+
+def _level_rows(p: Problem, t: Tree) -> FloatArray:
+    """Each level's pool as one row of `_levels.grow`'s parameters (its C enum's order)."""
+    rest = t.rest
+    rows = [
+        [
+            float(p.price[i]),
+            float(t.cap[i]),
+            1.0 if p.spot[i] else 0.0,
+            float(min(p.max_replicas[i], p.total_max)),
+            float(t.cur[i]),
+            float(t.start[i]),
+            1.0 if t.twin[level] else 0.0,
+            rest.ratio[level],
+            rest.ratio_past[level],
+            rest.spot_cap[level],
+            rest.od_price[level],
+            rest.od_cap[level],
+            float(i),
+        ]
+        for level, i in enumerate(t.order)
+    ]
+    return np.array(rows, dtype=np.float64)
 
 
 def solve(
@@ -243,52 +258,23 @@ def solve(
     if not math.isfinite(best):
         return None
     t = tree if tree is not None else Tree(p)
-    cap, bound, cur, start, rest, tables = t.cap, t.bound, t.cur, t.start, t.rest, t.tables
-    order, twin = t.order, t.twin
-    n = len(order)
-    rows = np.zeros((1, 4))
-    links: list[tuple[NDArray[np.intp], IntArray]] = []
-    for level, i in enumerate(order):
-        price = float(p.price[i])
-        top = int(min(p.max_replicas[i], p.total_max))
-        room = np.floor((best - rows[:, 0]) / price) if price > 0 else np.full(len(rows), top)
-        if twin[level]:  # no more than its identical twin before it: one of each permutation
-            room = np.minimum(room, links[-1][1])
-        parent, counts = _children(room, top)
-        if parent.size > 4 * max_nodes:
-            return None
-        step = np.array([price, float(cap[i]), 1.0, 1.0 if p.spot[i] else 0.0])
-        new = rows[parent] + counts[:, None] * step
-        new[:, 0] += np.maximum(counts - int(cur[i]), 0) * float(start[i])
-        c, od, spot = new[:, 1], new[:, 2] - new[:, 3], new[:, 3]
-        still = bound.at(tables[level], c)
-        if rest.ratio_past[level] > rest.ratio[level]:
-            # Capacity within the spot allowance at the spot ratio, past it at ratio_past.
-            allowance = rest.spot_cap[level] * np.maximum(od * rest.per_od - spot, 0.0)
-            within = np.maximum(still, bound.at(tables[2 * n], c + allowance))
-            past = rest.ratio[level] * allowance + bound.at(tables[n + level], c + allowance)
-            still = np.minimum(within, past)
-        owed = np.ceil(spot * rest.per_spot - 1e-9) - od
-        if rest.od_price[level] < math.inf:
-            # The owed replicas cost at least the cheapest on-demand price left and add at
-            # most the largest on-demand capacity left; the rest is bought at `ratio` at best.
-            owed = np.maximum(owed, 0.0)
-            companion = owed * rest.od_price[level] + bound.at(
-                tables[level], c + owed * rest.od_cap[level]
-            )
-        else:
-            companion = np.where(owed > 0, math.inf, 0.0)
-        lower = new[:, 0] + np.maximum(still, companion)
-        keep = np.flatnonzero((lower < best - 1e-9) & (new[:, 2] <= p.total_max))
-        if keep.size > max_nodes:
-            return None
-        rows, lower = new[keep], lower[keep]
-        links.append((parent[keep], counts[keep]))
-    plans = np.zeros((len(rows), cap.size), dtype=np.int64)
-    at = np.arange(len(rows))
-    for i, (parent, counts) in zip(order[::-1], links[::-1], strict=True):
-        plans[:, i] = counts[at]
-        at = parent[at]
+    tables = t.tables
+    grown = _levels.grow(
+        best,
+        max_nodes,
+        p.total_max,
+        t.rest.per_od,
+        t.rest.per_spot,
+        t.levels,
+        t.bound.step,
+        tables,
+        tables.shape[1],
+        len(t.order),
+    )
+    if grown is None:
+        return None
+    plans = np.frombuffer(grown[0], dtype=np.int64).reshape(-1, len(t.order))
+    lower = np.frombuffer(grown[1], dtype=np.float64)
     return _best_leaf(p, plans, lower, incumbent, best)
 
 

@@ -1,0 +1,17 @@
+"""The one compiled module, the branch and bound's level loop (why: its source's header).
+
+Everything else about the package is in pyproject.toml. -ffp-contract=off keeps its
+arithmetic the numpy formulas' to the bit: no fused multiply-adds.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "costscaler.core._levels",
+            sources=["operator/costscaler/core/_levels.c"],
+            extra_compile_args=["-O2", "-ffp-contract=off"],
+        )
+    ]
+)

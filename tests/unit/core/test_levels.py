@@ -1,0 +1,169 @@
+"""The compiled level loop (`core/_levels.c`) keeps exactly the partial plans the numpy
+formulas of `core/exact.py`'s bounds keep, to the bit, and gives up at the same points."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from core_helpers import OD, planner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from test_exact import _problem
+from test_properties import FAST, planners, rates
+
+from costscaler.core import _levels
+from costscaler.core.allocate import first_plan
+from costscaler.core.exact import Tree
+from costscaler.core.step import start_plans
+
+# Columns of a level row (the C enum's order).
+PRICE, CAP, SPOT, TOP, CUR, START, TWIN, RATIO, RATIO_PAST, SPOT_CAP, OD_PRICE, OD_CAP, POOL = (
+    range(13)
+)
+
+
+def _at(table: np.ndarray, step: float, capacity: np.ndarray) -> np.ndarray:
+    cell = np.minimum(capacity / step, table.size - 1).astype(np.intp)
+    return table[cell]
+
+
+def reference(best, max_nodes, total_max, per_od, per_spot, levels, step, tables):
+    """The level loop as numpy, formula for formula (the engine's before it was compiled)."""
+    n = levels.shape[0]
+    rows = np.zeros((1, 4))
+    lower = np.zeros(1)
+    links = []
+    for level in range(n):
+        lv = levels[level]
+        price, top = lv[PRICE], int(lv[TOP])
+        room = np.floor((best - rows[:, 0]) / price) if price > 0 else np.full(len(rows), top)
+        if lv[TWIN] > 0:
+            room = np.minimum(room, links[-1][1])
+        width = int(min(max(float(room.max(initial=-1.0)), -1.0), top)) + 1
+        parent, counts = np.nonzero(np.arange(width) <= room[:, None])
+        if parent.size > 4 * max_nodes:
+            return None
+        step_row = np.array([price, lv[CAP], 1.0, 1.0 if lv[SPOT] > 0 else 0.0])
+        new = rows[parent] + counts[:, None] * step_row
+        new[:, 0] += np.maximum(counts - int(lv[CUR]), 0) * lv[START]
+        c, od, spot = new[:, 1], new[:, 2] - new[:, 3], new[:, 3]
+        still = _at(tables[level], step, c)
+        if lv[RATIO_PAST] > lv[RATIO]:
+            allowance = lv[SPOT_CAP] * np.maximum(od * per_od - spot, 0.0)
+            within = np.maximum(still, _at(tables[2 * n], step, c + allowance))
+            past = lv[RATIO] * allowance + _at(tables[n + level], step, c + allowance)
+            still = np.minimum(within, past)
+        owed = np.ceil(spot * per_spot - 1e-9) - od
+        if lv[OD_PRICE] < math.inf:
+            owed = np.maximum(owed, 0.0)
+            companion = owed * lv[OD_PRICE] + _at(tables[level], step, c + owed * lv[OD_CAP])
+        else:
+            companion = np.where(owed > 0, math.inf, 0.0)
+        low = new[:, 0] + np.maximum(still, companion)
+        keep = np.flatnonzero((low < best - 1e-9) & (new[:, 2] <= total_max))
+        if keep.size > max_nodes:
+            return None
+        rows, lower = new[keep], low[keep]
+        links.append((parent[keep], counts[keep]))
+    plans = np.zeros((len(rows), n), dtype=np.int64)
+    at = np.arange(len(rows))
+    for level in range(n - 1, -1, -1):
+        parent, counts = links[level]
+        plans[:, int(levels[level, POOL])] = counts[at]
+        at = parent[at]
+    return plans, lower
+
+
+def _grow(best, max_nodes, total_max, per_od, per_spot, levels, step, tables):
+    out = _levels.grow(
+        best,
+        max_nodes,
+        total_max,
+        per_od,
+        per_spot,
+        levels,
+        step,
+        tables,
+        tables.shape[1],
+        levels.shape[0],
+    )
+    if out is None:
+        return None
+    plans = np.frombuffer(out[0], dtype=np.int64).reshape(-1, levels.shape[0])
+    return plans, np.frombuffer(out[1], dtype=np.float64)
+
+
+@settings(FAST, max_examples=300)
+@given(
+    planners(),
+    rates,
+    st.lists(st.integers(0, 8), min_size=4, max_size=4),
+    st.floats(0.5, 1.5),
+    st.sampled_from([1, 2, 8, 64, 1024]),
+)
+def test_the_compiled_loop_keeps_what_the_numpy_formulas_keep(pl, rate, cur, scale, max_nodes):
+    """Same plans, same bounds bit for bit, and None exactly where numpy gives up: small node
+    budgets make the give-up points part of the property. The bar is around the best start's
+    objective, where the engine searches."""
+    prob = _problem(pl, rate, cur[: len(pl.names)])
+    first = first_plan(prob, start_plans(pl, prob, rate, prob.current))
+    assume(math.isfinite(first.objective))
+    t = Tree(prob)
+    args = (
+        first.objective * scale,
+        max_nodes,
+        prob.total_max,
+        t.rest.per_od,
+        t.rest.per_spot,
+        t.levels,
+        t.bound.step,
+        t.tables,
+    )
+    want, got = reference(*args), _grow(*args)
+    assert (want is None) == (got is None)
+    if want is not None and got is not None:
+        assert np.array_equal(want[0], got[0])
+        assert want[1].tobytes() == got[1].tobytes()
+
+
+def _one_level(cap: float, table: list[float], top: int = 3) -> np.ndarray:
+    """One on-demand pool at 1 $/h per replica, nothing left after it."""
+    row = [1.0, cap, 0.0, float(top), 0.0, 0.0, 0.0, math.inf, math.inf, 0.0, math.inf, 0.0, 0.0]
+    return np.array([row])
+
+
+def test_a_capacity_far_past_the_bound_grid_reads_its_last_cell():
+    """Found by hypothesis in CI: with spot.maxFraction near 0 a partial plan owes up to 1e12
+    on-demand replicas per spot one, its capacity over the grid step overflowed the integer
+    cast, and the bound read the first cell (the highest risk), pruning plans it must not."""
+    table = [1e9, 5.0, 0.0]
+    tables = np.array([table] * 3)
+    for cap in (1e13, 1e30, math.inf):
+        got = _grow(10.0, 16, 10, math.inf, 0.0, _one_level(cap, table), 1.0, tables)
+        assert got is not None
+        # count 0 reads the first cell (1e9: pruned); 1..3 read the last one (0: kept)
+        assert got[0][:, 0].tolist() == [1, 2, 3]
+        assert got[1].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_it_gives_up_on_too_many_children_or_too_many_plans_kept():
+    tables = np.zeros((3, 3))
+    wide = _one_level(1.0, [0.0] * 3, top=8)  # 9 children, all kept
+    assert _grow(100.0, 2, 10, math.inf, 0.0, wide, 1.0, tables) is None  # 9 > 4 x 2
+    assert _grow(100.0, 3, 10, math.inf, 0.0, wide, 1.0, tables) is None  # 9 kept > 3
+    got = _grow(100.0, 9, 10, math.inf, 0.0, wide, 1.0, tables)
+    assert got is not None and got[0][:, 0].tolist() == list(range(9))
+
+
+def test_buffers_of_the_wrong_shape_or_type_are_refused_by_name():
+    prob = _problem(planner([OD]), 5.0)
+    t = Tree(prob)
+    cells = t.tables.shape[1]
+    with pytest.raises(ValueError, match="levels: expected 13 contiguous float64"):
+        _levels.grow(1.0, 8, 4, 0.0, 0.0, t.levels[:, :5].copy(), 1.0, t.tables, cells, 1)
+    with pytest.raises(ValueError, match="tables: expected"):
+        _levels.grow(1.0, 8, 4, 0.0, 0.0, t.levels, 1.0, t.tables.astype(np.float32), cells, 1)
+    with pytest.raises(ValueError, match="must be positive"):
+        _levels.grow(1.0, 0, 4, 0.0, 0.0, t.levels, 1.0, t.tables, cells, 1)
