@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "costscaler.core._levels",
-            sources=["operator/costscaler/core/_levels.c"],
+            "costscaler.core._kernels",
+            sources=["operator/costscaler/core/_kernels.c"],
             extra_compile_args=["-O2", "-ffp-contract=off"],
         )
     ]

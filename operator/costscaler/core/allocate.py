@@ -39,6 +39,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from costscaler.core import _kernels
 from costscaler.core.risk import IntArray, RiskModel
 from costscaler.core.types import FloatArray
 
@@ -100,6 +101,18 @@ class Problem:
     def spot_count(self) -> IntArray:
         """1 for spot pools, 0 otherwise: plans @ spot_count is a plan's spot replicas."""
         return np.asarray(self.spot, dtype=np.int64)
+
+    @cached_property
+    def columns(self) -> FloatArray:
+        """Per-pool rows for the compiled `evaluate` (`RiskModel.columns`)."""
+        zero = np.zeros(self.price.size)
+        warm = self.current is not None and self.start_cost is not None
+        return self.risk.columns(
+            self.price,
+            self.surviving,
+            zero if self.current is None else self.current.astype(np.float64),
+            zero if self.start_cost is None or not warm else self.start_cost,
+        )
 
     @cached_property
     def as_lists(self) -> tuple[list[float], list[bool], list[int]]:
@@ -180,18 +193,37 @@ def fits(p: Problem, plan: IntArray) -> bool:
 
 
 def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(spend $/h, risk, penalised objective) of each plan."""
-    spend = plans @ p.price
-    risk = p.risk.of(plans)
-    # Past the floor, the capacity still missing to the floor's demand quantile ranks plans
-    # whose risk is the same (all ~1 when demand is out of the bounds' reach).
-    missing = np.maximum(p.floor_demand - plans @ p.surviving, 0.0) / max(p.floor_demand, 1e-9)
-    over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + missing, 0.0)
+    """(spend $/h, risk, penalised objective) of each plan, compiled (`core/_kernels.c`):
+
+        J = spend + warm-up + s risk + w_floor over_floor + w_budget max(spend - budget, 0)
+
+    over_floor = risk - floor + missing past the floor, else 0: the capacity still missing
+    to the floor's demand quantile (a share of it) ranks plans whose risk is the same (all ~1
+    when demand is out of the bounds' reach)."""
+    x = np.ascontiguousarray(plans, dtype=np.int64)
+    samples, kernel, weights, scenarios, g, bw = p.risk.kernel_args()
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
-    obj = money(p, plans, spend) + p.slo_miss_cost * risk + floor_w * over_floor
-    if math.isfinite(p.budget):
-        obj = obj + budget_w * np.maximum(spend - p.budget, 0.0)
-    return spend, risk, np.asarray(obj, dtype=np.float64)
+    out = _kernels.evaluate(
+        x,
+        p.columns,
+        samples,
+        kernel,
+        weights,
+        x.shape[0],
+        x.shape[1],
+        scenarios,
+        g,
+        bw,
+        p.floor_demand,
+        p.risk_floor,
+        p.slo_miss_cost,
+        floor_w,
+        p.budget,
+        budget_w,
+        p.current is not None and p.start_cost is not None,
+    )
+    spend, risk, obj = np.frombuffer(out, dtype=np.float64).reshape(3, -1)
+    return spend, risk, obj
 
 
 def money(p: Problem, plans: IntArray, spend: FloatArray | None = None) -> FloatArray:

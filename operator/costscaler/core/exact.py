@@ -22,10 +22,10 @@ left are evaluated exactly, best bound first, so the result is the optimum. When
 grows past `max_nodes` partial plans at a level, `solve` gives up (None) and the local search's
 plan stands.
 
-The level loop itself is compiled (`_levels.c`): as numpy it was ~30 array calls a level,
+The level loop itself is compiled (`_kernels.c`): as numpy it was ~30 array calls a level,
 whose per-call cost was a third of a decision. Its arithmetic is the numpy formulas', in
 the same order, so the plans kept and the give-up points are the same to the bit
-(tests/unit/core/test_levels.py replays it against them).
+(tests/unit/core/test_kernels.py replays it against them).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.special import ndtr
 
-from costscaler.core import _levels
+from costscaler.core import _kernels
 from costscaler.core.allocate import (
     HARD,
     SOFT,
@@ -216,7 +216,7 @@ class Tree:
 
 
 def _level_rows(p: Problem, t: Tree) -> FloatArray:
-    """Each level's pool as one row of `_levels.grow`'s parameters (its C enum's order)."""
+    """Each level's pool as one row of `_kernels.grow`'s parameters (its C enum's order)."""
     rest = t.rest
     rows = [
         [
@@ -259,7 +259,7 @@ def solve(
         return None
     t = tree if tree is not None else Tree(p)
     tables = t.tables
-    grown = _levels.grow(
+    grown = _kernels.grow(
         best,
         max_nodes,
         p.total_max,

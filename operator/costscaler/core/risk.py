@@ -11,7 +11,8 @@ C = sum_i replicas_i x capacity_i, minus what spot loses before replacements can
   so spreading spot across pools lowers the risk of the burst scenarios.
 
 risk = sum_s w_s x mean_g [D_g > 0] x Phi((D_g + m + B_s - C) / sqrt(bw^2 + v))
-with B_s the capacity lost in scenario s. Everything is vectorised over candidate plans.
+with B_s the capacity lost in scenario s, evaluated for a batch of plans at once in C
+(`_kernels.c`: a few pools, ten demand samples, where numpy calls cost more than the sums).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtr
 
+from costscaler.core import _kernels
 from costscaler.core.forecast import DemandForecast
 from costscaler.core.types import FloatArray
 
@@ -62,12 +63,43 @@ class RiskModel:
         variance = self.capacity * self.capacity * (f * (1.0 - f))
         return weights, shift, variance, self.demand.weights
 
+    def columns(
+        self, price: FloatArray, surviving: FloatArray, current: FloatArray, start: FloatArray
+    ) -> FloatArray:
+        """Per-pool rows as `_kernels` takes them: price, variance, surviving capacity,
+        current replicas, warm-up cost, then the scenarios' capacity shifts."""
+        _, shift, variance, _ = self._scenarios
+        table = np.column_stack((price, variance, surviving, current, start, shift))
+        return np.ascontiguousarray(table, dtype=np.float64)
+
+    @cached_property
+    def _risk_columns(self) -> FloatArray:
+        zero = np.zeros(self.capacity.size)
+        return self.columns(zero, zero, zero, zero)
+
+    def kernel_args(self) -> tuple[FloatArray, FloatArray, FloatArray, int, int, float]:
+        """Demand samples, kernel weights, scenario weights, their counts and the bandwidth."""
+        weights, _, _, kernel = self._scenarios
+        d = self.demand
+        return d.samples, kernel, weights, weights.size, kernel.size, d.bandwidth
+
     def of(self, plans: IntArray) -> FloatArray:
-        """P(capacity < demand) for each plan (rows: plans, columns: pools)."""
-        weights, shift, variance, kernel = self._scenarios
-        sd = np.sqrt(self.demand.bandwidth**2 + plans @ variance)[:, None, None]
-        z = (self.demand.samples + (plans @ shift)[:, :, None]) / sd
-        return np.asarray(np.minimum(np.maximum((ndtr(z) @ kernel) @ weights, 0.0), 1.0))
+        """P(capacity < demand) for each plan (rows: plans, columns: pools), compiled."""
+        x = np.ascontiguousarray(plans, dtype=np.int64)
+        samples, kernel, weights, scenarios, g, bw = self.kernel_args()
+        out = _kernels.risk(
+            x,
+            self._risk_columns,
+            samples,
+            kernel,
+            weights,
+            x.shape[0],
+            x.shape[1],
+            scenarios,
+            g,
+            bw,
+        )
+        return np.frombuffer(out, dtype=np.float64)
 
     def marginal(self, plan: IntArray) -> FloatArray:
         """Risk one replica of each pool removes at `plan`'s capacity (no spot losses counted).

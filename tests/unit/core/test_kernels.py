@@ -1,20 +1,24 @@
-"""The compiled level loop (`core/_levels.c`) keeps exactly the partial plans the numpy
-formulas of `core/exact.py`'s bounds keep, to the bit, and gives up at the same points."""
+"""The compiled kernels (`core/_kernels.c`) against the numpy formulas they replace: the level
+loop keeps exactly the partial plans the bounds of `core/exact.py` keep, to the bit, and gives
+up at the same points; a plan's spend, risk and objective agree to rounding (numpy summed
+with BLAS, in an order of its own)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from core_helpers import OD, planner
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from scipy.special import ndtr
 from test_exact import _problem
 from test_properties import FAST, planners, rates
 
-from costscaler.core import _levels
-from costscaler.core.allocate import first_plan
+from costscaler.core import _kernels
+from costscaler.core.allocate import HARD, SOFT, evaluate, first_plan
 from costscaler.core.exact import Tree
 from costscaler.core.step import start_plans
 
@@ -77,7 +81,7 @@ def reference(best, max_nodes, total_max, per_od, per_spot, levels, step, tables
 
 
 def _grow(best, max_nodes, total_max, per_od, per_spot, levels, step, tables):
-    out = _levels.grow(
+    out = _kernels.grow(
         best,
         max_nodes,
         total_max,
@@ -162,8 +166,64 @@ def test_buffers_of_the_wrong_shape_or_type_are_refused_by_name():
     t = Tree(prob)
     cells = t.tables.shape[1]
     with pytest.raises(ValueError, match="levels: expected 13 contiguous float64"):
-        _levels.grow(1.0, 8, 4, 0.0, 0.0, t.levels[:, :5].copy(), 1.0, t.tables, cells, 1)
+        _kernels.grow(1.0, 8, 4, 0.0, 0.0, t.levels[:, :5].copy(), 1.0, t.tables, cells, 1)
     with pytest.raises(ValueError, match="tables: expected"):
-        _levels.grow(1.0, 8, 4, 0.0, 0.0, t.levels, 1.0, t.tables.astype(np.float32), cells, 1)
+        _kernels.grow(1.0, 8, 4, 0.0, 0.0, t.levels, 1.0, t.tables.astype(np.float32), cells, 1)
     with pytest.raises(ValueError, match="must be positive"):
-        _levels.grow(1.0, 0, 4, 0.0, 0.0, t.levels, 1.0, t.tables, cells, 1)
+        _kernels.grow(1.0, 0, 4, 0.0, 0.0, t.levels, 1.0, t.tables, cells, 1)
+
+
+def reference_evaluate(p, plans):
+    """`allocate.evaluate` as numpy (the engine's before it was compiled)."""
+    r = p.risk
+    weights, shift, variance, kernel = r._scenarios
+    sd = np.sqrt(r.demand.bandwidth**2 + plans @ variance)[:, None, None]
+    z = (r.demand.samples + (plans @ shift)[:, :, None]) / sd
+    risk = np.minimum(np.maximum((ndtr(z) @ kernel) @ weights, 0.0), 1.0)
+    spend = plans @ p.price
+    missing = np.maximum(p.floor_demand - plans @ p.surviving, 0.0) / max(p.floor_demand, 1e-9)
+    over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + missing, 0.0)
+    floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
+    money = spend
+    if p.current is not None and p.start_cost is not None:
+        money = money + np.maximum(plans - p.current, 0) @ p.start_cost
+    obj = money + p.slo_miss_cost * risk + floor_w * over_floor
+    if math.isfinite(p.budget):
+        obj = obj + budget_w * np.maximum(spend - p.budget, 0.0)
+    return spend, risk, obj
+
+
+@FAST
+@given(
+    planners(),
+    rates,
+    st.lists(st.integers(0, 8), min_size=4, max_size=4),
+    st.booleans(),
+    st.none() | st.floats(0.0, 50.0),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_the_compiled_evaluate_agrees_with_the_numpy_formulas(
+    pl, rate, cur, warm, budget, prefer_slo, seed
+):
+    prob = _problem(pl, rate, cur[: len(pl.names)] if warm else None)
+    prob = replace(prob, budget=math.inf if budget is None else budget, prefer_slo=prefer_slo)
+    plans = np.random.default_rng(seed).integers(0, 12, size=(17, len(pl.names)))
+    got, want = evaluate(prob, plans), reference_evaluate(prob, plans)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(prob.risk.of(plans), want[1], rtol=1e-12, atol=1e-12)
+
+
+def test_no_plans_evaluate_to_empty_arrays():
+    prob = _problem(planner([OD]), 5.0)
+    spend, risk, obj = evaluate(prob, np.zeros((0, 1), dtype=np.int64))
+    assert spend.size == risk.size == obj.size == 0
+
+
+def test_the_risk_kernel_refuses_plans_that_are_not_int64():
+    prob = _problem(planner([OD]), 5.0)
+    samples, kernel, weights, scenarios, g, bw = prob.risk.kernel_args()
+    plans = np.ones((2, 1), dtype=np.int32)
+    with pytest.raises(ValueError, match="plans: expected 2 contiguous int64"):
+        _kernels.risk(plans, prob.columns, samples, kernel, weights, 2, 1, scenarios, g, bw)

@@ -1,0 +1,394 @@
+/* The engine's two hot loops, compiled: the branch and bound's level loop (`grow`, for
+ * `core.exact.solve`) and a batch of plans' spend, risk and objective (`evaluate`, for
+ * `core.allocate.evaluate` and `core.risk.RiskModel.of`).
+ *
+ * Why C: a decision runs them a few times each on a handful of pools, ten demand samples and
+ * tens of plans. As numpy they were dozens of array calls each, whose per-call cost, not the
+ * arithmetic, was most of a decision's time (ISSUE #3's 1 ms target at six pools).
+ *
+ * `grow`'s arithmetic is the numpy formulas', operation for operation and in the same order
+ * (IEEE doubles, no fused multiply-adds: built with -ffp-contract=off), so the partial plans
+ * kept, their bounds and the give-up points are the numpy version's bit for bit
+ * (tests/unit/core/test_kernels.py replays them). `evaluate` sums in plain order where numpy
+ * used BLAS, whose order is its own: its figures may differ from numpy's in the last bits.
+ * The normal CDF is scipy's own `ndtr`, taken from scipy.special.cython_special at import.
+ * core/exact.py and core/risk.py have the formulas; each function's docstring the interface.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Columns of the per-level parameter rows (exact.py's `Tree.levels` writes them). */
+enum {
+    PRICE, CAP, SPOT, TOP, CUR, START, TWIN, RATIO, RATIO_PAST, SPOT_CAP, OD_PRICE, OD_CAP,
+    POOL, COLUMNS
+};
+
+/* numpy's maximum and minimum: NaN wins (C's fmax and fmin drop it). */
+static inline double np_max(double a, double b) {
+    return (isnan(a) || isnan(b)) ? NAN : (a >= b ? a : b);
+}
+static inline double np_min(double a, double b) {
+    return (isnan(a) || isnan(b)) ? NAN : (a <= b ? a : b);
+}
+
+/* RiskCost.at: the cell is capped before the cast (a capacity far past the grid). */
+static inline double at(const double *table, Py_ssize_t cells, double step, double capacity) {
+    double x = np_min(capacity / step, (double)(cells - 1));
+    return table[(Py_ssize_t)x];
+}
+
+typedef struct {
+    double money, cap, replicas, spot;
+} Row;
+
+/* A C-contiguous buffer of `items` float64 (kind 'd') or int64 (kind 'q') values. */
+static int typed_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t items, char kind,
+                        const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    const char *f = view->format == NULL ? "" : view->format;
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+    int ok = view->itemsize == 8 && view->len == items * 8 && f[1] == '\0' &&
+             (kind == 'd' ? f[0] == 'd' : (f[0] == 'q' || f[0] == 'l'));
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous %s values", what, items,
+                     kind == 'd' ? "float64" : "int64");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int buffer_of(PyObject *obj, Py_buffer *view, Py_ssize_t items, const char *what) {
+    return typed_buffer(obj, view, items, 'd', what);
+}
+
+static PyObject *grow(PyObject *self, PyObject *args) {
+    double best, per_od, per_spot, step;
+    Py_ssize_t max_nodes, total_max, n, cells;
+    PyObject *levels_obj, *tables_obj;
+    if (!PyArg_ParseTuple(args, "dnnddOdOnn", &best, &max_nodes, &total_max, &per_od, &per_spot,
+                          &levels_obj, &step, &tables_obj, &cells, &n))
+        return NULL;
+    if (n < 1 || cells < 1 || max_nodes < 1) {
+        PyErr_SetString(PyExc_ValueError, "grow: n, cells and max_nodes must be positive");
+        return NULL;
+    }
+    Py_buffer lv_view, tb_view;
+    if (buffer_of(levels_obj, &lv_view, n * COLUMNS, "levels") < 0) return NULL;
+    if (buffer_of(tables_obj, &tb_view, (2 * n + 1) * cells, "tables") < 0) {
+        PyBuffer_Release(&lv_view);
+        return NULL;
+    }
+    const double *lv = (const double *)lv_view.buf;
+    const double *tables = (const double *)tb_view.buf;
+    const double *last_table = tables + 2 * n * cells;
+    const Py_ssize_t max_children = 4 * max_nodes;
+
+    PyObject *result = NULL;
+    Row *rows = malloc(sizeof(Row) * (size_t)max_children);
+    Row *next = malloc(sizeof(Row) * (size_t)max_children);
+    double *lower = malloc(sizeof(double) * (size_t)max_children);
+    double *next_lower = malloc(sizeof(double) * (size_t)max_children);
+    /* links[level][k]: (parent row, count) of kept row k at that level */
+    Py_ssize_t *parents = malloc(sizeof(Py_ssize_t) * (size_t)(n * max_nodes));
+    Py_ssize_t *counts = malloc(sizeof(Py_ssize_t) * (size_t)(n * max_nodes));
+    Py_ssize_t *next_parent = malloc(sizeof(Py_ssize_t) * (size_t)max_children);
+    Py_ssize_t *next_count = malloc(sizeof(Py_ssize_t) * (size_t)max_children);
+    double *last = malloc(sizeof(double) * (size_t)max_nodes); /* each row's last count */
+    if (!last || !rows || !next || !lower || !next_lower || !parents || !counts || !next_parent ||
+        !next_count) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t size = 1;
+    rows[0] = (Row){0.0, 0.0, 0.0, 0.0};
+    int gave_up = 0;
+    for (Py_ssize_t level = 0; level < n && !gave_up; level++) {
+        const double *p = lv + level * COLUMNS;
+        const double price = p[PRICE], cap = p[CAP], spot_step = p[SPOT] > 0 ? 1.0 : 0.0;
+        const double top = p[TOP], start = p[START];
+        const long cur = (long)p[CUR];
+        const int twin = p[TWIN] > 0;
+        const double *table = tables + level * cells;
+        const double *past_table = tables + (n + level) * cells;
+        const int split = p[RATIO_PAST] > p[RATIO];
+        const int od_left = p[OD_PRICE] < INFINITY;
+        /* The children's count first: too many and the search gives up before making them. */
+        Py_ssize_t total = 0;
+        for (Py_ssize_t r = 0; r < size; r++) {
+            double room = price > 0 ? floor((best - rows[r].money) / price) : top;
+            /* No more than its identical twin before it: one of each permutation. */
+            if (twin) room = np_min(room, (double)counts[(level - 1) * max_nodes + r]);
+            double hi = np_min(room, top);
+            if (hi >= 0) total += (Py_ssize_t)hi + 1;
+            last[r] = hi;
+        }
+        if (total > max_children) {
+            gave_up = 1;
+            break;
+        }
+        Py_ssize_t kept = 0;
+        for (Py_ssize_t r = 0; r < size; r++) {
+            const Row row = rows[r];
+            for (long c = 0; (double)c <= last[r]; c++) {
+                const double dc = (double)c;
+                Row x;
+                x.money = row.money + dc * price;
+                x.cap = row.cap + dc * cap;
+                x.replicas = row.replicas + dc * 1.0;
+                x.spot = row.spot + dc * spot_step;
+                x.money += (double)(c - cur > 0 ? c - cur : 0) * start;
+                const double od = x.replicas - x.spot;
+                double still = at(table, cells, step, x.cap);
+                if (split) { /* within the spot allowance at the spot ratio, past it at ratio_past */
+                    const double allowance = p[SPOT_CAP] * np_max(od * per_od - x.spot, 0.0);
+                    const double within = np_max(still, at(last_table, cells, step, x.cap + allowance));
+                    const double past =
+                        p[RATIO] * allowance + at(past_table, cells, step, x.cap + allowance);
+                    still = np_min(within, past);
+                }
+                double owed = ceil(x.spot * per_spot - 1e-9) - od;
+                double companion;
+                if (od_left) {
+                    /* The owed replicas cost at least the cheapest on-demand price left and
+                     * add at most the largest on-demand capacity left. */
+                    owed = np_max(owed, 0.0);
+                    companion = owed * p[OD_PRICE] + at(table, cells, step, x.cap + owed * p[OD_CAP]);
+                } else {
+                    companion = owed > 0 ? INFINITY : 0.0;
+                }
+                const double low = x.money + np_max(still, companion);
+                if (low < best - 1e-9 && x.replicas <= (double)total_max) {
+                    if (kept >= max_nodes) {
+                        gave_up = 1;
+                        break;
+                    }
+                    next[kept] = x;
+                    next_lower[kept] = low;
+                    next_parent[kept] = r;
+                    next_count[kept] = c;
+                    kept++;
+                }
+            }
+            if (gave_up) break;
+        }
+        if (gave_up) break;
+        memcpy(parents + level * max_nodes, next_parent, sizeof(Py_ssize_t) * (size_t)kept);
+        memcpy(counts + level * max_nodes, next_count, sizeof(Py_ssize_t) * (size_t)kept);
+        Row *swap = rows;
+        rows = next;
+        next = swap;
+        double *swap_lower = lower;
+        lower = next_lower;
+        next_lower = swap_lower;
+        size = kept;
+    }
+    if (gave_up) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    /* The complete plans: walk each leaf's links back to the root. */
+    PyObject *plans = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(long long) * size * n));
+    PyObject *bounds = PyBytes_FromStringAndSize((const char *)lower, (Py_ssize_t)(sizeof(double) * size));
+    if (!plans || !bounds) {
+        Py_XDECREF(plans);
+        Py_XDECREF(bounds);
+        goto done;
+    }
+    long long *out = (long long *)PyBytes_AS_STRING(plans);
+    for (Py_ssize_t k = 0; k < size; k++) {
+        Py_ssize_t at_row = k;
+        for (Py_ssize_t level = n - 1; level >= 0; level--) {
+            const Py_ssize_t pool = (Py_ssize_t)lv[level * COLUMNS + POOL];
+            out[k * n + pool] = (long long)counts[level * max_nodes + at_row];
+            at_row = parents[level * max_nodes + at_row];
+        }
+    }
+    result = Py_BuildValue("(NN)", plans, bounds);
+done:
+    free(rows);
+    free(next);
+    free(lower);
+    free(next_lower);
+    free(parents);
+    free(counts);
+    free(next_parent);
+    free(next_count);
+    free(last);
+    PyBuffer_Release(&lv_view);
+    PyBuffer_Release(&tb_view);
+    return result;
+}
+
+/* scipy's ndtr (double (double, int skip_dispatch)), found at import. */
+typedef double (*ndtr_fn)(double, int);
+static ndtr_fn ndtr;
+
+/* Columns of the per-pool rows (`allocate.Problem.columns` and `risk.RiskModel.columns`). */
+enum { P_PRICE, P_VARIANCE, P_SURVIVING, P_CURRENT, P_START, P_SHIFT };
+
+/* P(capacity < demand) of one plan x: core/risk.py's formula. */
+static double plan_risk(const long long *x, const double *pools, Py_ssize_t n, Py_ssize_t cols,
+                        Py_ssize_t scenarios, const double *samples, const double *kernel,
+                        Py_ssize_t g, const double *weights, double bandwidth) {
+    double variance = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) variance += (double)x[i] * pools[i * cols + P_VARIANCE];
+    const double sd = sqrt(bandwidth * bandwidth + variance);
+    double risk = 0.0;
+    for (Py_ssize_t s = 0; s < scenarios; s++) {
+        double shift = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) shift += (double)x[i] * pools[i * cols + P_SHIFT + s];
+        double tail = 0.0;
+        for (Py_ssize_t k = 0; k < g; k++) tail += ndtr((samples[k] + shift) / sd, 0) * kernel[k];
+        risk += tail * weights[s];
+    }
+    return np_min(np_max(risk, 0.0), 1.0);
+}
+
+typedef struct {
+    Py_buffer plans, pools, samples, kernel, weights;
+    int held;
+} Inputs;
+
+static void release(Inputs *in) {
+    Py_buffer *all[] = {&in->plans, &in->pools, &in->samples, &in->kernel, &in->weights};
+    for (int k = 0; k < in->held; k++) PyBuffer_Release(all[k]);
+}
+
+static int inputs(Inputs *in, PyObject *plans, PyObject *pools, PyObject *samples,
+                  PyObject *kernel, PyObject *weights, Py_ssize_t count, Py_ssize_t n,
+                  Py_ssize_t scenarios, Py_ssize_t g) {
+    in->held = 0;
+    if (count < 0 || n < 1 || scenarios < 1 || g < 1) {
+        PyErr_SetString(PyExc_ValueError, "plans, pools, scenarios and samples: sizes < 1");
+        return -1;
+    }
+    if (typed_buffer(plans, &in->plans, count * n, 'q', "plans") < 0) return -1;
+    in->held++;
+    if (buffer_of(pools, &in->pools, n * (P_SHIFT + scenarios), "pools") < 0) goto fail;
+    in->held++;
+    if (buffer_of(samples, &in->samples, g, "samples") < 0) goto fail;
+    in->held++;
+    if (buffer_of(kernel, &in->kernel, g, "kernel") < 0) goto fail;
+    in->held++;
+    if (buffer_of(weights, &in->weights, scenarios, "weights") < 0) goto fail;
+    in->held++;
+    return 0;
+fail:
+    release(in);
+    return -1;
+}
+
+static PyObject *risk(PyObject *self, PyObject *args) {
+    PyObject *plans_obj, *pools_obj, *samples_obj, *kernel_obj, *weights_obj;
+    Py_ssize_t count, n, scenarios, g;
+    double bandwidth;
+    if (!PyArg_ParseTuple(args, "OOOOOnnnnd", &plans_obj, &pools_obj, &samples_obj, &kernel_obj,
+                          &weights_obj, &count, &n, &scenarios, &g, &bandwidth))
+        return NULL;
+    Inputs in;
+    if (inputs(&in, plans_obj, pools_obj, samples_obj, kernel_obj, weights_obj, count, n,
+               scenarios, g) < 0)
+        return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * count);
+    if (out != NULL) {
+        double *r = (double *)PyBytes_AS_STRING(out);
+        const long long *x = (const long long *)in.plans.buf;
+        const Py_ssize_t cols = P_SHIFT + scenarios;
+        for (Py_ssize_t k = 0; k < count; k++)
+            r[k] = plan_risk(x + k * n, in.pools.buf, n, cols, scenarios, in.samples.buf,
+                             in.kernel.buf, g, in.weights.buf, bandwidth);
+    }
+    release(&in);
+    return out;
+}
+
+static PyObject *evaluate(PyObject *self, PyObject *args) {
+    PyObject *plans_obj, *pools_obj, *samples_obj, *kernel_obj, *weights_obj;
+    Py_ssize_t count, n, scenarios, g;
+    double bandwidth, floor_demand, risk_floor, miss_cost, floor_w, budget, budget_w;
+    int warm;
+    if (!PyArg_ParseTuple(args, "OOOOOnnnndddddddp", &plans_obj, &pools_obj, &samples_obj,
+                          &kernel_obj, &weights_obj, &count, &n, &scenarios, &g, &bandwidth,
+                          &floor_demand, &risk_floor, &miss_cost, &floor_w, &budget, &budget_w,
+                          &warm))
+        return NULL;
+    Inputs in;
+    if (inputs(&in, plans_obj, pools_obj, samples_obj, kernel_obj, weights_obj, count, n,
+               scenarios, g) < 0)
+        return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * 3 * count);
+    if (out != NULL) {
+        double *spend = (double *)PyBytes_AS_STRING(out), *risks = spend + count,
+               *obj = spend + 2 * count;
+        const long long *plans = (const long long *)in.plans.buf;
+        const double *pools = (const double *)in.pools.buf;
+        const Py_ssize_t cols = P_SHIFT + scenarios;
+        const double floor_scale = np_max(floor_demand, 1e-9);
+        for (Py_ssize_t k = 0; k < count; k++) {
+            const long long *x = plans + k * n;
+            double money = 0.0, surviving = 0.0, warm_up = 0.0;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                const double *pool = pools + i * cols;
+                money += (double)x[i] * pool[P_PRICE];
+                surviving += (double)x[i] * pool[P_SURVIVING];
+                const double more = (double)x[i] - pool[P_CURRENT];
+                if (more > 0) warm_up += more * pool[P_START];
+            }
+            const double r = plan_risk(x, pools, n, cols, scenarios, in.samples.buf,
+                                       in.kernel.buf, g, in.weights.buf, bandwidth);
+            const double missing = np_max(floor_demand - surviving, 0.0) / floor_scale;
+            const double over = r > risk_floor ? r - risk_floor + missing : 0.0;
+            double j = (warm ? money + warm_up : money) + miss_cost * r + floor_w * over;
+            if (isfinite(budget)) j = j + budget_w * np_max(money - budget, 0.0);
+            spend[k] = money;
+            risks[k] = r;
+            obj[k] = j;
+        }
+    }
+    release(&in);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"grow", grow, METH_VARARGS,
+     "grow(best, max_nodes, total_max, per_od, per_spot, levels, step, tables, cells, n)\n"
+     "-> (plans, lower) as bytes (int64 rows of n counts, float64 bounds), or None when the\n"
+     "tree is wider than max_nodes partial plans at a level (4 x max_nodes children)."},
+    {"risk", risk, METH_VARARGS,
+     "risk(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth)\n"
+     "-> bytes: count float64 risks."},
+    {"evaluate", evaluate, METH_VARARGS,
+     "evaluate(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth,\n"
+     "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm)\n"
+     "-> bytes: count float64 spends, then risks, then objectives."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
+                                    "The engine's hot loops, compiled.", -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    /* scipy's double ndtr: the function scipy.special.ndtr applies per element. */
+    PyObject *special = PyImport_ImportModule("scipy.special.cython_special");
+    if (special == NULL) return NULL;
+    PyObject *capi = PyObject_GetAttrString(special, "__pyx_capi__");
+    Py_DECREF(special);
+    if (capi == NULL) return NULL;
+    PyObject *capsule = PyDict_GetItemString(capi, "__pyx_fuse_1ndtr");
+    if (capsule == NULL || !PyCapsule_CheckExact(capsule) ||
+        strcmp(PyCapsule_GetName(capsule), "double (double, int __pyx_skip_dispatch)") != 0) {
+        Py_DECREF(capi);
+        PyErr_SetString(PyExc_ImportError,
+                        "costscaler.core._kernels: scipy.special.cython_special has no double "
+                        "ndtr (__pyx_fuse_1ndtr); install the scipy version pyproject.toml names");
+        return NULL;
+    }
+    ndtr = (ndtr_fn)PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule));
+    Py_DECREF(capi);
+    if (ndtr == NULL) return NULL;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,57 @@
+"""Types of the compiled level loop (`_kernels.c`); `exact.solve` is its one caller."""
+
+from costscaler.core.risk import IntArray
+from costscaler.core.types import FloatArray
+
+def grow(
+    best: float,
+    max_nodes: int,
+    total_max: int,
+    per_od: float,
+    per_spot: float,
+    levels: FloatArray,
+    step: float,
+    tables: FloatArray,
+    cells: int,
+    n: int,
+    /,
+) -> tuple[bytes, bytes] | None:
+    """The complete plans left and their lower bounds (int64 rows of `n` counts and float64
+    bounds, as bytes), or None when a level holds more than `max_nodes` partial plans."""
+
+def risk(
+    plans: IntArray,
+    pools: FloatArray,
+    samples: FloatArray,
+    kernel: FloatArray,
+    weights: FloatArray,
+    count: int,
+    n: int,
+    scenarios: int,
+    g: int,
+    bandwidth: float,
+    /,
+) -> bytes:
+    """`count` float64 risks of the int64 plans (`risk.RiskModel.of`)."""
+
+def evaluate(
+    plans: IntArray,
+    pools: FloatArray,
+    samples: FloatArray,
+    kernel: FloatArray,
+    weights: FloatArray,
+    count: int,
+    n: int,
+    scenarios: int,
+    g: int,
+    bandwidth: float,
+    floor_demand: float,
+    risk_floor: float,
+    slo_miss_cost: float,
+    floor_weight: float,
+    budget: float,
+    budget_weight: float,
+    warm: bool,
+    /,
+) -> bytes:
+    """`count` float64 spends, then risks, then objectives (`allocate.evaluate`)."""
