@@ -1,6 +1,7 @@
-/* The engine's two hot loops, compiled: the branch and bound's level loop (`grow`, for
- * `core.exact.solve`) and a batch of plans' spend, risk and objective (`evaluate`, for
- * `core.allocate.evaluate` and `core.risk.RiskModel.of`).
+/* The engine's hot loops, compiled: the branch and bound's level loop (`grow`, for
+ * `core.exact.solve`), a batch of plans' spend, risk and objective (`evaluate`, for
+ * `core.allocate.evaluate` and `core.risk.RiskModel.of`) and the stalled-pool scan over the
+ * observation window (`stalled`, for `core.stock.stalled`).
  *
  * Why C: a decision runs them a few times each on a handful of pools, ten demand samples and
  * tens of plans. As numpy they were dozens of array calls each, whose per-call cost, not the
@@ -354,6 +355,54 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
     return out;
 }
 
+static PyObject *stalled(PyObject *self, PyObject *args) {
+    PyObject *times_obj, *ready_obj, *warming_obj, *wait_obj;
+    Py_ssize_t n, t;
+    if (!PyArg_ParseTuple(args, "OOOOnn", &times_obj, &ready_obj, &warming_obj, &wait_obj, &n,
+                          &t))
+        return NULL;
+    if (n < 1 || t < 1) {
+        PyErr_SetString(PyExc_ValueError, "stalled: pools and samples must be positive");
+        return NULL;
+    }
+    Py_buffer times_v, ready_v, warming_v, wait_v;
+    if (buffer_of(times_obj, &times_v, t, "times") < 0) return NULL;
+    if (buffer_of(ready_obj, &ready_v, n * t, "ready") < 0) goto times_only;
+    if (buffer_of(warming_obj, &warming_v, n * t, "warming") < 0) goto ready_too;
+    if (buffer_of(wait_obj, &wait_v, n, "wait") < 0) goto warming_too;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out != NULL) {
+        char *flag = PyBytes_AS_STRING(out);
+        const double *times = times_v.buf, *wait = wait_v.buf;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const double *ready = (const double *)ready_v.buf + i * t;
+            const double *warming = (const double *)warming_v.buf + i * t;
+            double last = -INFINITY; /* the latest sample with progress */
+            char stuck = 0;
+            for (Py_ssize_t k = 0; k < t && !stuck; k++) {
+                const double w = isnan(warming[k]) ? 0.0 : warming[k];
+                const double r = isnan(ready[k]) ? 0.0 : ready[k];
+                const double before = k == 0 ? 0.0 : (isnan(ready[k - 1]) ? 0.0 : ready[k - 1]);
+                if ((w <= 0 || k == 0 || r > before) && times[k] > last) last = times[k];
+                if (w > 0 && times[k] - last > wait[i]) stuck = 1;
+            }
+            flag[i] = stuck;
+        }
+    }
+    PyBuffer_Release(&wait_v);
+    PyBuffer_Release(&warming_v);
+    PyBuffer_Release(&ready_v);
+    PyBuffer_Release(&times_v);
+    return out;
+warming_too:
+    PyBuffer_Release(&warming_v);
+ready_too:
+    PyBuffer_Release(&ready_v);
+times_only:
+    PyBuffer_Release(&times_v);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"grow", grow, METH_VARARGS,
      "grow(best, max_nodes, total_max, per_od, per_spot, levels, step, tables, cells, n)\n"
@@ -366,6 +415,9 @@ static PyMethodDef methods[] = {
      "evaluate(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth,\n"
      "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm)\n"
      "-> bytes: count float64 spends, then risks, then objectives."},
+    {"stalled", stalled, METH_VARARGS,
+     "stalled(times, ready, warming, wait, n, t) -> bytes: per pool 1 when some sample had\n"
+     "replicas warming longer than its wait (s) since the last progress, else 0."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",

@@ -55,3 +55,14 @@ def evaluate(
     /,
 ) -> bytes:
     """`count` float64 spends, then risks, then objectives (`allocate.evaluate`)."""
+
+def stalled(
+    times: FloatArray,
+    ready: FloatArray,
+    warming: FloatArray,
+    wait: FloatArray,
+    n: int,
+    t: int,
+    /,
+) -> bytes:
+    """Per pool, 1 when it stalled in the window (`stock.stalled`), else 0."""

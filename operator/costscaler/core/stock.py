@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from costscaler.core import _kernels
 from costscaler.core.types import FloatArray
 
 STALL_FACTOR = 2.0
@@ -28,12 +29,17 @@ def stalled(
     Progress is a sample with nothing warming or with more replicas ready than the sample
     before; the first sample counts as progress (what came before is unknown).
     """
-    if times.size == 0:
-        return np.zeros(ready.shape[0], dtype=np.bool_)
-    w = np.nan_to_num(warming, nan=0.0)
-    r = np.nan_to_num(ready, nan=0.0)
-    grew = np.concatenate((np.ones((r.shape[0], 1), dtype=bool), r[:, 1:] > r[:, :-1]), axis=1)
-    progress = (w <= 0) | grew
-    last = np.maximum.accumulate(np.where(progress, times[None, :], -np.inf), axis=1)
-    waited = np.where(w > 0, times[None, :] - last, 0.0)
-    return np.asarray((waited > STALL_FACTOR * cold_start_s[:, None]).any(axis=1))
+    n, t = ready.shape
+    if times.size == 0 or n == 0:
+        return np.zeros(n, dtype=np.bool_)
+    # Compiled (`_kernels.c`): a scan of a few pools over the window, where numpy's calls
+    # cost more than the loop.
+    flags = _kernels.stalled(
+        np.ascontiguousarray(times, dtype=np.float64),
+        np.ascontiguousarray(ready, dtype=np.float64),
+        np.ascontiguousarray(warming, dtype=np.float64),
+        np.ascontiguousarray(STALL_FACTOR * cold_start_s, dtype=np.float64),
+        n,
+        t,
+    )
+    return np.frombuffer(flags, dtype=np.bool_).copy()
