@@ -1,7 +1,8 @@
 /* The engine's hot loops, compiled: the branch and bound's level loop (`grow`, for
  * `core.exact.solve`), a batch of plans' spend, risk and objective (`evaluate`, for
- * `core.allocate.evaluate` and `core.risk.RiskModel.of`) and the stalled-pool scan over the
- * observation window (`stalled`, for `core.stock.stalled`).
+ * `core.allocate.evaluate` and `core.risk.RiskModel.of`), the hard bounds' check
+ * (`feasible`, for `core.allocate.feasible`) and the stalled-pool scan over the observation
+ * window (`stalled`, for `core.stock.stalled`).
  *
  * Why C: a decision runs them a few times each on a handful of pools, ten demand samples and
  * tens of plans. As numpy they were dozens of array calls each, whose per-call cost, not the
@@ -355,6 +356,57 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
     return out;
 }
 
+static PyObject *feasible(PyObject *self, PyObject *args) {
+    PyObject *plans_obj, *maxima_obj, *spot_obj;
+    Py_ssize_t count, n;
+    long long reachable_min, total_max, od_floor;
+    int limits;
+    double fraction;
+    if (!PyArg_ParseTuple(args, "OOOnnLLpdL", &plans_obj, &maxima_obj, &spot_obj, &count, &n,
+                          &reachable_min, &total_max, &limits, &fraction, &od_floor))
+        return NULL;
+    if (count < 0 || n < 1) {
+        PyErr_SetString(PyExc_ValueError, "feasible: plans and pools: sizes < 1");
+        return NULL;
+    }
+    Py_buffer plans_v, maxima_v, spot_v;
+    if (typed_buffer(plans_obj, &plans_v, count * n, 'q', "plans") < 0) return NULL;
+    if (typed_buffer(maxima_obj, &maxima_v, n, 'q', "maxima") < 0) {
+        PyBuffer_Release(&plans_v);
+        return NULL;
+    }
+    if (typed_buffer(spot_obj, &spot_v, n, 'q', "spot") < 0) {
+        PyBuffer_Release(&maxima_v);
+        PyBuffer_Release(&plans_v);
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, count);
+    if (out != NULL) {
+        char *ok = PyBytes_AS_STRING(out);
+        const long long *maxima = maxima_v.buf, *spot_flag = spot_v.buf;
+        for (Py_ssize_t k = 0; k < count; k++) {
+            const long long *x = (const long long *)plans_v.buf + k * n;
+            long long total = 0, spot = 0;
+            char good = 1;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                if (x[i] < 0 || x[i] > maxima[i]) good = 0;
+                total += x[i];
+                spot += x[i] * spot_flag[i];
+            }
+            good = good && total >= reachable_min && total <= total_max;
+            if (good && limits) {
+                good = (double)spot <= floor(fraction * (double)total + 1e-9) &&
+                       total - spot >= (od_floor < total ? od_floor : total);
+            }
+            ok[k] = good;
+        }
+    }
+    PyBuffer_Release(&spot_v);
+    PyBuffer_Release(&maxima_v);
+    PyBuffer_Release(&plans_v);
+    return out;
+}
+
 static PyObject *stalled(PyObject *self, PyObject *args) {
     PyObject *times_obj, *ready_obj, *warming_obj, *wait_obj;
     Py_ssize_t n, t;
@@ -415,6 +467,9 @@ static PyMethodDef methods[] = {
      "evaluate(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth,\n"
      "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm)\n"
      "-> bytes: count float64 spends, then risks, then objectives."},
+    {"feasible", feasible, METH_VARARGS,
+     "feasible(plans, maxima, spot, count, n, reachable_min, total_max, limits, fraction,\n"
+     "on_demand_floor) -> bytes: per plan 1 when within every hard bound, else 0."},
     {"stalled", stalled, METH_VARARGS,
      "stalled(times, ready, warming, wait, n, t) -> bytes: per pool 1 when some sample had\n"
      "replicas warming longer than its wait (s) since the last progress, else 0."},

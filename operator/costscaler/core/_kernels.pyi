@@ -66,3 +66,18 @@ def stalled(
     /,
 ) -> bytes:
     """Per pool, 1 when it stalled in the window (`stock.stalled`), else 0."""
+
+def feasible(
+    plans: IntArray,
+    maxima: IntArray,
+    spot: IntArray,
+    count: int,
+    n: int,
+    reachable_min: int,
+    total_max: int,
+    limits: bool,
+    fraction: float,
+    on_demand_floor: int,
+    /,
+) -> bytes:
+    """Per plan, 1 when it is within every hard bound (`allocate.feasible`), else 0."""

@@ -100,7 +100,12 @@ class Problem:
     @cached_property
     def spot_count(self) -> IntArray:
         """1 for spot pools, 0 otherwise: plans @ spot_count is a plan's spot replicas."""
-        return np.asarray(self.spot, dtype=np.int64)
+        return np.ascontiguousarray(self.spot, dtype=np.int64)
+
+    @cached_property
+    def maxima(self) -> IntArray:
+        """`max_replicas` as contiguous int64 (the compiled `feasible` reads it)."""
+        return np.ascontiguousarray(self.max_replicas, dtype=np.int64)
 
     @cached_property
     def columns(self) -> FloatArray:
@@ -162,15 +167,25 @@ def _moves(capacity: tuple[float, ...]) -> IntArray:
 
 
 def feasible(p: Problem, plans: IntArray) -> BoolArray:
-    """Rows of `plans` within every hard bound (replica bounds, spot limits)."""
-    total = plans.sum(axis=1)
-    ok = ((plans >= 0) & (plans <= p.max_replicas)).all(axis=1)
-    ok &= (total >= p.reachable_min) & (total <= p.total_max)
-    if p.spot_limits:
-        spot = plans @ p.spot_count
-        ok &= spot <= np.floor(p.spot_max_fraction * total + 1e-9)
-        ok &= total - spot >= np.minimum(p.on_demand_floor, total)
-    return np.asarray(ok, dtype=np.bool_)
+    """Rows of `plans` within every hard bound (replica bounds, spot limits), compiled:
+
+    0 <= x_i <= max_i,  min <= T <= max  (T = sum x),  and with the spot limits
+    spot(x) <= floor(maxFraction T),  T - spot(x) >= min(onDemandFloor, T)
+    """
+    x = np.ascontiguousarray(plans, dtype=np.int64)
+    ok = _kernels.feasible(
+        x,
+        p.maxima,
+        p.spot_count,
+        x.shape[0],
+        x.shape[1],
+        p.reachable_min,
+        p.total_max,
+        p.spot_limits,
+        p.spot_max_fraction,
+        p.on_demand_floor,
+    )
+    return np.frombuffer(ok, dtype=np.bool_)
 
 
 def fits(p: Problem, plan: IntArray) -> bool:

@@ -18,7 +18,7 @@ from test_exact import _problem
 from test_properties import FAST, planners, rates
 
 from costscaler.core import _kernels
-from costscaler.core.allocate import HARD, SOFT, evaluate, first_plan
+from costscaler.core.allocate import HARD, SOFT, evaluate, feasible, first_plan
 from costscaler.core.exact import Tree
 from costscaler.core.step import start_plans
 
@@ -227,3 +227,23 @@ def test_the_risk_kernel_refuses_plans_that_are_not_int64():
     plans = np.ones((2, 1), dtype=np.int32)
     with pytest.raises(ValueError, match="plans: expected 2 contiguous int64"):
         _kernels.risk(plans, prob.columns, samples, kernel, weights, 2, 1, scenarios, g, bw)
+
+
+def reference_feasible(p, plans):
+    """`allocate.feasible` as numpy (the engine's before it was compiled)."""
+    total = plans.sum(axis=1)
+    ok = ((plans >= 0) & (plans <= p.max_replicas)).all(axis=1)
+    ok &= (total >= p.reachable_min) & (total <= p.total_max)
+    if p.spot_limits:
+        spot = plans @ p.spot_count
+        ok &= spot <= np.floor(p.spot_max_fraction * total + 1e-9)
+        ok &= total - spot >= np.minimum(p.on_demand_floor, total)
+    return ok
+
+
+@settings(FAST, max_examples=200)
+@given(planners(), st.integers(0, 2**32 - 1))
+def test_the_compiled_bounds_check_matches_the_numpy_formulas(pl, seed):
+    prob = _problem(pl, 10.0)
+    plans = np.random.default_rng(seed).integers(-1, 22, size=(40, len(pl.names)))
+    assert feasible(prob, plans).tolist() == reference_feasible(prob, plans).tolist()
