@@ -1,14 +1,14 @@
 /* The engine's hot loops, compiled: the branch and bound's level loop (`grow`, for
  * `core.exact.solve`), a batch of plans' spend, risk and objective (`evaluate`, for
  * `core.allocate.evaluate` and `core.risk.RiskModel.of`), the hard bounds' check
- * (`feasible`, for `core.allocate.feasible`) and the stalled-pool scan over the observation
- * window (`stalled`, for `core.stock.stalled`).
+ * (`feasible`, for `core.allocate.feasible`), the branch and bound's bound tables (`tables`)
+ * and the stalled-pool scan over the observation window (`stalled`, for `core.stock`).
  *
  * Why C: a decision runs them a few times each on a handful of pools, ten demand samples and
  * tens of plans. As numpy they were dozens of array calls each, whose per-call cost, not the
  * arithmetic, was most of a decision's time (ISSUE #3's 1 ms target at six pools).
  *
- * `grow`'s arithmetic is the numpy formulas', operation for operation and in the same order
+ * `grow`'s and `tables`' arithmetic is the numpy formulas', operation for operation and in the same order
  * (IEEE doubles, no fused multiply-adds: built with -ffp-contract=off), so the partial plans
  * kept, their bounds and the give-up points are the numpy version's bit for bit
  * (tests/unit/core/test_kernels.py replays them). `evaluate` sums in plain order where numpy
@@ -356,6 +356,49 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
     return out;
 }
 
+static PyObject *tables(PyObject *self, PyObject *args) {
+    PyObject *grid_obj, *cost_obj, *rho_obj;
+    Py_ssize_t cells, rows;
+    if (!PyArg_ParseTuple(args, "OOOnn", &grid_obj, &cost_obj, &rho_obj, &cells, &rows))
+        return NULL;
+    if (cells < 2 || rows < 1) {
+        PyErr_SetString(PyExc_ValueError, "tables: need 2 grid points and 1 ratio at least");
+        return NULL;
+    }
+    Py_buffer grid_v, cost_v, rho_v;
+    if (buffer_of(grid_obj, &grid_v, cells, "grid") < 0) return NULL;
+    if (buffer_of(cost_obj, &cost_v, cells, "cost") < 0) {
+        PyBuffer_Release(&grid_v);
+        return NULL;
+    }
+    if (buffer_of(rho_obj, &rho_v, rows, "rho") < 0) {
+        PyBuffer_Release(&cost_v);
+        PyBuffer_Release(&grid_v);
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * rows * cells);
+    if (out != NULL) {
+        const double *grid = grid_v.buf, *upper = (const double *)cost_v.buf + 1;
+        for (Py_ssize_t k = 0; k < rows; k++) {
+            double *row = (double *)PyBytes_AS_STRING(out) + k * cells;
+            const double rho = ((const double *)rho_v.buf)[k];
+            const int finite = isfinite(rho);
+            const double r = finite ? rho : 0.0;
+            double after = INFINITY; /* min over later cells of G_k rho + B_{k+1} */
+            for (Py_ssize_t j = cells - 2; j >= 0; j--) {
+                row[j] = finite ? np_min(upper[j], after - grid[j + 1] * r) : upper[j];
+                const double later = grid[j] * r + upper[j];
+                after = j == cells - 2 ? later : np_min(after, later);
+            }
+            row[cells - 1] = 0.0;
+        }
+    }
+    PyBuffer_Release(&rho_v);
+    PyBuffer_Release(&cost_v);
+    PyBuffer_Release(&grid_v);
+    return out;
+}
+
 static PyObject *feasible(PyObject *self, PyObject *args) {
     PyObject *plans_obj, *maxima_obj, *spot_obj;
     Py_ssize_t count, n;
@@ -467,6 +510,9 @@ static PyMethodDef methods[] = {
      "evaluate(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth,\n"
      "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm)\n"
      "-> bytes: count float64 spends, then risks, then objectives."},
+    {"tables", tables, METH_VARARGS,
+     "tables(grid, cost, rho, cells, rows) -> bytes: rows x cells float64, the bound per\n"
+     "grid cell for each ratio (`exact.RiskCost.tables`)."},
     {"feasible", feasible, METH_VARARGS,
      "feasible(plans, maxima, spot, count, n, reachable_min, total_max, limits, fraction,\n"
      "on_demand_floor) -> bytes: per plan 1 when within every hard bound, else 0."},

@@ -81,3 +81,6 @@ def feasible(
     /,
 ) -> bytes:
     """Per plan, 1 when it is within every hard bound (`allocate.feasible`), else 0."""
+
+def tables(grid: FloatArray, cost: FloatArray, rho: FloatArray, cells: int, rows: int, /) -> bytes:
+    """`rows` x `cells` float64: the bound per grid cell for each ratio (`RiskCost.tables`)."""

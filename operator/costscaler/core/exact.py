@@ -95,16 +95,11 @@ class RiskCost:
 
     def tables(self, rho: list[float]) -> FloatArray:
         """L_j per cell for each ratio in `rho` (rows), and 0 past the grid, where capacity
-        may be anything. An infinite ratio (no pool left) leaves B itself."""
-        upper = self.cost[1:]
-        r = np.asarray(rho, dtype=np.float64)[:, None]
-        finite = np.isfinite(r)
-        r = np.where(finite, r, 0.0)
-        later = self.grid[:-1] * r + upper  # cell k: G_k rho + B_{k+1}
-        after = np.minimum.accumulate(later[:, ::-1], axis=1)[:, ::-1][:, 1:]
-        after = np.concatenate((after, np.full((r.shape[0], 1), math.inf)), axis=1)
-        out = np.where(finite, np.minimum(upper, after - self.grid[1:] * r), upper)
-        return np.concatenate((out, np.zeros((r.shape[0], 1))), axis=1)
+        may be anything. An infinite ratio (no pool left) leaves B itself. Compiled
+        (`_kernels.c`): one pass from the top cell down keeps the running minimum."""
+        r = np.asarray(rho, dtype=np.float64)
+        out = _kernels.tables(self.grid, self.cost, r, self.grid.size, r.size)
+        return np.frombuffer(out, dtype=np.float64).reshape(r.size, self.grid.size)
 
 
 class _Rest:

@@ -247,3 +247,25 @@ def test_the_compiled_bounds_check_matches_the_numpy_formulas(pl, seed):
     prob = _problem(pl, 10.0)
     plans = np.random.default_rng(seed).integers(-1, 22, size=(40, len(pl.names)))
     assert feasible(prob, plans).tolist() == reference_feasible(prob, plans).tolist()
+
+
+def reference_tables(grid, cost, rho):
+    """`RiskCost.tables` as numpy (the engine's before it was compiled)."""
+    upper = cost[1:]
+    r = np.asarray(rho, dtype=np.float64)[:, None]
+    finite = np.isfinite(r)
+    r = np.where(finite, r, 0.0)
+    later = grid[:-1] * r + upper
+    after = np.minimum.accumulate(later[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    after = np.concatenate((after, np.full((r.shape[0], 1), math.inf)), axis=1)
+    out = np.where(finite, np.minimum(upper, after - grid[1:] * r), upper)
+    return np.concatenate((out, np.zeros((r.shape[0], 1))), axis=1)
+
+
+@FAST
+@given(planners(), rates)
+def test_the_compiled_bound_tables_match_the_numpy_formulas_to_the_bit(pl, rate):
+    t = Tree(_problem(pl, rate))
+    rho = [*t.rest.ratio, *t.rest.ratio_past, math.inf, 0.0, 1e-3]
+    got = t.bound.tables(rho)
+    assert got.tobytes() == reference_tables(t.bound.grid, t.bound.cost, rho).tobytes()
