@@ -108,9 +108,11 @@ class Planner:
         now: float,
         state: EngineState | None = None,
         budget: BudgetConstraint | None = None,
+        alternatives: bool = True,
     ) -> Decision:
-        """One decision at time `now` (s); see `core.step.step` for how it is made."""
-        return step(self, observations, current, now, state or EngineState(), budget)
+        """One decision at time `now` (s); see `core.step.step` for how it is made. With
+        `alternatives=False` the decision lists none (the simulator's replays)."""
+        return step(self, observations, current, now, state or EngineState(), budget, alternatives)
 
 
 _planners: OrderedDict[tuple[int, ...], tuple[Planner, object, tuple[object, ...]]] = OrderedDict()
@@ -138,12 +140,15 @@ def decide(
     now: float,
     state: EngineState | None = None,
     budget: BudgetConstraint | None = None,
+    alternatives: bool = True,
 ) -> Decision:
     """Replicas per pool for `spec` at time `now` (s), with cost, risk, reason and alternatives.
 
     `pools`: CapacityPool objects (those not in `spec.pools`, or that cannot run the model, are
     ignored); `observations`: the window ending at the latest scrape; `current`: replicas
     requested per pool now; `state`: what the previous decision returned (None on the first
-    call); `budget`: the burn rate a CostBudget allows, if any. Pure and deterministic.
+    call); `budget`: the burn rate a CostBudget allows, if any; `alternatives`: False leaves
+    them out, for callers that read only replicas, cost and state (the simulator): pricing
+    them is about a tenth of a decision. Pure and deterministic.
     """
-    return planner_for(spec, pools).decide(observations, current, now, state, budget)
+    return planner_for(spec, pools).decide(observations, current, now, state, budget, alternatives)

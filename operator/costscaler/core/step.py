@@ -54,8 +54,10 @@ def step(
     now: float,
     state: EngineState,
     budget: BudgetConstraint | None,
+    explain_plans: bool = True,
 ) -> Decision:
-    """See the module docstring."""
+    """See the module docstring. Without `explain_plans` the alternatives are left out (a
+    replay reads only the replicas, the cost and the state; they do not depend on them)."""
     cur = np.array([max(int(current.get(n, 0)), 0) for n in pl.names], dtype=np.int64)
     bad = validate.problem(obs, now)
     if bad is not None:
@@ -86,7 +88,9 @@ def step(
         slo_risk=chosen.risk,
         reason=reason,
         message=message,
-        alternatives=alternatives(pl, prob, starts[0], chosen, target, cur, fixed),
+        alternatives=(
+            alternatives(pl, prob, starts[0], chosen, target, cur, fixed) if explain_plans else ()
+        ),
         state=replace(state, idle_since=clocks, last_replicas=replicas),
         quantile=q,
         demand_rps=demand.quantile(q),

@@ -120,7 +120,14 @@ class CostScaler:
         obs = self.observations(view.cum_tokens is not None)
         budget = self._meter.allowance(view.now_s) if self._meter else None
         decision = decide(
-            self._spec, self.pools, obs, current, view.now_s, self._state, budget=budget
+            self._spec,
+            self.pools,
+            obs,
+            current,
+            view.now_s,
+            self._state,
+            budget=budget,
+            alternatives=False,  # a replay reads replicas, cost and state only
         )
         self._state = decision.state
         if self._meter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,16 @@ def test_decide_is_deterministic(llama):
     a = decide(dep.spec, pools, obs, {"g6-xlarge-l4-spot": 2}, 500.0)
     b = decide(dep.spec, pools, obs, {"g6-xlarge-l4-spot": 2}, 500.0)
     assert repr(a) == repr(b)
+
+
+def test_a_decision_without_alternatives_is_the_same_decision(llama):
+    """The simulator asks for none: everything else it replays must not change."""
+    dep, pools = llama
+    obs = steady(9.0, now=500.0, ready={"g6-xlarge-l4-spot": 2})
+    full = decide(dep.spec, pools, obs, {"g6-xlarge-l4-spot": 2}, 500.0)
+    bare = decide(dep.spec, pools, obs, {"g6-xlarge-l4-spot": 2}, 500.0, alternatives=False)
+    assert len(full.alternatives) >= 3 and bare.alternatives == ()
+    assert replace(bare, alternatives=full.alternatives) == full
 
 
 def test_no_eligible_pool_is_an_error():
