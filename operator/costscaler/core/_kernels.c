@@ -1,8 +1,10 @@
 /* The engine's hot loops, compiled: the branch and bound's level loop (`grow`, for
  * `core.exact.solve`), a batch of plans' spend, risk and objective (`evaluate`, for
  * `core.allocate.evaluate` and `core.risk.RiskModel.of`), the hard bounds' check
- * (`feasible`, for `core.allocate.feasible`), the branch and bound's bound tables (`tables`)
- * and the stalled-pool scan over the observation window (`stalled`, for `core.stock`).
+ * (`feasible`, for `core.allocate.feasible`), the demand's exceedance (`exceedance`, for
+ * `core.forecast` and the bound `core.exact.risk_bound`), the branch and bound's bound
+ * tables (`tables`) and the stalled-pool scan over the observation window (`stalled`, for
+ * `core.stock`).
  *
  * Why C: a decision runs them a few times each on a handful of pools, ten demand samples and
  * tens of plans. As numpy they were dozens of array calls each, whose per-call cost, not the
@@ -11,8 +13,9 @@
  * `grow`'s and `tables`' arithmetic is the numpy formulas', operation for operation and in the same order
  * (IEEE doubles, no fused multiply-adds: built with -ffp-contract=off), so the partial plans
  * kept, their bounds and the give-up points are the numpy version's bit for bit
- * (tests/unit/core/test_kernels.py replays them). `evaluate` sums in plain order where numpy
- * used BLAS, whose order is its own: its figures may differ from numpy's in the last bits.
+ * (tests/unit/core/test_kernels.py replays them). `evaluate` and `exceedance` sum in plain
+ * order where numpy used BLAS, whose order is its own: their figures may differ from numpy's
+ * in the last bits.
  * The normal CDF is scipy's own `ndtr`, taken from scipy.special.cython_special at import.
  * core/exact.py and core/risk.py have the formulas; each function's docstring the interface.
  */
@@ -356,6 +359,51 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
     return out;
 }
 
+static PyObject *exceedance(PyObject *self, PyObject *args) {
+    PyObject *samples_obj, *weights_obj, *capacity_obj;
+    Py_ssize_t g, count;
+    double bandwidth;
+    int bound;
+    if (!PyArg_ParseTuple(args, "OOOnndp", &samples_obj, &weights_obj, &capacity_obj, &g,
+                          &count, &bandwidth, &bound))
+        return NULL;
+    if (g < 1 || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "exceedance: need 1 demand sample at least");
+        return NULL;
+    }
+    Py_buffer samples_v, weights_v, capacity_v;
+    if (buffer_of(samples_obj, &samples_v, g, "samples") < 0) return NULL;
+    if (buffer_of(weights_obj, &weights_v, g, "weights") < 0) {
+        PyBuffer_Release(&samples_v);
+        return NULL;
+    }
+    if (buffer_of(capacity_obj, &capacity_v, count, "capacity") < 0) {
+        PyBuffer_Release(&weights_v);
+        PyBuffer_Release(&samples_v);
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * count);
+    if (out != NULL) {
+        double *ex = (double *)PyBytes_AS_STRING(out);
+        const double *samples = samples_v.buf, *weights = weights_v.buf,
+                     *capacity = capacity_v.buf;
+        for (Py_ssize_t k = 0; k < count; k++) {
+            double total = 0.0;
+            for (Py_ssize_t i = 0; i < g; i++) {
+                const double gap = samples[i] - capacity[k];
+                /* The bound (exact.risk_bound) counts a sample at or above C as 1/2. */
+                const double phi = bound && !(gap < 0) ? 0.5 : ndtr(gap / bandwidth, 0);
+                total += phi * weights[i];
+            }
+            ex[k] = total;
+        }
+    }
+    PyBuffer_Release(&capacity_v);
+    PyBuffer_Release(&weights_v);
+    PyBuffer_Release(&samples_v);
+    return out;
+}
+
 static PyObject *tables(PyObject *self, PyObject *args) {
     PyObject *grid_obj, *cost_obj, *rho_obj;
     Py_ssize_t cells, rows;
@@ -510,6 +558,10 @@ static PyMethodDef methods[] = {
      "evaluate(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth,\n"
      "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm)\n"
      "-> bytes: count float64 spends, then risks, then objectives."},
+    {"exceedance", exceedance, METH_VARARGS,
+     "exceedance(samples, weights, capacity, g, count, bandwidth, bound) -> bytes: count\n"
+     "float64 P(demand > c) (`forecast.DemandForecast.exceedance`), or with `bound` the\n"
+     "risk's lower bound R(c) (`exact.risk_bound`)."},
     {"tables", tables, METH_VARARGS,
      "tables(grid, cost, rho, cells, rows) -> bytes: rows x cells float64, the bound per\n"
      "grid cell for each ratio (`exact.RiskCost.tables`)."},

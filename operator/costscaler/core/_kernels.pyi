@@ -84,3 +84,15 @@ def feasible(
 
 def tables(grid: FloatArray, cost: FloatArray, rho: FloatArray, cells: int, rows: int, /) -> bytes:
     """`rows` x `cells` float64: the bound per grid cell for each ratio (`RiskCost.tables`)."""
+
+def exceedance(
+    samples: FloatArray,
+    weights: FloatArray,
+    capacity: FloatArray,
+    g: int,
+    count: int,
+    bandwidth: float,
+    bound: bool,
+    /,
+) -> bytes:
+    """`count` float64: P(demand > c) per capacity c, or with `bound` the risk bound R(c)."""

@@ -34,7 +34,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import ndtr
 
 from costscaler.core import _kernels
 from costscaler.core.allocate import (
@@ -63,10 +62,7 @@ MAX_WAIT = 16
 
 def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
     """R(C): a lower bound on the risk of any plan of nominal capacity C (see the module)."""
-    d = p.risk.demand
-    gap = d.samples - np.asarray(capacity, dtype=np.float64)[..., None]
-    phi = np.where(gap < 0, ndtr(gap / d.bandwidth), 0.5)
-    return np.asarray(phi @ d.weights, dtype=np.float64)
+    return p.risk.demand.exceedance(capacity, bound=True)
 
 
 def _bound(p: Problem, risk: FloatArray) -> FloatArray:

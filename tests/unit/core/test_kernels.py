@@ -269,3 +269,14 @@ def test_the_compiled_bound_tables_match_the_numpy_formulas_to_the_bit(pl, rate)
     rho = [*t.rest.ratio, *t.rest.ratio_past, math.inf, 0.0, 1e-3]
     got = t.bound.tables(rho)
     assert got.tobytes() == reference_tables(t.bound.grid, t.bound.cost, rho).tobytes()
+
+
+@FAST
+@given(planners(), rates, st.lists(st.floats(-10.0, 200.0), min_size=1, max_size=40))
+def test_the_compiled_exceedance_and_bound_agree_with_the_numpy_formulas(pl, rate, caps):
+    d = _problem(pl, rate).risk.demand
+    c = np.array(caps)
+    z = (d.samples - c[:, None]) / d.bandwidth
+    np.testing.assert_allclose(d.exceedance(c), ndtr(z) @ d.weights, rtol=1e-12, atol=1e-15)
+    bound = np.where(z < 0, ndtr(z), 0.5) @ d.weights
+    np.testing.assert_allclose(d.exceedance(c, bound=True), bound, rtol=1e-12, atol=1e-15)
