@@ -2,7 +2,7 @@
  * `core.exact.solve`), a batch of plans' spend, risk and objective (`evaluate`, for
  * `core.allocate.evaluate` and `core.risk.RiskModel.of`), the hard bounds' check
  * (`feasible`, for `core.allocate.feasible`), the demand's exceedance (`exceedance`, for
- * `core.forecast` and the bound `core.exact.risk_bound`), the branch and bound's bound
+ * `core.forecast` and the bound `core.exact.risk_bound`) and its quantiles (`quantile`), the branch and bound's bound
  * tables (`tables`) and the stalled-pool scan over the observation window (`stalled`, for
  * `core.stock`).
  *
@@ -359,6 +359,19 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* P(demand > c), or with `bound` the risk bound R(c): core/forecast.py's formula. */
+static double exceed(const double *samples, const double *weights, Py_ssize_t g,
+                     double bandwidth, double c, int bound) {
+    double total = 0.0;
+    for (Py_ssize_t i = 0; i < g; i++) {
+        const double gap = samples[i] - c;
+        /* The bound (exact.risk_bound) counts a sample at or above C as 1/2. */
+        const double phi = bound && !(gap < 0) ? 0.5 : ndtr(gap / bandwidth, 0);
+        total += phi * weights[i];
+    }
+    return total;
+}
+
 static PyObject *exceedance(PyObject *self, PyObject *args) {
     PyObject *samples_obj, *weights_obj, *capacity_obj;
     Py_ssize_t g, count;
@@ -387,21 +400,69 @@ static PyObject *exceedance(PyObject *self, PyObject *args) {
         double *ex = (double *)PyBytes_AS_STRING(out);
         const double *samples = samples_v.buf, *weights = weights_v.buf,
                      *capacity = capacity_v.buf;
-        for (Py_ssize_t k = 0; k < count; k++) {
-            double total = 0.0;
-            for (Py_ssize_t i = 0; i < g; i++) {
-                const double gap = samples[i] - capacity[k];
-                /* The bound (exact.risk_bound) counts a sample at or above C as 1/2. */
-                const double phi = bound && !(gap < 0) ? 0.5 : ndtr(gap / bandwidth, 0);
-                total += phi * weights[i];
-            }
-            ex[k] = total;
-        }
+        for (Py_ssize_t k = 0; k < count; k++)
+            ex[k] = exceed(samples, weights, g, bandwidth, capacity[k], bound);
     }
     PyBuffer_Release(&capacity_v);
     PyBuffer_Release(&weights_v);
     PyBuffer_Release(&samples_v);
     return out;
+}
+
+static PyObject *quantile(PyObject *self, PyObject *args) {
+    PyObject *samples_obj, *weights_obj, *unit_obj;
+    Py_ssize_t g, points;
+    double bandwidth, top, q;
+    if (!PyArg_ParseTuple(args, "OOnddOnd", &samples_obj, &weights_obj, &g, &bandwidth, &top,
+                          &unit_obj, &points, &q))
+        return NULL;
+    if (g < 1 || points < 2 || points > 1024) {
+        PyErr_SetString(PyExc_ValueError, "quantile: need 1 sample and 2 to 1024 grid points");
+        return NULL;
+    }
+    Py_buffer samples_v, weights_v, unit_v;
+    if (buffer_of(samples_obj, &samples_v, g, "samples") < 0) return NULL;
+    if (buffer_of(weights_obj, &weights_v, g, "weights") < 0) {
+        PyBuffer_Release(&samples_v);
+        return NULL;
+    }
+    if (buffer_of(unit_obj, &unit_v, points, "unit") < 0) {
+        PyBuffer_Release(&weights_v);
+        PyBuffer_Release(&samples_v);
+        return NULL;
+    }
+    const double *samples = samples_v.buf, *weights = weights_v.buf, *unit = unit_v.buf;
+    double grid[1024], ex[1024];
+    const double tail = 1.0 - q;
+    double lo = 0.0, hi = top, value = lo;
+    for (int pass = 0; pass < 2; pass++) {
+        for (Py_ssize_t k = 0; k < points; k++) {
+            grid[k] = pass == 0 ? top * unit[k] : lo + (hi - lo) * unit[k];
+            ex[k] = exceed(samples, weights, g, bandwidth, grid[k], 0);
+        }
+        /* numpy's searchsorted(-ex, -tail, side="right"), a bisection as numpy's. */
+        Py_ssize_t a = 0, b = points;
+        while (a < b) {
+            const Py_ssize_t mid = a + ((b - a) >> 1);
+            if (-tail < -ex[mid])
+                b = mid;
+            else
+                a = mid + 1;
+        }
+        const Py_ssize_t k = a;
+        if (k == 0 || k >= points) {
+            value = k == 0 ? lo : hi;
+            break;
+        }
+        lo = grid[k - 1];
+        hi = grid[k];
+        const double share = (ex[k - 1] - tail) / np_max(ex[k - 1] - ex[k], 1e-300);
+        value = lo + (hi - lo) * np_min(np_max(share, 0.0), 1.0);
+    }
+    PyBuffer_Release(&unit_v);
+    PyBuffer_Release(&weights_v);
+    PyBuffer_Release(&samples_v);
+    return PyFloat_FromDouble(value);
 }
 
 static PyObject *tables(PyObject *self, PyObject *args) {
@@ -562,6 +623,9 @@ static PyMethodDef methods[] = {
      "exceedance(samples, weights, capacity, g, count, bandwidth, bound) -> bytes: count\n"
      "float64 P(demand > c) (`forecast.DemandForecast.exceedance`), or with `bound` the\n"
      "risk's lower bound R(c) (`exact.risk_bound`)."},
+    {"quantile", quantile, METH_VARARGS,
+     "quantile(samples, weights, g, bandwidth, top, unit, points, q) -> float: the demand\n"
+     "exceeded with probability 1 - q (`forecast.DemandForecast.quantile`)."},
     {"tables", tables, METH_VARARGS,
      "tables(grid, cost, rho, cells, rows) -> bytes: rows x cells float64, the bound per\n"
      "grid cell for each ratio (`exact.RiskCost.tables`)."},

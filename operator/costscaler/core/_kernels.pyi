@@ -96,3 +96,16 @@ def exceedance(
     /,
 ) -> bytes:
     """`count` float64: P(demand > c) per capacity c, or with `bound` the risk bound R(c)."""
+
+def quantile(
+    samples: FloatArray,
+    weights: FloatArray,
+    g: int,
+    bandwidth: float,
+    top: float,
+    unit: FloatArray,
+    points: int,
+    q: float,
+    /,
+) -> float:
+    """The demand exceeded with probability 1 - q (`DemandForecast.quantile`)."""

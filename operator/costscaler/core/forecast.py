@@ -74,33 +74,25 @@ class DemandForecast:
         """Where the demand's support ends, for `quantile`'s search (req/s)."""
         return float(self.samples[-1]) + 8.0 * self.bandwidth
 
-    @cached_property
-    def _support(self) -> tuple[FloatArray, FloatArray]:
-        """`quantile`'s first pass, the same for every q: exceedance over the whole support."""
-        grid = self._top * _UNIT
-        return grid, self.exceedance(grid)
-
     def quantile(self, q: float) -> float:
         """The demand (req/s) exceeded with probability 1 - q (memoised per q).
 
         Exceedance is monotone in capacity: evaluate it on a grid over the support, then on a
-        finer grid inside the bracket, and interpolate linearly (two vectorised passes).
+        finer grid inside the bracket, and interpolate linearly. Compiled (`_kernels.c`).
         """
         hit = self._memo.get(q)
         if hit is not None:
             return hit
-        lo, hi = 0.0, self._top
-        value = lo
-        for first in (True, False):
-            grid = self._support[0] if first else lo + (hi - lo) * _UNIT
-            ex = self._support[1] if first else self.exceedance(grid)
-            k = int(np.searchsorted(-ex, -(1.0 - q), side="right"))
-            if k == 0 or k >= grid.size:
-                value = lo if k == 0 else hi
-                break
-            lo, hi = float(grid[k - 1]), float(grid[k])
-            share = (ex[k - 1] - (1.0 - q)) / max(float(ex[k - 1] - ex[k]), 1e-300)
-            value = lo + (hi - lo) * min(max(share, 0.0), 1.0)
+        value = _kernels.quantile(
+            self.samples,
+            self.weights,
+            self.samples.size,
+            self.bandwidth,
+            self._top,
+            _UNIT,
+            _UNIT.size,
+            q,
+        )
         self._memo[q] = value
         return value
 

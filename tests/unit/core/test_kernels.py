@@ -280,3 +280,28 @@ def test_the_compiled_exceedance_and_bound_agree_with_the_numpy_formulas(pl, rat
     np.testing.assert_allclose(d.exceedance(c), ndtr(z) @ d.weights, rtol=1e-12, atol=1e-15)
     bound = np.where(z < 0, ndtr(z), 0.5) @ d.weights
     np.testing.assert_allclose(d.exceedance(c, bound=True), bound, rtol=1e-12, atol=1e-15)
+
+
+def reference_quantile(d, q):
+    """`DemandForecast.quantile` as numpy around the exceedance (before it was compiled)."""
+    unit = np.linspace(0.0, 1.0, 33)
+    top = float(d.samples[-1]) + 8.0 * d.bandwidth
+    lo, hi = 0.0, top
+    value = lo
+    for first in (True, False):
+        grid = top * unit if first else lo + (hi - lo) * unit
+        ex = d.exceedance(grid)
+        k = int(np.searchsorted(-ex, -(1.0 - q), side="right"))
+        if k == 0 or k >= grid.size:
+            return lo if k == 0 else hi
+        lo, hi = float(grid[k - 1]), float(grid[k])
+        share = (ex[k - 1] - (1.0 - q)) / max(float(ex[k - 1] - ex[k]), 1e-300)
+        value = lo + (hi - lo) * min(max(share, 0.0), 1.0)
+    return value
+
+
+@FAST
+@given(planners(), rates, st.floats(0.0, 1.0))
+def test_the_compiled_quantile_is_the_numpy_search_to_the_bit(pl, rate, q):
+    d = _problem(pl, rate).risk.demand
+    assert d.quantile(q) == reference_quantile(d, q)
