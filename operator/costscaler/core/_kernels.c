@@ -1,23 +1,26 @@
-/* The engine's hot loops, compiled: the branch and bound's level loop (`grow`, for
- * `core.exact.solve`), a batch of plans' spend, risk and objective (`evaluate`, for
- * `core.allocate.evaluate` and `core.risk.RiskModel.of`), the hard bounds' check
- * (`feasible`, for `core.allocate.feasible`), the demand's exceedance (`exceedance`, for
- * `core.forecast` and the bound `core.exact.risk_bound`) and its quantiles (`quantile`), the branch and bound's bound
- * tables (`tables`) and the stalled-pool scan over the observation window (`stalled`, for
- * `core.stock`).
+/* The engine's hot loops, compiled (each function's docstring, at the end, has its interface):
+ *   grow        the branch and bound's level loop            core/exact.py  solve
+ *   tables      the bound per capacity cell                  core/exact.py  RiskCost.tables
+ *   evaluate    plans' spend, risk and objective             core/allocate.py  evaluate
+ *   risk        plans' risk                                  core/risk.py  RiskModel.of
+ *   feasible    plans within the hard bounds                 core/allocate.py  feasible
+ *   exceedance  P(demand > c), and the risk bound R(c)       core/forecast.py, exact.risk_bound
+ *   quantile    the demand exceeded with probability 1 - q   core/forecast.py
+ *   max_spot    the maximum-spot start                       core/fill.py  max_spot
+ *   stalled     the stalled-pool scan over the window        core/stock.py  stalled
+ * The Python files named keep the formulas and say what each means.
  *
- * Why C: a decision runs them a few times each on a handful of pools, ten demand samples and
- * tens of plans. As numpy they were dozens of array calls each, whose per-call cost, not the
- * arithmetic, was most of a decision's time (ISSUE #3's 1 ms target at six pools).
+ * Why C: a decision runs these a few times each on a handful of pools, ten demand samples and
+ * tens of plans. As numpy (or Python loops) they were dozens of calls each whose per-call cost,
+ * not the arithmetic, was most of a decision's time (issue #3's 1 ms target at six pools,
+ * issue #4's 60 s for 14 replayed days).
  *
- * `grow`'s and `tables`' arithmetic is the numpy formulas', operation for operation and in the same order
- * (IEEE doubles, no fused multiply-adds: built with -ffp-contract=off), so the partial plans
- * kept, their bounds and the give-up points are the numpy version's bit for bit
- * (tests/unit/core/test_kernels.py replays them). `evaluate` and `exceedance` sum in plain
- * order where numpy used BLAS, whose order is its own: their figures may differ from numpy's
- * in the last bits.
- * The normal CDF is scipy's own `ndtr`, taken from scipy.special.cython_special at import.
- * core/exact.py and core/risk.py have the formulas; each function's docstring the interface.
+ * The arithmetic is the numpy formulas', operation for operation and in the same order (IEEE
+ * doubles, no fused multiply-adds: built with -ffp-contract=off), so results are the same bit
+ * for bit, except where numpy summed with BLAS (`evaluate`, `risk`, `exceedance`), whose order
+ * is its own: those may differ from numpy's in the last bits. tests/unit/core/test_kernels.py
+ * replays each against its numpy formulas. The normal CDF is scipy's own `ndtr`, taken from
+ * scipy.special.cython_special at import.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -559,6 +562,77 @@ static PyObject *feasible(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* fill.max_spot's plan for a total of `total` replicas (see there). */
+static void spot_plan(long long total, long long *x, Py_ssize_t n, const long long *caps,
+                      const long long *order, const long long *is_spot, int limits,
+                      double fraction, long long od_floor) {
+    const long long share = limits ? (long long)floor(fraction * (double)total + 1e-9) : total;
+    const long long floor_ = limits ? (od_floor < total ? od_floor : total) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) x[i] = 0;
+    const long long spot_count = share < total - floor_ ? share : total - floor_;
+    for (int pass = 0; pass < 2; pass++) {
+        long long count = pass == 0 ? spot_count : total;
+        for (Py_ssize_t i = 0; i < n; i++) count -= x[i];
+        for (Py_ssize_t k = 0; k < n; k++) {
+            const long long i = order[k];
+            if ((is_spot[i] != 0) != (pass == 0)) continue;
+            const long long want = count > 0 ? count : 0;
+            x[i] = caps[i] < want ? caps[i] : want;
+            count -= x[i];
+        }
+    }
+}
+
+static PyObject *max_spot(PyObject *self, PyObject *args) {
+    PyObject *eff_obj, *caps_obj, *order_obj, *spot_obj;
+    Py_ssize_t n;
+    long long lo, hi, od_floor;
+    int limits;
+    double fraction, demand;
+    if (!PyArg_ParseTuple(args, "OOOOnLLpdLd", &eff_obj, &caps_obj, &order_obj, &spot_obj, &n,
+                          &lo, &hi, &limits, &fraction, &od_floor, &demand))
+        return NULL;
+    if (n < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_spot: need 1 pool at least");
+        return NULL;
+    }
+    Py_buffer eff_v, caps_v, order_v, spot_v;
+    if (buffer_of(eff_obj, &eff_v, n, "eff") < 0) return NULL;
+    if (typed_buffer(caps_obj, &caps_v, n, 'q', "caps") < 0) goto eff_only;
+    if (typed_buffer(order_obj, &order_v, n, 'q', "order") < 0) goto caps_too;
+    if (typed_buffer(spot_obj, &spot_v, n, 'q', "spot") < 0) goto order_too;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(long long) * n);
+    if (out != NULL) {
+        long long *x = (long long *)PyBytes_AS_STRING(out);
+        const double *eff = eff_v.buf;
+        const long long *caps = caps_v.buf, *order = order_v.buf, *is_spot = spot_v.buf;
+        /* The plan's capacity grows with its total: bisect for the fewest that cover. */
+        while (lo < hi) {
+            const long long mid = (lo + hi) / 2;
+            spot_plan(mid, x, n, caps, order, is_spot, limits, fraction, od_floor);
+            double rps = 0.0;
+            for (Py_ssize_t i = 0; i < n; i++) rps += (double)x[i] * eff[i];
+            if (rps >= demand - 1e-9)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        spot_plan(lo, x, n, caps, order, is_spot, limits, fraction, od_floor);
+    }
+    PyBuffer_Release(&spot_v);
+    PyBuffer_Release(&order_v);
+    PyBuffer_Release(&caps_v);
+    PyBuffer_Release(&eff_v);
+    return out;
+order_too:
+    PyBuffer_Release(&order_v);
+caps_too:
+    PyBuffer_Release(&caps_v);
+eff_only:
+    PyBuffer_Release(&eff_v);
+    return NULL;
+}
+
 static PyObject *stalled(PyObject *self, PyObject *args) {
     PyObject *times_obj, *ready_obj, *warming_obj, *wait_obj;
     Py_ssize_t n, t;
@@ -632,6 +706,10 @@ static PyMethodDef methods[] = {
     {"feasible", feasible, METH_VARARGS,
      "feasible(plans, maxima, spot, count, n, reachable_min, total_max, limits, fraction,\n"
      "on_demand_floor) -> bytes: per plan 1 when within every hard bound, else 0."},
+    {"max_spot", max_spot, METH_VARARGS,
+     "max_spot(eff, caps, order, spot, n, lo, hi, limits, fraction, on_demand_floor, demand)\n"
+     "-> bytes: n int64, the fewest replicas covering demand with the most spot allowed\n"
+     "(`fill.max_spot`)."},
     {"stalled", stalled, METH_VARARGS,
      "stalled(times, ready, warming, wait, n, t) -> bytes: per pool 1 when some sample had\n"
      "replicas warming longer than its wait (s) since the last progress, else 0."},

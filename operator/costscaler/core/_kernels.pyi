@@ -109,3 +109,19 @@ def quantile(
     /,
 ) -> float:
     """The demand exceeded with probability 1 - q (`DemandForecast.quantile`)."""
+
+def max_spot(
+    eff: FloatArray,
+    caps: IntArray,
+    order: IntArray,
+    spot: IntArray,
+    n: int,
+    lo: int,
+    hi: int,
+    limits: bool,
+    fraction: float,
+    on_demand_floor: int,
+    demand: float,
+    /,
+) -> bytes:
+    """`n` int64: the maximum-spot plan covering `demand` (`fill.max_spot`)."""

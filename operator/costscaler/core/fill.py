@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from costscaler.core import _kernels
 from costscaler.core.allocate import Problem
 from costscaler.core.capacity import replicas_needed
 from costscaler.core.risk import IntArray
@@ -88,35 +89,21 @@ def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray
     floor) and the rest on-demand, each in merit order up to the pools' maxima; its capacity
     grows with T, so T is found by bisection.
     """
-    idx = order.tolist()
-    spot = [i for i in idx if p.spot[i]]
-    other = [i for i in idx if not p.spot[i]]
-    caps: list[int] = p.max_replicas.tolist()
-    eff: list[float] = p.surviving.tolist()
-    limits = p.spot_limits
-
-    def build(total: int) -> list[int]:
-        x = [0] * len(caps)
-        share = math.floor(p.spot_max_fraction * total + 1e-9) if limits else total
-        floor = min(p.on_demand_floor, total) if limits else 0
-        for pools, count in ((spot, min(share, total - floor)), (other, total)):
-            count -= sum(x)
-            for i in pools:
-                x[i] = min(caps[i], max(count, 0))
-                count -= x[i]
-        return x
-
-    def rps(x: list[int]) -> float:
-        return sum(k * e for k, e in zip(x, eff, strict=True))
-
-    lo, hi = p.reachable_min, p.total_max
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rps(build(mid)) >= demand_rps - 1e-9:
-            hi = mid
-        else:
-            lo = mid + 1
-    return np.array(build(lo), dtype=np.int64)
+    # Compiled (`_kernels.c`): the bisection builds a plan per step, a Python loop each.
+    out = _kernels.max_spot(
+        p.surviving,
+        p.maxima,
+        np.ascontiguousarray(order, dtype=np.int64),
+        p.spot_count,
+        p.price.size,
+        p.reachable_min,
+        p.total_max,
+        p.spot_limits,
+        p.spot_max_fraction,
+        p.on_demand_floor,
+        demand_rps,
+    )
+    return np.frombuffer(out, dtype=np.int64).copy()
 
 
 def cheapest_on_demand(p: Problem) -> IntArray:

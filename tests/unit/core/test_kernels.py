@@ -20,6 +20,7 @@ from test_properties import FAST, planners, rates
 from costscaler.core import _kernels
 from costscaler.core.allocate import HARD, SOFT, evaluate, feasible, first_plan
 from costscaler.core.exact import Tree
+from costscaler.core.fill import max_spot
 from costscaler.core.step import start_plans
 
 # Columns of a level row (the C enum's order).
@@ -305,3 +306,39 @@ def reference_quantile(d, q):
 def test_the_compiled_quantile_is_the_numpy_search_to_the_bit(pl, rate, q):
     d = _problem(pl, rate).risk.demand
     assert d.quantile(q) == reference_quantile(d, q)
+
+
+def reference_max_spot(p, demand_rps, order):
+    """`fill.max_spot` in Python (the engine's before it was compiled)."""
+    idx = order.tolist()
+    spot = [i for i in idx if p.spot[i]]
+    other = [i for i in idx if not p.spot[i]]
+    caps, eff = p.max_replicas.tolist(), p.surviving.tolist()
+
+    def build(total):
+        x = [0] * len(caps)
+        share = math.floor(p.spot_max_fraction * total + 1e-9) if p.spot_limits else total
+        floor = min(p.on_demand_floor, total) if p.spot_limits else 0
+        for pools, count in ((spot, min(share, total - floor)), (other, total)):
+            count -= sum(x)
+            for i in pools:
+                x[i] = min(caps[i], max(count, 0))
+                count -= x[i]
+        return x
+
+    lo, hi = p.reachable_min, p.total_max
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(k * e for k, e in zip(build(mid), eff, strict=True)) >= demand_rps - 1e-9:
+            hi = mid
+        else:
+            lo = mid + 1
+    return build(lo)
+
+
+@settings(FAST, max_examples=200)
+@given(planners(), rates, st.floats(0.0, 150.0))
+def test_the_compiled_max_spot_start_is_the_python_one(pl, rate, demand):
+    prob = _problem(pl, rate)
+    got = max_spot(prob, demand, prob.merit)
+    assert got.tolist() == reference_max_spot(prob, demand, prob.merit)
