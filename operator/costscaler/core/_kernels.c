@@ -1,4 +1,5 @@
 /* The engine's hot loops, compiled (each function's docstring, at the end, has its interface):
+ *   setup       the branch and bound's levels and bounds      core/exact.py  Tree
  *   grow        the branch and bound's level loop            core/exact.py  solve
  *   tables      the bound per capacity cell                  core/exact.py  RiskCost.tables
  *   evaluate    plans' spend, risk and objective             core/allocate.py  evaluate
@@ -71,6 +72,144 @@ static int typed_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t items, char k
 
 static int buffer_of(PyObject *obj, Py_buffer *view, Py_ssize_t items, const char *what) {
     return typed_buffer(obj, view, items, 'd', what);
+}
+
+/* Columns of `setup`'s per-pool rows (exact.py's `Tree` writes them). */
+enum { S_PRICE, S_CAP, S_SPOT, S_LOSS, S_BURST, S_MAX, S_CUR, S_START, S_COLUMNS };
+#define SIGNATURE 9 /* ratio, then the S_ columns: what makes two pools interchangeable */
+
+/* Python's tuple `<` on two signatures (floats compared with == and <). */
+static int sig_less(const double *a, const double *b) {
+    for (int j = 0; j < SIGNATURE; j++)
+        if (!(a[j] == b[j])) return a[j] < b[j];
+    return 0;
+}
+
+static int sig_equal(const double *a, const double *b) {
+    for (int j = 0; j < SIGNATURE; j++)
+        if (!(a[j] == b[j])) return 0;
+    return 1;
+}
+
+/* Python's min(acc, v) and max(acc, v): the first argument unless the second is beyond it. */
+static inline double py_min(double acc, double v) { return v < acc ? v : acc; }
+static inline double py_max(double acc, double v) { return v > acc ? v : acc; }
+
+/* out[l] = op over values[l + 1:], out[n - 1] = empty (exact.py's bounds for pools left). */
+static void after(const double *values, double *out, Py_ssize_t n, int minimum, double empty) {
+    double acc = empty;
+    out[n - 1] = empty;
+    for (Py_ssize_t i = n - 1; i > 0; i--) {
+        acc = i == n - 1 ? values[i]
+                         : (minimum ? py_min(acc, values[i]) : py_max(acc, values[i]));
+        out[i - 1] = acc;
+    }
+}
+
+static PyObject *setup(PyObject *self, PyObject *args) {
+    PyObject *pools_obj;
+    Py_ssize_t n;
+    long long total_max;
+    double f;
+    int limited;
+    if (!PyArg_ParseTuple(args, "OnLdp", &pools_obj, &n, &total_max, &f, &limited)) return NULL;
+    if (n < 1 || n > 4096) {
+        PyErr_SetString(PyExc_ValueError, "setup: need 1 to 4096 pools");
+        return NULL;
+    }
+    Py_buffer pools_v;
+    if (buffer_of(pools_obj, &pools_v, n * S_COLUMNS, "pools") < 0) return NULL;
+    const double *pool = pools_v.buf;
+    PyObject *out = NULL;
+    double *sig = malloc(sizeof(double) * (size_t)(n * SIGNATURE));
+    double *work = malloc(sizeof(double) * (size_t)(n * 12));
+    Py_ssize_t *order = malloc(sizeof(Py_ssize_t) * (size_t)n);
+    if (!sig || !work || !order) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Pools cheapest per req/s first, identical pools next to each other (a stable sort). */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *r = pool + i * S_COLUMNS;
+        double *g = sig + i * SIGNATURE;
+        g[0] = r[S_PRICE] / (r[S_CAP] >= 1e-12 || isnan(r[S_CAP]) ? r[S_CAP] : 1e-12);
+        for (int j = 0; j < S_COLUMNS; j++) g[1 + j] = r[j];
+        Py_ssize_t k = i;
+        while (k > 0 && sig_less(g, sig + order[k - 1] * SIGNATURE)) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = i;
+    }
+    double *price = work, *c = work + n, *ratio = work + 2 * n, *masked = work + 3 * n;
+    double *best = work + 4 * n, *past = work + 5 * n, *od_price = work + 6 * n;
+    double *od_cap = work + 7 * n, *spot_cap = work + 8 * n, *has_spot = work + 9 * n;
+    double *pair = work + 10 * n, *spot = work + 11 * n;
+    int any_spot = 0, all_spot = 1;
+    for (Py_ssize_t l = 0; l < n; l++) {
+        const double *r = pool + order[l] * S_COLUMNS;
+        spot[l] = r[S_SPOT] > 0 ? 1.0 : 0.0;
+        price[l] = r[S_PRICE];
+        c[l] = r[S_CAP];
+        ratio[l] = price[l] / py_max(c[l], 1e-12);
+        any_spot |= spot[l] > 0;
+        all_spot &= spot[l] > 0;
+    }
+    const double per_spot = limited && f > 0.0 ? py_min((1.0 - f) / f, 1e12) : 0.0;
+    const double per_od = limited ? f / (1.0 - f) : INFINITY;
+    /* Level l's pools left are l+1 on: suffix minima and maxima, shifted by one. */
+    after(ratio, best, n, 1, INFINITY);
+    for (Py_ssize_t l = 0; l < n; l++) masked[l] = spot[l] > 0 ? INFINITY : ratio[l];
+    after(masked, past, n, 1, INFINITY);
+    for (Py_ssize_t l = 0; l < n; l++) masked[l] = spot[l] > 0 ? INFINITY : price[l];
+    after(masked, od_price, n, 1, INFINITY);
+    for (Py_ssize_t l = 0; l < n; l++) masked[l] = spot[l] > 0 ? 0.0 : c[l];
+    after(masked, od_cap, n, 0, 0.0);
+    for (Py_ssize_t l = 0; l < n; l++) masked[l] = spot[l] > 0 ? c[l] : 0.0;
+    after(masked, spot_cap, n, 0, 0.0);
+    if (limited && f > 0.0 && any_spot && !all_spot) {
+        /* The least $/h per req/s of a mix within the share: one on-demand pool, or a spot
+         * and an on-demand pool at the share's limit; for level l, pairs after it. */
+        double running = INFINITY;
+        for (Py_ssize_t m = n - 1; m >= 0; m--) {
+            for (Py_ssize_t other = m; other < n; other++) {
+                const Py_ssize_t a = spot[m] > 0 ? m : other, b = spot[m] > 0 ? other : m;
+                if (spot[a] > 0 && !(spot[b] > 0)) {
+                    const double v = (price[a] + per_spot * price[b]) / (c[a] + per_spot * c[b]);
+                    running = py_min(running, v);
+                }
+            }
+            pair[m] = running;
+        }
+        for (Py_ssize_t l = 0; l < n; l++) past[l] = py_min(past[l], l + 1 < n ? pair[l + 1] : INFINITY);
+    }
+    after(spot, has_spot, n, 0, 0.0);
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * n * COLUMNS);
+    if (out == NULL) goto done;
+    double *row = (double *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t l = 0; l < n; l++, row += COLUMNS) {
+        const double *r = pool + order[l] * S_COLUMNS;
+        row[PRICE] = r[S_PRICE];
+        row[CAP] = r[S_CAP];
+        row[SPOT] = spot[l];
+        row[TOP] = r[S_MAX] < (double)total_max ? r[S_MAX] : (double)total_max;
+        row[CUR] = r[S_CUR];
+        row[START] = r[S_START];
+        row[TWIN] = l > 0 && sig_equal(sig + order[l] * SIGNATURE, sig + order[l - 1] * SIGNATURE);
+        row[RATIO] = best[l];
+        row[RATIO_PAST] = has_spot[l] > 0 && limited ? past[l] : best[l];
+        row[SPOT_CAP] = spot_cap[l];
+        row[OD_PRICE] = od_price[l];
+        row[OD_CAP] = od_cap[l];
+        row[POOL] = (double)order[l];
+    }
+    out = Py_BuildValue("(Ndd)", out, per_od, per_spot);
+done:
+    free(sig);
+    free(work);
+    free(order);
+    PyBuffer_Release(&pools_v);
+    return out;
 }
 
 static PyObject *grow(PyObject *self, PyObject *args) {
@@ -682,6 +821,10 @@ times_only:
 }
 
 static PyMethodDef methods[] = {
+    {"setup", setup, METH_VARARGS,
+     "setup(pools, n, total_max, fraction, limited) -> (levels, per_od, per_spot): the\n"
+     "branch and bound's level rows (pools cheapest per req/s first; `grow`'s columns) as\n"
+     "bytes, and the on-demand replicas a spot one allows and owes (`exact.Tree`)."},
     {"grow", grow, METH_VARARGS,
      "grow(best, max_nodes, total_max, per_od, per_spot, levels, step, tables, cells, n)\n"
      "-> (plans, lower) as bytes (int64 rows of n counts, float64 bounds), or None when the\n"
@@ -716,7 +859,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
-                                    "The engine's hot loops, compiled.", -1, methods};
+                                    "The engine's hot loops, compiled.", -1, methods,
+                                    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     /* scipy's double ndtr: the function scipy.special.ndtr applies per element. */

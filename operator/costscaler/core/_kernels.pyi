@@ -125,3 +125,8 @@ def max_spot(
     /,
 ) -> bytes:
     """`n` int64: the maximum-spot plan covering `demand` (`fill.max_spot`)."""
+
+def setup(
+    pools: FloatArray, n: int, total_max: int, fraction: float, limited: bool, /
+) -> tuple[bytes, float, float]:
+    """The level rows (`grow`'s columns, as bytes), `per_od` and `per_spot` (`exact.Tree`)."""

@@ -31,7 +31,6 @@ the same order, so the plans kept and the give-up points are the same to the bit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
@@ -58,6 +57,7 @@ _SMALL = 256
 _BRUTE = 65536
 _DOUBLINGS = 6
 MAX_WAIT = 16
+_RATIO, _RATIO_PAST = 7, 8  # columns of a level row (the C enum's order)
 
 
 def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
@@ -98,136 +98,43 @@ class RiskCost:
         return np.frombuffer(out, dtype=np.float64).reshape(r.size, self.grid.size)
 
 
-class _Rest:
-    """What the pools not yet assigned can still add, per level, as lower bounds.
+class Tree:
+    """What a search of `p` needs besides the incumbent (built once, shared by searches).
 
-    Pools are assigned cheapest per req/s first. After level l, the pools left (l+1 on) can
-    add capacity at `ratio` ($/h per req/s) at best. With spot.maxFraction f < 1, spot
-    replicas beyond a row's allowance (f / (1 - f) spot per on-demand replica it holds) each
-    bring (1 - f) / f on-demand replicas, so capacity past the allowance costs at least
-    `ratio_past` = min(the on-demand pools' ratio, that bundle's ratio); and a row already
-    past its allowance owes the on-demand replicas at the cheapest price left (`od_price`).
+    `levels`: one row per level (`_kernels.grow`'s columns), pools cheapest per req/s first,
+    identical pools next to each other, each row with what the pools after it can still add
+    as lower bounds (`_kernels.setup`, compiled: a handful of pools, where Python's per-pool
+    loops were a tenth of a decision):
+
+    - `ratio`: the least $/h per req/s of any pool left;
+    - with spot.maxFraction f < 1, spot replicas beyond a row's allowance (f / (1 - f) spot
+      per on-demand replica it holds) each bring (1 - f) / f on-demand replicas (`per_spot`),
+      so capacity past the allowance costs at least `ratio_past` = min(the on-demand pools'
+      ratio, the best spot and on-demand pair at the share's limit: the LP of the cheapest
+      mix within the share has at most two pools); `spot_cap`, the largest spot capacity left;
+    - a row already past its allowance owes the on-demand replicas at the cheapest price left
+      (`od_price`), adding at most the largest on-demand capacity left (`od_cap`);
+    - `twin`: the level's pool is identical to the one before (same price, capacity, losses,
+      bounds, running replicas and warm-up), so a plan holds no more of it than of that one.
     """
 
-    def __init__(self, p: Problem, cap: FloatArray, order: list[int]) -> None:
-        # Plain Python: a handful of pools, where numpy's per-call cost would dominate.
-        f = p.spot_max_fraction
-        limited = p.spot_limits and f < 1.0
-        self.per_spot = min((1.0 - f) / f, 1e12) if limited and f > 0.0 else 0.0
-        self.per_od = f / (1.0 - f) if limited else math.inf
-        all_spot, all_price, all_cap = p.spot.tolist(), p.price.tolist(), cap.tolist()
-        spot = [bool(all_spot[i]) for i in order]
-        price = [float(all_price[i]) for i in order]
-        c = [float(all_cap[i]) for i in order]
-        ratio = [pr / max(ci, 1e-12) for pr, ci in zip(price, c, strict=True)]
-        inf = math.inf
-        # Level l's pools left are l+1 on: suffix minima and maxima, shifted by one.
-        best = _after(ratio, min, inf)
-        r_od = _after([inf if s else r for s, r in zip(spot, ratio, strict=True)], min, inf)
-        self.od_price = _after(
-            [inf if s else x for s, x in zip(spot, price, strict=True)], min, inf
-        )
-        self.od_cap = _after([0.0 if s else x for s, x in zip(spot, c, strict=True)], max, 0.0)
-        self.spot_cap = _after([x if s else 0.0 for s, x in zip(spot, c, strict=True)], max, 0.0)
-        past = r_od
-        if limited and f > 0.0 and any(spot) and not all(spot):
-            # The least $/h per req/s of any mix within the share is an LP whose optimum has
-            # at most two pools: one on-demand pool, or a spot and an on-demand pool at the
-            # share's limit (per_spot on-demand replicas per spot replica). For level l, the
-            # best pair among the pools after it: pairs (a, b) with both a, b > l.
-            k = self.per_spot
-            n = len(order)
-            pair = [inf] * n  # pair[m]: the best pair with both pools at m or later
-            running = inf
-            for m in range(n - 1, -1, -1):
-                for other in range(m, n):
-                    a, b = (m, other) if spot[m] else (other, m)
-                    if spot[a] and not spot[b]:
-                        v = (price[a] + k * price[b]) / (c[a] + k * c[b])
-                        running = min(running, v)
-                pair[m] = running
-            past = [min(r, nxt) for r, nxt in zip(past, [*pair[1:], inf], strict=True)]
-        has_spot = _after([1.0 if s else 0.0 for s in spot], max, 0.0)
-        self.ratio: list[float] = best
-        self.ratio_past: list[float] = [
-            pa if hs > 0 and limited else b for pa, hs, b in zip(past, has_spot, best, strict=True)
-        ]
-
-
-def _after(values: list[float], op: Callable[[float, float], float], empty: float) -> list[float]:
-    """op over values[l + 1:] for each l (the last: `empty`)."""
-    out = [empty] * len(values)
-    acc = empty
-    for i in range(len(values) - 1, 0, -1):
-        acc = values[i] if i == len(values) - 1 else op(acc, values[i])
-        out[i - 1] = acc
-    return out
-
-
-def _order(
-    p: Problem, cap: FloatArray, cur: IntArray, start: FloatArray
-) -> tuple[list[int], list[bool]]:
-    """Pools cheapest per req/s first, identical pools next to each other; and for each
-    level, whether its pool is identical to the one before (same price, capacity, losses,
-    bounds, running replicas and warm-up), so the two are interchangeable in every plan."""
-    ratio = p.price / np.maximum(cap, 1e-12)
-    r = p.risk
-    sig = list(
-        zip(
-            ratio.tolist(),
-            p.price.tolist(),
-            cap.tolist(),
-            p.spot.tolist(),
-            r.indep_loss.tolist(),
-            r.burst_prob.tolist(),
-            p.max_replicas.tolist(),
-            cur.tolist(),
-            start.tolist(),
-            strict=True,
-        )
-    )
-    order = sorted(range(len(sig)), key=lambda i: sig[i])
-    twin = [k > 0 and sig[order[k]] == sig[order[k - 1]] for k in range(len(order))]
-    return order, twin
-
-
-class Tree:
-    """What a search of `p` needs besides the incumbent (built once, shared by searches)."""
-
     def __init__(self, p: Problem) -> None:
-        self.cap = p.risk.capacity * (1.0 - p.risk.indep_loss)
+        r = p.risk
+        self.cap = r.capacity * (1.0 - r.indep_loss)
         self.bound = RiskCost(p)
         size = self.cap.size
-        self.cur = p.current if p.current is not None else np.zeros(size, dtype=np.int64)
-        self.start = p.start_cost if p.start_cost is not None else np.zeros(size)
-        self.order, self.twin = _order(p, self.cap, self.cur, self.start)
-        self.rest = _Rest(p, self.cap, self.order)
-        self.tables = self.bound.tables([*self.rest.ratio, *self.rest.ratio_past, math.inf])
-        self.levels = _level_rows(p, self)
-
-
-def _level_rows(p: Problem, t: Tree) -> FloatArray:
-    """Each level's pool as one row of `_kernels.grow`'s parameters (its C enum's order)."""
-    rest = t.rest
-    rows = [
-        [
-            float(p.price[i]),
-            float(t.cap[i]),
-            1.0 if p.spot[i] else 0.0,
-            float(min(p.max_replicas[i], p.total_max)),
-            float(t.cur[i]),
-            float(t.start[i]),
-            1.0 if t.twin[level] else 0.0,
-            rest.ratio[level],
-            rest.ratio_past[level],
-            rest.spot_cap[level],
-            rest.od_price[level],
-            rest.od_cap[level],
-            float(i),
-        ]
-        for level, i in enumerate(t.order)
-    ]
-    return np.array(rows, dtype=np.float64)
+        cur = p.current if p.current is not None else np.zeros(size, dtype=np.int64)
+        start = p.start_cost if p.start_cost is not None else np.zeros(size)
+        pools = np.column_stack(
+            (p.price, self.cap, p.spot, r.indep_loss, r.burst_prob, p.max_replicas, cur, start)
+        ).astype(np.float64)
+        f = p.spot_max_fraction
+        levels, self.per_od, self.per_spot = _kernels.setup(
+            np.ascontiguousarray(pools), size, p.total_max, f, p.spot_limits and f < 1.0
+        )
+        self.levels = np.frombuffer(levels, dtype=np.float64).reshape(size, -1)
+        ratio, past = self.levels[:, _RATIO], self.levels[:, _RATIO_PAST]
+        self.tables = self.bound.tables([*ratio.tolist(), *past.tolist(), math.inf])
 
 
 def solve(
@@ -254,17 +161,17 @@ def solve(
         best,
         max_nodes,
         p.total_max,
-        t.rest.per_od,
-        t.rest.per_spot,
+        t.per_od,
+        t.per_spot,
         t.levels,
         t.bound.step,
         tables,
         tables.shape[1],
-        len(t.order),
+        t.cap.size,
     )
     if grown is None:
         return None
-    plans = np.frombuffer(grown[0], dtype=np.int64).reshape(-1, len(t.order))
+    plans = np.frombuffer(grown[0], dtype=np.int64).reshape(-1, t.cap.size)
     lower = np.frombuffer(grown[1], dtype=np.float64)
     return _best_leaf(p, plans, lower, incumbent, best)
 

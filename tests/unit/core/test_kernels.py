@@ -17,7 +17,7 @@ from scipy.special import ndtr
 from test_exact import _problem
 from test_properties import FAST, planners, rates
 
-from costscaler.core import _kernels
+from costscaler.core import Planner, _kernels
 from costscaler.core.allocate import HARD, SOFT, evaluate, feasible, first_plan
 from costscaler.core.exact import Tree
 from costscaler.core.fill import max_spot
@@ -120,8 +120,8 @@ def test_the_compiled_loop_keeps_what_the_numpy_formulas_keep(pl, rate, cur, sca
         first.objective * scale,
         max_nodes,
         prob.total_max,
-        t.rest.per_od,
-        t.rest.per_spot,
+        t.per_od,
+        t.per_spot,
         t.levels,
         t.bound.step,
         t.tables,
@@ -267,7 +267,7 @@ def reference_tables(grid, cost, rho):
 @given(planners(), rates)
 def test_the_compiled_bound_tables_match_the_numpy_formulas_to_the_bit(pl, rate):
     t = Tree(_problem(pl, rate))
-    rho = [*t.rest.ratio, *t.rest.ratio_past, math.inf, 0.0, 1e-3]
+    rho = [*t.levels[:, RATIO], *t.levels[:, RATIO_PAST], math.inf, 0.0, 1e-3]
     got = t.bound.tables(rho)
     assert got.tobytes() == reference_tables(t.bound.grid, t.bound.cost, rho).tobytes()
 
@@ -342,3 +342,81 @@ def test_the_compiled_max_spot_start_is_the_python_one(pl, rate, demand):
     prob = _problem(pl, rate)
     got = max_spot(prob, demand, prob.merit)
     assert got.tolist() == reference_max_spot(prob, demand, prob.merit)
+
+
+def _after(values, op, empty):
+    out = [empty] * len(values)
+    acc = empty
+    for i in range(len(values) - 1, 0, -1):
+        acc = values[i] if i == len(values) - 1 else op(acc, values[i])
+        out[i - 1] = acc
+    return out
+
+
+def reference_levels(p, cap, cur, start):
+    """`Tree`'s level rows in Python (the engine's before `_kernels.setup`)."""
+    ratio_all = p.price / np.maximum(cap, 1e-12)
+    r = p.risk
+    sig = list(
+        zip(
+            *(ratio_all.tolist(), p.price.tolist(), cap.tolist(), p.spot.tolist()),
+            *(r.indep_loss.tolist(), r.burst_prob.tolist(), p.max_replicas.tolist()),
+            *(cur.tolist(), start.tolist()),
+            strict=True,
+        )
+    )
+    order = sorted(range(len(sig)), key=lambda i: sig[i])
+    twin = [k > 0 and sig[order[k]] == sig[order[k - 1]] for k in range(len(order))]
+    f = p.spot_max_fraction
+    limited = p.spot_limits and f < 1.0
+    per_spot = min((1.0 - f) / f, 1e12) if limited and f > 0.0 else 0.0
+    per_od = f / (1.0 - f) if limited else math.inf
+    spot = [bool(p.spot[i]) for i in order]
+    price = [float(p.price[i]) for i in order]
+    c = [float(cap[i]) for i in order]
+    ratio = [pr / max(ci, 1e-12) for pr, ci in zip(price, c, strict=True)]
+    inf = math.inf
+    best = _after(ratio, min, inf)
+    past = _after([inf if s else x for s, x in zip(spot, ratio, strict=True)], min, inf)
+    od_price = _after([inf if s else x for s, x in zip(spot, price, strict=True)], min, inf)
+    od_cap = _after([0.0 if s else x for s, x in zip(spot, c, strict=True)], max, 0.0)
+    spot_cap = _after([x if s else 0.0 for s, x in zip(spot, c, strict=True)], max, 0.0)
+    if limited and f > 0.0 and any(spot) and not all(spot):
+        n = len(order)
+        pair, running = [inf] * n, inf
+        for m in range(n - 1, -1, -1):
+            for other in range(m, n):
+                a, b = (m, other) if spot[m] else (other, m)
+                if spot[a] and not spot[b]:
+                    v = (price[a] + per_spot * price[b]) / (c[a] + per_spot * c[b])
+                    running = min(running, v)
+            pair[m] = running
+        past = [min(x, nxt) for x, nxt in zip(past, [*pair[1:], inf], strict=True)]
+    has_spot = _after([1.0 if s else 0.0 for s in spot], max, 0.0)
+    ratio_past = [
+        pa if hs > 0 and limited else b for pa, hs, b in zip(past, has_spot, best, strict=True)
+    ]
+    rows = [
+        [
+            *(price[lv], c[lv], 1.0 if spot[lv] else 0.0),
+            float(min(p.max_replicas[i], p.total_max)),
+            *(float(cur[i]), float(start[i]), 1.0 if twin[lv] else 0.0),
+            *(best[lv], ratio_past[lv], spot_cap[lv], od_price[lv], od_cap[lv], float(i)),
+        ]
+        for lv, i in enumerate(order)
+    ]
+    return np.array(rows), per_od, per_spot
+
+
+@settings(FAST, max_examples=200)
+@given(planners(), rates, st.lists(st.integers(0, 8), min_size=4, max_size=4), st.booleans())
+def test_the_compiled_levels_are_the_python_ones_to_the_bit(pl, rate, cur, twins):
+    if twins:  # identical pools, so that the twin flags are exercised
+        pl = Planner(
+            [replace(pl.pools[0], name=f"p{i}") for i in range(len(pl.pools))], pl.settings
+        )
+    prob = _problem(pl, rate, cur[: len(pl.names)])
+    t = Tree(prob)
+    rows, per_od, per_spot = reference_levels(prob, t.cap, prob.current, prob.start_cost)
+    assert t.levels.tobytes() == rows.tobytes()
+    assert (t.per_od, t.per_spot) == (per_od, per_spot)
