@@ -44,33 +44,50 @@ class RiskModel:
     demand: DemandForecast
 
     @cached_property
-    def _scenarios(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """Scenario weights (no burst, each pool's burst, two or more); the matrix mapping a
-        plan's replicas per pool to its capacity shift in each scenario (expected independent
-        losses plus what the scenario's bursts take, negated: plans @ shift = m + B_s); each
-        replica's contribution to the variance of independent losses; the kernel weights."""
-        idx = np.flatnonzero(self.burst_prob > 0)
-        q = self.burst_prob[idx]
-        none = float(np.prod(1.0 - q))
-        single = none * q / (1.0 - q)
-        rest = max(0.0, 1.0 - none - float(single.sum()))
-        weights = np.concatenate(([none], single, [rest]))
-        lose = np.zeros((self.capacity.size, idx.size + 2))
-        lose[idx, np.arange(1, idx.size + 1)] = 1.0
-        lose[idx, -1] = 1.0  # two or more bursts: count every spot pool lost
-        f = self.indep_loss
-        shift = self.capacity[:, None] * (lose + (f - 1.0)[:, None])
-        variance = self.capacity * self.capacity * (f * (1.0 - f))
-        return weights, shift, variance, self.demand.weights
+    def _scenarios(self) -> tuple[FloatArray, list[list[float]], list[float]]:
+        """Scenario weights (no burst, each pool's burst, two or more); per pool, a replica's
+        capacity shift in each scenario (expected independent losses plus what the scenario's
+        bursts take, negated: plans @ shift = m + B_s); each replica's contribution to the
+        variance of independent losses. Plain Python over a handful of pools, where numpy's
+        per-call cost would dominate; the same numbers as the array formulas, to the bit
+        (tests/unit/core/test_kernels.py)."""
+        burst, cap = self.burst_prob.tolist(), self.capacity.tolist()
+        loss = self.indep_loss.tolist()
+        idx = [i for i, b in enumerate(burst) if b > 0]
+        none = 1.0
+        for i in idx:
+            none *= 1.0 - burst[i]
+        single = [none * burst[i] / (1.0 - burst[i]) for i in idx]
+        # numpy's sum to the bit: sequential below 8 terms, pairwise from 8.
+        total = sum(single) if len(single) < 8 else float(np.sum(single))
+        weights = np.array([none, *single, max(0.0, 1.0 - none - total)])
+        column = {i: k for k, i in enumerate(idx, start=1)}
+        shift = []
+        for i, (c, f) in enumerate(zip(cap, loss, strict=True)):
+            kept, gone = c * (f - 1.0), c * (1.0 + (f - 1.0))
+            row = [kept] * (len(idx) + 2)
+            if i in column:  # its own burst, and two or more: every spot pool lost
+                row[column[i]] = row[-1] = gone
+            shift.append(row)
+        variance = [c * c * (f * (1.0 - f)) for c, f in zip(cap, loss, strict=True)]
+        return weights, shift, variance
 
     def columns(
         self, price: FloatArray, surviving: FloatArray, current: FloatArray, start: FloatArray
     ) -> FloatArray:
         """Per-pool rows as `_kernels` takes them: price, variance, surviving capacity,
         current replicas, warm-up cost, then the scenarios' capacity shifts."""
-        _, shift, variance, _ = self._scenarios
-        table = np.column_stack((price, variance, surviving, current, start, shift))
-        return np.ascontiguousarray(table, dtype=np.float64)
+        _, shift, variance = self._scenarios
+        rows = zip(
+            price.tolist(),
+            variance,
+            surviving.tolist(),
+            current.tolist(),
+            start.tolist(),
+            shift,
+            strict=True,
+        )
+        return np.array([[p, v, s, c, t, *sh] for p, v, s, c, t, sh in rows], dtype=np.float64)
 
     @cached_property
     def _risk_columns(self) -> FloatArray:
@@ -79,9 +96,9 @@ class RiskModel:
 
     def kernel_args(self) -> tuple[FloatArray, FloatArray, FloatArray, int, int, float]:
         """Demand samples, kernel weights, scenario weights, their counts and the bandwidth."""
-        weights, _, _, kernel = self._scenarios
+        weights = self._scenarios[0]
         d = self.demand
-        return d.samples, kernel, weights, weights.size, kernel.size, d.bandwidth
+        return d.samples, d.weights, weights, weights.size, d.weights.size, d.bandwidth
 
     def of(self, plans: IntArray) -> FloatArray:
         """P(capacity < demand) for each plan (rows: plans, columns: pools), compiled."""

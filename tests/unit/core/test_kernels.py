@@ -174,10 +174,46 @@ def test_buffers_of_the_wrong_shape_or_type_are_refused_by_name():
         _kernels.grow(1.0, 0, 4, 0.0, 0.0, t.levels, 1.0, t.tables, cells, 1)
 
 
+def reference_scenarios(r):
+    """`RiskModel._scenarios` as numpy (the engine's before it was plain Python)."""
+    idx = np.flatnonzero(r.burst_prob > 0)
+    q = r.burst_prob[idx]
+    none = float(np.prod(1.0 - q))
+    single = none * q / (1.0 - q)
+    rest = max(0.0, 1.0 - none - float(single.sum()))
+    weights = np.concatenate(([none], single, [rest]))
+    lose = np.zeros((r.capacity.size, idx.size + 2))
+    lose[idx, np.arange(1, idx.size + 1)] = 1.0
+    lose[idx, -1] = 1.0
+    f = r.indep_loss
+    shift = r.capacity[:, None] * (lose + (f - 1.0)[:, None])
+    variance = r.capacity * r.capacity * (f * (1.0 - f))
+    return weights, shift, variance, r.demand.weights
+
+
+@settings(FAST, max_examples=200)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.5, 10.0), st.floats(0.0, 1.0), st.floats(0.0, 0.99)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_scenarios_are_the_numpy_formulas_to_the_bit(pools):
+    prob = _problem(planner([OD]), 5.0)
+    cap, loss, burst = (np.array(c) for c in zip(*pools, strict=True))
+    r = replace(prob.risk, capacity=cap, indep_loss=loss, burst_prob=burst)
+    weights, shift, variance, _ = reference_scenarios(r)
+    got = r.columns(*(np.zeros(cap.size),) * 4)
+    assert r._scenarios[0].tobytes() == weights.tobytes()
+    assert got[:, 5:].tobytes() == shift.tobytes()
+    assert got[:, 1].tobytes() == variance.tobytes()
+
+
 def reference_evaluate(p, plans):
     """`allocate.evaluate` as numpy (the engine's before it was compiled)."""
     r = p.risk
-    weights, shift, variance, kernel = r._scenarios
+    weights, shift, variance, kernel = reference_scenarios(r)
     sd = np.sqrt(r.demand.bandwidth**2 + plans @ variance)[:, None, None]
     z = (r.demand.samples + (plans @ shift)[:, :, None]) / sd
     risk = np.minimum(np.maximum((ndtr(z) @ kernel) @ weights, 0.0), 1.0)
