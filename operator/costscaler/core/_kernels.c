@@ -7,6 +7,7 @@
  *   feasible    plans within the hard bounds                 core/allocate.py  feasible
  *   exceedance  P(demand > c), and the risk bound R(c)       core/forecast.py, exact.risk_bound
  *   quantile    the demand exceeded with probability 1 - q   core/forecast.py
+ *   best_level  the demand level's smoothing span             core/forecast.py  _best_level
  *   max_spot    the maximum-spot start                       core/fill.py  max_spot
  *   stalled     the stalled-pool scan over the window        core/stock.py  stalled
  * The Python files named keep the formulas and say what each means.
@@ -18,8 +19,9 @@
  *
  * The arithmetic is the numpy formulas', operation for operation and in the same order (IEEE
  * doubles, no fused multiply-adds: built with -ffp-contract=off), so results are the same bit
- * for bit, except where numpy summed with BLAS (`evaluate`, `risk`, `exceedance`), whose order
- * is its own: those may differ from numpy's in the last bits. tests/unit/core/test_kernels.py
+ * for bit, except where numpy summed with BLAS (`evaluate`, `risk`, `exceedance`, and
+ * `best_level`'s scores), whose order is its own: those may differ from numpy's in the last
+ * bits. tests/unit/core/test_kernels.py
  * replays each against its numpy formulas. The normal CDF is scipy's own `ndtr`, taken from
  * scipy.special.cython_special at import.
  */
@@ -607,6 +609,75 @@ static PyObject *quantile(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(value);
 }
 
+static PyObject *best_level(PyObject *self, PyObject *args) {
+    PyObject *rate_obj;
+    Py_ssize_t n, fit, min_errors, spans[3];
+    double dt, trend, widen;
+    if (!PyArg_ParseTuple(args, "Onnnnddndn", &rate_obj, &n, &spans[0], &spans[1], &spans[2], &dt,
+                          &trend, &fit, &widen, &min_errors))
+        return NULL;
+    if (n < 1 || fit < 1) {
+        PyErr_SetString(PyExc_ValueError, "best_level: need 1 sample and a lag of 1 at least");
+        return NULL;
+    }
+    Py_buffer rate_v;
+    if (buffer_of(rate_obj, &rate_v, n, "rate") < 0) return NULL;
+    const double *r = rate_v.buf;
+    const Py_ssize_t m_err = n > fit ? n - fit : 0;
+    PyObject *out = NULL;
+    double *csum = malloc(sizeof(double) * (size_t)(n + 1));
+    double *level = malloc(sizeof(double) * (size_t)(2 * n));
+    double *errors = malloc(sizeof(double) * (size_t)(2 * (m_err > 0 ? m_err : 1)));
+    if (!csum || !level || !errors) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    csum[0] = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) csum[i + 1] = csum[i] + r[i];
+    /* Two buffers: the best span so far, and the one being scored. */
+    int best = -1, slot = 0;
+    double best_score = 0.0;
+    for (int k = 0; k < 3; k++) {
+        double *lv = level + slot * n, *er = errors + slot * (m_err > 0 ? m_err : 1);
+        const Py_ssize_t m = spans[k];
+        /* A trailing mean lags a trend by half its span: add that back. */
+        const double back = trend * (double)((m < n ? m : n) - 1) * dt / 2.0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const Py_ssize_t hi = i + 1, lo = hi - m > 0 ? hi - m : 0;
+            lv[i] = (csum[hi] - csum[lo]) / (double)(hi - lo) + back;
+        }
+        const double ahead = trend * (double)fit * dt;
+        double sq = 0.0;
+        for (Py_ssize_t j = 0; j < m_err; j++) {
+            er[j] = (r[fit + j] - (lv[j] + ahead)) * widen;
+            sq += er[j] * er[j];
+        }
+        const double score = m_err >= min_errors ? sq / (double)m_err : INFINITY;
+        if (best < 0 || score < best_score) {
+            best = k;
+            best_score = score;
+            slot = 1 - slot; /* keep this one; score the next in the other buffer */
+        }
+    }
+    const int kept = 1 - slot;
+    PyObject *lv_bytes = PyBytes_FromStringAndSize((const char *)(level + kept * n),
+                                                   (Py_ssize_t)sizeof(double) * n);
+    PyObject *er_bytes = PyBytes_FromStringAndSize(
+        (const char *)(errors + kept * (m_err > 0 ? m_err : 1)), (Py_ssize_t)sizeof(double) * m_err);
+    if (lv_bytes && er_bytes)
+        out = Py_BuildValue("(NN)", lv_bytes, er_bytes);
+    else {
+        Py_XDECREF(lv_bytes);
+        Py_XDECREF(er_bytes);
+    }
+done:
+    free(csum);
+    free(level);
+    free(errors);
+    PyBuffer_Release(&rate_v);
+    return out;
+}
+
 static PyObject *tables(PyObject *self, PyObject *args) {
     PyObject *grid_obj, *cost_obj, *rho_obj;
     Py_ssize_t cells, rows;
@@ -843,6 +914,10 @@ static PyMethodDef methods[] = {
     {"quantile", quantile, METH_VARARGS,
      "quantile(samples, weights, g, bandwidth, top, unit, points, q) -> float: the demand\n"
      "exceeded with probability 1 - q (`forecast.DemandForecast.quantile`)."},
+    {"best_level", best_level, METH_VARARGS,
+     "best_level(rate, n, span0, span1, span2, dt, trend, fit, widen, min_errors)\n"
+     "-> (level, errors) as float64 bytes: the trailing-mean level (of the three spans) whose\n"
+     "errors `fit` samples ahead were least, and those errors (`forecast._best_level`)."},
     {"tables", tables, METH_VARARGS,
      "tables(grid, cost, rho, cells, rows) -> bytes: rows x cells float64, the bound per\n"
      "grid cell for each ratio (`exact.RiskCost.tables`)."},

@@ -130,3 +130,18 @@ def setup(
     pools: FloatArray, n: int, total_max: int, fraction: float, limited: bool, /
 ) -> tuple[bytes, float, float]:
     """The level rows (`grow`'s columns, as bytes), `per_od` and `per_spot` (`exact.Tree`)."""
+
+def best_level(
+    rate: FloatArray,
+    n: int,
+    span0: int,
+    span1: int,
+    span2: int,
+    dt: float,
+    trend: float,
+    fit: int,
+    widen: float,
+    min_errors: int,
+    /,
+) -> tuple[bytes, bytes]:
+    """The best span's levels and errors, float64 bytes (`forecast._best_level`)."""

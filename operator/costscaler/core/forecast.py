@@ -30,7 +30,7 @@ GRID = _QS.size
 MIN_ERRORS = 12
 MAX_POINTS = 1440
 PRIOR_REL_SD = 0.25
-LEVEL_SPANS_S = (60.0, 300.0, 900.0)
+LEVEL_SPANS_S = (60.0, 300.0, 900.0)  # three: `_kernels.best_level` scores three
 DAY_SECONDS = 86400.0
 _UNIT = np.linspace(0.0, 1.0, 33)  # the quantile search's grid over a bracket
 
@@ -95,17 +95,6 @@ class DemandForecast:
         )
         self._memo[q] = value
         return value
-
-
-def _levels(rate: FloatArray, spans: list[int]) -> list[FloatArray]:
-    """Trailing means over each span of samples at every index (shorter at the start)."""
-    csum = np.concatenate(([0.0], np.cumsum(rate)))
-    idx = np.arange(1, rate.size + 1)
-    out = []
-    for n in spans:
-        lo = np.maximum(idx - n, 0)
-        out.append(np.asarray((csum[idx] - csum[lo]) / (idx - lo), dtype=np.float64))
-    return out
 
 
 def _trend(times: FloatArray, rate: FloatArray) -> float:
@@ -176,17 +165,22 @@ def _best_level(r: FloatArray, dt: float, trend: float, lag: int) -> tuple[Float
     # forecast errors of a level that wanders grow like a random walk's with the lead time.
     fit = min(lag, max(1, r.size - MIN_ERRORS))
     widen = math.sqrt(lag / fit)
-    scored = []
-    spans = [max(1, round(span / dt)) for span in LEVEL_SPANS_S]
-    for m, trailing in zip(spans, _levels(r, spans), strict=True):
-        # A trailing mean lags a trend by half its span: add that back.
-        level = trailing + trend * (min(m, r.size) - 1) * dt / 2.0
-        errors = r[fit:] - (level[:-fit] + trend * fit * dt) if r.size > fit else np.zeros(0)
-        errors = errors * widen
-        score = float(errors @ errors) / errors.size if errors.size >= MIN_ERRORS else math.inf
-        scored.append((score, level, errors))
-    _, level, errors = min(scored, key=lambda s: s[0])
-    return level, errors
+    short, mid, long = (max(1, round(span / dt)) for span in LEVEL_SPANS_S)
+    # Compiled (`_kernels.c`): per span, the trailing mean from one cumulative sum, with the
+    # half span it lags a trend by added back, and its mean squared error `fit` samples ahead.
+    level, errors = _kernels.best_level(
+        np.ascontiguousarray(r, dtype=np.float64),
+        r.size,
+        short,
+        mid,
+        long,
+        dt,
+        trend,
+        fit,
+        widen,
+        MIN_ERRORS,
+    )
+    return np.frombuffer(level, dtype=np.float64), np.frombuffer(errors, dtype=np.float64)
 
 
 def _coarsen(t: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -21,6 +21,7 @@ from costscaler.core import Planner, _kernels
 from costscaler.core.allocate import HARD, SOFT, evaluate, feasible, first_plan
 from costscaler.core.exact import Tree
 from costscaler.core.fill import max_spot
+from costscaler.core.forecast import LEVEL_SPANS_S, MIN_ERRORS, _best_level
 from costscaler.core.step import start_plans
 
 # Columns of a level row (the C enum's order).
@@ -456,3 +457,37 @@ def test_the_compiled_levels_are_the_python_ones_to_the_bit(pl, rate, cur, twins
     rows, per_od, per_spot = reference_levels(prob, t.cap, prob.current, prob.start_cost)
     assert t.levels.tobytes() == rows.tobytes()
     assert (t.per_od, t.per_spot) == (per_od, per_spot)
+
+
+def reference_best_level(r, dt, trend, lag):
+    """`forecast._best_level` as numpy (the engine's before it was compiled)."""
+    fit = min(lag, max(1, r.size - MIN_ERRORS))
+    widen = math.sqrt(lag / fit)
+    csum = np.concatenate(([0.0], np.cumsum(r)))
+    idx = np.arange(1, r.size + 1)
+    scored = []
+    for span in LEVEL_SPANS_S:
+        m = max(1, round(span / dt))
+        lo = np.maximum(idx - m, 0)
+        level = (csum[idx] - csum[lo]) / (idx - lo) + trend * (min(m, r.size) - 1) * dt / 2.0
+        errors = r[fit:] - (level[:-fit] + trend * fit * dt) if r.size > fit else np.zeros(0)
+        errors = errors * widen
+        score = float(errors @ errors) / errors.size if errors.size >= MIN_ERRORS else math.inf
+        scored.append((score, level, errors))
+    _, level, errors = min(scored, key=lambda s: s[0])
+    return level, errors
+
+
+@settings(FAST, max_examples=200)
+@given(
+    st.lists(st.floats(0.0, 100.0), min_size=1, max_size=300),
+    st.sampled_from([5.0, 15.0, 60.0]),
+    st.floats(-0.05, 0.05),
+    st.integers(1, 40),
+)
+def test_the_compiled_level_is_the_numpy_one(rates_, dt, trend, lag):
+    r = np.array(rates_)
+    level, errors = _best_level(r, dt, trend, lag)
+    want_level, want_errors = reference_best_level(r, dt, trend, lag)
+    assert level.tobytes() == want_level.tobytes()
+    assert errors.tobytes() == want_errors.tobytes()
