@@ -76,11 +76,11 @@ class Problem:
         They cannot with no on-demand pool, or when on-demand pools are too small to carry
         the replica minimum at the allowed spot share: the replica bounds win, spot fills in.
         """
-        ns_cap = int(self.max_replicas[~self.spot].sum())
+        ns_cap = self._on_demand_max
         if ns_cap == 0:
             return False
         f = self.spot_max_fraction
-        most = int(self.max_replicas.sum())
+        most = self._all_max
         if f < 1.0:  # spot <= f T  and  T - spot <= ns_cap  =>  T <= ns_cap / (1 - f)
             most = min(most, math.floor(ns_cap / (1.0 - f) + 1e-9))
         return most >= self.reachable_min
@@ -88,8 +88,18 @@ class Problem:
     @cached_property
     def on_demand_floor(self) -> int:
         """minOnDemandReplicas, capped by what the on-demand pools and replicas.max hold."""
-        ns_cap = int(self.max_replicas[~self.spot].sum())
-        return min(self.min_on_demand, ns_cap, self.total_max)
+        return min(self.min_on_demand, self._on_demand_max, self.total_max)
+
+    @cached_property
+    def _all_max(self) -> int:
+        """The pools' maxima summed (plain Python: a handful of pools)."""
+        return sum(self.max_replicas.tolist())
+
+    @cached_property
+    def _on_demand_max(self) -> int:
+        """The on-demand pools' maxima summed."""
+        spot = self.spot.tolist()
+        return sum(m for m, s in zip(self.max_replicas.tolist(), spot, strict=True) if not s)
 
     @cached_property
     def surviving(self) -> FloatArray:
@@ -133,7 +143,7 @@ class Problem:
     @cached_property
     def reachable_min(self) -> int:
         """The total minimum, lowered to what the pools' maxima can hold."""
-        return min(self.total_min, int(self.max_replicas.sum()))
+        return min(self.total_min, self._all_max)
 
 
 @dataclass(frozen=True)

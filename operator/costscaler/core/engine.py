@@ -17,7 +17,7 @@ import numpy as np
 from costscaler.api.deployment import InferenceDeploymentSpec
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool
-from costscaler.core import cost
+from costscaler.core import cost, hazard
 from costscaler.core.pools import PoolView, pool_views
 from costscaler.core.step import step
 from costscaler.core.types import BudgetConstraint, Decision, EngineState, Observations
@@ -90,6 +90,10 @@ class Planner:
         self.declared_hazard = np.array(
             [p.interruption_rate_per_hour if p.spot else 0.0 for p in pools], dtype=np.float64
         )
+        # Each spot pool's prior on its hazard (`core.hazard.prior`), by name.
+        self.hazard_priors = {
+            self.names[i]: hazard.prior(float(self.declared_hazard[i])) for i in self.spot_index
+        }
         # Capacity asked for now serves after the slowest eligible pool's cold start.
         self.horizon_s = float(self.cold_start_s.max())
 

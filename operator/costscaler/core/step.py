@@ -217,9 +217,10 @@ def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
         pl.settings.latency_threshold_s,
     )
     spot = pl.spot_index
-    priors = {pl.names[i]: hazard.prior(float(pl.declared_hazard[i])) for i in spot}
     running = ready[spot] + warming[spot]
-    post = hazard.posteriors(state.hazard, priors, times, running, lost[spot], state.hazard_until)
+    post = hazard.posteriors(
+        state.hazard, pl.hazard_priors, times, running, lost[spot], state.hazard_until
+    )
     return replace(
         state,
         capacity_scale=scale,
