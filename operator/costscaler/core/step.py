@@ -105,13 +105,13 @@ def step(
 def _deliverable(pl: Planner, obs: Observations, ready: IntArray, now: float) -> IntArray:
     """Per-pool maxima, a stalled pool's capped at what it has ready (`core.stock`)."""
     window = obs.times >= now - pl.settings.window_s
-    warming = _per_pool(pl, obs.warming, obs.times.size)[:, window]
-    if not (warming > 0).any():  # nothing warmed in the window: nothing can have stalled
-        return pl.max_replicas
+    index = pl.index
+    if not any(name in index and (arr[window] > 0).any() for name, arr in obs.warming.items()):
+        return pl.max_replicas  # nothing warmed in the window: nothing can have stalled
     stuck = stock.stalled(
         obs.times[window],
         _per_pool(pl, obs.ready, obs.times.size)[:, window],
-        warming,
+        _per_pool(pl, obs.warming, obs.times.size)[:, window],
         pl.cold_start_s,
     )
     return np.where(stuck, np.minimum(pl.max_replicas, ready), pl.max_replicas)

@@ -23,14 +23,18 @@ CLOCK_SKEW_S = 5.0
 def check_shapes(obs: Observations) -> None:
     """Raise ValueError when arrays do not line up with `times` (a caller bug, not bad data)."""
     n = obs.times.shape
-    named = {"request_rate": obs.request_rate, "latency": obs.latency}
+    named = [("request_rate", obs.request_rate), ("latency", obs.latency)]
     if obs.token_rate is not None:
-        named["token_rate"] = obs.token_rate
-    for group, arrays in (("ready", obs.ready), ("warming", obs.warming), ("lost", obs.lost)):
-        named.update({f"{group}[{k}]": v for k, v in arrays.items()})
-    for name, arr in named.items():
+        named.append(("token_rate", obs.token_rate))
+    for name, arr in named:
         if arr.shape != n:
             raise ValueError(f"observations.{name}: shape {arr.shape}, expected {n} like times")
+    for group, arrays in (("ready", obs.ready), ("warming", obs.warming), ("lost", obs.lost)):
+        for key, arr in arrays.items():
+            if arr.shape != n:
+                raise ValueError(
+                    f"observations.{group}[{key}]: shape {arr.shape}, expected {n} like times"
+                )
 
 
 def problem(obs: Observations, now: float) -> str | None:
