@@ -8,6 +8,7 @@
  *   exceedance  P(demand > c), and the risk bound R(c)       core/forecast.py, exact.risk_bound
  *   quantile    the demand exceeded with probability 1 - q   core/forecast.py
  *   best_level  the demand level's smoothing span             core/forecast.py  _best_level
+ *   fill        the merit-order starts                       core/fill.py  fill
  *   max_spot    the maximum-spot start                       core/fill.py  max_spot
  *   stalled     the stalled-pool scan over the window        core/stock.py  stalled
  * The Python files named keep the formulas and say what each means.
@@ -843,6 +844,120 @@ eff_only:
     return NULL;
 }
 
+/* fill.py's _Filler: whole replicas added within the bounds and the spot share. */
+typedef struct {
+    const double *eff;
+    const long long *caps, *is_spot;
+    long long *x, total, nspot, total_max;
+    double rps, fraction;
+    int limits; /* spot.maxFraction binds (the spot limits hold and it is below 1) */
+} Filler;
+
+static long long spot_room(const Filler *f) {
+    if (!f->limits) return 1LL << 40;
+    const long long room =
+        (long long)floor((f->fraction * (double)f->total - (double)f->nspot) / (1.0 - f->fraction) + 1e-9);
+    return room > 0 ? room : 0;
+}
+
+static long long fill_add(Filler *f, Py_ssize_t i, long long want) {
+    if (want <= 0) return 0;
+    long long room = f->caps[i] - f->x[i];
+    if (f->total_max - f->total < room) room = f->total_max - f->total;
+    long long k = want < room ? want : room;
+    if (f->is_spot[i]) {
+        const long long spot = spot_room(f);
+        if (spot < k) k = spot;
+    }
+    if (k < 0) k = 0;
+    f->x[i] += k;
+    f->total += k;
+    if (f->is_spot[i]) f->nspot += k;
+    f->rps += (double)k * f->eff[i];
+    return k;
+}
+
+/* Replicas of pool i closing the gap to `demand` (at least 1 while a gap is left), or -1 with
+ * ValueError set when the pool carries nothing (capacity.replicas_needed's error). */
+static long long fill_need(const Filler *f, Py_ssize_t i, double demand) {
+    const double gap = demand - f->rps;
+    if (gap <= 1e-9) return 0;
+    const double per = f->eff[i] * 1.0;
+    if (!(per > 0)) {
+        PyErr_SetString(PyExc_ValueError, "capacity_rps x scale must be > 0");
+        return -1;
+    }
+    const double want = ceil(gap / per - 1e-9);
+    /* Beyond any bound: add() caps it at the room left either way. */
+    const long long k = want > 4e18 ? (long long)4e18 : (want > 0 ? (long long)want : 0);
+    return k > 1 ? k : 1;
+}
+
+static PyObject *fill(PyObject *self, PyObject *args) {
+    PyObject *eff_obj, *caps_obj, *order_obj, *spot_obj;
+    Py_ssize_t n;
+    long long total_max, reachable_min, od_floor;
+    int spot_limits, use_spot;
+    double fraction, demand;
+    if (!PyArg_ParseTuple(args, "OOOOnLLpdLdp", &eff_obj, &caps_obj, &order_obj, &spot_obj, &n,
+                          &total_max, &reachable_min, &spot_limits, &fraction, &od_floor, &demand,
+                          &use_spot))
+        return NULL;
+    if (n < 1) {
+        PyErr_SetString(PyExc_ValueError, "fill: need 1 pool at least");
+        return NULL;
+    }
+    Py_buffer eff_v, caps_v, order_v, spot_v;
+    if (buffer_of(eff_obj, &eff_v, n, "eff") < 0) return NULL;
+    if (typed_buffer(caps_obj, &caps_v, n, 'q', "caps") < 0) goto eff_only;
+    if (typed_buffer(order_obj, &order_v, n, 'q', "order") < 0) goto caps_too;
+    if (typed_buffer(spot_obj, &spot_v, n, 'q', "spot") < 0) goto order_too;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(long long) * n);
+    if (out != NULL) {
+        long long *x = (long long *)PyBytes_AS_STRING(out);
+        for (Py_ssize_t i = 0; i < n; i++) x[i] = 0;
+        Filler f = {eff_v.buf, caps_v.buf, spot_v.buf, x, 0, 0, total_max, 0.0, fraction,
+                    spot_limits && fraction < 1.0};
+        const long long *order = order_v.buf, *is_spot = spot_v.buf;
+        /* The on-demand floor first, in merit order. */
+        long long want = spot_limits ? od_floor : 0;
+        for (Py_ssize_t k = 0; k < n; k++)
+            if (!is_spot[order[k]]) want -= fill_add(&f, order[k], want);
+        /* Then the demand; a second pass uses spot room the on-demand pass opened. */
+        for (int pass = 0; pass < 2 && out != NULL; pass++) {
+            for (Py_ssize_t k = 0; k < n; k++) {
+                const Py_ssize_t i = order[k];
+                if (f.rps >= demand - 1e-9) break;
+                if (use_spot || !is_spot[i]) {
+                    const long long need = fill_need(&f, i, demand);
+                    if (need < 0) {
+                        Py_CLEAR(out);
+                        break;
+                    }
+                    fill_add(&f, i, need);
+                }
+            }
+        }
+        /* Then the total up to the (reachable) minimum, best merit first. */
+        for (Py_ssize_t k = 0; k < n && out != NULL; k++) {
+            if (f.total >= reachable_min) break;
+            if (use_spot || !is_spot[order[k]]) fill_add(&f, order[k], reachable_min - f.total);
+        }
+    }
+    PyBuffer_Release(&spot_v);
+    PyBuffer_Release(&order_v);
+    PyBuffer_Release(&caps_v);
+    PyBuffer_Release(&eff_v);
+    return out;
+order_too:
+    PyBuffer_Release(&order_v);
+caps_too:
+    PyBuffer_Release(&caps_v);
+eff_only:
+    PyBuffer_Release(&eff_v);
+    return NULL;
+}
+
 static PyObject *stalled(PyObject *self, PyObject *args) {
     PyObject *times_obj, *ready_obj, *warming_obj, *wait_obj;
     Py_ssize_t n, t;
@@ -928,6 +1043,10 @@ static PyMethodDef methods[] = {
      "max_spot(eff, caps, order, spot, n, lo, hi, limits, fraction, on_demand_floor, demand)\n"
      "-> bytes: n int64, the fewest replicas covering demand with the most spot allowed\n"
      "(`fill.max_spot`)."},
+    {"fill", fill, METH_VARARGS,
+     "fill(eff, caps, order, spot, n, total_max, reachable_min, spot_limits, fraction,\n"
+     "on_demand_floor, demand, use_spot) -> bytes: n int64, a merit-order fill of demand\n"
+     "within the bounds (`fill.fill`)."},
     {"stalled", stalled, METH_VARARGS,
      "stalled(times, ready, warming, wait, n, t) -> bytes: per pool 1 when some sample had\n"
      "replicas warming longer than its wait (s) since the last progress, else 0."},

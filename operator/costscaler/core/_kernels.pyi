@@ -145,3 +145,20 @@ def best_level(
     /,
 ) -> tuple[bytes, bytes]:
     """The best span's levels and errors, float64 bytes (`forecast._best_level`)."""
+
+def fill(
+    eff: FloatArray,
+    caps: IntArray,
+    order: IntArray,
+    spot: IntArray,
+    n: int,
+    total_max: int,
+    reachable_min: int,
+    spot_limits: bool,
+    fraction: float,
+    on_demand_floor: int,
+    demand: float,
+    use_spot: bool,
+    /,
+) -> bytes:
+    """`n` int64: the merit-order fill of `demand` within the bounds (`fill.fill`)."""

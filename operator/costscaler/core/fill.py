@@ -2,12 +2,11 @@
 
 Each fills a demand (req/s) with whole replicas in a given pool order, within the pools'
 maxima, replicas.max, the spot share and the on-demand floor, counting a spot replica at its
-expected surviving capacity (`Problem.surviving`).
+expected surviving capacity (`Problem.surviving`). The starts built every decision (`fill`,
+`max_spot`) are compiled (`_kernels.c`).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,68 +17,26 @@ from costscaler.core.capacity import replicas_needed
 from costscaler.core.risk import IntArray
 
 
-class _Filler:
-    """Whole-replica filling on Python numbers (a few pools: faster than numpy scalars)."""
-
-    def __init__(self, p: Problem) -> None:
-        self.p = p
-        self.eff, self.spot, self.cap = p.as_lists
-        self.x = [0] * len(self.eff)
-        self.total = self.nspot = 0
-        self.rps = 0.0
-        self.limits = p.spot_limits and p.spot_max_fraction < 1.0
-
-    def spot_room(self) -> int:
-        """Spot replicas that can be added now without breaking spot.maxFraction."""
-        if not self.limits:
-            return 1 << 40
-        f = self.p.spot_max_fraction
-        return max(0, math.floor((f * self.total - self.nspot) / (1.0 - f) + 1e-9))
-
-    def add(self, i: int, want: int) -> int:
-        """Add up to `want` replicas to pool i within its max, replicas.max and the spot room."""
-        if want <= 0:
-            return 0
-        room = min(self.cap[i] - self.x[i], self.p.total_max - self.total)
-        k = max(0, min(want, room, self.spot_room() if self.spot[i] else room))
-        self.x[i] += k
-        self.total += k
-        self.nspot += k if self.spot[i] else 0
-        self.rps += k * self.eff[i]
-        return k
-
-    def need(self, i: int, demand: float) -> int:
-        """Replicas of pool i that close the gap to `demand` (at least 1 while a gap is left)."""
-        gap = demand - self.rps
-        return 0 if gap <= 1e-9 else max(1, replicas_needed(gap, self.eff[i]))
-
-    def on_demand_floor(self, order: list[int]) -> None:
-        want = self.p.on_demand_floor if self.p.spot_limits else 0
-        for i in order:
-            if not self.spot[i]:
-                want -= self.add(i, want)
-
-    def to_bounds(self, order: list[int], use_spot: bool) -> IntArray:
-        """Raise the total to the (reachable) minimum, best merit first."""
-        for i in order:
-            if self.total >= self.p.reachable_min:
-                break
-            if use_spot or not self.spot[i]:
-                self.add(i, self.p.reachable_min - self.total)
-        return np.array(self.x, dtype=np.int64)
-
-
 def fill(p: Problem, demand_rps: float, order: NDArray[np.intp], use_spot: bool = True) -> IntArray:
-    """Fill `demand_rps` of expected surviving capacity in merit `order`, within the bounds."""
-    f, idx = _Filler(p), order.tolist()
-    f.on_demand_floor(idx)
-    for _ in range(2):  # a second pass uses spot room the on-demand pass opened
-        for i in idx:
-            if f.rps >= demand_rps - 1e-9:
-                break
-            if use_spot or not f.spot[i]:
-                f.add(i, f.need(i, demand_rps))
-    return f.to_bounds(idx, use_spot)
+    """Fill `demand_rps` of expected surviving capacity in merit `order`, within the bounds:
+    the on-demand floor first, then each pool in turn the replicas that close the gap (twice:
+    a second pass uses spot room the on-demand pass opened), then the replica minimum. A pool
+    adds at most its room: its maximum, replicas.max, and for spot the share's room."""
+    out = _kernels.fill(
+        p.surviving,
+        p.maxima,
+        np.ascontiguousarray(order, dtype=np.int64),
+        p.spot_count,
+        p.price.size,
+        p.total_max,
+        p.reachable_min,
+        p.spot_limits,
+        p.spot_max_fraction,
+        p.on_demand_floor,
+        demand_rps,
+        use_spot,
+    )
+    return np.frombuffer(out, dtype=np.int64).copy()
 
 
 def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray:
@@ -112,16 +69,31 @@ def cheapest_on_demand(p: Problem) -> IntArray:
     With no spot, risk is P(D > C), so meeting the floor means C >= `floor_demand`: a covering
     problem. Fill it in merit order, then drop replicas from the dearest pools while the cover
     and the replica minimum still hold (the merit-order fill overshoots by up to a replica
-    of every pool it touches).
+    of every pool it touches). Plain Python: a handful of pools, once per decision.
     """
-    f = _Filler(p)
-    order = [i for i in p.merit.tolist() if not f.spot[i]]
+    eff, spot, caps = p.as_lists
+    order = [i for i in p.merit.tolist() if not spot[i]]
+    x = [0] * len(eff)
+    total, rps = 0, 0.0
+
+    def add(i: int, want: int) -> None:
+        nonlocal total, rps
+        k = max(0, min(want, caps[i] - x[i], p.total_max - total)) if want > 0 else 0
+        x[i] += k
+        total += k
+        rps += k * eff[i]
+
     for i in order:
-        f.add(i, f.need(i, p.floor_demand))
+        gap = p.floor_demand - rps
+        add(i, 0 if gap <= 1e-9 else max(1, replicas_needed(gap, eff[i])))
     cap = p.risk.capacity.tolist()
     for i in sorted(order, key=lambda i: -float(p.price[i])):
-        while f.x[i] > 0 and f.total > p.reachable_min and f.rps - cap[i] >= p.floor_demand:
-            f.x[i] -= 1
-            f.total -= 1
-            f.rps -= cap[i]
-    return f.to_bounds(order, use_spot=False)
+        while x[i] > 0 and total > p.reachable_min and rps - cap[i] >= p.floor_demand:
+            x[i] -= 1
+            total -= 1
+            rps -= cap[i]
+    for i in order:  # the (reachable) replica minimum, best merit first
+        if total >= p.reachable_min:
+            break
+        add(i, p.reachable_min - total)
+    return np.array(x, dtype=np.int64)

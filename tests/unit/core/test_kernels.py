@@ -19,8 +19,9 @@ from test_properties import FAST, planners, rates
 
 from costscaler.core import Planner, _kernels
 from costscaler.core.allocate import HARD, SOFT, evaluate, feasible, first_plan
+from costscaler.core.capacity import replicas_needed
 from costscaler.core.exact import Tree
-from costscaler.core.fill import max_spot
+from costscaler.core.fill import cheapest_on_demand, fill, max_spot
 from costscaler.core.forecast import LEVEL_SPANS_S, MIN_ERRORS, _best_level
 from costscaler.core.step import start_plans
 
@@ -491,3 +492,84 @@ def test_the_compiled_level_is_the_numpy_one(rates_, dt, trend, lag):
     want_level, want_errors = reference_best_level(r, dt, trend, lag)
     assert level.tobytes() == want_level.tobytes()
     assert errors.tobytes() == want_errors.tobytes()
+
+
+class _Filler:
+    """fill.py's Python filler (the engine's before `_kernels.fill`)."""
+
+    def __init__(self, p):
+        self.p = p
+        self.eff, self.spot, self.cap = p.as_lists
+        self.x = [0] * len(self.eff)
+        self.total = self.nspot = 0
+        self.rps = 0.0
+        self.limits = p.spot_limits and p.spot_max_fraction < 1.0
+
+    def spot_room(self):
+        if not self.limits:
+            return 1 << 40
+        f = self.p.spot_max_fraction
+        return max(0, math.floor((f * self.total - self.nspot) / (1.0 - f) + 1e-9))
+
+    def add(self, i, want):
+        if want <= 0:
+            return 0
+        room = min(self.cap[i] - self.x[i], self.p.total_max - self.total)
+        k = max(0, min(want, room, self.spot_room() if self.spot[i] else room))
+        self.x[i] += k
+        self.total += k
+        self.nspot += k if self.spot[i] else 0
+        self.rps += k * self.eff[i]
+        return k
+
+    def need(self, i, demand):
+        gap = demand - self.rps
+        return 0 if gap <= 1e-9 else max(1, replicas_needed(gap, self.eff[i]))
+
+
+def reference_fill(p, demand_rps, order, use_spot):
+    f, idx = _Filler(p), order.tolist()
+    want = p.on_demand_floor if p.spot_limits else 0
+    for i in idx:
+        if not f.spot[i]:
+            want -= f.add(i, want)
+    for _ in range(2):
+        for i in idx:
+            if f.rps >= demand_rps - 1e-9:
+                break
+            if use_spot or not f.spot[i]:
+                f.add(i, f.need(i, demand_rps))
+    for i in idx:
+        if f.total >= p.reachable_min:
+            break
+        if use_spot or not f.spot[i]:
+            f.add(i, p.reachable_min - f.total)
+    return f.x
+
+
+def reference_cheapest_on_demand(p):
+    f = _Filler(p)
+    order = [i for i in p.merit.tolist() if not f.spot[i]]
+    for i in order:
+        f.add(i, f.need(i, p.floor_demand))
+    cap = p.risk.capacity.tolist()
+    for i in sorted(order, key=lambda i: -float(p.price[i])):
+        while f.x[i] > 0 and f.total > p.reachable_min and f.rps - cap[i] >= p.floor_demand:
+            f.x[i] -= 1
+            f.total -= 1
+            f.rps -= cap[i]
+    for i in order:
+        if f.total >= p.reachable_min:
+            break
+        f.add(i, p.reachable_min - f.total)
+    return f.x
+
+
+@settings(FAST, max_examples=300)
+@given(planners(), rates, st.floats(0.0, 150.0), st.booleans())
+def test_the_compiled_fill_and_the_on_demand_plan_are_the_python_ones(pl, rate, demand, spot):
+    prob = _problem(pl, rate)
+    assert fill(prob, demand, prob.merit, use_spot=spot).tolist() == reference_fill(
+        prob, demand, prob.merit, spot
+    )
+    assert cheapest_on_demand(prob).tolist() == reference_cheapest_on_demand(prob)
