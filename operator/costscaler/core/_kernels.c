@@ -2,14 +2,12 @@
  *   setup       the branch and bound's levels and bounds      core/exact.py  Tree
  *   grow        the branch and bound's level loop            core/exact.py  solve
  *   tables      the bound per capacity cell                  core/exact.py  RiskCost.tables
- *   evaluate    plans' spend, risk and objective             core/allocate.py  evaluate
- *   risk        plans' risk                                  core/risk.py  RiskModel.of
+ *   evaluate    plans' spend, risk and objective             core/risk.py  RiskModel.evaluate
  *   feasible    plans within the hard bounds                 core/allocate.py  feasible
  *   exceedance  P(demand > c), and the risk bound R(c)       core/forecast.py, exact.risk_bound
  *   quantile    the demand exceeded with probability 1 - q   core/forecast.py
  *   best_level  the demand level's smoothing span             core/forecast.py  _best_level
- *   fill        the merit-order starts                       core/fill.py  fill
- *   max_spot    the maximum-spot start                       core/fill.py  max_spot
+ *   start       the local search's starts                    core/fill.py  fill, max_spot
  *   stalled     the stalled-pool scan over the window        core/stock.py  stalled
  * The Python files named keep the formulas and say what each means.
  *
@@ -20,7 +18,7 @@
  *
  * The arithmetic is the numpy formulas', operation for operation and in the same order (IEEE
  * doubles, no fused multiply-adds: built with -ffp-contract=off), so results are the same bit
- * for bit, except where numpy summed with BLAS (`evaluate`, `risk`, `exceedance`, and
+ * for bit, except where numpy summed with BLAS (`evaluate`, `exceedance`, and
  * `best_level`'s scores), whose order is its own: those may differ from numpy's in the last
  * bits. tests/unit/core/test_kernels.py
  * replays each against its numpy formulas. The normal CDF is scipy's own `ndtr`, taken from
@@ -73,8 +71,27 @@ static int typed_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t items, char k
     return 0;
 }
 
-static int buffer_of(PyObject *obj, Py_buffer *view, Py_ssize_t items, const char *what) {
-    return typed_buffer(obj, view, items, 'd', what);
+/* The buffers a call holds, released together: `take` each argument's in turn, check
+ * `held >= 0` once (a failed take released the others and set the error), `drop` at the end. */
+#define MAX_BUFFERS 6
+typedef struct {
+    Py_buffer view[MAX_BUFFERS];
+    int held;
+} Buffers;
+
+static void drop(Buffers *b) {
+    for (int k = 0; k < b->held; k++) PyBuffer_Release(&b->view[k]);
+    b->held = 0;
+}
+
+static void *take(Buffers *b, PyObject *obj, Py_ssize_t items, char kind, const char *what) {
+    if (b->held < 0) return NULL;
+    if (typed_buffer(obj, &b->view[b->held], items, kind, what) < 0) {
+        drop(b);
+        b->held = -1;
+        return NULL;
+    }
+    return b->view[b->held++].buf;
 }
 
 /* Columns of `setup`'s per-pool rows (exact.py's `Tree` writes them). */
@@ -120,9 +137,9 @@ static PyObject *setup(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "setup: need 1 to 4096 pools");
         return NULL;
     }
-    Py_buffer pools_v;
-    if (buffer_of(pools_obj, &pools_v, n * S_COLUMNS, "pools") < 0) return NULL;
-    const double *pool = pools_v.buf;
+    Buffers b = {.held = 0};
+    const double *pool = take(&b, pools_obj, n * S_COLUMNS, 'd', "pools");
+    if (b.held < 0) return NULL;
     PyObject *out = NULL;
     double *sig = malloc(sizeof(double) * (size_t)(n * SIGNATURE));
     double *work = malloc(sizeof(double) * (size_t)(n * 12));
@@ -211,7 +228,7 @@ done:
     free(sig);
     free(work);
     free(order);
-    PyBuffer_Release(&pools_v);
+    drop(&b);
     return out;
 }
 
@@ -226,14 +243,10 @@ static PyObject *grow(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "grow: n, cells and max_nodes must be positive");
         return NULL;
     }
-    Py_buffer lv_view, tb_view;
-    if (buffer_of(levels_obj, &lv_view, n * COLUMNS, "levels") < 0) return NULL;
-    if (buffer_of(tables_obj, &tb_view, (2 * n + 1) * cells, "tables") < 0) {
-        PyBuffer_Release(&lv_view);
-        return NULL;
-    }
-    const double *lv = (const double *)lv_view.buf;
-    const double *tables = (const double *)tb_view.buf;
+    Buffers b = {.held = 0};
+    const double *lv = take(&b, levels_obj, n * COLUMNS, 'd', "levels");
+    const double *tables = take(&b, tables_obj, (2 * n + 1) * cells, 'd', "tables");
+    if (b.held < 0) return NULL;
     const double *last_table = tables + 2 * n * cells;
     const Py_ssize_t max_children = 4 * max_nodes;
 
@@ -369,8 +382,7 @@ done:
     free(next_parent);
     free(next_count);
     free(last);
-    PyBuffer_Release(&lv_view);
-    PyBuffer_Release(&tb_view);
+    drop(&b);
     return result;
 }
 
@@ -399,62 +411,27 @@ static double plan_risk(const long long *x, const double *pools, Py_ssize_t n, P
     return np_min(np_max(risk, 0.0), 1.0);
 }
 
+/* `evaluate`'s arrays, checked against their sizes. */
 typedef struct {
-    Py_buffer plans, pools, samples, kernel, weights;
-    int held;
+    Buffers b;
+    const long long *plans;
+    const double *pools, *samples, *kernel, *weights;
 } Inputs;
-
-static void release(Inputs *in) {
-    Py_buffer *all[] = {&in->plans, &in->pools, &in->samples, &in->kernel, &in->weights};
-    for (int k = 0; k < in->held; k++) PyBuffer_Release(all[k]);
-}
 
 static int inputs(Inputs *in, PyObject *plans, PyObject *pools, PyObject *samples,
                   PyObject *kernel, PyObject *weights, Py_ssize_t count, Py_ssize_t n,
                   Py_ssize_t scenarios, Py_ssize_t g) {
-    in->held = 0;
+    in->b.held = 0;
     if (count < 0 || n < 1 || scenarios < 1 || g < 1) {
         PyErr_SetString(PyExc_ValueError, "plans, pools, scenarios and samples: sizes < 1");
         return -1;
     }
-    if (typed_buffer(plans, &in->plans, count * n, 'q', "plans") < 0) return -1;
-    in->held++;
-    if (buffer_of(pools, &in->pools, n * (P_SHIFT + scenarios), "pools") < 0) goto fail;
-    in->held++;
-    if (buffer_of(samples, &in->samples, g, "samples") < 0) goto fail;
-    in->held++;
-    if (buffer_of(kernel, &in->kernel, g, "kernel") < 0) goto fail;
-    in->held++;
-    if (buffer_of(weights, &in->weights, scenarios, "weights") < 0) goto fail;
-    in->held++;
-    return 0;
-fail:
-    release(in);
-    return -1;
-}
-
-static PyObject *risk(PyObject *self, PyObject *args) {
-    PyObject *plans_obj, *pools_obj, *samples_obj, *kernel_obj, *weights_obj;
-    Py_ssize_t count, n, scenarios, g;
-    double bandwidth;
-    if (!PyArg_ParseTuple(args, "OOOOOnnnnd", &plans_obj, &pools_obj, &samples_obj, &kernel_obj,
-                          &weights_obj, &count, &n, &scenarios, &g, &bandwidth))
-        return NULL;
-    Inputs in;
-    if (inputs(&in, plans_obj, pools_obj, samples_obj, kernel_obj, weights_obj, count, n,
-               scenarios, g) < 0)
-        return NULL;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * count);
-    if (out != NULL) {
-        double *r = (double *)PyBytes_AS_STRING(out);
-        const long long *x = (const long long *)in.plans.buf;
-        const Py_ssize_t cols = P_SHIFT + scenarios;
-        for (Py_ssize_t k = 0; k < count; k++)
-            r[k] = plan_risk(x + k * n, in.pools.buf, n, cols, scenarios, in.samples.buf,
-                             in.kernel.buf, g, in.weights.buf, bandwidth);
-    }
-    release(&in);
-    return out;
+    in->plans = take(&in->b, plans, count * n, 'q', "plans");
+    in->pools = take(&in->b, pools, n * (P_SHIFT + scenarios), 'd', "pools");
+    in->samples = take(&in->b, samples, g, 'd', "samples");
+    in->kernel = take(&in->b, kernel, g, 'd', "kernel");
+    in->weights = take(&in->b, weights, scenarios, 'd', "weights");
+    return in->b.held < 0 ? -1 : 0;
 }
 
 static PyObject *evaluate(PyObject *self, PyObject *args) {
@@ -475,8 +452,8 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
     if (out != NULL) {
         double *spend = (double *)PyBytes_AS_STRING(out), *risks = spend + count,
                *obj = spend + 2 * count;
-        const long long *plans = (const long long *)in.plans.buf;
-        const double *pools = (const double *)in.pools.buf;
+        const long long *plans = in.plans;
+        const double *pools = in.pools;
         const Py_ssize_t cols = P_SHIFT + scenarios;
         const double floor_scale = np_max(floor_demand, 1e-9);
         for (Py_ssize_t k = 0; k < count; k++) {
@@ -489,8 +466,8 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
                 const double more = (double)x[i] - pool[P_CURRENT];
                 if (more > 0) warm_up += more * pool[P_START];
             }
-            const double r = plan_risk(x, pools, n, cols, scenarios, in.samples.buf,
-                                       in.kernel.buf, g, in.weights.buf, bandwidth);
+            const double r = plan_risk(x, pools, n, cols, scenarios, in.samples, in.kernel, g,
+                                       in.weights, bandwidth);
             const double missing = np_max(floor_demand - surviving, 0.0) / floor_scale;
             const double over = r > risk_floor ? r - risk_floor + missing : 0.0;
             double j = (warm ? money + warm_up : money) + miss_cost * r + floor_w * over;
@@ -500,7 +477,7 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
             obj[k] = j;
         }
     }
-    release(&in);
+    drop(&in.b);
     return out;
 }
 
@@ -529,28 +506,18 @@ static PyObject *exceedance(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "exceedance: need 1 demand sample at least");
         return NULL;
     }
-    Py_buffer samples_v, weights_v, capacity_v;
-    if (buffer_of(samples_obj, &samples_v, g, "samples") < 0) return NULL;
-    if (buffer_of(weights_obj, &weights_v, g, "weights") < 0) {
-        PyBuffer_Release(&samples_v);
-        return NULL;
-    }
-    if (buffer_of(capacity_obj, &capacity_v, count, "capacity") < 0) {
-        PyBuffer_Release(&weights_v);
-        PyBuffer_Release(&samples_v);
-        return NULL;
-    }
+    Buffers b = {.held = 0};
+    const double *samples = take(&b, samples_obj, g, 'd', "samples");
+    const double *weights = take(&b, weights_obj, g, 'd', "weights");
+    const double *capacity = take(&b, capacity_obj, count, 'd', "capacity");
+    if (b.held < 0) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * count);
     if (out != NULL) {
         double *ex = (double *)PyBytes_AS_STRING(out);
-        const double *samples = samples_v.buf, *weights = weights_v.buf,
-                     *capacity = capacity_v.buf;
         for (Py_ssize_t k = 0; k < count; k++)
             ex[k] = exceed(samples, weights, g, bandwidth, capacity[k], bound);
     }
-    PyBuffer_Release(&capacity_v);
-    PyBuffer_Release(&weights_v);
-    PyBuffer_Release(&samples_v);
+    drop(&b);
     return out;
 }
 
@@ -565,18 +532,11 @@ static PyObject *quantile(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "quantile: need 1 sample and 2 to 1024 grid points");
         return NULL;
     }
-    Py_buffer samples_v, weights_v, unit_v;
-    if (buffer_of(samples_obj, &samples_v, g, "samples") < 0) return NULL;
-    if (buffer_of(weights_obj, &weights_v, g, "weights") < 0) {
-        PyBuffer_Release(&samples_v);
-        return NULL;
-    }
-    if (buffer_of(unit_obj, &unit_v, points, "unit") < 0) {
-        PyBuffer_Release(&weights_v);
-        PyBuffer_Release(&samples_v);
-        return NULL;
-    }
-    const double *samples = samples_v.buf, *weights = weights_v.buf, *unit = unit_v.buf;
+    Buffers b = {.held = 0};
+    const double *samples = take(&b, samples_obj, g, 'd', "samples");
+    const double *weights = take(&b, weights_obj, g, 'd', "weights");
+    const double *unit = take(&b, unit_obj, points, 'd', "unit");
+    if (b.held < 0) return NULL;
     double grid[1024], ex[1024];
     const double tail = 1.0 - q;
     double lo = 0.0, hi = top, value = lo;
@@ -604,9 +564,7 @@ static PyObject *quantile(PyObject *self, PyObject *args) {
         const double share = (ex[k - 1] - tail) / np_max(ex[k - 1] - ex[k], 1e-300);
         value = lo + (hi - lo) * np_min(np_max(share, 0.0), 1.0);
     }
-    PyBuffer_Release(&unit_v);
-    PyBuffer_Release(&weights_v);
-    PyBuffer_Release(&samples_v);
+    drop(&b);
     return PyFloat_FromDouble(value);
 }
 
@@ -621,9 +579,9 @@ static PyObject *best_level(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "best_level: need 1 sample and a lag of 1 at least");
         return NULL;
     }
-    Py_buffer rate_v;
-    if (buffer_of(rate_obj, &rate_v, n, "rate") < 0) return NULL;
-    const double *r = rate_v.buf;
+    Buffers b = {.held = 0};
+    const double *r = take(&b, rate_obj, n, 'd', "rate");
+    if (b.held < 0) return NULL;
     const Py_ssize_t m_err = n > fit ? n - fit : 0;
     PyObject *out = NULL;
     double *csum = malloc(sizeof(double) * (size_t)(n + 1));
@@ -675,7 +633,7 @@ done:
     free(csum);
     free(level);
     free(errors);
-    PyBuffer_Release(&rate_v);
+    drop(&b);
     return out;
 }
 
@@ -688,23 +646,17 @@ static PyObject *tables(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "tables: need 2 grid points and 1 ratio at least");
         return NULL;
     }
-    Py_buffer grid_v, cost_v, rho_v;
-    if (buffer_of(grid_obj, &grid_v, cells, "grid") < 0) return NULL;
-    if (buffer_of(cost_obj, &cost_v, cells, "cost") < 0) {
-        PyBuffer_Release(&grid_v);
-        return NULL;
-    }
-    if (buffer_of(rho_obj, &rho_v, rows, "rho") < 0) {
-        PyBuffer_Release(&cost_v);
-        PyBuffer_Release(&grid_v);
-        return NULL;
-    }
+    Buffers b = {.held = 0};
+    const double *grid = take(&b, grid_obj, cells, 'd', "grid");
+    const double *cost = take(&b, cost_obj, cells, 'd', "cost");
+    const double *rhos = take(&b, rho_obj, rows, 'd', "rho");
+    if (b.held < 0) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * rows * cells);
     if (out != NULL) {
-        const double *grid = grid_v.buf, *upper = (const double *)cost_v.buf + 1;
+        const double *upper = cost + 1;
         for (Py_ssize_t k = 0; k < rows; k++) {
             double *row = (double *)PyBytes_AS_STRING(out) + k * cells;
-            const double rho = ((const double *)rho_v.buf)[k];
+            const double rho = rhos[k];
             const int finite = isfinite(rho);
             const double r = finite ? rho : 0.0;
             double after = INFINITY; /* min over later cells of G_k rho + B_{k+1} */
@@ -716,9 +668,7 @@ static PyObject *tables(PyObject *self, PyObject *args) {
             row[cells - 1] = 0.0;
         }
     }
-    PyBuffer_Release(&rho_v);
-    PyBuffer_Release(&cost_v);
-    PyBuffer_Release(&grid_v);
+    drop(&b);
     return out;
 }
 
@@ -735,23 +685,16 @@ static PyObject *feasible(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "feasible: plans and pools: sizes < 1");
         return NULL;
     }
-    Py_buffer plans_v, maxima_v, spot_v;
-    if (typed_buffer(plans_obj, &plans_v, count * n, 'q', "plans") < 0) return NULL;
-    if (typed_buffer(maxima_obj, &maxima_v, n, 'q', "maxima") < 0) {
-        PyBuffer_Release(&plans_v);
-        return NULL;
-    }
-    if (typed_buffer(spot_obj, &spot_v, n, 'q', "spot") < 0) {
-        PyBuffer_Release(&maxima_v);
-        PyBuffer_Release(&plans_v);
-        return NULL;
-    }
+    Buffers b = {.held = 0};
+    const long long *plans = take(&b, plans_obj, count * n, 'q', "plans");
+    const long long *maxima = take(&b, maxima_obj, n, 'q', "maxima");
+    const long long *spot_flag = take(&b, spot_obj, n, 'q', "spot");
+    if (b.held < 0) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, count);
     if (out != NULL) {
         char *ok = PyBytes_AS_STRING(out);
-        const long long *maxima = maxima_v.buf, *spot_flag = spot_v.buf;
         for (Py_ssize_t k = 0; k < count; k++) {
-            const long long *x = (const long long *)plans_v.buf + k * n;
+            const long long *x = plans + k * n;
             long long total = 0, spot = 0;
             char good = 1;
             for (Py_ssize_t i = 0; i < n; i++) {
@@ -767,9 +710,7 @@ static PyObject *feasible(PyObject *self, PyObject *args) {
             ok[k] = good;
         }
     }
-    PyBuffer_Release(&spot_v);
-    PyBuffer_Release(&maxima_v);
-    PyBuffer_Release(&plans_v);
+    drop(&b);
     return out;
 }
 
@@ -792,56 +733,6 @@ static void spot_plan(long long total, long long *x, Py_ssize_t n, const long lo
             count -= x[i];
         }
     }
-}
-
-static PyObject *max_spot(PyObject *self, PyObject *args) {
-    PyObject *eff_obj, *caps_obj, *order_obj, *spot_obj;
-    Py_ssize_t n;
-    long long lo, hi, od_floor;
-    int limits;
-    double fraction, demand;
-    if (!PyArg_ParseTuple(args, "OOOOnLLpdLd", &eff_obj, &caps_obj, &order_obj, &spot_obj, &n,
-                          &lo, &hi, &limits, &fraction, &od_floor, &demand))
-        return NULL;
-    if (n < 1) {
-        PyErr_SetString(PyExc_ValueError, "max_spot: need 1 pool at least");
-        return NULL;
-    }
-    Py_buffer eff_v, caps_v, order_v, spot_v;
-    if (buffer_of(eff_obj, &eff_v, n, "eff") < 0) return NULL;
-    if (typed_buffer(caps_obj, &caps_v, n, 'q', "caps") < 0) goto eff_only;
-    if (typed_buffer(order_obj, &order_v, n, 'q', "order") < 0) goto caps_too;
-    if (typed_buffer(spot_obj, &spot_v, n, 'q', "spot") < 0) goto order_too;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(long long) * n);
-    if (out != NULL) {
-        long long *x = (long long *)PyBytes_AS_STRING(out);
-        const double *eff = eff_v.buf;
-        const long long *caps = caps_v.buf, *order = order_v.buf, *is_spot = spot_v.buf;
-        /* The plan's capacity grows with its total: bisect for the fewest that cover. */
-        while (lo < hi) {
-            const long long mid = (lo + hi) / 2;
-            spot_plan(mid, x, n, caps, order, is_spot, limits, fraction, od_floor);
-            double rps = 0.0;
-            for (Py_ssize_t i = 0; i < n; i++) rps += (double)x[i] * eff[i];
-            if (rps >= demand - 1e-9)
-                hi = mid;
-            else
-                lo = mid + 1;
-        }
-        spot_plan(lo, x, n, caps, order, is_spot, limits, fraction, od_floor);
-    }
-    PyBuffer_Release(&spot_v);
-    PyBuffer_Release(&order_v);
-    PyBuffer_Release(&caps_v);
-    PyBuffer_Release(&eff_v);
-    return out;
-order_too:
-    PyBuffer_Release(&order_v);
-caps_too:
-    PyBuffer_Release(&caps_v);
-eff_only:
-    PyBuffer_Release(&eff_v);
-    return NULL;
 }
 
 /* fill.py's _Filler: whole replicas added within the bounds and the spot share. */
@@ -893,69 +784,80 @@ static long long fill_need(const Filler *f, Py_ssize_t i, double demand) {
     return k > 1 ? k : 1;
 }
 
-static PyObject *fill(PyObject *self, PyObject *args) {
+/* The starts of fill.py: mode 0 `fill` with spot, 1 `fill` on-demand only, 2 `max_spot`. */
+static PyObject *start(PyObject *self, PyObject *args) {
     PyObject *eff_obj, *caps_obj, *order_obj, *spot_obj;
     Py_ssize_t n;
     long long total_max, reachable_min, od_floor;
-    int spot_limits, use_spot;
+    int spot_limits, mode;
     double fraction, demand;
-    if (!PyArg_ParseTuple(args, "OOOOnLLpdLdp", &eff_obj, &caps_obj, &order_obj, &spot_obj, &n,
+    if (!PyArg_ParseTuple(args, "OOOOnLLpdLdi", &eff_obj, &caps_obj, &order_obj, &spot_obj, &n,
                           &total_max, &reachable_min, &spot_limits, &fraction, &od_floor, &demand,
-                          &use_spot))
+                          &mode))
         return NULL;
-    if (n < 1) {
-        PyErr_SetString(PyExc_ValueError, "fill: need 1 pool at least");
+    if (n < 1 || mode < 0 || mode > 2) {
+        PyErr_SetString(PyExc_ValueError, "start: need 1 pool at least and a mode of 0, 1 or 2");
         return NULL;
     }
-    Py_buffer eff_v, caps_v, order_v, spot_v;
-    if (buffer_of(eff_obj, &eff_v, n, "eff") < 0) return NULL;
-    if (typed_buffer(caps_obj, &caps_v, n, 'q', "caps") < 0) goto eff_only;
-    if (typed_buffer(order_obj, &order_v, n, 'q', "order") < 0) goto caps_too;
-    if (typed_buffer(spot_obj, &spot_v, n, 'q', "spot") < 0) goto order_too;
+    Buffers b = {.held = 0};
+    const double *eff = take(&b, eff_obj, n, 'd', "eff");
+    const long long *caps = take(&b, caps_obj, n, 'q', "caps");
+    const long long *order = take(&b, order_obj, n, 'q', "order");
+    const long long *is_spot = take(&b, spot_obj, n, 'q', "spot");
+    if (b.held < 0) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(long long) * n);
-    if (out != NULL) {
-        long long *x = (long long *)PyBytes_AS_STRING(out);
-        for (Py_ssize_t i = 0; i < n; i++) x[i] = 0;
-        Filler f = {eff_v.buf, caps_v.buf, spot_v.buf, x, 0, 0, total_max, 0.0, fraction,
-                    spot_limits && fraction < 1.0};
-        const long long *order = order_v.buf, *is_spot = spot_v.buf;
-        /* The on-demand floor first, in merit order. */
-        long long want = spot_limits ? od_floor : 0;
-        for (Py_ssize_t k = 0; k < n; k++)
-            if (!is_spot[order[k]]) want -= fill_add(&f, order[k], want);
-        /* Then the demand; a second pass uses spot room the on-demand pass opened. */
-        for (int pass = 0; pass < 2 && out != NULL; pass++) {
-            for (Py_ssize_t k = 0; k < n; k++) {
-                const Py_ssize_t i = order[k];
-                if (f.rps >= demand - 1e-9) break;
-                if (use_spot || !is_spot[i]) {
-                    const long long need = fill_need(&f, i, demand);
-                    if (need < 0) {
-                        Py_CLEAR(out);
-                        break;
-                    }
-                    fill_add(&f, i, need);
+    if (out == NULL) {
+        drop(&b);
+        return NULL;
+    }
+    long long *x = (long long *)PyBytes_AS_STRING(out);
+    if (mode == 2) {
+        /* The plan's capacity grows with its total: bisect for the fewest that cover. */
+        long long lo = reachable_min, hi = total_max;
+        while (lo < hi) {
+            const long long mid = (lo + hi) / 2;
+            spot_plan(mid, x, n, caps, order, is_spot, spot_limits, fraction, od_floor);
+            double rps = 0.0;
+            for (Py_ssize_t i = 0; i < n; i++) rps += (double)x[i] * eff[i];
+            if (rps >= demand - 1e-9)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        spot_plan(lo, x, n, caps, order, is_spot, spot_limits, fraction, od_floor);
+        drop(&b);
+        return out;
+    }
+    const int use_spot = mode == 0;
+    for (Py_ssize_t i = 0; i < n; i++) x[i] = 0;
+    Filler f = {eff, caps, is_spot, x, 0, 0, total_max, 0.0, fraction,
+                spot_limits && fraction < 1.0};
+    /* The on-demand floor first, in merit order. */
+    long long want = spot_limits ? od_floor : 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (!is_spot[order[k]]) want -= fill_add(&f, order[k], want);
+    /* Then the demand; a second pass uses spot room the on-demand pass opened. */
+    for (int pass = 0; pass < 2 && out != NULL; pass++) {
+        for (Py_ssize_t k = 0; k < n; k++) {
+            const Py_ssize_t i = order[k];
+            if (f.rps >= demand - 1e-9) break;
+            if (use_spot || !is_spot[i]) {
+                const long long need = fill_need(&f, i, demand);
+                if (need < 0) {
+                    Py_CLEAR(out);
+                    break;
                 }
+                fill_add(&f, i, need);
             }
         }
-        /* Then the total up to the (reachable) minimum, best merit first. */
-        for (Py_ssize_t k = 0; k < n && out != NULL; k++) {
-            if (f.total >= reachable_min) break;
-            if (use_spot || !is_spot[order[k]]) fill_add(&f, order[k], reachable_min - f.total);
-        }
     }
-    PyBuffer_Release(&spot_v);
-    PyBuffer_Release(&order_v);
-    PyBuffer_Release(&caps_v);
-    PyBuffer_Release(&eff_v);
+    /* Then the total up to the (reachable) minimum, best merit first. */
+    for (Py_ssize_t k = 0; k < n && out != NULL; k++) {
+        if (f.total >= reachable_min) break;
+        if (use_spot || !is_spot[order[k]]) fill_add(&f, order[k], reachable_min - f.total);
+    }
+    drop(&b);
     return out;
-order_too:
-    PyBuffer_Release(&order_v);
-caps_too:
-    PyBuffer_Release(&caps_v);
-eff_only:
-    PyBuffer_Release(&eff_v);
-    return NULL;
 }
 
 static PyObject *stalled(PyObject *self, PyObject *args) {
@@ -968,18 +870,18 @@ static PyObject *stalled(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "stalled: pools and samples must be positive");
         return NULL;
     }
-    Py_buffer times_v, ready_v, warming_v, wait_v;
-    if (buffer_of(times_obj, &times_v, t, "times") < 0) return NULL;
-    if (buffer_of(ready_obj, &ready_v, n * t, "ready") < 0) goto times_only;
-    if (buffer_of(warming_obj, &warming_v, n * t, "warming") < 0) goto ready_too;
-    if (buffer_of(wait_obj, &wait_v, n, "wait") < 0) goto warming_too;
+    Buffers b = {.held = 0};
+    const double *times = take(&b, times_obj, t, 'd', "times");
+    const double *ready_all = take(&b, ready_obj, n * t, 'd', "ready");
+    const double *warming_all = take(&b, warming_obj, n * t, 'd', "warming");
+    const double *wait = take(&b, wait_obj, n, 'd', "wait");
+    if (b.held < 0) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, n);
     if (out != NULL) {
         char *flag = PyBytes_AS_STRING(out);
-        const double *times = times_v.buf, *wait = wait_v.buf;
         for (Py_ssize_t i = 0; i < n; i++) {
-            const double *ready = (const double *)ready_v.buf + i * t;
-            const double *warming = (const double *)warming_v.buf + i * t;
+            const double *ready = ready_all + i * t;
+            const double *warming = warming_all + i * t;
             double last = -INFINITY; /* the latest sample with progress */
             char stuck = 0;
             for (Py_ssize_t k = 0; k < t && !stuck; k++) {
@@ -992,18 +894,8 @@ static PyObject *stalled(PyObject *self, PyObject *args) {
             flag[i] = stuck;
         }
     }
-    PyBuffer_Release(&wait_v);
-    PyBuffer_Release(&warming_v);
-    PyBuffer_Release(&ready_v);
-    PyBuffer_Release(&times_v);
+    drop(&b);
     return out;
-warming_too:
-    PyBuffer_Release(&warming_v);
-ready_too:
-    PyBuffer_Release(&ready_v);
-times_only:
-    PyBuffer_Release(&times_v);
-    return NULL;
 }
 
 static PyMethodDef methods[] = {
@@ -1015,9 +907,6 @@ static PyMethodDef methods[] = {
      "grow(best, max_nodes, total_max, per_od, per_spot, levels, step, tables, cells, n)\n"
      "-> (plans, lower) as bytes (int64 rows of n counts, float64 bounds), or None when the\n"
      "tree is wider than max_nodes partial plans at a level (4 x max_nodes children)."},
-    {"risk", risk, METH_VARARGS,
-     "risk(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth)\n"
-     "-> bytes: count float64 risks."},
     {"evaluate", evaluate, METH_VARARGS,
      "evaluate(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth,\n"
      "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm)\n"
@@ -1039,14 +928,11 @@ static PyMethodDef methods[] = {
     {"feasible", feasible, METH_VARARGS,
      "feasible(plans, maxima, spot, count, n, reachable_min, total_max, limits, fraction,\n"
      "on_demand_floor) -> bytes: per plan 1 when within every hard bound, else 0."},
-    {"max_spot", max_spot, METH_VARARGS,
-     "max_spot(eff, caps, order, spot, n, lo, hi, limits, fraction, on_demand_floor, demand)\n"
-     "-> bytes: n int64, the fewest replicas covering demand with the most spot allowed\n"
-     "(`fill.max_spot`)."},
-    {"fill", fill, METH_VARARGS,
-     "fill(eff, caps, order, spot, n, total_max, reachable_min, spot_limits, fraction,\n"
-     "on_demand_floor, demand, use_spot) -> bytes: n int64, a merit-order fill of demand\n"
-     "within the bounds (`fill.fill`)."},
+    {"start", start, METH_VARARGS,
+     "start(eff, caps, order, spot, n, total_max, reachable_min, spot_limits, fraction,\n"
+     "on_demand_floor, demand, mode) -> bytes: n int64, a start covering demand within the\n"
+     "bounds: mode 0 the merit-order fill, 1 the same on on-demand pools, 2 the fewest\n"
+     "replicas with the most spot allowed (`fill.fill`, `fill.max_spot`)."},
     {"stalled", stalled, METH_VARARGS,
      "stalled(times, ready, warming, wait, n, t) -> bytes: per pool 1 when some sample had\n"
      "replicas warming longer than its wait (s) since the last progress, else 0."},

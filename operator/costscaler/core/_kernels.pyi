@@ -19,21 +19,6 @@ def grow(
     """The complete plans left and their lower bounds (int64 rows of `n` counts and float64
     bounds, as bytes), or None when a level holds more than `max_nodes` partial plans."""
 
-def risk(
-    plans: IntArray,
-    pools: FloatArray,
-    samples: FloatArray,
-    kernel: FloatArray,
-    weights: FloatArray,
-    count: int,
-    n: int,
-    scenarios: int,
-    g: int,
-    bandwidth: float,
-    /,
-) -> bytes:
-    """`count` float64 risks of the int64 plans (`risk.RiskModel.of`)."""
-
 def evaluate(
     plans: IntArray,
     pools: FloatArray,
@@ -54,7 +39,7 @@ def evaluate(
     warm: bool,
     /,
 ) -> bytes:
-    """`count` float64 spends, then risks, then objectives (`allocate.evaluate`)."""
+    """`count` float64 spends, then risks, then objectives (`RiskModel.evaluate`)."""
 
 def stalled(
     times: FloatArray,
@@ -110,22 +95,6 @@ def quantile(
 ) -> float:
     """The demand exceeded with probability 1 - q (`DemandForecast.quantile`)."""
 
-def max_spot(
-    eff: FloatArray,
-    caps: IntArray,
-    order: IntArray,
-    spot: IntArray,
-    n: int,
-    lo: int,
-    hi: int,
-    limits: bool,
-    fraction: float,
-    on_demand_floor: int,
-    demand: float,
-    /,
-) -> bytes:
-    """`n` int64: the maximum-spot plan covering `demand` (`fill.max_spot`)."""
-
 def setup(
     pools: FloatArray, n: int, total_max: int, fraction: float, limited: bool, /
 ) -> tuple[bytes, float, float]:
@@ -146,7 +115,7 @@ def best_level(
 ) -> tuple[bytes, bytes]:
     """The best span's levels and errors, float64 bytes (`forecast._best_level`)."""
 
-def fill(
+def start(
     eff: FloatArray,
     caps: IntArray,
     order: IntArray,
@@ -158,7 +127,7 @@ def fill(
     fraction: float,
     on_demand_floor: int,
     demand: float,
-    use_spot: bool,
+    mode: int,
     /,
 ) -> bytes:
-    """`n` int64: the merit-order fill of `demand` within the bounds (`fill.fill`)."""
+    """`n` int64: a start (`fill.fill`: mode 0, 1 on-demand only; `fill.max_spot`: 2)."""

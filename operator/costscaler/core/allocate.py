@@ -225,30 +225,19 @@ def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, Float
     over_floor = risk - floor + missing past the floor, else 0: the capacity still missing
     to the floor's demand quantile (a share of it) ranks plans whose risk is the same (all ~1
     when demand is out of the bounds' reach)."""
-    x = np.ascontiguousarray(plans, dtype=np.int64)
-    samples, kernel, weights, scenarios, g, bw = p.risk.kernel_args()
     floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
-    out = _kernels.evaluate(
-        x,
+    warm = p.current is not None and p.start_cost is not None
+    return p.risk.evaluate(
+        plans,
         p.columns,
-        samples,
-        kernel,
-        weights,
-        x.shape[0],
-        x.shape[1],
-        scenarios,
-        g,
-        bw,
         p.floor_demand,
         p.risk_floor,
         p.slo_miss_cost,
         floor_w,
         p.budget,
         budget_w,
-        p.current is not None and p.start_cost is not None,
+        warm,
     )
-    spend, risk, obj = np.frombuffer(out, dtype=np.float64).reshape(3, -1)
-    return spend, risk, obj
 
 
 def money(p: Problem, plans: IntArray, spend: FloatArray | None = None) -> FloatArray:

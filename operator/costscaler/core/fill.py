@@ -22,21 +22,7 @@ def fill(p: Problem, demand_rps: float, order: NDArray[np.intp], use_spot: bool 
     the on-demand floor first, then each pool in turn the replicas that close the gap (twice:
     a second pass uses spot room the on-demand pass opened), then the replica minimum. A pool
     adds at most its room: its maximum, replicas.max, and for spot the share's room."""
-    out = _kernels.fill(
-        p.surviving,
-        p.maxima,
-        np.ascontiguousarray(order, dtype=np.int64),
-        p.spot_count,
-        p.price.size,
-        p.total_max,
-        p.reachable_min,
-        p.spot_limits,
-        p.spot_max_fraction,
-        p.on_demand_floor,
-        demand_rps,
-        use_spot,
-    )
-    return np.frombuffer(out, dtype=np.int64).copy()
+    return _start(p, demand_rps, order, 0 if use_spot else 1)
 
 
 def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray:
@@ -46,19 +32,23 @@ def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray
     floor) and the rest on-demand, each in merit order up to the pools' maxima; its capacity
     grows with T, so T is found by bisection.
     """
-    # Compiled (`_kernels.c`): the bisection builds a plan per step, a Python loop each.
-    out = _kernels.max_spot(
+    return _start(p, demand_rps, order, 2)
+
+
+def _start(p: Problem, demand_rps: float, order: NDArray[np.intp], mode: int) -> IntArray:
+    out = _kernels.start(
         p.surviving,
         p.maxima,
         np.ascontiguousarray(order, dtype=np.int64),
         p.spot_count,
         p.price.size,
-        p.reachable_min,
         p.total_max,
+        p.reachable_min,
         p.spot_limits,
         p.spot_max_fraction,
         p.on_demand_floor,
         demand_rps,
+        mode,
     )
     return np.frombuffer(out, dtype=np.int64).copy()
 

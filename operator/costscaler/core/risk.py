@@ -17,6 +17,7 @@ with B_s the capacity lost in scenario s, evaluated for a batch of plans at once
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -94,29 +95,48 @@ class RiskModel:
         zero = np.zeros(self.capacity.size)
         return self.columns(zero, zero, zero, zero)
 
-    def kernel_args(self) -> tuple[FloatArray, FloatArray, FloatArray, int, int, float]:
-        """Demand samples, kernel weights, scenario weights, their counts and the bandwidth."""
-        weights = self._scenarios[0]
-        d = self.demand
-        return d.samples, d.weights, weights, weights.size, d.weights.size, d.bandwidth
-
-    def of(self, plans: IntArray) -> FloatArray:
-        """P(capacity < demand) for each plan (rows: plans, columns: pools), compiled."""
+    def evaluate(
+        self,
+        plans: IntArray,
+        columns: FloatArray,
+        floor_demand: float = 0.0,
+        risk_floor: float = 1.0,
+        slo_miss_cost: float = 0.0,
+        floor_weight: float = 0.0,
+        budget: float = math.inf,
+        budget_weight: float = 0.0,
+        warm: bool = False,
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(spend, risk, objective) of each plan (rows: plans, columns: pools), compiled
+        (`_kernels.c`), from per-pool `columns` (`columns`); the objective's terms are
+        `allocate.evaluate`'s, and without them it is the spend."""
         x = np.ascontiguousarray(plans, dtype=np.int64)
-        samples, kernel, weights, scenarios, g, bw = self.kernel_args()
-        out = _kernels.risk(
+        weights, d = self._scenarios[0], self.demand
+        out = _kernels.evaluate(
             x,
-            self._risk_columns,
-            samples,
-            kernel,
+            columns,
+            d.samples,
+            d.weights,
             weights,
             x.shape[0],
             x.shape[1],
-            scenarios,
-            g,
-            bw,
+            weights.size,
+            d.weights.size,
+            d.bandwidth,
+            floor_demand,
+            risk_floor,
+            slo_miss_cost,
+            floor_weight,
+            budget,
+            budget_weight,
+            warm,
         )
-        return np.frombuffer(out, dtype=np.float64)
+        spend, risk, obj = np.frombuffer(out, dtype=np.float64).reshape(3, -1)
+        return spend, risk, obj
+
+    def of(self, plans: IntArray) -> FloatArray:
+        """P(capacity < demand) for each plan (rows: plans, columns: pools)."""
+        return self.evaluate(plans, self._risk_columns)[1]
 
     def marginal(self, plan: IntArray) -> FloatArray:
         """Risk one replica of each pool removes at `plan`'s capacity (no spot losses counted).

@@ -260,12 +260,13 @@ def test_no_plans_evaluate_to_empty_arrays():
     assert spend.size == risk.size == obj.size == 0
 
 
-def test_the_risk_kernel_refuses_plans_that_are_not_int64():
+def test_the_evaluate_kernel_refuses_plans_that_are_not_int64():
     prob = _problem(planner([OD]), 5.0)
-    samples, kernel, weights, scenarios, g, bw = prob.risk.kernel_args()
+    d, weights = prob.risk.demand, prob.risk._scenarios[0]
     plans = np.ones((2, 1), dtype=np.int32)
+    args = (d.samples, d.weights, weights, 2, 1, weights.size, d.weights.size, d.bandwidth)
     with pytest.raises(ValueError, match="plans: expected 2 contiguous int64"):
-        _kernels.risk(plans, prob.columns, samples, kernel, weights, 2, 1, scenarios, g, bw)
+        _kernels.evaluate(plans, prob.columns, *args, 0.0, 1.0, 0.0, 0.0, math.inf, 0.0, False)
 
 
 def reference_feasible(p, plans):
