@@ -1,12 +1,12 @@
 /* The engine's hot loops, compiled (each function's docstring, at the end, has its interface):
- *   setup       the branch and bound's levels and bounds      core/exact.py  Tree
+ *   setup       the branch and bound's levels and bounds     core/exact.py  Tree
  *   grow        the branch and bound's level loop            core/exact.py  solve
  *   tables      the bound per capacity cell                  core/exact.py  RiskCost.tables
  *   evaluate    plans' spend, risk and objective             core/risk.py  RiskModel.evaluate
  *   feasible    plans within the hard bounds                 core/allocate.py  feasible
  *   exceedance  P(demand > c), and the risk bound R(c)       core/forecast.py, exact.risk_bound
  *   quantile    the demand exceeded with probability 1 - q   core/forecast.py
- *   best_level  the demand level's smoothing span             core/forecast.py  _best_level
+ *   best_level  the demand level's smoothing span            core/forecast.py  _best_level
  *   start       the local search's starts                    core/fill.py  fill, max_spot
  *   stalled     the stalled-pool scan over the window        core/stock.py  stalled
  * The Python files named keep the formulas and say what each means.
@@ -20,9 +20,8 @@
  * doubles, no fused multiply-adds: built with -ffp-contract=off), so results are the same bit
  * for bit, except where numpy summed with BLAS (`evaluate`, `exceedance`, and
  * `best_level`'s scores), whose order is its own: those may differ from numpy's in the last
- * bits. tests/unit/core/test_kernels.py
- * replays each against its numpy formulas. The normal CDF is scipy's own `ndtr`, taken from
- * scipy.special.cython_special at import.
+ * bits. tests/unit/core/test_kernels.py replays each against its numpy formulas. The normal
+ * CDF is scipy's own `ndtr`, taken from scipy.special.cython_special at import.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -44,10 +43,11 @@ static inline double np_min(double a, double b) {
     return (isnan(a) || isnan(b)) ? NAN : (a <= b ? a : b);
 }
 
-/* RiskCost.at: the cell is capped before the cast (a capacity far past the grid). */
+/* The bound at a capacity: its cell, capped before the cast (a capacity far past the grid).
+ * A NaN capacity (numpy raised there) reads the last cell, the weakest bound: it prunes nothing. */
 static inline double at(const double *table, Py_ssize_t cells, double step, double capacity) {
-    double x = np_min(capacity / step, (double)(cells - 1));
-    return table[(Py_ssize_t)x];
+    const double x = np_min(capacity / step, (double)(cells - 1));
+    return table[isnan(x) ? cells - 1 : (Py_ssize_t)x];
 }
 
 typedef struct {
@@ -60,7 +60,7 @@ static int typed_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t items, char k
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
     const char *f = view->format == NULL ? "" : view->format;
     if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    int ok = view->itemsize == 8 && view->len == items * 8 && f[1] == '\0' &&
+    int ok = view->itemsize == 8 && view->len == items * 8 && f[0] != '\0' && f[1] == '\0' &&
              (kind == 'd' ? f[0] == 'd' : (f[0] == 'q' || f[0] == 'l'));
     if (!ok) {
         PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous %s values", what, items,
@@ -201,7 +201,8 @@ static PyObject *setup(PyObject *self, PyObject *args) {
             }
             pair[m] = running;
         }
-        for (Py_ssize_t l = 0; l < n; l++) past[l] = py_min(past[l], l + 1 < n ? pair[l + 1] : INFINITY);
+        for (Py_ssize_t l = 0; l < n; l++)
+            past[l] = py_min(past[l], l + 1 < n ? pair[l + 1] : INFINITY);
     }
     after(spot, has_spot, n, 0, 0.0);
     out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * n * COLUMNS);
@@ -215,7 +216,8 @@ static PyObject *setup(PyObject *self, PyObject *args) {
         row[TOP] = r[S_MAX] < (double)total_max ? r[S_MAX] : (double)total_max;
         row[CUR] = r[S_CUR];
         row[START] = r[S_START];
-        row[TWIN] = l > 0 && sig_equal(sig + order[l] * SIGNATURE, sig + order[l - 1] * SIGNATURE);
+        row[TWIN] =
+            l > 0 && sig_equal(sig + order[l] * SIGNATURE, sig + order[l - 1] * SIGNATURE);
         row[RATIO] = best[l];
         row[RATIO_PAST] = has_spot[l] > 0 && limited ? past[l] : best[l];
         row[SPOT_CAP] = spot_cap[l];
@@ -306,9 +308,11 @@ static PyObject *grow(PyObject *self, PyObject *args) {
                 x.money += (double)(c - cur > 0 ? c - cur : 0) * start;
                 const double od = x.replicas - x.spot;
                 double still = at(table, cells, step, x.cap);
-                if (split) { /* within the spot allowance at the spot ratio, past it at ratio_past */
+                if (split) {
+                    /* Within the spot allowance at the spot ratio, past it at ratio_past. */
                     const double allowance = p[SPOT_CAP] * np_max(od * per_od - x.spot, 0.0);
-                    const double within = np_max(still, at(last_table, cells, step, x.cap + allowance));
+                    const double within =
+                        np_max(still, at(last_table, cells, step, x.cap + allowance));
                     const double past =
                         p[RATIO] * allowance + at(past_table, cells, step, x.cap + allowance);
                     still = np_min(within, past);
@@ -319,7 +323,8 @@ static PyObject *grow(PyObject *self, PyObject *args) {
                     /* The owed replicas cost at least the cheapest on-demand price left and
                      * add at most the largest on-demand capacity left. */
                     owed = np_max(owed, 0.0);
-                    companion = owed * p[OD_PRICE] + at(table, cells, step, x.cap + owed * p[OD_CAP]);
+                    companion =
+                        owed * p[OD_PRICE] + at(table, cells, step, x.cap + owed * p[OD_CAP]);
                 } else {
                     companion = owed > 0 ? INFINITY : 0.0;
                 }
@@ -355,8 +360,9 @@ static PyObject *grow(PyObject *self, PyObject *args) {
         goto done;
     }
     /* The complete plans: walk each leaf's links back to the root. */
-    PyObject *plans = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(long long) * size * n));
-    PyObject *bounds = PyBytes_FromStringAndSize((const char *)lower, (Py_ssize_t)(sizeof(double) * size));
+    PyObject *plans = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(long long) * size * n);
+    PyObject *bounds =
+        PyBytes_FromStringAndSize((const char *)lower, (Py_ssize_t)sizeof(double) * size);
     if (!plans || !bounds) {
         Py_XDECREF(plans);
         Py_XDECREF(bounds);
@@ -405,7 +411,8 @@ static double plan_risk(const long long *x, const double *pools, Py_ssize_t n, P
         double shift = 0.0;
         for (Py_ssize_t i = 0; i < n; i++) shift += (double)x[i] * pools[i * cols + P_SHIFT + s];
         double tail = 0.0;
-        for (Py_ssize_t k = 0; k < g; k++) tail += ndtr((samples[k] + shift) / sd, 0) * kernel[k];
+        for (Py_ssize_t k = 0; k < g; k++)
+            tail += ndtr((samples[k] + shift) / sd, 0) * kernel[k];
         risk += tail * weights[s];
     }
     return np_min(np_max(risk, 0.0), 1.0);
@@ -621,8 +628,9 @@ static PyObject *best_level(PyObject *self, PyObject *args) {
     const int kept = 1 - slot;
     PyObject *lv_bytes = PyBytes_FromStringAndSize((const char *)(level + kept * n),
                                                    (Py_ssize_t)sizeof(double) * n);
-    PyObject *er_bytes = PyBytes_FromStringAndSize(
-        (const char *)(errors + kept * (m_err > 0 ? m_err : 1)), (Py_ssize_t)sizeof(double) * m_err);
+    const double *kept_errors = errors + kept * (m_err > 0 ? m_err : 1);
+    PyObject *er_bytes = PyBytes_FromStringAndSize((const char *)kept_errors,
+                                                   (Py_ssize_t)sizeof(double) * m_err);
     if (lv_bytes && er_bytes)
         out = Py_BuildValue("(NN)", lv_bytes, er_bytes);
     else {
@@ -746,8 +754,8 @@ typedef struct {
 
 static long long spot_room(const Filler *f) {
     if (!f->limits) return 1LL << 40;
-    const long long room =
-        (long long)floor((f->fraction * (double)f->total - (double)f->nspot) / (1.0 - f->fraction) + 1e-9);
+    const double free_share = f->fraction * (double)f->total - (double)f->nspot;
+    const long long room = (long long)floor(free_share / (1.0 - f->fraction) + 1e-9);
     return room > 0 ? room : 0;
 }
 

@@ -147,12 +147,16 @@ def test_a_capacity_far_past_the_bound_grid_reads_its_last_cell():
     cast, and the bound read the first cell (the highest risk), pruning plans it must not."""
     table = [1e9, 5.0, 0.0]
     tables = np.array([table] * 3)
-    for cap in (1e13, 1e30, math.inf):
+    for cap in (1e13, 1e30):
         got = _grow(10.0, 16, 10, math.inf, 0.0, _one_level(cap, table), 1.0, tables)
         assert got is not None
         # count 0 reads the first cell (1e9: pruned); 1..3 read the last one (0: kept)
         assert got[0][:, 0].tolist() == [1, 2, 3]
         assert got[1].tolist() == [1.0, 2.0, 3.0]
+    # 0 x inf is NaN: a capacity that is not a number reads the weakest bound, the last
+    # cell, so it prunes nothing (numpy's cast made it an index error or a wrong cell)
+    got = _grow(10.0, 16, 10, math.inf, 0.0, _one_level(math.inf, table), 1.0, tables)
+    assert got is not None and got[0][:, 0].tolist() == [0, 1, 2, 3]
 
 
 def test_it_gives_up_on_too_many_children_or_too_many_plans_kept():
