@@ -120,14 +120,11 @@ class Problem:
     @cached_property
     def columns(self) -> FloatArray:
         """Per-pool rows for the compiled `evaluate` (`RiskModel.columns`)."""
-        zero = np.zeros(self.price.size)
-        warm = self.current is not None and self.start_cost is not None
-        return self.risk.columns(
-            self.price,
-            self.surviving,
-            zero if self.current is None else self.current.astype(np.float64),
-            zero if self.start_cost is None or not warm else self.start_cost,
-        )
+        if self.current is None or self.start_cost is None:  # no warm-up term
+            current = start = np.zeros(self.price.size)
+        else:
+            current, start = self.current.astype(np.float64), self.start_cost
+        return self.risk.columns(self.price, self.surviving, current, start)
 
     @cached_property
     def as_lists(self) -> tuple[list[float], list[bool], list[int]]:
@@ -199,22 +196,8 @@ def feasible(p: Problem, plans: IntArray) -> BoolArray:
 
 
 def fits(p: Problem, plan: IntArray) -> bool:
-    """Whether one plan is within every hard bound: `feasible` for a single row, in plain
-    Python (the keep-alive and make-before-break loops test one plan at a time)."""
-    x: list[int] = plan.tolist()
-    _, spot_flags, maxima = p.as_lists
-    total = sum(x)
-    if any(v < 0 or v > m for v, m in zip(x, maxima, strict=True)):
-        return False
-    if not p.reachable_min <= total <= p.total_max:
-        return False
-    if p.spot_limits:
-        spot = sum(v for v, s in zip(x, spot_flags, strict=True) if s)
-        if spot > math.floor(p.spot_max_fraction * total + 1e-9):
-            return False
-        if total - spot < min(p.on_demand_floor, total):
-            return False
-    return True
+    """Whether one plan is within every hard bound (`feasible` for a single row)."""
+    return bool(feasible(p, plan[None, :])[0])
 
 
 def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:

@@ -26,15 +26,11 @@ def check_shapes(obs: Observations) -> None:
     named = [("request_rate", obs.request_rate), ("latency", obs.latency)]
     if obs.token_rate is not None:
         named.append(("token_rate", obs.token_rate))
+    for group, arrays in (("ready", obs.ready), ("warming", obs.warming), ("lost", obs.lost)):
+        named.extend((f"{group}[{k}]", v) for k, v in arrays.items())
     for name, arr in named:
         if arr.shape != n:
             raise ValueError(f"observations.{name}: shape {arr.shape}, expected {n} like times")
-    for group, arrays in (("ready", obs.ready), ("warming", obs.warming), ("lost", obs.lost)):
-        for key, arr in arrays.items():
-            if arr.shape != n:
-                raise ValueError(
-                    f"observations.{group}[{key}]: shape {arr.shape}, expected {n} like times"
-                )
 
 
 def problem(obs: Observations, now: float) -> str | None:
