@@ -77,6 +77,24 @@ def members_of(budget: CostBudget, candidates: Sequence[Member]) -> list[Member]
 
 
 @dataclass
+class BudgetBook:
+    """Budget state of the whole process: each budget's ledger and the allowances it sets.
+
+    One per operator (on the `Runtime`): the CostBudget timers write allowances, and every
+    InferenceDeployment tick reads its own within the same process, whichever object's
+    handler runs.
+    """
+
+    ledgers: dict[str, Ledger] = field(default_factory=dict)  # by budget uid
+    allowances: dict[str, dict[Key, BudgetConstraint]] = field(default_factory=dict)
+
+    def allowance(self, key: Key) -> BudgetConstraint | None:
+        """The tightest allowed burn rate any Enforce budget sets for this deployment."""
+        found = [a[key] for a in self.allowances.values() if key in a]
+        return min(found, key=lambda c: c.allowed_per_hour) if found else None
+
+
+@dataclass
 class BudgetTickResult:
     """The ledger to keep, the status to write, Events to post and the allowances to apply."""
 

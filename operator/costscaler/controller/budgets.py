@@ -10,7 +10,7 @@ restarts), writes status once, posts an Event per threshold crossed, exports
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,9 +20,13 @@ from pydantic import ValidationError
 
 from costscaler.api import GROUP, VERSION, CostBudget
 from costscaler.api.money import to_float
-from costscaler.controller.budget_tick import Key, Member, budget_tick, member_from_body, members_of
-from costscaler.core import BudgetConstraint
-from costscaler.core.accrual import Ledger
+from costscaler.controller.budget_tick import (
+    BudgetBook,
+    Member,
+    budget_tick,
+    member_from_body,
+    members_of,
+)
 
 BUDGETS, IDS = "costbudgets", "inferencedeployments"
 LABELS = ("namespace", "budget")
@@ -65,19 +69,6 @@ class BudgetMetrics:
         )
 
 
-@dataclass
-class BudgetBook:
-    """In-memory budget state shared by the handlers: ledgers and allowances."""
-
-    ledgers: dict[str, Ledger] = field(default_factory=dict)  # by budget uid
-    allowances: dict[str, dict[Key, BudgetConstraint]] = field(default_factory=dict)
-
-    def allowance(self, key: Key) -> BudgetConstraint | None:
-        """The tightest allowed burn rate any Enforce budget sets for this deployment."""
-        found = [a[key] for a in self.allowances.values() if key in a]
-        return min(found, key=lambda c: c.allowed_per_hour) if found else None
-
-
 # prometheus_client registers a name once per process, and tests start several operators.
 @functools.cache
 def _metrics() -> BudgetMetrics:
@@ -85,10 +76,14 @@ def _metrics() -> BudgetMetrics:
 
 
 def book(memo: Any) -> BudgetBook:
-    """The operator's BudgetBook (created on first use)."""
-    if "budgets" not in memo:
-        memo["budgets"] = BudgetBook()
-    found: BudgetBook = memo["budgets"]
+    """The operator's one BudgetBook, made at startup with the `Runtime`.
+
+    kopf hands each object's handlers a shallow copy of the operator's memo, so a book stored
+    in a handler's memo would stay with that one object: the budget timer's allowances never
+    reached the deployments' ticks. The runtime is set before the first copy is made, and every
+    copy refers to the same one.
+    """
+    found: BudgetBook = memo.runtime.budgets
     return found
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from costscaler.adapters.backfill import Past
 from costscaler.adapters.kube import Kube
 from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Reading, Target
+from costscaler.controller.budget_tick import BudgetBook
 from costscaler.controller.history import History
 from costscaler.controller.metrics import Health, OperatorMetrics
 from costscaler.controller.settings import Settings
@@ -112,6 +113,8 @@ class Runtime:
     metrics: OperatorMetrics
     health: Health
     backfill: Backfill
+    # Process-wide, not in kopf's memo: see `budgets.book`.
+    budgets: BudgetBook = field(default_factory=BudgetBook)
     histories: dict[Key, History] = field(default_factory=dict)
     last_tick: float | None = None
 
