@@ -1,6 +1,9 @@
 """The per-pool Deployments an InferenceDeployment owns: their desired shape and observed state.
 
-A child is named `<name>-<pool>`, carries the labels `costscaler.dev/deployment` and
+A child is named `<name>-<pool>` when that fits in 63 characters and no other object holds the
+name; otherwise `<head>-<hash>`, the hash taken over name and pool apart, so that two owners
+whose names run together (`col-g6` + `xlarge-l4-spot`, `col` + `g6-xlarge-l4-spot`) get
+different children. A child carries the labels `costscaler.dev/deployment` and
 `costscaler.dev/pool` on itself and its pods (so Prometheus can tell pools apart), the pool's
 placement merged into the pod template, and an owner reference so that deleting the
 InferenceDeployment garbage-collects it. `costscaler.dev/template-hash` records the spec it was
@@ -17,10 +20,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from costscaler.api import API_VERSION, CapacityPool
+from costscaler.api.podtemplate import PodTemplate
 
 LABEL_DEPLOYMENT = "costscaler.dev/deployment"
 LABEL_POOL = "costscaler.dev/pool"
 ANNOTATION_HASH = "costscaler.dev/template-hash"
+MAX_NAME = 63  # a DNS label: the Deployment's name also prefixes its ReplicaSets and pods
+HASH_CHARS = 10
+
+
+class ChildNameTakenError(Exception):
+    """The child's name is held by an object another owner controls; it is left alone."""
+
+    def __init__(self, namespace: str, name: str, holder: str) -> None:
+        super().__init__(
+            f"Deployment {namespace}/{name} already exists and belongs to {holder}, not to "
+            "this InferenceDeployment; rename or delete it, or rename this InferenceDeployment"
+        )
+        self.namespace, self.name, self.holder = namespace, name, holder
 
 
 @dataclass(frozen=True)
@@ -46,9 +63,26 @@ class ChildState:
     template_hash: str
 
 
-def child_name(owner: str, pool: str) -> str:
-    """`<name>-<pool>`, the child Deployment's name."""
-    return f"{owner}-{pool}"
+def child_names(owner: str, pool: str) -> tuple[str, str]:
+    """The child's two possible names: `<name>-<pool>` first (when it fits), then the hashed one.
+
+    The hashed name is `<name>-<pool>` cut to 52 characters, a dash and 10 hex digits of
+    SHA-256 over `<name>/<pool>` ("/" appears in neither, so distinct pairs hash apart).
+    """
+    plain = f"{owner}-{pool}"
+    digest = hashlib.sha256(f"{owner}/{pool}".encode()).hexdigest()[:HASH_CHARS]
+    hashed = f"{plain[: MAX_NAME - HASH_CHARS - 1].rstrip('-')}-{digest}"
+    return (plain, hashed) if len(plain) <= MAX_NAME else (hashed, hashed)
+
+
+def child_name(owner: str, pool: str, current: str | None = None) -> str:
+    """The name to give the child: the one it has already (if one of its own), else the first.
+
+    Keeping the current name means a child that had to take the hashed name keeps it, rather
+    than the controller trying the plain name again every tick.
+    """
+    names = child_names(owner, pool)
+    return current if current in names else names[0]
 
 
 def _merge_placement(pod_spec: dict[str, Any], pool: CapacityPool) -> None:
@@ -77,10 +111,21 @@ def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
                     resources[kind] = {k: str(v) for k, v in values.items()}
 
 
-def child_manifest(owner: Owner, template: dict[str, Any], pool: CapacityPool) -> dict[str, Any]:
-    """The child Deployment for one pool, without `spec.replicas` (the scaler sets that)."""
+def child_manifest(
+    owner: Owner,
+    template: PodTemplate | dict[str, Any],
+    pool: CapacityPool,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The child Deployment for one pool, without `spec.replicas` (the scaler sets that).
+
+    `name` defaults to the first of `child_names`.
+    """
     labels = {LABEL_DEPLOYMENT: owner.name, LABEL_POOL: pool.name}
-    pod = copy.deepcopy(template)
+    if isinstance(template, PodTemplate):
+        pod = template.to_wire()
+    else:
+        pod = copy.deepcopy(template)
     meta = pod.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
     _merge_placement(pod.setdefault("spec", {}), pool)
@@ -89,7 +134,7 @@ def child_manifest(owner: Owner, template: dict[str, Any], pool: CapacityPool) -
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": child_name(owner.name, pool.name),
+            "name": name or child_names(owner.name, pool.name)[0],
             "namespace": owner.namespace,
             "labels": dict(labels),
             "ownerReferences": [

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from costscaler.adapters.children import ANNOTATION_HASH
+from costscaler.adapters.children import ANNOTATION_HASH, ChildNameTakenError
 from costscaler.api import GROUP, VERSION
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,21 @@ def with_conflict_retry(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPT
                 raise
             log.info("conflict writing, retrying (%d/%d)", attempt, attempts)
     raise AssertionError("unreachable")
+
+
+def _check_owner(live: Any, wanted: dict[str, Any]) -> None:
+    """Refuse to overwrite a Deployment another object controls (or nothing does).
+
+    Two InferenceDeployments can derive the same child name, and a user's own Deployment may
+    hold it: replacing it would hijack that workload, and the two owners would rewrite it in
+    turn every tick.
+    """
+    (owner,) = wanted["ownerReferences"]
+    refs = live.owner_references or []
+    if any(ref.uid == owner["uid"] for ref in refs):
+        return
+    holder = next((f"{r.kind} {r.name}" for r in refs if r.controller), "no controller")
+    raise ChildNameTakenError(wanted["namespace"], wanted["name"], holder)
 
 
 class Kube:
@@ -109,6 +124,7 @@ class Kube:
             self.apps.create_namespaced_deployment(ns, body)
             return "created"
         live_meta: Any = live.metadata
+        _check_owner(live_meta, meta)
         live_hash = (live_meta.annotations or {}).get(ANNOTATION_HASH)
         same_replicas = replicas is None or live.spec.replicas == replicas
         if live_hash == meta["annotations"][ANNOTATION_HASH] and same_replicas:

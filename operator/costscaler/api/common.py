@@ -32,6 +32,32 @@ Money = Annotated[
         examples=["0.8050"],
     ),
 ]
+
+
+def _money_pattern(digits: int) -> str:
+    return rf"^(0|[1-9][0-9]{{0,{digits - 1}}})(\.[0-9]{{1,6}})?$"
+
+
+# Inputs are bounded so that what the engine computes from them (per hour across 10,000
+# replicas, per month) stays within the status pattern's 12 digits. A node-hour costs at most a
+# few hundred dollars (p5e.48xlarge about $110 in 2025), but yen or rupee prices run 100-150x
+# higher: seven digits allow for them; a node's capex is 10^5 to 10^8 in any currency.
+HourlyMoney = Annotated[
+    str,
+    Field(
+        pattern=_money_pattern(7),
+        max_length=14,
+        description='An amount of money below 10,000,000 as a decimal string, e.g. "0.8050".',
+    ),
+]
+CapexMoney = Annotated[
+    str,
+    Field(
+        pattern=_money_pattern(10),
+        max_length=17,
+        description='An amount of money below 10^10 as a decimal string, e.g. "250000".',
+    ),
+]
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
 

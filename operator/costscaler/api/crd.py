@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from costscaler.api.budget import CostBudget, CostBudgetSpec, CostBudgetStatus
-from costscaler.api.common import GROUP, VERSION
+from costscaler.api.common import GROUP, VERSION, ApiModel
 from costscaler.api.deployment import (
     InferenceDeployment,
     InferenceDeploymentSpec,
@@ -161,7 +161,7 @@ def structural(model: type[BaseModel]) -> dict[str, Any]:
 def render(kind: Kind) -> dict[str, Any]:
     """One CustomResourceDefinition as a dict, ready to dump as YAML."""
     name = kind.model.__name__
-    schema = {
+    schema: dict[str, Any] = {
         "type": "object",
         "description": (kind.model.__doc__ or name).strip(),
         "properties": {
@@ -173,6 +173,9 @@ def render(kind: Kind) -> dict[str, Any]:
         },
         "required": ["spec"],
     }
+    rules = kind.model.rules if issubclass(kind.model, ApiModel) else ()
+    if rules:  # rules on the object itself, e.g. on metadata.name (the one field CEL sees there)
+        schema["x-kubernetes-validations"] = [{"rule": r.cel, "message": r.message} for r in rules]
     columns = [{"name": n, "type": t, "jsonPath": p} for n, t, p in kind.columns]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

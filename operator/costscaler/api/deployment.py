@@ -15,6 +15,7 @@ from costscaler.api.common import (
     ObjectMeta,
     Rule,
 )
+from costscaler.api.podtemplate import PodTemplate
 
 
 class Mode(StrEnum):
@@ -258,11 +259,10 @@ class InferenceDeploymentSpec(ApiModel):
         default=Mode.RECOMMEND,
         description="Enforce applies decisions; Recommend only records them (the safe start).",
     )
-    template: dict[str, Any] | None = Field(
+    template: PodTemplate | None = Field(
         default=None,
-        description="Pod template (a PodTemplateSpec) of the model server; the operator owns one "
-        "Deployment per eligible pool, named <name>-<pool>. Exclusive with targetRef.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="Pod template (a PodTemplateSpec subset) of the model server; the operator "
+        "owns one Deployment per eligible pool, named <name>-<pool>. Exclusive with targetRef.",
     )
     target_ref: TargetRef | None = Field(
         default=None,
@@ -311,17 +311,6 @@ class InferenceDeploymentSpec(ApiModel):
             field_path=".pools",
         ),
     )
-
-    @field_validator("template")
-    @classmethod
-    def _template_has_containers(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        spec = value.get("spec")
-        containers = spec.get("containers") if isinstance(spec, dict) else None
-        if not isinstance(containers, list) or not containers:
-            raise ValueError("template must be a PodTemplateSpec with spec.containers (non-empty)")
-        return value
 
     @field_validator("pools")
     @classmethod
@@ -430,3 +419,14 @@ class InferenceDeployment(ApiModel):
     metadata: ObjectMeta
     spec: InferenceDeploymentSpec
     status: InferenceDeploymentStatus | None = None
+
+    # Checked at the root: the name becomes the children's costscaler.dev/deployment label,
+    # whose value holds 63 characters (a longer name made every child write fail with 422).
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="size(self.metadata.name) <= 63",
+            message="metadata.name must be at most 63 characters: it becomes the "
+            "costscaler.dev/deployment label of the child Deployments and their pods",
+            check=lambda m: len(m.metadata.name) <= 63,
+        ),
+    )

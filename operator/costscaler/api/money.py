@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+
+# The largest amount the API's money pattern holds (12 digits before the point). Inputs are
+# bounded so that costs stay far below it; a figure divided by a tiny rate (per 1k requests at
+# 0.0001 requests/s) can still exceed it, and a status patch that breaks the pattern is refused
+# whole, so such a figure is written as this ceiling instead.
+MONEY_MAX = Decimal("999999999999.999999")
 
 
 def to_decimal(amount: str) -> Decimal:
@@ -19,10 +25,14 @@ def format_money(value: float | int | Decimal, places: int = 4) -> str:
     """Format an amount for status and reports: a decimal string, never negative zero.
 
     Rounded half-even to `places` decimals; negative amounts (which the API never stores) are
-    clamped to zero because money spent or forecast cannot be negative.
+    clamped to zero because money spent or forecast cannot be negative, and amounts above
+    `MONEY_MAX` (infinity included) to `MONEY_MAX`, so the result always fits the pattern.
     """
     amount = value if isinstance(value, Decimal) else Decimal(str(value))
-    if not amount.is_finite() or amount < 0:
-        amount = Decimal(0)
     quantum = Decimal(1).scaleb(-places)
-    return str(amount.quantize(quantum, rounding=ROUND_HALF_EVEN))
+    ceiling = MONEY_MAX.quantize(quantum, rounding=ROUND_DOWN)
+    if amount.is_nan() or amount < 0:
+        amount = Decimal(0)
+    if amount > ceiling:  # compared before rounding too: Infinity cannot be quantized
+        return str(ceiling)
+    return str(min(amount.quantize(quantum, rounding=ROUND_HALF_EVEN), ceiling))

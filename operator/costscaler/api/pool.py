@@ -9,7 +9,9 @@ from pydantic import Field
 
 from costscaler.api.common import (
     ApiModel,
+    CapexMoney,
     Condition,
+    HourlyMoney,
     Money,
     ObjectMeta,
     Rule,
@@ -51,7 +53,9 @@ class Accelerator(ApiModel):
 class Price(ApiModel):
     """Cloud price of one node."""
 
-    hourly: Money = Field(description="Price of one node per hour, in the budget's currency.")
+    hourly: HourlyMoney = Field(
+        description="Price of one node per hour, in the budget's currency (below 10,000,000)."
+    )
 
 
 class Ownership(ApiModel):
@@ -62,7 +66,7 @@ class Ownership(ApiModel):
                  + operationsPerMonth / 730
     """
 
-    purchase_price: Money = Field(description="Purchase price of one node (capex).")
+    purchase_price: CapexMoney = Field(description="Purchase price of one node (capex).")
     amortization_months: int = Field(
         ge=1,
         le=120,
@@ -74,10 +78,10 @@ class Ownership(ApiModel):
     pue: float = Field(
         default=1.5, ge=1.0, le=3.0, description="Power usage effectiveness of the site (1.0-3.0)."
     )
-    electricity_per_kwh: Money = Field(
+    electricity_per_kwh: HourlyMoney = Field(
         alias="electricityPerKWh", description="Electricity price per kWh."
     )
-    operations_per_month: Money = Field(
+    operations_per_month: HourlyMoney = Field(
         default="0", description="Operations per node per month: support, space, staff share."
     )
 

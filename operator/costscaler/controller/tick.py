@@ -13,9 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from costscaler.adapters.children import ChildState, Owner, child_manifest
+from costscaler.adapters.children import (
+    ChildNameTakenError,
+    ChildState,
+    Owner,
+    child_manifest,
+    child_name,
+    child_names,
+)
 from costscaler.adapters.prometheus import Reading
 from costscaler.api import CapacityPool, InferenceDeployment, Mode
+from costscaler.controller.failures import ObjectProblemError
 from costscaler.controller.history import History
 from costscaler.controller.record import describe_change, status_for
 from costscaler.core import BudgetConstraint, Decision, EngineState, Observations
@@ -78,6 +86,21 @@ def eligible_pools(
     return found, missing
 
 
+def no_pools(infd: InferenceDeployment, missing: list[str]) -> ObjectProblemError:
+    """Why no pool is eligible: all missing, or none with an accelerator the workload lists."""
+    if len(missing) == len(infd.spec.pools):
+        return ObjectProblemError(
+            "PoolNotFound",
+            f"none of the CapacityPools {missing} exists; create one or fix spec.pools",
+        )
+    kinds = sorted(p.accelerator for p in infd.spec.workload.capacity)
+    return ObjectProblemError(
+        "NoEligiblePool",
+        f"no pool in spec.pools exists with an accelerator in spec.workload.capacity ({kinds})"
+        + (f"; missing: {missing}" if missing else ""),
+    )
+
+
 def previous_state(status: Mapping[str, Any]) -> EngineState | None:
     """The engine state kept in status, or None when absent or unreadable (start afresh)."""
     raw = status.get("engineState")
@@ -90,6 +113,9 @@ def previous_state(status: Mapping[str, Any]) -> EngineState | None:
 async def run_tick(t: TickInput, decide: Decide, kube: Actuator) -> TickResult:
     """Observe, decide, and in Enforce mode make the children match the decision."""
     pools, missing = eligible_pools(t.infd, t.pools)
+    if not pools:
+        # Nothing to decide over: the children are held as they are.
+        raise no_pools(t.infd, missing)
     current = {c.pool: c.desired for c in t.children}
     now_s = t.now.timestamp()
     t.history.add(now_s, t.reading, t.children)
@@ -148,11 +174,12 @@ async def converge(
         return actions
     owner = Owner(ns, meta.name, meta.uid or "")
     for pool in pools:
-        manifest = child_manifest(owner, spec.template or {}, pool)
         child, want = by_pool.get(pool.name), None if target is None else target[pool.name]
+        name = child_name(meta.name, pool.name, child.name if child else None)
+        manifest = child_manifest(owner, spec.template or {}, pool, name)
         digest = manifest["metadata"]["annotations"]
         if child is None or child.template_hash != next(iter(digest.values())):
-            done = await kube.apply_child(manifest, want)
+            done, manifest = await _apply(kube, owner, spec.template or {}, pool, manifest, want)
             actions.append(f"{done} {manifest['metadata']['name']}")
         elif want is not None and child.desired != want:
             await kube.scale(ns, child.name, want)
@@ -168,3 +195,26 @@ async def converge(
             await kube.delete(ns, child.name)
             actions.append(f"delete {child.name}")
     return actions
+
+
+async def _apply(
+    kube: Actuator,
+    owner: Owner,
+    template: Any,
+    pool: CapacityPool,
+    manifest: dict[str, Any],
+    want: int | None,
+) -> tuple[str, dict[str, Any]]:
+    """Write a child; when another owner holds its plain name, take the hashed name instead.
+
+    Raises `ChildNameTakenError` when the hashed name is held too (someone made that object on
+    purpose): the condition then names the holder.
+    """
+    try:
+        return await kube.apply_child(manifest, want), manifest
+    except ChildNameTakenError:
+        hashed = child_names(owner.name, pool.name)[1]
+        if manifest["metadata"]["name"] == hashed:
+            raise
+        manifest = child_manifest(owner, template, pool, hashed)
+        return await kube.apply_child(manifest, want), manifest

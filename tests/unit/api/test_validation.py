@@ -37,6 +37,11 @@ def _set(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 
 
 _DELETE = object()
+_PRIVILEGED = {"name": "vllm", "image": "v", "securityContext": {"privileged": True}}
+_NESTED: dict[str, Any] = {}
+_node = _NESTED
+for _ in range(200):  # deep enough to be hostile, shallow enough for the YAML dumper
+    _node = _node.setdefault("a", {})
 POOL = ("CapacityPool", "g6-xlarge-l4-spot")
 ONPREM = ("CapacityPool", "onprem-h100")
 DEP = ("InferenceDeployment", "llama-3-1-8b")
@@ -62,6 +67,18 @@ BUDGET = ("CostBudget", "team-ml")
         (DEP, "spec.costModel.sloMissCostPerHour", "-3", "sloMissCostPerHour"),
         (DEP, "spec.pools", [{"name": "a"}, {"name": "a"}], "pool names must be unique"),
         (DEP, "spec.metrics", {"preset": "generic"}, "generic needs explicit"),
+        # Issue 18: the template is typed and the escalations a pod could carry are refused.
+        (DEP, "spec.template.spec.hostPID", True, "hostPID is not allowed"),
+        (DEP, "spec.template.spec.hostNetwork", True, "hostNetwork is not allowed"),
+        (DEP, "spec.template.spec.hostIPC", True, "hostIPC is not allowed"),
+        (DEP, "spec.template.spec.volumes", [{"name": "r", "hostPath": {"path": "/"}}], "hostPath"),
+        (DEP, "spec.template.spec.serviceAccountName", "ci-deployer", "start with inference-"),
+        (DEP, "spec.template.spec.containers", [_PRIVILEGED], "privileged containers are not"),
+        (DEP, "spec.template.spec.shareProcessNamespac", True, "unknown field"),
+        (DEP, "spec.template.spec.deep", _NESTED, "spec.template.spec.deep: unknown field"),
+        (DEP, "metadata.name", "n" * 253, "metadata.name must be at most 63 characters"),
+        (POOL, "spec.price.hourly", "999999999999.999999", "spec.price.hourly"),
+        (ONPREM, "spec.ownership.purchasePrice", "99999999999", "purchasePrice"),
         (POOL, "spec.capacityType", "Reserved", "ownership is required"),
         (POOL, "spec.price.hourly", "0.4.0", "spec.price.hourly"),
         (ONPREM, "spec.price", {"hourly": "1"}, "price is required when capacityType is OnDemand"),
