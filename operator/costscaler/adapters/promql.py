@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from costscaler.adapters.promql_scope import UnscopedQueryError, scope_query
 from costscaler.api.deployment import Metrics, MetricsPreset
 
 
@@ -82,12 +83,27 @@ PRESETS: dict[MetricsPreset, _Preset] = {
 }
 
 
-def build_queries(metrics: Metrics, labels: SeriesLabels, window: str) -> QuerySet:
+def build_queries(
+    metrics: Metrics, labels: SeriesLabels, window: str, namespace: str | None = None
+) -> QuerySet:
     """The queries for one deployment's `spec.metrics`; `window` is the rate range, e.g. "1m".
 
-    Explicit `requestRate`, `latency` and `tokenRate` override the preset and run as written;
-    a user query may return one series or series labelled with the deployment's labels.
+    Explicit `requestRate`, `latency` and `tokenRate` override the preset and run scoped to
+    `namespace`: every selector gets the namespace matcher (`promql_scope`), so a user reads
+    only their own namespace's series. A user query may return one series or series labelled
+    with the deployment's labels. Raises `UnscopedQueryError` for a user query that cannot be
+    scoped, or when there is one and `namespace` is None (presets need no namespace: they
+    group by it and each deployment takes only its own series).
     """
+    user = {
+        name: _scoped(text, labels, namespace)
+        for name, text in (
+            ("request_rate", metrics.request_rate),
+            ("latency", metrics.latency),
+            ("token_rate", metrics.token_rate),
+        )
+        if text
+    }
     by_pool = f"{labels.namespace}, {labels.deployment}, {labels.pool}"
     by_dep = f"{labels.namespace}, {labels.deployment}"
     preset = PRESETS.get(metrics.preset)
@@ -95,22 +111,28 @@ def build_queries(metrics: Metrics, labels: SeriesLabels, window: str) -> QueryS
     def rate(counter: str, by: str) -> str:
         return f"sum by ({by}) (rate({counter}[{window}]))"
 
-    request_rate = metrics.request_rate or (rate(preset.requests, by_pool) if preset else "")
+    request_rate = user.get("request_rate") or (rate(preset.requests, by_pool) if preset else "")
     buckets = latency = None
-    if metrics.latency:
-        latency = metrics.latency
+    if "latency" in user:
+        latency = user["latency"]
     elif preset and preset.buckets:
         buckets = rate(preset.buckets, f"{by_dep}, le")
     elif preset and preset.latency_mean:
         total, count, scale = preset.latency_mean
         latency = f"({rate(total, by_dep)}) / ({rate(count, by_dep)}) * {scale:g}"
-    tokens = metrics.token_rate or (
+    tokens = user.get("token_rate") or (
         rate(preset.tokens, by_pool) if preset and preset.tokens else None
     )
     fresh = None
     if preset and not metrics.request_rate:
         fresh = f"time() - max by ({by_pool}) (timestamp({preset.alive}))"
     return QuerySet(request_rate, buckets, latency, tokens, fresh)
+
+
+def _scoped(query: str, labels: SeriesLabels, namespace: str | None) -> str:
+    if namespace is None:
+        raise UnscopedQueryError("a user query needs the deployment's namespace to be scoped")
+    return scope_query(query, labels.namespace, namespace)
 
 
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:

@@ -23,7 +23,9 @@ from costscaler.adapters.children import (
     deployment_state,
 )
 from costscaler.adapters.prometheus import Target
-from costscaler.adapters.promql import build_queries
+from costscaler.adapters.promql import SeriesLabels, build_queries
+from costscaler.adapters.promql_scope import UnscopedQueryError
+from costscaler.adapters.targetref import check_target
 from costscaler.api import GROUP, VERSION, CapacityPool, InferenceDeployment, Mode
 from costscaler.api.loader import format_validation_error
 from costscaler.controller import budgets
@@ -44,9 +46,14 @@ def _parse_infd(body: kopf.Body) -> InferenceDeployment:
     keep = ("name", "namespace", "uid", "generation")
     raw["metadata"] = {k: meta[k] for k in keep if meta.get(k) is not None}
     try:
-        return InferenceDeployment.model_validate(raw)
+        infd = InferenceDeployment.model_validate(raw)
     except ValidationError as exc:
         raise kopf.PermanentError(format_validation_error(exc, "spec")) from None
+    try:  # a user query that cannot be confined to its namespace is never run (promql_scope)
+        build_queries(infd.spec.metrics, SeriesLabels(), "1m", meta.get("namespace", ""))
+    except UnscopedQueryError as exc:
+        raise kopf.PermanentError(f"spec.metrics: query refused: {exc}") from None
+    return infd
 
 
 def _parse_pool(body: kopf.Body) -> CapacityPool | None:
@@ -102,7 +109,9 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         except kopf.PermanentError:
             return {}
         s = infd.spec
-        queries = build_queries(s.metrics, settings.series_labels(), settings.rate_window)
+        queries = build_queries(
+            s.metrics, settings.series_labels(), settings.rate_window, namespace or ""
+        )
         quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
         window = s.forecast.window_seconds
         return {None: Target((namespace or "", name), queries, quantile, threshold, window)}
@@ -224,6 +233,7 @@ async def _children(
     body = await rt.kube.read(ns, ref.name)
     if body is None:
         raise kopf.TemporaryError(f"targetRef Deployment {ns}/{ref.name} not found", delay=15)
+    check_target(body, ns, ref.name)  # before any use: no consent, no read and no scale
     return [deployment_state(body, owner=infd.metadata.name, pool=infd.spec.pools[0].name)]
 
 

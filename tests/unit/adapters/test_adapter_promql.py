@@ -78,12 +78,12 @@ def test_triton_preset_uses_mean_latency_in_seconds():
     assert q.token_rate is None
 
 
-def test_overrides_run_as_written_and_skip_freshness():
+def test_overrides_run_scoped_to_the_namespace_and_skip_freshness():
     m = Metrics(preset=MetricsPreset.GENERIC, request_rate="sum(rate(x[1m]))", latency="y")
-    q = build_queries(m, SeriesLabels(), "1m")
+    q = build_queries(m, SeriesLabels(), "1m", "ml")
     assert (q.request_rate, q.latency, q.latency_buckets, q.freshness) == (
-        "sum(rate(x[1m]))",
-        "y",
+        'sum(rate(x{namespace="ml"}[1m]))',
+        'y{namespace="ml"}',
         None,
         None,
     )
