@@ -6,6 +6,11 @@ A reading is either usable or says why not (`problem`): the query failed, there 
 more than one series where one was expected, a NaN or Inf value, or samples older than two
 scrape intervals. Zero traffic is data (rate 0), no series is not: the controller never scales
 down on a reading with a problem.
+
+A hung Prometheus (accepting connections, never answering) must not hold the ticks: a fetch has
+one deadline, shorter than the tick interval, after which its unanswered queries count as
+failed, and a query still waiting from an earlier fetch is not sent again, so no queue of
+queries builds up behind a hang.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -95,15 +100,16 @@ def connect(url: str, token: str | None, ca_file: str | None, timeout: float) ->
 
     It answers instant queries (`PromClient`) and range queries (`backfill.RangeClient`).
 
-    One quick retry only: when Prometheus is down the tick should hold replicas promptly, not
-    spend its interval backing off.
+    `timeout` (s) bounds each socket read. One quick retry of a refused connection or a 502-504
+    only, and none of a read that timed out: a hung Prometheus would cost a second timeout, and
+    the tick should hold replicas promptly, not spend its interval waiting.
     """
     from prometheus_api_client import PrometheusConnect
 
     session = requests.Session()
     session.verify = ca_file or True
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    retry = Retry(total=1, backoff_factor=0.2, status_forcelist=(502, 503, 504))
+    retry = Retry(total=1, read=0, backoff_factor=0.2, status_forcelist=(502, 503, 504))
     conn = PrometheusConnect(url, headers=headers, retry=retry, session=session)
 
     class _Client:
@@ -126,26 +132,54 @@ def connect(url: str, token: str | None, ca_file: str | None, timeout: float) ->
 class PrometheusSource:
     """Batched readings for many deployments from one Prometheus.
 
-    `max_age_seconds` is the staleness limit: two scrape intervals.
+    `max_age_seconds` is the staleness limit: two scrape intervals. `deadline_seconds` is how
+    long one fetch waits for all its answers (shorter than the tick interval).
     """
 
-    def __init__(self, client: PromClient, labels: SeriesLabels, max_age_seconds: float) -> None:
+    def __init__(
+        self,
+        client: PromClient,
+        labels: SeriesLabels,
+        max_age_seconds: float,
+        deadline_seconds: float = 5.0,
+    ) -> None:
         self.client = client
         self.labels = labels
         self.max_age = max_age_seconds
+        self.deadline = deadline_seconds
         # Two threads: queries overlap, and few threads keep few malloc arenas of parsed JSON.
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="prometheus")
+        # Queries sent by an earlier fetch whose thread still waits for the answer.
+        self.waiting: dict[str, Future[Series | str]] = {}
 
     async def fetch(self, targets: Sequence[Target]) -> tuple[dict[Key, Reading], FetchReport]:
-        """One reading per target; each distinct query text is sent once, concurrently."""
+        """One reading per target; each distinct query text is sent once, concurrently.
+
+        Returns by the deadline whatever Prometheus does: a query unanswered by then, or still
+        unanswered from an earlier fetch, is a failed query (`QueryFailed` readings).
+        """
         texts = list(dict.fromkeys(q for t in targets for q in t.queries.texts()))
         report = FetchReport(queries=len(texts))
-        loop = asyncio.get_running_loop()
-        results = await asyncio.gather(
-            *(loop.run_in_executor(self.pool, self._run, q) for q in texts)
-        )
+        results: dict[str, Series | str] = {}
+        sent: dict[str, Future[Series | str]] = {}
+        for text in texts:
+            if text in self.waiting:  # sending it again would queue behind the hung one
+                results[text] = "no answer yet to the same query sent by an earlier fetch"
+            else:
+                sent[text] = self._send(text)
+        if sent:
+            await asyncio.wait(
+                [asyncio.wrap_future(f) for f in sent.values()], timeout=self.deadline
+            )
+        for text, future in sent.items():
+            if future.done() and not future.cancelled():
+                results[text] = future.result()
+            else:
+                future.cancel()  # one not started yet never runs; a running one stays `waiting`
+                results[text] = f"no answer within the {self.deadline:g} s deadline"
         vectors: dict[str, Grouped] = {}
-        for text, result in zip(texts, results, strict=True):
+        for text in texts:
+            result = results[text]
             if isinstance(result, str):
                 report.errors += 1
                 report.failed[text] = result
@@ -153,6 +187,13 @@ class PrometheusSource:
                 vectors[text] = self._group(result)
         readings = {t.key: self._reading(t, vectors, report.failed) for t in targets}
         return readings, report
+
+    def _send(self, text: str) -> Future[Series | str]:
+        future = self.pool.submit(self._run, text)
+        self.waiting[text] = future
+        # Called in the pool's thread or here; a dict pop of one key is atomic under the GIL.
+        future.add_done_callback(lambda _: self.waiting.pop(text, None))
+        return future
 
     def _run(self, query: str) -> Series | str:
         try:

@@ -34,13 +34,16 @@ def _metrics() -> OperatorMetrics:
 def build_runtime(settings: Settings) -> Runtime:
     """Clients, metrics and the reading cache from the settings."""
     metrics = _metrics()
+    # A socket read never outlasts the fetch's deadline: a thread blocked on a hung Prometheus
+    # is free again by the next round.
+    deadline = settings.fetch_deadline_seconds
     client = connect(
         settings.prometheus_url,
         settings.token(),
         str(settings.prometheus_ca_file) if settings.prometheus_ca_file else None,
-        settings.prometheus_timeout_seconds,
+        deadline,
     )
-    source = PrometheusSource(client, settings.series_labels(), settings.max_age_seconds)
+    source = PrometheusSource(client, settings.series_labels(), settings.max_age_seconds, deadline)
 
     def on_fetch(report: FetchReport, seconds: float) -> None:
         metrics.queries.inc(report.queries)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from costscaler.adapters.backfill import Past
 from costscaler.adapters.kube import Kube
@@ -31,8 +31,14 @@ class ReadingCache:
     """One batched fetch per round, shared by every deployment's timer.
 
     A round is `max_age` seconds (the tick interval): a timer finding the snapshot older
-    refreshes it for everybody; a deployment missing from a fresh snapshot (just created)
-    triggers a refresh at most once a second.
+    starts a refresh for everybody; a deployment missing from a fresh snapshot (just created)
+    triggers one at most once a second. Timers arriving while a refresh runs wait for that
+    one, bounded by the source's deadline (shorter than the interval); no lock is held over
+    the fetch, and no second fetch starts while one runs, so a hung Prometheus costs each tick
+    at most the deadline and no backlog of ticks builds up behind it.
+
+    A query that failed leaves each deployment its last reading, marked `QueryFailed`: the
+    engine holds, `MetricsAvailable=False` appears, and status still shows what was last seen.
     """
 
     def __init__(
@@ -47,18 +53,37 @@ class ReadingCache:
         self.on_fetch, self.clock = on_fetch, clock
         self.readings: dict[Key, Reading] = {}
         self.taken = -float("inf")
-        self.lock = asyncio.Lock()
+        self.refresh: asyncio.Task[None] | None = None
 
     async def get(self, key: Key) -> Reading:
         """This deployment's reading from the current round (fetching it when due)."""
-        async with self.lock:
-            age = self.clock() - self.taken
-            if age > self.max_age or (key not in self.readings and age > 1.0):
-                started = self.clock()
-                self.readings, report = await self.source.fetch(list(self.targets()))
-                self.taken = self.clock()
-                self.on_fetch(report, self.taken - started)
+        age = self.clock() - self.taken
+        if self.refresh is None and (
+            age > self.max_age or (key not in self.readings and age > 1.0)
+        ):
+            self.refresh = asyncio.get_running_loop().create_task(self._refresh())
+        if self.refresh is not None:
+            # Shielded: a tick cancelled while waiting does not cancel everybody's fetch.
+            await asyncio.shield(self.refresh)
         return self.readings.get(key, NOT_YET)
+
+    async def _refresh(self) -> None:
+        started = self.clock()
+        try:
+            fresh, report = await self.source.fetch(list(self.targets()))
+            self.readings = {k: _marked(self.readings.get(k), r) for k, r in fresh.items()}
+            # The round starts when the fetch did: a slow fetch does not stretch the interval.
+            self.taken = started
+            self.on_fetch(report, self.clock() - started)
+        finally:
+            self.refresh = None
+
+
+def _marked(last: Reading | None, new: Reading) -> Reading:
+    """A failed query keeps the last reading's figures, marked as not usable now."""
+    if new.problem != "QueryFailed" or last is None:
+        return new
+    return replace(last, problem=new.problem, message=new.message)
 
 
 class Backfill:

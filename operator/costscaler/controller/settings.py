@@ -102,6 +102,13 @@ class Settings(BaseSettings):
         return SeriesLabels(self.label_namespace, self.label_deployment, self.label_pool)
 
     @property
+    def fetch_deadline_seconds(self) -> float:
+        """How long a tick's Prometheus fetch may take: the query timeout, at most half the
+        interval, so that a hung Prometheus leaves each tick time to decide (a hold) and the
+        next round starts on time."""
+        return min(self.prometheus_timeout_seconds, self.interval_seconds / 2)
+
+    @property
     def max_age_seconds(self) -> float:
         """Samples older than two scrape intervals are stale."""
         return 2 * self.scrape_interval_seconds

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+import time
 
 import pytest
 
@@ -178,3 +180,45 @@ def test_mean_latency_nan_without_traffic_is_not_bad_data():
     )
     r = fetch(client, ("ml", "resnet"), queries=q)[0][("ml", "resnet")]
     assert (r.problem, r.request_rate, r.latency_seconds) == (None, 0.0, None)
+
+
+class HungProm(RecordingProm):
+    """A Prometheus that accepts queries and answers none until released (SIGSTOP)."""
+
+    def __init__(self, answers: dict[str, list[dict]]) -> None:
+        super().__init__(answers)
+        self.released = threading.Event()
+
+    def custom_query(self, query: str) -> list[dict]:
+        self.sent.append(query)
+        if not self.released.wait(timeout=10):
+            raise TimeoutError("read timed out")
+        return self.answers.get(query, [])
+
+
+def test_a_hung_prometheus_fails_the_fetch_by_its_deadline_without_a_queue():
+    client = HungProm(healthy())
+    source = PrometheusSource(client, LABELS, max_age_seconds=4.0, deadline_seconds=0.2)
+    targets = [Target(("ml", "llama"), VLLM, quantile=0.95, threshold_seconds=1.0)]
+    try:
+        for _ in range(3):  # three rounds of ticks while it hangs
+            started = time.monotonic()
+            readings, report = asyncio.run(source.fetch(targets))
+            assert time.monotonic() - started < 1.0  # the deadline, not a 10 s read timeout
+            assert readings[("ml", "llama")].problem == "QueryFailed"
+            assert report.errors == len(VLLM.texts()) == 4
+        # Two threads each hold one query; the ones that found no thread were dropped, and
+        # the held ones were not sent again: nothing waits to be sent when Prometheus returns.
+        assert len(client.sent) == 2
+    finally:
+        client.released.set()
+    wait_until(lambda: not source.waiting)
+    readings, report = asyncio.run(source.fetch(targets))
+    assert readings[("ml", "llama")].problem is None and report.errors == 0
+
+
+def wait_until(check, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
