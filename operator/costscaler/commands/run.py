@@ -77,10 +77,31 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
+def _require_peering(settings: Any) -> None:
+    """Stop with an error naming the fixes when kopf would wait for a missing peering CRD.
+
+    kopf pauses every handler until its peering CRD appears and logs that only at debug level,
+    so a run against a cluster without it did nothing, silently (issue 18).
+    """
+    if settings.peering == "standalone":
+        return
+    from kubernetes.config import ConfigException
+
+    from costscaler.adapters.kube import load_config
+    from costscaler.controller.peering import require_peering_crd
+
+    try:
+        api = load_config(settings.kubeconfig)
+    except ConfigException:
+        return  # no cluster configured: kopf's login says so in its own words
+    require_peering_crd(api, settings.all_namespaces)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the operator until interrupted."""
     settings = settings_from(args)
     _limit_malloc_arenas()
+    _require_peering(settings)
     import kopf
 
     from costscaler.controller.app import operator_main
