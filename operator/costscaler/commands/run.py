@@ -6,7 +6,6 @@ Flags win over `COSTSCALER_*` environment variables, which win over defaults.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from typing import Any
 
@@ -104,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     _require_peering(settings)
     import kopf
 
-    from costscaler.controller.app import operator_main
+    from costscaler.controller.app import exit_process, run_operator
 
     kopf.configure(
         verbose=settings.log_level == "DEBUG",
@@ -114,5 +113,4 @@ def run(args: argparse.Namespace) -> int:
     if settings.log_level != "DEBUG":
         # kopf logs "Timer succeeded" per object per tick at INFO: noise at 1,000 deployments.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    asyncio.run(operator_main(settings))
-    return 0
+    exit_process(run_operator(settings))

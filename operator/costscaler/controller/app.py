@@ -8,8 +8,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
 
 import kopf
 
@@ -17,6 +17,7 @@ from costscaler.adapters.backfill import Past, fetch_backfill
 from costscaler.adapters.kube import Kube, load_config
 from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Target, connect
 from costscaler.controller import budgets, handlers, session
+from costscaler.controller.diffbase import SpecDigestStorage
 from costscaler.controller.memory import release_free_memory
 from costscaler.controller.metrics import Health, OperatorMetrics, serve
 from costscaler.controller.runtime import Backfill, ReadingCache, Runtime
@@ -122,6 +123,25 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     return reg
 
 
+# Between SIGTERM and SIGKILL a pod gets 30 s by default. kopf's own last resort (it kills its
+# thread when stopping takes too long) waits 10 minutes; 20 s leaves the pod's grace period
+# room and is still longer than an orderly stop (handlers are cancelled after 5 s).
+EXIT_DEADLINE_SECONDS = 20.0
+EXIT_FAILED = 1
+
+
+def kopf_settings_for(settings: Settings) -> kopf.OperatorSettings:
+    """kopf's settings: short peering keep-alives, a bounded exit, a small diff-base."""
+    kopf_settings = kopf.OperatorSettings()
+    # A replica killed without notice (OOM, node loss) leaves its keep-alive behind; standbys
+    # of equal or lower priority wait for it to lapse, so it is short (kopf's default is 60 s).
+    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
+    kopf_settings.peering.stealth = True  # no log line per keep-alive
+    kopf_settings.process.ultimate_exiting_timeout = EXIT_DEADLINE_SECONDS
+    kopf_settings.persistence.diffbase_storage = SpecDigestStorage()
+    return kopf_settings
+
+
 async def operator_main(
     settings: Settings, stop_flag: asyncio.Event | threading.Event | None = None
 ) -> None:
@@ -133,14 +153,9 @@ async def operator_main(
     if settings.kubeconfig:
         # kopf's kubeconfig login and the kubernetes client both read it from here.
         os.environ["KUBECONFIG"] = settings.kubeconfig
-    kopf_settings = kopf.OperatorSettings()
-    # A replica killed without notice (OOM, node loss) leaves its keep-alive behind; standbys
-    # of equal or lower priority wait for it to lapse, so it is short (kopf's default is 60 s).
-    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
-    kopf_settings.peering.stealth = True  # no log line per keep-alive
     await kopf.operator(
         registry=build_registry(settings),
-        settings=kopf_settings,
+        settings=kopf_settings_for(settings),
         standalone=standalone,
         priority=settings.priority,
         peering_name=None if standalone else settings.peering_name,
@@ -148,3 +163,30 @@ async def operator_main(
         memo=kopf.Memo(),
         **scope,
     )
+
+
+def run_operator(
+    settings: Settings, main: Callable[[Settings], Coroutine[Any, Any, None]] = operator_main
+) -> int:
+    """Run the operator to its end: 0 when it was stopped, `EXIT_FAILED` when kopf failed.
+
+    kopf ends `kopf.operator` with the exception of a task that died (a watch stream that
+    could not parse an object, say); the process must then end non-zero so that Kubernetes
+    restarts it, instead of living on with nothing running, as issue 18 saw.
+    """
+    try:
+        asyncio.run(main(settings))
+    except Exception:
+        log.critical("the operator failed; exiting so that it is restarted", exc_info=True)
+        return EXIT_FAILED
+    return 0
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process now with `code`, logs flushed.
+
+    Without waiting for worker threads: one blocked in an API or Prometheus call would hold
+    the interpreter's exit past the pod's grace period.
+    """
+    logging.shutdown()
+    os._exit(code)

@@ -30,10 +30,11 @@ from costscaler.api import GROUP, VERSION, CapacityPool, InferenceDeployment, Mo
 from costscaler.api.loader import format_validation_error
 from costscaler.controller import budgets
 from costscaler.controller import runtime as rt_mod
+from costscaler.controller.failures import FailureLog, ObjectProblemError, classify, ready_false
 from costscaler.controller.pools import node_view, pool_status
 from costscaler.controller.settings import Settings
-from costscaler.controller.status import READY, Cond, conditions, status_due
-from costscaler.controller.tick import TickInput, converge, eligible_pools, run_tick
+from costscaler.controller.status import status_due
+from costscaler.controller.tick import TickInput, converge, eligible_pools, no_pools, run_tick
 from costscaler.core import decide
 
 log = logging.getLogger(__name__)
@@ -66,16 +67,26 @@ def _parse_pool(body: kopf.Body) -> CapacityPool | None:
         return None
 
 
-def _invalid_status(exc: kopf.PermanentError, body: kopf.Body, patch: kopf.Patch) -> None:
-    cond = Cond(READY, False, "InvalidSpec", str(exc))
-    gen = dict(body.get("metadata") or {}).get("generation")
-    prev = list(dict(body.get("status") or {}).get("conditions") or [])
-    patch.status["conditions"] = conditions([cond], prev, gen, datetime.now(UTC))
+def _failed(
+    failures: FailureLog, what: str, exc: Exception, body: kopf.Body, patch: kopf.Patch
+) -> None:
+    """Ready=False with the failure's reason (written only when it changed), logged once."""
+    meta = dict(body.get("metadata") or {})
+    key = (meta.get("namespace") or "default", meta.get("name") or "")
+    if isinstance(exc, kopf.PermanentError):
+        exc = ObjectProblemError("InvalidSpec", str(exc))
+    failure = classify(exc)
+    failures.failed(key, what, failure, exc)
+    status = dict(body.get("status") or {})
+    conds = ready_false(failure, status, meta.get("generation"), datetime.now(UTC))
+    if conds is not None:
+        patch.status["conditions"] = conds
 
 
 def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register every handler in `reg`, with the intervals from `settings`."""
     interval = settings.interval_seconds
+    failures = FailureLog()
 
     # Index functions are async (cheap, no I/O): sync ones would hop to kopf's thread pool for
     # every watch event of thousands of objects.
@@ -121,17 +132,18 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.update(GROUP, VERSION, IDS, field="spec", id="ensure", registry=reg)
     async def ensure(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
         """Validate and make the children match the spec (replicas are the timer's job)."""
+        # Every failure becomes a condition, not a kopf retry: the timer converges the
+        # children every tick anyway, and a retry would log a traceback each time.
         try:
             infd = _parse_infd(body)
-        except kopf.PermanentError as exc:
-            _invalid_status(exc, body, patch)
-            raise
-        rt: rt_mod.Runtime = memo.runtime
-        children = await _children(rt, infd, kw)
-        pools, missing = eligible_pools(infd, _pools(kw))
-        await converge(infd, pools, children, None, rt.kube)
-        if missing:
-            raise kopf.TemporaryError(f"CapacityPools not found: {missing}", delay=interval)
+            rt: rt_mod.Runtime = memo.runtime
+            children = await _children(rt, infd, kw)
+            pools, missing = eligible_pools(infd, _pools(kw))
+            if not pools:
+                raise no_pools(infd, missing)
+            await converge(infd, pools, children, None, rt.kube)
+        except Exception as exc:
+            _failed(failures, "ensure", exc, body, patch)
 
     def phase(uid: str, **_: Any) -> float:
         # Spread the first ticks over the interval by uid: after a restart a thousand
@@ -152,13 +164,18 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     )
     async def tick(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
         """Observe, decide, apply or record: once per interval per InferenceDeployment."""
+        try:
+            await _tick(body, memo, kw)
+        except Exception as exc:
+            _failed(failures, "tick", exc, body, patch)
+        else:
+            meta = dict(body.get("metadata") or {})
+            failures.succeeded((meta.get("namespace") or "default", meta.get("name") or ""))
+
+    async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any]) -> None:
         started = time.perf_counter()
         rt: rt_mod.Runtime = memo.runtime
-        try:
-            infd = _parse_infd(body)
-        except kopf.PermanentError as exc:
-            _invalid_status(exc, body, patch)
-            return
+        infd = _parse_infd(body)
         ns, name = infd.metadata.namespace or "default", infd.metadata.name
         targets = kw["targets_index"]
         rt.cache.targets = rt.backfill.targets = lambda: [t for s in targets.values() for t in s]
@@ -185,6 +202,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     ) -> None:
         """Drop the deleted deployment's metrics and history (children go by garbage collection)."""
         rt: rt_mod.Runtime = memo.runtime
+        failures.forget((namespace or "default", name))
         rt.histories.pop((namespace or "", name), None)
         rt.backfill.forget((namespace or "", name))
         rt.metrics.forget(namespace or "", name, [p["name"] for p in spec.get("pools", [])])
@@ -232,7 +250,9 @@ async def _children(
         return list(kw["children_index"].get((ns, infd.metadata.name), []))
     body = await rt.kube.read(ns, ref.name)
     if body is None:
-        raise kopf.TemporaryError(f"targetRef Deployment {ns}/{ref.name} not found", delay=15)
+        raise ObjectProblemError(
+            "TargetNotFound", f"spec.targetRef: Deployment {ns}/{ref.name} not found"
+        )
     check_target(body, ns, ref.name)  # before any use: no consent, no read and no scale
     return [deployment_state(body, owner=infd.metadata.name, pool=infd.spec.pools[0].name)]
 
