@@ -19,22 +19,24 @@ paid again for each interruption (rate x cold start). `risk` is `core.risk`. The
 the budget are penalties with lexicographic weights: the one `onConflict` prefers outranks the
 other, and both outrank money, so each holds whenever it can.
 
-The on-demand floor is min(minOnDemand, what on-demand pools hold, sum x); with no on-demand
-pool, or too little of it to carry replicas.min at the allowed spot share, the spot limits
-yield to the replica bounds (`Problem.spot_limits`).
+The on-demand floor is min(minOnDemand, what on-demand pools hold, sum x). When on-demand
+pools hold too little to carry replicas.min at the allowed spot share, the share yields only
+as far as that quota forces: spot(x) <= max(floor(maxFraction x T), T - onDemandCapacity),
+so every on-demand replica the quota allows is used before spot passes its share
+(`Problem.spot_relaxed`); with no on-demand pool at all, spot is unlimited.
 
 The search starts from plans filled to the demand at the newsvendor critical fractile
 q = max(attainment, s / (s + c)), s the SLO miss cost and c the cheapest replica's $/h
 (`core.fill`: merit order, each pool first, most spot, on-demand only, and the current
-allocation), then improves the best by local search: add one, remove one, or move one
-replica between two pools, all moves evaluated at once, until no move lowers J.
+allocation), then improves the best by local search (`core.local`): add one, remove one,
+or move one replica between two pools, all moves evaluated at once, until no move lowers J.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -76,7 +78,7 @@ class Problem:
         They cannot with no on-demand pool, or when on-demand pools are too small to carry
         the replica minimum at the allowed spot share: the replica bounds win, spot fills in.
         """
-        ns_cap = self._on_demand_max
+        ns_cap = self.on_demand_capacity
         if ns_cap == 0:
             return False
         f = self.spot_max_fraction
@@ -86,9 +88,16 @@ class Problem:
         return most >= self.reachable_min
 
     @cached_property
+    def spot_relaxed(self) -> bool:
+        """Whether on-demand quota forces spot past its share: there are on-demand pools,
+        but too few to carry replicas.min at the allowed share (`feasible` then bounds spot
+        by max(floor(f T), T - on-demand capacity), not by floor(f T))."""
+        return not self.spot_limits and self.on_demand_capacity > 0
+
+    @cached_property
     def on_demand_floor(self) -> int:
         """minOnDemandReplicas, capped by what the on-demand pools and replicas.max hold."""
-        return min(self.min_on_demand, self._on_demand_max, self.total_max)
+        return min(self.min_on_demand, self.on_demand_capacity, self.total_max)
 
     @cached_property
     def _all_max(self) -> int:
@@ -96,8 +105,8 @@ class Problem:
         return sum(self.max_replicas.tolist())
 
     @cached_property
-    def _on_demand_max(self) -> int:
-        """The on-demand pools' maxima summed."""
+    def on_demand_capacity(self) -> int:
+        """Replicas the on-demand pools can hold (their maxima summed)."""
         spot = self.spot.tolist()
         return sum(m for m, s in zip(self.max_replicas.tolist(), spot, strict=True) if not s)
 
@@ -153,33 +162,28 @@ class Plan:
     objective: float
 
 
-@lru_cache(maxsize=64)
-def _moves(capacity: tuple[float, ...]) -> IntArray:
-    """Every +1, -1 and move-one-between-two-pools step, one per row; and, where one replica
-    of pool i outweighs one of pool j, the swap of one i for the ceil(c_i / c_j) replicas of
-    j that carry as much (and back). Without it, trading big replicas for small ones passes
-    through plans short of capacity, and the search stops at a dearer plan."""
-    n = len(capacity)
-    eye = np.eye(n, dtype=np.int64)
-    rows = [eye, -eye]
-    if n > 1:
-        i, j = np.nonzero(~np.eye(n, dtype=bool))
-        rows.append(eye[j] - eye[i])
-        cap = np.array(capacity)
-        k = np.ceil(cap[i] / cap[j] - 1e-9).astype(np.int64)
-        big = k > 1
-        swap = k[big, None] * eye[j[big]] - eye[i[big]]
-        rows.extend((swap, -swap))
-    return np.concatenate(rows)
-
-
 def feasible(p: Problem, plans: IntArray) -> BoolArray:
     """Rows of `plans` within every hard bound (replica bounds, spot limits), compiled:
 
     0 <= x_i <= max_i,  min <= T <= max  (T = sum x),  and with the spot limits
     spot(x) <= floor(maxFraction T),  T - spot(x) >= min(onDemandFloor, T)
+
+    When quota relaxes them (`Problem.spot_relaxed`), the compiled check runs without them
+    and the relaxed bound is applied here: spot(x) <= max(floor(f T), T - onDemandCapacity)
+    and T - spot(x) >= min(onDemandFloor, T).
     """
     x = np.ascontiguousarray(plans, dtype=np.int64)
+    ok = _compiled_feasible(p, x)
+    if not p.spot_relaxed:
+        return ok
+    total, spot = x.sum(axis=1), x @ p.spot_count
+    share = np.maximum(np.floor(p.spot_max_fraction * total + 1e-9), total - p.on_demand_capacity)
+    relaxed = (spot <= share) & (total - spot >= np.minimum(p.on_demand_floor, total))
+    return np.asarray(ok & relaxed, dtype=np.bool_)
+
+
+def _compiled_feasible(p: Problem, x: IntArray) -> BoolArray:
+    """The compiled bounds check (`_kernels.feasible`), with or without the strict limits."""
     ok = _kernels.feasible(
         x,
         p.maxima,
@@ -236,58 +240,6 @@ def plan_of(p: Problem, replicas: IntArray) -> Plan:
     """Evaluate one plan."""
     spend, risk, obj = evaluate(p, replicas[None, :])
     return Plan(replicas, float(spend[0]), float(risk[0]), float(obj[0]))
-
-
-def _best(p: Problem, plans: IntArray) -> tuple[Plan, IntArray]:
-    """The best plan among `plans`, and those within the hard bounds but past the floor."""
-    ok = feasible(p, plans)
-    spend, risk, obj = evaluate(p, plans)
-    k = int(np.argmin(np.where(ok, obj, np.inf)))
-    plan = Plan(plans[k], float(spend[k]), float(risk[k]), float(obj[k]) if ok[k] else math.inf)
-    return plan, plans[ok & (risk > p.risk_floor)]
-
-
-def first_plan(p: Problem, starts: list[IntArray]) -> Plan:
-    """The best of `starts`; when none is within the SLO floor, those within the bounds also
-    enter with their one-replica-more neighbours, so the search does not start past it."""
-    best, short = _best(p, np.stack(starts))
-    if short.shape[0] and best.risk > p.risk_floor:
-        n = short.shape[1]
-        grown = (short[:, None, :] + np.eye(n, dtype=np.int64)[None, :, :]).reshape(-1, n)
-        other, _ = _best(p, grown)
-        best = other if other.objective < best.objective else best
-    return best
-
-
-def search(p: Problem, starts: list[IntArray]) -> Plan:
-    """Local search from the best start (`first_plan`): best single move at a time until
-    none lowers J."""
-    return descend(p, first_plan(p, starts))
-
-
-def descend(p: Problem, best: Plan) -> Plan:
-    """Best single move at a time from `best` until none lowers J."""
-    moves = _moves(tuple(p.risk.capacity.tolist()))
-    eye = np.eye(moves.shape[1], dtype=np.int64)
-    stuck = False
-    for _ in range(MAX_STEPS):
-        cand = best.replicas + moves
-        if stuck:
-            # At a local optimum: one replica less anywhere, then any move (a trade of two
-            # replicas for one that no single move reaches without crossing the floor).
-            less = best.replicas - eye[best.replicas > 0]
-            cand = (less[:, None, :] + moves[None, :, :]).reshape(-1, moves.shape[1])
-        cand = cand[feasible(p, cand)]
-        cand = cand[money(p, cand) < best.objective - 1e-9]  # risk only adds: skip the rest
-        spend, risk, obj = evaluate(p, cand)
-        k = int(np.argmin(obj)) if cand.shape[0] else -1
-        if k < 0 or not obj[k] < best.objective - 1e-9:
-            if stuck:
-                break
-            stuck = True
-            continue
-        best, stuck = Plan(cand[k], float(spend[k]), float(risk[k]), float(obj[k])), False
-    return best
 
 
 def newsvendor_quantile(slo_miss_cost: float, replica_cost: float, attainment: float) -> float:

@@ -1,6 +1,6 @@
 """The exact optimum of an allocation problem, by branch and bound over pools.
 
-An incumbent plan (the best start, `allocate.first_plan`) has objective J*. No plan x can beat
+An incumbent plan (the best start, `local.first_plan`) has objective J*. No plan x can beat
 it unless a lower bound on its objective is below J*. The bound rests on R(C), a lower bound
 on `RiskModel.of` that depends only on C(x) = sum_i x_i c_i (1 - f_i), the capacity left after
 the expected independent spot losses f_i: every term of the risk is Phi((D_g + B - C(x)) / sd)
@@ -35,17 +35,8 @@ import math
 import numpy as np
 
 from costscaler.core import _kernels
-from costscaler.core.allocate import (
-    HARD,
-    SOFT,
-    Plan,
-    Problem,
-    descend,
-    evaluate,
-    feasible,
-    first_plan,
-    money,
-)
+from costscaler.core.allocate import HARD, SOFT, Plan, Problem, evaluate, feasible, money
+from costscaler.core.local import descend, first_plan
 from costscaler.core.risk import IntArray
 from costscaler.core.types import FloatArray
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from costscaler.core import allocate, fill
+from costscaler.api.budget import OnConflict
+from costscaler.core import allocate, allowance, fill
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.forecast import DemandForecast
 from costscaler.core.risk import IntArray
@@ -68,6 +69,11 @@ def _allocation(pl: Planner, replicas: IntArray) -> str:
     return ", ".join(parts) or "no replicas"
 
 
+BUDGET_REASONS = frozenset(
+    (Reason.BUDGET_LIMITED, Reason.BUDGET_EXCEEDED, Reason.BUDGET_BELOW_MINIMUM)
+)
+
+
 def explain(
     pl: Planner,
     prob: Problem,
@@ -75,23 +81,36 @@ def explain(
     q: float,
     chosen: Plan,
     target: Plan,
-    limited: bool,
+    bound: tuple[bool, int],
     fixed: float,
     budget: BudgetConstraint | None,
 ) -> tuple[Reason, str]:
-    """The reason (CamelCase) and a one-paragraph message for people."""
+    """The reason (CamelCase) and a one-paragraph message for people.
+
+    `bound`: whether the budget bound the plan, and the replicas held past it when the
+    budget released some of them, else 0 (`core.holds.hold`). Precedence: the budget, the
+    spot share relaxed, the SLO at risk, keep-alive, cost-optimal; the message still notes a
+    relaxed share or an SLO at risk.
+    """
     head = (
         f"Demand {_rps(demand.level)} req/s now, {_rps(demand.quantile(q))} req/s at the "
         f"{q:.1%} quantile in {pl.horizon_s:.0f} s: {_allocation(pl, chosen.replicas)} "
         f"for ${chosen.spend + fixed:.2f}/h, SLO risk {chosen.risk:.2%}."
     )
-    if limited and budget is not None:
-        return _budget(prob, chosen, fixed, budget, head)
-    if chosen.risk > prob.risk_floor + 1e-9:
-        return Reason.SLO_AT_RISK, (
-            f"{head} Even this plan, the best within the bounds, misses the SLO attainment "
-            f"target of {pl.settings.attainment:.2%}: raise replicas.max or pool limits."
-        )
+    at_risk = chosen.risk > prob.risk_floor + 1e-9
+    relaxed = _relaxed(prob, chosen.replicas)
+    risk_note = (
+        f" Even this plan, the best within the bounds, misses the SLO attainment target of "
+        f"{pl.settings.attainment:.2%}: raise replicas.max or pool limits."
+    )
+    if budget is not None:
+        found = _budget(prob, chosen, target, bound, fixed, budget, head)
+        if found is not None:
+            return found[0], found[1] + (f" {relaxed}" if relaxed else "")
+    if relaxed:
+        return Reason.SPOT_LIMIT_RELAXED, f"{head} {relaxed}" + (risk_note if at_risk else "")
+    if at_risk:
+        return Reason.SLO_AT_RISK, head + risk_note
     if (chosen.replicas > target.replicas).any():
         return Reason.KEEP_ALIVE, (
             f"{head} Idle replicas are kept until holding them costs more than starting them "
@@ -100,20 +119,70 @@ def explain(
     return Reason.COST_OPTIMAL, head
 
 
+def _relaxed(prob: Problem, plan: IntArray) -> str:
+    """What the plan owes to on-demand quota past the spot limits, with the numbers ("" when
+    it is within them)."""
+    if not prob.spot_relaxed:
+        return ""
+    total, f = int(plan.sum()), prob.spot_max_fraction
+    spot = int(plan @ prob.spot_count)
+    share = math.floor(f * total + 1e-9)
+    if spot <= share:
+        return ""
+    od_cap = prob.on_demand_capacity
+    most = math.floor(od_cap / (1.0 - f) + 1e-9)
+    return (
+        f"Spot limits relaxed: replicas.min {prob.total_min} is more than {od_cap} on-demand "
+        f"replicas (the on-demand pools' maxima) carry at spot.maxFraction {f:.0%} ({most} "
+        f"replicas at most), so on-demand is full and spot holds {spot} of {total} "
+        f"replicas, {spot - share} past its share of {share}: raise the on-demand pools' "
+        "maxima or spot.maxFraction."
+    )
+
+
 def _budget(
-    prob: Problem, chosen: Plan, fixed: float, budget: BudgetConstraint, head: str
-) -> tuple[Reason, str]:
-    allowed = f"${budget.allowed_per_hour:.2f}/h"
-    over = chosen.spend + fixed > budget.allowed_per_hour + 1e-6
-    if over and prob.prefer_slo:
+    prob: Problem,
+    chosen: Plan,
+    target: Plan,
+    bound: tuple[bool, int],
+    fixed: float,
+    budget: BudgetConstraint,
+    head: str,
+) -> tuple[Reason, str] | None:
+    """The budget's reason and message, or None when the budget changed nothing."""
+    allowed = budget.allowed_per_hour
+    spend = chosen.spend + fixed
+    over = spend - allowed
+    limited, trimmed = bound
+    if over > 1e-6 and budget.on_conflict == OnConflict.PREFER_SLO:
+        why = (
+            "meeting the SLO needs more"
+            if limited
+            else "replicas kept alive to their break-even or serving while new ones warm"
+        )
         return Reason.BUDGET_EXCEEDED, (
-            f"{head} Meeting the SLO needs more than the budget's {allowed}; "
+            f"{head} That is ${over:.2f}/h over the budget's ${allowed:.2f}/h ({why}); "
             f"onConflict {budget.on_conflict} keeps the SLO."
         )
+    if over > 1e-6:  # PreferBudget: only the cheapest plan within the bounds is past it
+        least = float(allowance.cheapest(prob) @ prob.price) + fixed
+        return Reason.BUDGET_BELOW_MINIMUM, (
+            f"{head} The cheapest plan within the replica bounds (replicas.min "
+            f"{prob.total_min}, minOnDemandReplicas {prob.min_on_demand}, the spot share) "
+            f"costs ${least:.2f}/h, above the budget's ${allowed:.2f}/h: lower replicas.min "
+            "or raise the budget."
+        )
+    if not (limited or trimmed):
+        return None
     note = " The SLO risk is above its floor." if chosen.risk > prob.risk_floor + 1e-9 else ""
-    if over:
-        note += " The replica minimum alone costs more than the budget allows."
-    return Reason.BUDGET_LIMITED, f"{head} Held to the budget's {allowed}.{note}"
+    if trimmed:
+        kept = int(np.maximum(chosen.replicas - target.replicas, 0).sum())
+        note += (
+            f" Of {trimmed} replicas held past the plan (idle ones to their break-even, ready "
+            f"ones while new ones warm), the allowance it leaves keeps {kept}, cheapest per "
+            "req/s first."
+        )
+    return Reason.BUDGET_LIMITED, f"{head} Held to the budget's ${allowed:.2f}/h.{note}"
 
 
 def _rebalance(pl: Planner, base: IntArray, order: IntArray) -> IntArray:

@@ -87,3 +87,27 @@ def cheapest_on_demand(p: Problem) -> IntArray:
             break
         add(i, p.reachable_min - total)
     return np.array(x, dtype=np.int64)
+
+
+def relaxed(
+    p: Problem, demand_rps: float, order: NDArray[np.intp], use_spot: bool = True
+) -> IntArray:
+    """A start when on-demand quota forces spot past its share (`Problem.spot_relaxed`).
+
+    Every such plan holds each on-demand pool at its maximum (T - spot >= on-demand capacity
+    is the relaxed share's only way past floor(f T)); spot pools then fill, in merit `order`,
+    the demand's gap (with `use_spot`), then the replica minimum. The compiled starts know
+    only the strict limits, or none. Plain Python: a handful of pools.
+    """
+    eff, spot, caps = p.as_lists
+    x = [0 if s else c for s, c in zip(spot, caps, strict=True)]
+    total, rps = sum(x), sum(k * e for k, e in zip(x, eff, strict=True))
+    for i in order.tolist():
+        if not spot[i]:
+            continue
+        want = replicas_needed(demand_rps - rps, eff[i]) if use_spot else 0
+        k = max(0, min(max(want, p.reachable_min - total), caps[i], p.total_max - total))
+        x[i] += k
+        total += k
+        rps += k * eff[i]
+    return np.array(x, dtype=np.int64)

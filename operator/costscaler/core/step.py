@@ -6,7 +6,9 @@
    observed (each sample is consumed once, so overlapping windows are safe).
 3. Forecast demand at the horizon from the window (`core.forecast`).
 4. Optimise (`core.allocate`), first without the budget, then within it if the plan breaks it.
-5. Keep surplus replicas alive up to their break-even time (`core.keepalive`).
+5. Keep surplus replicas alive up to their break-even time (`core.keepalive`), and ready ones
+   while the plan's new ones warm; under PreferBudget only as far as the allowance pays
+   (`core.allowance`).
 6. Price the alternatives and say why.
 """
 
@@ -19,19 +21,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from costscaler.api.budget import OnConflict
 from costscaler.core import (
     allocate,
+    allowance,
     capacity,
     cost,
     exact,
     fill,
     hazard,
-    keepalive,
+    holds,
     stock,
     validate,
 )
 from costscaler.core.allocate import Plan, Problem
-from costscaler.core.explain import alternatives, explain, held
+from costscaler.core.explain import BUDGET_REASONS, alternatives, explain, held
 from costscaler.core.forecast import DemandForecast, forecast
 from costscaler.core.risk import IntArray, RiskModel
 from costscaler.core.types import (
@@ -40,7 +44,6 @@ from costscaler.core.types import (
     EngineState,
     FloatArray,
     Observations,
-    Reason,
 )
 
 if TYPE_CHECKING:
@@ -75,11 +78,14 @@ def step(
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
     prob, target, limited, state = optimise(prob, starts, fixed, budget, state)
-    final, clocks = keep(pl, prob, target, cur, state, now, limited)
-    final = _make_before_break(pl, prob, final, cur, ready, target.replicas)
+    final, clocks, trimmed = holds.hold(
+        pl, prob, target, cur, ready, state, now, limited, budget, fixed
+    )
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
-    reason, message = explain(pl, prob, demand, q, chosen, target, limited, fixed, budget)
+    reason, message = explain(
+        pl, prob, demand, q, chosen, target, (limited, trimmed), fixed, budget
+    )
     spend = chosen.spend + fixed
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     return Decision(
@@ -95,7 +101,8 @@ def step(
         quantile=q,
         demand_rps=demand.quantile(q),
         horizon_s=pl.horizon_s,
-        budget_limited=limited and reason != Reason.COST_OPTIMAL,
+        budget_limited=reason in BUDGET_REASONS,
+        spot_limit_relaxed=prob.spot_relaxed,
         cost_per_1k_requests=cost.cost_per_thousand_requests(spend, float(obs.request_rate[-1])),
         cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
@@ -125,26 +132,6 @@ def _latest(series: Mapping[str, FloatArray], name: str) -> int:
     return max(int(arr[-1]), 0)
 
 
-def _make_before_break(
-    pl: Planner, prob: Problem, final: IntArray, cur: IntArray, ready: IntArray, target: IntArray
-) -> IntArray:
-    """`keepalive.make_before_break` within the hard bounds.
-
-    When serving replicas and the plan's new ones do not fit together (replicas.max), the
-    new ones wait (worst merit first) rather than the serving ones go: the move then rolls,
-    a few replicas at a time, as the ones started become ready, instead of emptying a pool
-    a cold start before its replacement serves.
-    """
-    merit = prob.merit
-    kept = keepalive.make_before_break(final, cur, ready, target, prob.risk.capacity, merit)
-    for i in merit[::-1].tolist():
-        if allocate.fits(prob, kept):
-            return kept
-        while kept[i] > cur[i] and not allocate.fits(prob, kept):
-            kept[i] -= 1
-    return kept if allocate.fits(prob, kept) else final
-
-
 def idle_accelerators(pl: Planner, prob: Problem, plan: IntArray, rate_rps: float) -> float:
     """Accelerators of `plan` not needed at `rate_rps`: the plan's accelerators times the
     share of its capacity left unused (each replica's accelerators per req/s, on average)."""
@@ -171,13 +158,17 @@ def optimise(
     target, proven = exact.optimum_or_search(prob, starts, attempt, narrow)
     limited = budget is not None and target.spend + fixed > budget.allowed_per_hour + 1e-9
     if budget is not None and limited:
-        prob = replace(
-            prob,
-            budget=budget.allowed_per_hour - fixed,
-            prefer_slo=budget.on_conflict == "PreferSLO",
-        )
-        target, again = exact.optimum_or_search(prob, [*starts, target.replicas], attempt, narrow)
+        prefer_slo = budget.on_conflict == OnConflict.PREFER_SLO
+        prob = replace(prob, budget=budget.allowed_per_hour - fixed, prefer_slo=prefer_slo)
+        least = allowance.cheapest(prob)
+        starts = [*starts, target.replicas, least]
+        target, again = exact.optimum_or_search(prob, starts, attempt, narrow)
         proven = None if again is None else bool(proven and again)
+        cheapest = allocate.plan_of(prob, least)
+        # PreferBudget: nothing above the allowance unless even the cheapest plan is (a search
+        # that gave up may stop at a dearer plan: the cheapest plan is then the answer).
+        if not prefer_slo and target.spend > max(prob.budget, cheapest.spend) + 1e-9:
+            target = cheapest
     misses, wait = exact.backoff(state.exact_misses, state.exact_wait, proven)
     return prob, target, limited, replace(state, exact_misses=misses, exact_wait=wait)
 
@@ -275,40 +266,13 @@ def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) ->
     maximum-spot plan (first: the alternatives report it), merit-order fills of all pools and
     of on-demand pools only, and the current allocation."""
     merit = prob.merit
+    if prob.spot_relaxed:  # the compiled starts would break the relaxed share
+        most = fill.relaxed(prob, demand_rps, merit)
+        least = fill.relaxed(prob, demand_rps, merit, use_spot=False)
+        return [most, most.copy(), least, np.minimum(cur, prob.max_replicas)]
     return [
         fill.max_spot(prob, demand_rps, merit),
         fill.fill(prob, demand_rps, merit),
         fill.fill(prob, demand_rps, merit, use_spot=False),
         np.minimum(cur, prob.max_replicas),
     ]
-
-
-def keep(
-    pl: Planner,
-    prob: Problem,
-    target: Plan,
-    cur: IntArray,
-    state: EngineState,
-    now: float,
-    limited: bool,
-) -> tuple[IntArray, dict[str, tuple[float, ...]]]:
-    """Target plus surplus held within break-even; holds that break a bound are released."""
-    if limited:  # a budget-limited plan pays for no idle replicas
-        return target.replicas, {}
-    if (cur <= target.replicas).all():  # no surplus: every clock stops
-        return target.replicas, {}
-    capped = np.minimum(cur, prob.max_replicas)
-    hold_s = keepalive.hold_seconds(
-        pl.cold_start_s, prob.price, prob.slo_miss_cost, prob.risk.marginal(capped)
-    )
-    final, clocks = keepalive.apply(
-        pl.names, target.replicas, capped, state.idle_since, now, hold_s
-    )
-    for i in prob.merit[::-1]:  # release the worst merit first
-        if allocate.fits(prob, final):
-            break
-        final[i] = target.replicas[i]
-        clocks.pop(pl.names[i], None)
-    if not allocate.fits(prob, final):
-        return target.replicas, {}
-    return final, clocks

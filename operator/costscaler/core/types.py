@@ -29,6 +29,8 @@ class Reason(StrEnum):
     KEEP_ALIVE = "KeepAlive"
     BUDGET_LIMITED = "BudgetLimited"
     BUDGET_EXCEEDED = "BudgetExceededForSLO"
+    BUDGET_BELOW_MINIMUM = "BudgetBelowMinimum"
+    SPOT_LIMIT_RELAXED = "SpotLimitRelaxed"
     SLO_AT_RISK = "SLOAtRisk"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
 
@@ -78,8 +80,11 @@ class BudgetConstraint:
 
     It is compared with `Decision.cost_per_hour`: accelerators plus fixed, storage and egress.
 
-    PreferSLO keeps the plan that meets the SLO attainment floor even above the rate;
-    PreferBudget stays within the rate even if the SLO risk rises above the floor.
+    PreferSLO keeps the plan that meets the SLO attainment floor even above the rate (and
+    the replicas kept alive or serving while new ones warm), saying by how much; PreferBudget
+    stays within the rate, keep-alive and make-before-break included, even if the SLO risk
+    rises above the floor, unless the cheapest plan within the replica bounds alone costs
+    more (reason BudgetBelowMinimum, `core.allowance`).
     """
 
     allowed_per_hour: float
@@ -191,11 +196,14 @@ class Decision:
     (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
     was sized for; `demand_rps`: that demand at the horizon; `horizon_s`: the horizon;
     `metrics_available`: False when the engine held the allocation on bad data;
-    `budget_limited`: True when the budget changed the plan. `cost_per_1k_requests` and
-    `cost_per_million_tokens` ($): the plan's cost per hour over the latest request and token
-    rates (NaN without traffic or tokens). `idle_accelerators`: accelerators of the plan that
-    the latest request rate leaves idle (fractional; integrate over time with
-    `cost.idle_accelerator_hours`).
+    `budget_limited`: True when the budget changed the plan or the plan is past it (the
+    reason is then a budget one). `cost_per_1k_requests` and `cost_per_million_tokens` ($):
+    the plan's cost per hour over the latest request and token rates (NaN without traffic
+    or tokens). `idle_accelerators`: accelerators of the plan that the latest request rate
+    leaves idle (fractional; integrate over time with `cost.idle_accelerator_hours`).
+    `spot_limit_relaxed`: True when on-demand quota is too small to carry replicas.min at
+    spot.maxFraction, so spot may pass its share as far as that forces (`core.allocate`;
+    reason SpotLimitRelaxed when the plan does).
     """
 
     replicas: Mapping[str, int]
@@ -210,6 +218,7 @@ class Decision:
     horizon_s: float = 0.0
     metrics_available: bool = True
     budget_limited: bool = False
+    spot_limit_relaxed: bool = False
     cost_per_1k_requests: float = math.nan
     cost_per_million_tokens: float = math.nan
     idle_accelerators: float = 0.0

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from test_properties import FAST, planners, rates
 
 from costscaler.core import Planner, PoolView, Settings
-from costscaler.core.allocate import Plan, evaluate, feasible, first_plan
+from costscaler.core.allocate import Plan, evaluate, feasible
 from costscaler.core.exact import (
     _BRUTE,
     MAX_WAIT,
@@ -24,6 +24,7 @@ from costscaler.core.exact import (
     solve,
 )
 from costscaler.core.forecast import forecast
+from costscaler.core.local import first_plan
 from costscaler.core.step import learn, problem, start_plans
 from costscaler.core.types import EngineState
 
