@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
-from costscaler.core import Decision, Observations, decide, missing_pools, pool_views
+from costscaler.api.budget import OnConflict
+from costscaler.core import (
+    BudgetConstraint,
+    Decision,
+    Observations,
+    decide,
+    missing_pools,
+    pool_views,
+)
 from costscaler.errors import UserError
 
 SCRAPE_S = 15.0
@@ -36,6 +44,18 @@ def register(subparsers: Any) -> None:
         metavar="POOL=N",
         help="replicas running now on a pool (repeat per pool); default none",
     )
+    parser.add_argument(
+        "--budget-rate",
+        type=_dollars,
+        metavar="DOLLARS_PER_HOUR",
+        help="the burn rate a CostBudget allows this deployment, $/h (as the operator "
+        "passes it); default no budget",
+    )
+    parser.add_argument(
+        "--on-conflict",
+        choices=[c.value for c in OnConflict],
+        help="which wins when the SLO and --budget-rate cannot both hold (default PreferSLO)",
+    )
     parser.add_argument("--name", help="which InferenceDeployment, when -f holds several")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -49,6 +69,25 @@ def _rate(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
+
+
+def _dollars(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected $/h as a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _budget(args: argparse.Namespace) -> BudgetConstraint | None:
+    """The budget the operator would pass (`core.BudgetConstraint`), from the flags."""
+    if args.budget_rate is None:
+        if args.on_conflict is not None:
+            raise UserError("--on-conflict needs --budget-rate (the allowed $/h)")
+        return None
+    return BudgetConstraint(args.budget_rate, OnConflict(args.on_conflict or "PreferSLO"))
 
 
 def _current(items: list[str], known: list[str]) -> dict[str, int]:
@@ -95,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             "spec.workload.capacity profile for one of their accelerator types"
         )
     current = _current(args.current, eligible)
+    budget = _budget(args)
     window = float(dep.spec.forecast.window_seconds)
     times = np.arange(-window, SCRAPE_S / 2, SCRAPE_S)
     n = times.size
@@ -104,12 +144,14 @@ def run(args: argparse.Namespace) -> int:
         latency=np.full(n, math.nan),
         ready={k: np.full(n, float(v)) for k, v in current.items()},
     )
-    decision = decide(dep.spec, pools, obs, current, 0.0)
+    # No engine state: every surplus replica's keep-alive clock starts now, and the --current
+    # replicas are all ready, so moves pay make-before-break as the operator's first tick would.
+    decision = decide(dep.spec, pools, obs, current, 0.0, budget=budget)
     kinds = {p.name: str(p.spec.capacity_type) for p in pools}
     if args.json:
-        print(json.dumps(to_json(decision, dep.metadata.name, args.rate), indent=2))
+        print(json.dumps(to_json(decision, dep.metadata.name, args.rate, budget), indent=2))
     else:
-        print(table(decision, dep.metadata.name, args.rate, kinds))
+        print(table(decision, dep.metadata.name, args.rate, kinds, budget))
     return 0
 
 
@@ -124,8 +166,14 @@ def spot_share(replicas: dict[str, int], kinds: dict[str, str]) -> float:
     return spot / total if total else 0.0
 
 
-def to_json(decision: Decision, name: str, rate: float) -> dict[str, Any]:
-    """The decision as a JSON-able object (ARCHITECTURE §5); non-finite numbers become null."""
+def to_json(
+    decision: Decision, name: str, rate: float, budget: BudgetConstraint | None = None
+) -> dict[str, Any]:
+    """The decision as a JSON-able object (ARCHITECTURE §5); non-finite numbers become null.
+
+    With a budget, `budget` holds the allowed $/h and onConflict, and `budget_limited`
+    whether the budget shaped the plan or the plan is past it.
+    """
     return {
         "deployment": name,
         "rate": rate,
@@ -134,6 +182,14 @@ def to_json(decision: Decision, name: str, rate: float) -> dict[str, Any]:
         "slo_risk": _num(decision.slo_risk),
         "reason": str(decision.reason),
         "message": decision.message,
+        "budget": None
+        if budget is None
+        else {
+            "allowed_per_hour": budget.allowed_per_hour,
+            "on_conflict": str(budget.on_conflict),
+        },
+        "budget_limited": decision.budget_limited,
+        "spot_limit_relaxed": decision.spot_limit_relaxed,
         "cost_per_1k_requests": _num(decision.cost_per_1k_requests),
         "quantile": _num(decision.quantile),
         "demand_rps": _num(decision.demand_rps),
@@ -154,7 +210,13 @@ def _pct(value: float) -> str:
     return f"{value:.2%}" if math.isfinite(value) else "unknown"
 
 
-def table(decision: Decision, name: str, rate: float, kinds: dict[str, str]) -> str:
+def table(
+    decision: Decision,
+    name: str,
+    rate: float,
+    kinds: dict[str, str],
+    budget: BudgetConstraint | None = None,
+) -> str:
     """The decision as a readable table: pools, then the alternatives."""
     reps = dict(decision.replicas)
     lines = [f"{name} at {rate:g} req/s: {decision.reason}", ""]
@@ -164,6 +226,7 @@ def table(decision: Decision, name: str, rate: float, kinds: dict[str, str]) -> 
     lines += [
         "",
         f"cost       ${decision.cost_per_hour:.4f}/h (accelerators, fixed items, egress)",
+        f"budget     {_budget_line(decision, budget)}",
         f"spot share {spot_share(reps, kinds):.0%}",
         f"SLO risk   {_pct(decision.slo_risk)}",
         f"reason     {decision.reason}: {decision.message}",
@@ -174,3 +237,11 @@ def table(decision: Decision, name: str, rate: float, kinds: dict[str, str]) -> 
         plan = ", ".join(f"{p}={n}" for p, n in alt.replicas.items() if n) or "none"
         lines.append(f"{alt.name:<20} {alt.cost_per_hour:>10.4f} {_pct(alt.slo_risk):>8}  {plan}")
     return "\n".join(lines)
+
+
+def _budget_line(decision: Decision, budget: BudgetConstraint | None) -> str:
+    if budget is None:
+        return "none (--budget-rate)"
+    gap = decision.cost_per_hour - budget.allowed_per_hour
+    where = f"${gap:.4f}/h over" if gap > 1e-6 else "within"
+    return f"${budget.allowed_per_hour:.4f}/h allowed, {budget.on_conflict}: {where}"

@@ -12,6 +12,10 @@ one replica at a time in merit order (cheapest $/h per req/s of surviving capaci
 `Problem.merit`), each only while its price fits in `left` and the plan stays within every
 hard bound. The only plan above A is the cheapest the hard bounds allow, when it alone
 costs more (replicas.min, minOnDemandReplicas and the spot share: `cheapest`).
+
+Under PreferSLO the SLO outranks A: the plan may pass it, and so may the ready replicas
+the plan's new ones still need while they warm (they serve now); idle replicas kept to
+their break-even compete for the allowance as above (they are a saving, not the SLO).
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def _budget(
         why = (
             "meeting the SLO needs more"
             if limited
-            else "replicas kept alive to their break-even or serving while new ones warm"
+            else "ready replicas kept serving while the plan's new ones warm"
         )
         return Reason.BUDGET_EXCEEDED, (
             f"{head} That is ${over:.2f}/h over the budget's ${allowed:.2f}/h ({why}); "

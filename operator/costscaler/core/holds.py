@@ -5,6 +5,7 @@ budget's allowance pays for (`core.allowance`). Each hold stays within every har
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,20 +28,27 @@ def hold(
     ready: IntArray,
     state: EngineState,
     now: float,
-    limited: bool,
     budget: BudgetConstraint | None,
     fixed: float,
 ) -> tuple[IntArray, dict[str, tuple[float, ...]], int]:
-    """The plan with the replicas held past it (keep-alive, make-before-break), the keep-alive
-    clocks, and how many replicas it would hold past the plan when the budget released some
-    of them (PreferBudget: `core.allowance`), else 0."""
-    prefer_budget = budget is not None and budget.on_conflict == OnConflict.PREFER_BUDGET
-    # Past the rate under PreferSLO, idle replicas are not worth more overspend.
-    kept, clocks = keep(pl, prob, target, cur, state, now, limited and not prefer_budget)
+    """The plan with the replicas held past it, the keep-alive clocks, and how many replicas
+    it would hold past the plan when the budget released some of them, else 0.
+
+    Past the allowance (`budget`, less `fixed` $/h), the held replicas compete for what is
+    left of it (`core.allowance`). Under PreferBudget, all of them; under PreferSLO, the
+    ready replicas the plan's new ones still need while they warm (make-before-break from
+    the plan alone) stay whatever they cost, as the SLO now needs them: only the idle ones
+    compete.
+    """
+    kept, clocks = keep(pl, prob, target, cur, state, now)
     final = _make_before_break(pl, prob, kept, cur, ready, target.replicas)
-    if budget is None or not prefer_budget:
+    room = math.inf if budget is None else budget.allowed_per_hour - fixed
+    if float(final @ prob.price) <= room + 1e-9:
         return final, clocks, 0
-    out = allowance.admit(prob, target.replicas, final, budget.allowed_per_hour - fixed)
+    base = target.replicas
+    if budget is not None and budget.on_conflict == OnConflict.PREFER_SLO:
+        base = _make_before_break(pl, prob, base, cur, ready, target.replicas)
+    out = allowance.admit(prob, base, final, room)
     if np.array_equal(out, final):
         return final, clocks, 0
     wanted = int(np.maximum(final - target.replicas, 0).sum())
@@ -74,11 +82,9 @@ def keep(
     cur: IntArray,
     state: EngineState,
     now: float,
-    limited: bool,
 ) -> tuple[IntArray, dict[str, tuple[float, ...]]]:
-    """Target plus surplus held within break-even; holds that break a bound are released."""
-    if limited:  # a plan already past the budget pays for no idle replicas
-        return target.replicas, {}
+    """Target plus surplus held within break-even; holds that break a bound are released.
+    (A budget then bounds them: `hold`.)"""
     if (cur <= target.replicas).all():  # no surplus: every clock stops
         return target.replicas, {}
     capped = np.minimum(cur, prob.max_replicas)

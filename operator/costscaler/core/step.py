@@ -78,9 +78,7 @@ def step(
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
     prob, target, limited, state = optimise(prob, starts, fixed, budget, state)
-    final, clocks, trimmed = holds.hold(
-        pl, prob, target, cur, ready, state, now, limited, budget, fixed
-    )
+    final, clocks, trimmed = holds.hold(pl, prob, target, cur, ready, state, now, budget, fixed)
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
     reason, message = explain(

@@ -81,7 +81,7 @@ class BudgetConstraint:
     It is compared with `Decision.cost_per_hour`: accelerators plus fixed, storage and egress.
 
     PreferSLO keeps the plan that meets the SLO attainment floor even above the rate (and
-    the replicas kept alive or serving while new ones warm), saying by how much; PreferBudget
+    the ready replicas serving while its new ones warm), saying by how much; PreferBudget
     stays within the rate, keep-alive and make-before-break included, even if the SLO risk
     rises above the floor, unless the cheapest plan within the replica bounds alone costs
     more (reason BudgetBelowMinimum, `core.allowance`).

@@ -3,8 +3,6 @@ make-before-break included; PreferSLO may exceed it and says by how much (issue 
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 from core_helpers import OD, planner, steady
@@ -72,16 +70,26 @@ def test_prefer_slo_says_how_far_over_the_rate_it_goes():
     assert f"${over:.2f}/h over" in d.message, d.message
 
 
-def test_prefer_slo_keep_alive_over_the_rate_says_so():
-    """PreferSLO lets keep-alive exceed the rate (re-buying costs SLO), but says by how much."""
+def test_prefer_slo_holds_idle_replicas_only_within_the_rate():
+    """Idle replicas are a saving, not the SLO: under PreferSLO too they compete for the
+    allowance (the plan, 2 cheap replicas at $2/h, meets the SLO)."""
     pl = planner([EXP, CHEAP], replicas_max=20)
     current = {"exp": 2, "cheap": 6}
-    d = pl.decide(
-        steady(3.0, ready=current), current, 3600.0, None, _budgeted(3.0, OnConflict.PREFER_SLO)
-    )
-    over = d.cost_per_hour - 3.0
-    assert over > 0 and d.budget_limited
-    assert re.search(r"\$\d+\.\d\d/h over", d.message), d.message
+    budget = _budgeted(3.0, OnConflict.PREFER_SLO)
+    d = pl.decide(steady(3.0, ready=current), current, 3600.0, None, budget)
+    assert d.replicas == {"exp": 0, "cheap": 3} and d.cost_per_hour <= 3.0 + 1e-9, d.message
+    assert d.reason == "BudgetLimited" and d.budget_limited
+
+
+def test_prefer_slo_keeps_serving_replicas_while_the_new_ones_warm_and_says_how_far_over():
+    """The reproducer's move under PreferSLO: the 6 ready replicas serve until the 6 new ones
+    are ready, past the $7/h allowed; the message says by how much."""
+    pl = planner([EXP, CHEAP], replicas_max=20)
+    budget = _budgeted(7.0, OnConflict.PREFER_SLO)
+    d = pl.decide(steady(10.0, ready={"exp": 6}), {"exp": 6}, 3600.0, None, budget)
+    assert d.replicas == {"exp": 6, "cheap": 6}, d.replicas
+    assert d.reason == "BudgetExceededForSLO" and d.budget_limited
+    assert "$11.00/h over the budget's $7.00/h" in d.message, d.message
 
 
 def _cheapest_within_bounds(pl, obs) -> float:

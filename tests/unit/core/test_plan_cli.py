@@ -82,6 +82,11 @@ def test_zero_load_plans_the_minimum(capsys):
             "expected POOL=N",
             id="bad-current-count",
         ),
+        pytest.param(
+            ["-f", DEP, "-p", POOLS, "--rate", "1", "--on-conflict", "PreferBudget"],
+            "--on-conflict needs --budget-rate",
+            id="on-conflict-without-budget",
+        ),
     ],
 )
 def test_user_errors_are_one_line(capsys, argv: list[str], message: str):
@@ -105,3 +110,39 @@ def test_deployment_picked_by_name(capsys):
     )
     assert code == 0
     assert set(json.loads(out)["replicas"]) == {"g6-xlarge-l4-spot", "g6-xlarge-l4-ondemand"}
+
+
+A100_MOVE = ["--rate", "10", "--current", "p4d-24xlarge-a100-ondemand=6", "--budget-rate", "7"]
+
+
+def test_prefer_budget_holds_a_move_within_the_budget_rate(capsys):
+    """Issue #14: 6 A100 replicas at 10 req/s move to cheaper pools with $7/h allowed. The
+    engine kept the 5 idle A100s alive beside the new plan: $26.90/h, reason KeepAlive."""
+    argv = ["-f", DEP, "-p", POOLS, *A100_MOVE, "--on-conflict", "PreferBudget", "--json"]
+    code, out, _ = _run(capsys, *argv)
+    data = json.loads(out)
+    assert code == 0
+    assert data["cost_per_hour"] <= 7.0 + 1e-6, data["message"]
+    assert data["reason"] == "BudgetLimited" and data["budget_limited"]
+    assert data["budget"] == {"allowed_per_hour": 7.0, "on_conflict": "PreferBudget"}
+
+
+def test_prefer_slo_says_how_far_over_the_budget_rate_it_goes(capsys):
+    code, out, _ = _run(capsys, "-f", DEP, "-p", POOLS, *A100_MOVE, "--on-conflict", "PreferSLO")
+    assert code == 0
+    assert "BudgetExceededForSLO" in out and "/h over the budget's $7.00/h" in out, out
+    assert "PreferSLO: $" in out  # the budget line of the table
+
+
+def test_the_default_on_conflict_is_prefer_slo(capsys):
+    code, out, _ = _run(capsys, "-f", DEP, "-p", POOLS, "--rate", "10", "--budget-rate", "1e6")
+    assert code == 0
+    assert "$1000000.0000/h allowed, PreferSLO: within" in out, out
+
+
+@pytest.mark.parametrize("rate", ["-1", "nan", "inf", "cheap"])
+def test_bad_budget_rate_is_rejected_by_the_parser(capsys, rate: str):
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "-f", DEP, "-p", POOLS, "--rate", "1", "--budget-rate", rate])
+    assert exc.value.code == 2
+    assert "--budget-rate" in capsys.readouterr().err
