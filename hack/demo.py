@@ -92,7 +92,7 @@ def install(tools: Tools) -> None:
     for crd in peering_crds():
         tools.apply(crd)
     tools.run("kubectl", "wait", "--for=condition=Established", "crd", "--all")
-    tools.apply(peering_object("costscaler"))
+    tools.apply(peering_object("costscaler", NAMESPACE))  # the chart's default: namespaced
     say("applying the example pools (no node cold start: the KWOK nodes already exist)")
     for path in sorted((REPO / "examples" / "pools").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -198,10 +198,11 @@ def run(args: argparse.Namespace) -> int:
         port = procs.free_port()
         log = (workdir / "operator.log").open("w")
         operator = subprocess.Popen(
-            [str(Path(sys.executable).parent / "costscaler"), "run", "-A", "--prometheus-url",
+            [str(Path(sys.executable).parent / "costscaler"), "run", "-n", NAMESPACE,
+             "--prometheus-url",
              cluster.prometheus_url, "--interval", "5", "--scrape-interval", "2",
              "--metrics-port", str(port), "--kubeconfig", str(kubeconfig), "--peering",
-             "cluster"],
+             "namespaced"],
             stdout=log, stderr=subprocess.STDOUT,
             env=dict(os.environ, COSTSCALER_RATE_WINDOW="20s"),
         )  # fmt: skip

@@ -48,7 +48,7 @@ def test_chart_installs_and_its_rbac_is_least_privilege(crds_installed) -> None:
         assert "PodSecurity" not in done.stderr, done.stderr
         for crd in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
             cluster.kubectl("get", "crd", crd)
-        cluster.kubectl("get", "clusterkopfpeering", "cs-costscaler")
+        cluster.kubectl("get", "kopfpeering", "cs-costscaler", "-n", "default")
         phases = cluster.kubectl("get", "pods", "-n", ns, "-o",
                                  "jsonpath={.items[*].status.phase}").stdout.split()  # fmt: skip
         assert phases == ["Running"]
@@ -58,20 +58,22 @@ def test_chart_installs_and_its_rbac_is_least_privilege(crds_installed) -> None:
         path = "jsonpath={.items[0].spec.template.spec.serviceAccountName}"
         sa_name = cluster.kubectl("get", "deployment", "-n", ns, "-o", path).stdout.strip()
         sa = f"system:serviceaccount:{ns}:{sa_name}"
+        # Namespaced mode by default: workloads in the listed namespace (default) only.
         for what in [
-            ("watch", "inferencedeployments.costscaler.dev"),
-            ("patch", "inferencedeployments.costscaler.dev", "--subresource=status"),
+            ("watch", "inferencedeployments.costscaler.dev", "-n", "default"),
+            ("patch", "inferencedeployments.costscaler.dev", "--subresource=status", "-n",
+             "default"),
             ("list", "capacitypools.costscaler.dev"),
-            ("create", "deployments.apps"),
+            ("create", "deployments.apps", "-n", "default"),
             ("list", "nodes"),
-            ("create", "events"),
-        ]:
-            assert _can(cluster, sa, *what, "-A"), f"the operator cannot {' '.join(what)}"
-        for verb, resource in [("get", "secrets"), ("delete", "nodes"), ("create", "pods"),
-                               ("delete", "customresourcedefinitions")]:  # fmt: skip
-            assert not _can(cluster, sa, verb, resource, "-A"), (
-                f"the operator may {verb} {resource}"
-            )
+            ("create", "events", "-A"),
+        ]:  # fmt: skip
+            assert _can(cluster, sa, *what), f"the operator cannot {' '.join(what)}"
+        for what in [("get", "secrets", "-A"), ("delete", "nodes"), ("create", "pods", "-A"),
+                     ("delete", "customresourcedefinitions"), ("create", "deployments.apps", "-A"),
+                     ("create", "deployments.apps", "-n", "kube-system"),
+                     ("update", "deployments.apps", "-n", ns)]:  # fmt: skip
+            assert not _can(cluster, sa, *what), f"the operator may {' '.join(what)}"
     finally:
         _helm(cluster, "uninstall", "cs", "-n", ns, "--wait")
         cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -118,7 +118,8 @@ def _dry_run(cluster: Any, docs: list[dict[str, Any]]) -> None:
 
 def test_helm_lint_strict_passes(crds_installed: Any) -> None:
     namespaced = ["--set", "operator.allNamespaces=false", "--set", "operator.namespaces={a,b}"]
-    for values in ([], [*namespaced, "--set", "prometheusRule.enabled=true"]):
+    cluster_wide = ["--set", "operator.allNamespaces=true"]
+    for values in ([], [*namespaced, "--set", "prometheusRule.enabled=true"], cluster_wide):
         done = _helm(crds_installed, "lint", "--strict", str(CHART), *values)
         assert done.returncode == 0, f"helm lint --strict {values}:\n{done.stdout}{done.stderr}"
         assert "0 chart(s) failed" in done.stdout
@@ -128,21 +129,62 @@ def test_default_values_render_and_the_apiserver_accepts_them(namespaces: Any) -
     cluster, ns, _, _ = namespaces
     docs = _render(cluster, {}, ns, "--include-crds")
     kinds = sorted(d["kind"] for d in docs)
+    # Namespaced mode by default (issue 18): workload access only in the listed `default`.
     assert kinds == sorted([
-        "ClusterKopfPeering", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-        "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
+        "KopfPeering", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap",
         "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
-        "CustomResourceDefinition", "Deployment", "Service", "ServiceAccount",
+        "CustomResourceDefinition", "CustomResourceDefinition", "Deployment", "Service",
+        "ServiceAccount",
     ])  # fmt: skip
+    assert [d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"] == ["default"]
     (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
     assert deploy["spec"]["strategy"]["type"] == "Recreate"
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
-    assert "--all-namespaces" in container["args"]
+    assert (
+        "--all-namespaces" not in container["args"] and "--namespace=default" in container["args"]
+    )
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["COSTSCALER_PEERING"] == "cluster"
-    (peering,) = [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    assert env["COSTSCALER_PEERING"] == "namespaced"
+    (peering,) = [d for d in docs if d["kind"] == "KopfPeering"]
     assert env["COSTSCALER_PEERING_NAME"] == peering["metadata"]["name"]
     _dry_run(cluster, docs)
+
+
+def test_cluster_wide_mode_denies_writes_in_protected_namespaces(namespaces: Any) -> None:
+    cluster, ns, _, _ = namespaces
+    values = {"operator": {"allNamespaces": True, "extraProtectedNamespaces": ["monitoring"]}}
+    docs = _render(cluster, values, ns)
+    by_kind = {d["kind"]: d for d in docs}
+    assert "Role" not in by_kind and by_kind["ClusterKopfPeering"]
+    policy = by_kind["ValidatingAdmissionPolicy"]["spec"]
+    (selector,) = policy["matchConstraints"]["namespaceSelector"]["matchExpressions"]
+    assert selector["key"] == "kubernetes.io/metadata.name" and selector["operator"] == "In"
+    assert set(selector["values"]) == {"kube-system", "kube-public", "kube-node-lease", ns,
+                                       "monitoring"}  # fmt: skip
+    (rule,) = policy["matchConstraints"]["resourceRules"]
+    assert set(rule["resources"]) == {"deployments", "deployments/scale"}
+    assert set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE"}
+    (who,) = policy["matchConditions"]
+    sa = f"system:serviceaccount:{ns}:cs-costscaler"
+    assert who["expression"] == f'request.userInfo.username == "{sa}"'
+    binding = by_kind["ValidatingAdmissionPolicyBinding"]["spec"]
+    assert binding["validationActions"] == ["Deny"]
+    assert binding["policyName"] == by_kind["ValidatingAdmissionPolicy"]["metadata"]["name"]
+    _dry_run(cluster, docs)  # the API server compiles the policy's CEL
+
+
+@pytest.mark.parametrize("protected", ["kube-system", "kube-node-lease", "RELEASE", "monitoring"])
+def test_namespaced_mode_refuses_a_protected_namespace(namespaces: Any, protected: str) -> None:
+    cluster, ns, a, _ = namespaces
+    listed = ns if protected == "RELEASE" else protected
+    values = {"operator": {"namespaces": [a, listed], "extraProtectedNamespaces": ["monitoring"]}}
+    done = subprocess.run(
+        [str(cluster.helm_path), "template", "cs", str(CHART), "-n", ns, "-f", "-"],
+        input=yaml.safe_dump(values), env=cluster.env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0, f"{listed} was accepted"
+    assert f'operator.namespaces lists "{listed}", a protected namespace' in done.stderr
 
 
 def test_every_option_renders_and_the_apiserver_accepts_it(namespaces: Any, tmp_path: Path) -> None:
@@ -228,6 +270,17 @@ def _check_prometheus_rule(by_kind: dict[str, list[dict[str, Any]]], tmp: Path) 
         ({"metricsPort": "8080"}, "metricsPort"),
         ({"serviceMonitor": {"enabled": "yes"}}, "enabled"),
         ({"replicas": 2}, "replicas"),
+        # Issue 18, item 7: each of these was accepted.
+        ({"networkPolicy": {"apiServerCIDR": "10.0.0.300/33"}}, "apiServerCIDR"),
+        ({"networkPolicy": {"apiServerCIDR": "kubernetes.default"}}, "apiServerCIDR"),
+        ({"operator": {"extraEnv": [{"name": "X", "value": 5}]}}, "extraEnv"),
+        ({"operator": {"extraEnv": ["X=1"]}}, "extraEnv"),
+        ({"prometheus": {"bearerTokenSecret": "Prom_Token"}}, "bearerTokenSecret"),
+        ({"serviceAccount": {"name": "ops sa"}}, "name"),
+        ({"prometheus": {"url": "http://prometheus:9090/a b"}}, "url"),
+        ({"resources": {"requests": {"memory": "-128Mi"}}}, "memory"),
+        ({"resources": {"limits": {"memory": -1}}}, "memory"),
+        ({"priorityClassName": "system-node-critical"}, "priorityClassName"),
     ],
 )
 def test_wrong_values_are_rejected_naming_the_field(
@@ -242,9 +295,38 @@ def test_wrong_values_are_rejected_naming_the_field(
     assert "schema" in done.stderr and field in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"networkPolicy": {"enabled": True, "apiServerCIDR": "fd00:10::1/128"}},
+        {"networkPolicy": {"enabled": True, "apiServerCIDR": "0.0.0.0/0"}},
+        {"resources": {"requests": {"cpu": 0.5, "memory": "1.5Gi"}, "limits": {"cpu": "1"}}},
+        {
+            "operator": {
+                "extraEnv": [
+                    {"name": "A", "value": "5"},
+                    {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}},
+                ]
+            }
+        },
+        {"serviceAccount": {"name": "ops.team-1"}, "priorityClassName": "high"},
+        {"prometheus": {"url": "https://thanos.monitoring.svc:10902/prefix?x=1"}},
+    ],
+)
+def test_good_values_next_to_the_rejected_ones_are_accepted(
+    crds_installed: Any, values: dict[str, Any]
+) -> None:
+    done = subprocess.run(
+        [str(crds_installed.helm_path), "lint", "--strict", str(CHART), "-f", "-"],
+        input=yaml.safe_dump(values), env=crds_installed.env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_namespaced_mode_without_namespaces_fails_with_the_fix(crds_installed: Any) -> None:
     done = _helm(crds_installed, "template", "cs", str(CHART), "--set",
-                 "operator.allNamespaces=false")  # fmt: skip
+                 "operator.namespaces=null")  # fmt: skip
     assert done.returncode != 0
     assert "operator.namespaces must list at least one namespace" in done.stderr
 

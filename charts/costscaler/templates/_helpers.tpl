@@ -31,3 +31,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Namespaces where the operator never writes Deployments: the control plane's own, the release
+namespace (its own Deployment, and the Prometheus token Secret it may reference) and any extra
+ones. A JSON list, for `fromJsonArray`.
+*/}}
+{{- define "costscaler.protectedNamespaces" -}}
+{{- $fixed := list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace -}}
+{{- concat $fixed .Values.operator.extraProtectedNamespaces | uniq | toJson -}}
+{{- end -}}
+
+{{/* Fails the install on a scope that would grant workload writes where they must not be. */}}
+{{- define "costscaler.checkScope" -}}
+{{- if not .Values.operator.allNamespaces -}}
+{{- if empty .Values.operator.namespaces -}}
+{{- fail "operator.namespaces must list at least one namespace when operator.allNamespaces is false" -}}
+{{- end -}}
+{{- $protected := include "costscaler.protectedNamespaces" . | fromJsonArray -}}
+{{- range .Values.operator.namespaces -}}
+{{- if has . $protected -}}
+{{- fail (printf "operator.namespaces lists %q, a protected namespace (%s): the operator never writes Deployments there; serve your workloads' namespaces instead" . (join ", " $protected)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
