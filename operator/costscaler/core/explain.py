@@ -155,13 +155,14 @@ def _budget(
     over = spend - allowed
     limited, trimmed = bound
     if over > 1e-6 and budget.on_conflict == OnConflict.PREFER_SLO:
-        why = (
-            "meeting the SLO needs more"
-            if limited
-            else "ready replicas kept serving while the plan's new ones warm"
-        )
+        whys = []
+        if target.spend + fixed > allowed + 1e-6:
+            whys.append(f"the plan that meets the SLO costs ${target.spend + fixed:.2f}/h")
+        if (chosen.replicas > target.replicas).any():
+            whys.append("ready replicas kept serving while the plan's new ones warm")
+        why = f" ({'; '.join(whys)})" if whys else ""
         return Reason.BUDGET_EXCEEDED, (
-            f"{head} That is ${over:.2f}/h over the budget's ${allowed:.2f}/h ({why}); "
+            f"{head} That is ${over:.2f}/h over the budget's ${allowed:.2f}/h{why}; "
             f"onConflict {budget.on_conflict} keeps the SLO."
         )
     if over > 1e-6:  # PreferBudget: only the cheapest plan within the bounds is past it
