@@ -1,6 +1,7 @@
 """What a decision holds past its plan: idle replicas to their break-even (keep-alive), ready
-ones while the plan's new ones warm (make-before-break), and under PreferBudget only what the
-budget's allowance pays for (`core.allowance`). Each hold stays within every hard bound.
+ones while the plan's new ones warm (make-before-break); with a budget, only what its
+allowance pays for, except the warm-up holds under PreferSLO (`hold`, `core.allowance`).
+Each hold stays within every hard bound.
 """
 
 from __future__ import annotations
