@@ -1,21 +1,31 @@
-"""CostBudgets on the real API server: accrual in status that survives an operator restart."""
+"""CostBudgets on the real API server: accrual in status that survives an operator restart, and
+Enforce budgets that bring a loaded deployment's spend under its allowance (or say by how much
+the SLO needs more)."""
 
 from __future__ import annotations
 
+import re
 import signal
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from operator_harness import (  # noqa: F401 - kube_fixture provides the `kube` fixture
+    TRACES,
+    LoadTwin,
     Operator,
     apply,
+    children,
     get,
     kube_fixture,
     llama,
     new_namespace,
     wait_for,
 )
+
+from costscaler.api.budget import Period
+from costscaler.core.periods import period_bounds
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +99,84 @@ def test_spend_accrues_and_survives_a_restart(kube, tmp_path: Path) -> None:
     one_tick = rate * INTERVAL / 3600
     assert abs(float(after["spent"]) - expected) <= one_tick + 1e-6, (killed, after, rate)
     assert float(after["spent"]) > float(killed["spent"])
+
+
+# One L4 on-demand replica costs $0.805/h, two $1.61/h; without fixed costs a plan's $/h is its
+# replicas' price, so an allowance of $1.20/h fits one replica and not the two the load needs.
+TRACE = TRACES / "azure-llm-2023-conv" / "trace.csv"
+ALLOWED = 1.20
+
+
+def enforce_budget(ns: str, on_conflict: str, allowed_per_hour: float) -> dict:
+    """An Enforce budget whose limit over the rest of the month allows `allowed_per_hour`."""
+    now = datetime.now(UTC)
+    hours_left = (period_bounds(Period.MONTHLY, now)[1] - now).total_seconds() / 3600
+    doc = budget(ns, "Enforce")
+    doc["spec"]["limit"]["amount"] = f"{allowed_per_hour * hours_left:.2f}"
+    doc["spec"]["onConflict"] = on_conflict
+    return doc
+
+
+def deployment_status(kube, ns: str) -> dict:
+    return get(kube, "infd", "llama-3-1-8b", "-n", ns).get("status") or {}
+
+
+def within_budget(status: dict) -> dict:
+    return next(c for c in status.get("conditions", []) if c["type"] == "WithinBudget")
+
+
+def test_enforce_budgets_bring_spend_under_the_allowance_or_say_by_how_much(kube, tmp_path):
+    ns = new_namespace(kube)
+    op = Operator(kube, ns, tmp_path / "op.log", kube.env["PROMETHEUS_URL"], interval=INTERVAL)
+    twin = LoadTwin(kube, f"{ns}/llama-3-1-8b", TRACE, speed=1, log=tmp_path / "twin.log")
+    try:
+        wait_for("operator", op.healthy, timeout=30)
+        spec = llama(ns, "Enforce", [OD], replicas={"min": 1, "max": 8})
+        spec["spec"]["workload"]["modelLoadSeconds"] = 3
+        spec["spec"]["costModel"] = {"sloMissCostPerHour": "50"}  # no fixed costs
+        apply(kube, spec)
+        wait_for("scaled up for the load", lambda: sum(
+            d["spec"]["replicas"] for d in children(kube, ns, "llama-3-1-8b").values()) >= 2,
+            timeout=120)  # fmt: skip
+        assert float(deployment_status(kube, ns)["cost"]["perHour"]) > ALLOWED
+
+        # PreferBudget: the ceiling wins; the plan's $/h comes down to the allowance.
+        started = time.monotonic()
+        apply(kube, enforce_budget(ns, "PreferBudget", ALLOWED))
+
+        def limited() -> dict | None:
+            s = deployment_status(kube, ns)
+            ok = float(s["cost"]["perHour"]) <= ALLOWED + 1e-4
+            return s if ok and within_budget(s)["reason"] != "NoBudget" else None
+
+        held = wait_for("spend at or under the allowance", limited, timeout=60)
+        took = time.monotonic() - started
+        cond = within_budget(held)
+        assert cond["reason"] in ("BudgetLimited", "BudgetBelowMinimum"), cond
+        assert held["lastDecision"]["reason"] == cond["reason"]
+        assert f"${ALLOWED:.2f}/h" in cond["message"]
+        print(f"PreferBudget: ${float(held['cost']['perHour']):.4f}/h under ${ALLOWED}/h after "
+              f"{took:.1f} s, {cond['reason']}")  # fmt: skip
+        # Budget tick, deployment tick and a status write: a few intervals, not "never".
+        assert took < 10 * INTERVAL + 15, took
+        replicas = sum(d["spec"]["replicas"] for d in children(kube, ns, "llama-3-1-8b").values())
+        assert replicas == 1  # what the cluster runs, not only what status says
+
+        # PreferSLO: the SLO floor wins, and the condition says by how much it exceeds.
+        apply(kube, enforce_budget(ns, "PreferSLO", ALLOWED))
+
+        def exceeded() -> dict | None:
+            s = deployment_status(kube, ns)
+            c = within_budget(s)
+            return c if c["reason"] == "BudgetExceededForSLO" else None
+
+        cond = wait_for("BudgetExceededForSLO", exceeded, timeout=60)
+        assert cond["status"] == "False"
+        running = float(deployment_status(kube, ns)["cost"]["perHour"])
+        over = re.search(r"\$([0-9.]+)/h over", cond["message"])
+        assert over is not None, cond["message"]
+        assert float(over.group(1)) > 0 and running > ALLOWED
+        print(f"PreferSLO: ${running:.4f}/h, {over.group(0)}: {cond['message'][:160]}")
+    finally:
+        twin.stop()
+        op.stop()
