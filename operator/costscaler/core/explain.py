@@ -110,7 +110,7 @@ def explain(
     if relaxed:
         return Reason.SPOT_LIMIT_RELAXED, f"{head} {relaxed}" + (risk_note if at_risk else "")
     if at_risk:
-        return Reason.SLO_AT_RISK, head + risk_note
+        return Reason.SLO_AT_RISK, head + risk_note + _share_binds(prob, chosen.replicas)
     if (chosen.replicas > target.replicas).any():
         return Reason.KEEP_ALIVE, (
             f"{head} Idle replicas are kept until holding them costs more than starting them "
@@ -137,6 +137,23 @@ def _relaxed(prob: Problem, plan: IntArray) -> str:
         f"replicas at most), so on-demand is full and spot holds {spot} of {total} "
         f"replicas, {spot - share} past its share of {share}: raise the on-demand pools' "
         "maxima or spot.maxFraction."
+    )
+
+
+def _share_binds(prob: Problem, plan: IntArray) -> str:
+    """Why the total stops where it does when the spot share caps it ("" otherwise): the
+    on-demand pools are full and spot is at its share, so spot.maxFraction f holds the total
+    to on-demand capacity / (1 - f). (Demand does not relax the limits; replicas.min does.)"""
+    f = prob.spot_max_fraction
+    if not prob.spot_limits or f >= 1.0:
+        return ""
+    total, spot = int(plan.sum()), int(plan @ prob.spot_count)
+    if total - spot < prob.on_demand_capacity or spot < math.floor(f * total + 1e-9):
+        return ""
+    return (
+        f" spot.maxFraction {f:.0%} with {prob.on_demand_capacity} on-demand replicas at "
+        f"most holds the total to {total}: raise the on-demand pools' maxima or "
+        "spot.maxFraction."
     )
 
 

@@ -39,6 +39,9 @@ def test_on_demand_quota_too_small_for_the_minimum_keeps_on_demand(replicas_min:
         assert d.reason == "SpotLimitRelaxed", d.reason
         for number in ("replicas.min 5", "2 on-demand", "50%"):
             assert number in d.message, d.message
+    else:  # demand does not relax the limits: the share caps the total at 4, and says so
+        assert d.reason == "SLOAtRisk" and d.total_replicas == 4, d.replicas
+        assert "spot.maxFraction 50% with 2 on-demand replicas" in d.message, d.message
 
 
 def _limits(pl, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
