@@ -5,9 +5,10 @@ Every field typed and every list and string bounded, for the reasons `podtemplat
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from costscaler.api.common import ApiModel, Name, Rule
 
@@ -20,7 +21,33 @@ IntOrString = Annotated[
 ]
 Text = Annotated[str, Field(max_length=4096)]
 Args = Annotated[list[Text], Field(max_length=128)]
-Quantities = Annotated[dict[str, IntOrString], Field(max_length=16)]
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _quantity(value: int | str) -> int | str:
+    # Checked here and by the CRD's pattern: the Deployment API refuses a bad quantity with a
+    # message that names no field, so it is caught where the field is still known.
+    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a quantity: write e.g. 1, 500m or 8Gi")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_quantity),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "description": "A quantity, e.g. 1, 500m or 8Gi.",
+        },
+        mode="validation",
+    ),
+]
+Quantities = Annotated[dict[str, Quantity], Field(max_length=16)]
 
 
 class ObjectRef(ApiModel):
@@ -48,7 +75,7 @@ class ResourceFieldRef(ApiModel):
 
     resource: str = Field(max_length=253, description="e.g. limits.memory.")
     container_name: str | None = Field(default=None, max_length=63, description="Container.")
-    divisor: IntOrString | None = Field(default=None, description="Unit, e.g. 1Mi.")
+    divisor: Quantity | None = Field(default=None, description="Unit, e.g. 1Mi.")
 
 
 class EnvVarSource(ApiModel):

@@ -19,7 +19,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from costscaler.api.common import ApiModel, Name, Rule, Toleration
-from costscaler.api.container import Container, IntOrString, ObjectRef
+from costscaler.api.container import Container, ObjectRef, Quantity
 
 ALLOWED_SERVICE_ACCOUNT_PREFIX = "inference-"
 
@@ -71,7 +71,7 @@ class EmptyDir(ApiModel):
     """Scratch space for the pod's life (medium Memory for /dev/shm)."""
 
     medium: Literal["", "Memory"] | None = Field(default=None, description='"" or Memory.')
-    size_limit: IntOrString | None = Field(default=None, description="Size limit, e.g. 8Gi.")
+    size_limit: Quantity | None = Field(default=None, description="Size limit, e.g. 8Gi.")
 
 
 class ClaimRef(ApiModel):

@@ -56,8 +56,13 @@ def classify(exc: Exception) -> Failure:
         return Failure(exc.reason, str(exc))
     if isinstance(exc, ChildNameTakenError):
         return Failure("ChildNameConflict", str(exc))
+    # Adapters name their own reason (e.g. a targetRef refused) without this module
+    # importing each of their exception classes.
+    reason = getattr(exc, "condition_reason", None)
+    if isinstance(reason, str) and reason.isalnum():
+        return Failure(reason, str(exc))
     status = getattr(exc, "status", None)
-    if status == 422:
+    if status in (400, 422):  # 400: a field it cannot even decode, e.g. a bad quantity
         return Failure("ChildRejected", f"the API server refused a child: {_api_reason(exc)}")
     if status == 403:
         return Failure("Forbidden", f"the operator may not write a child: {_api_reason(exc)}")

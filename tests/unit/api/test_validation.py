@@ -38,6 +38,7 @@ def _set(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 
 _DELETE = object()
 _PRIVILEGED = {"name": "vllm", "image": "v", "securityContext": {"privileged": True}}
+_LOTS = {"name": "vllm", "image": "v", "resources": {"limits": {"nvidia.com/gpu": "lots"}}}
 _NESTED: dict[str, Any] = {}
 _node = _NESTED
 for _ in range(200):  # deep enough to be hostile, shallow enough for the YAML dumper
@@ -75,6 +76,7 @@ BUDGET = ("CostBudget", "team-ml")
         (DEP, "spec.template.spec.serviceAccountName", "ci-deployer", "start with inference-"),
         (DEP, "spec.template.spec.containers", [_PRIVILEGED], "privileged containers are not"),
         (DEP, "spec.template.spec.shareProcessNamespac", True, "unknown field"),
+        (DEP, "spec.template.spec.containers", [_LOTS], "'lots' is not a quantity"),
         (DEP, "spec.template.spec.deep", _NESTED, "spec.template.spec.deep: unknown field"),
         (DEP, "metadata.name", "n" * 253, "metadata.name must be at most 63 characters"),
         (POOL, "spec.price.hourly", "999999999999.999999", "spec.price.hourly"),

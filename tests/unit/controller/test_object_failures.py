@@ -128,6 +128,10 @@ def test_all_pools_missing_is_pool_not_found_and_nothing_is_written(pools) -> No
     assert "gone-a" in str(err.value) and "spec.pools" in str(err.value)
 
 
+class NamedError(Exception):
+    condition_reason = "TargetNotAllowed"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"({status})")
@@ -140,9 +144,11 @@ class ApiError(Exception):
         (ObjectProblemError("PoolNotFound", "none"), "PoolNotFound", "none"),
         (ApiError(422, '{"message": "metadata.labels: Invalid value"}'), "ChildRejected",
          "metadata.labels: Invalid value"),
+        (ApiError(400, '{"message": "quantities must match"}'), "ChildRejected", "quantities"),
         (ApiError(403, '{"message": "forbidden"}'), "Forbidden", "forbidden"),
         (ApiError(500, "not json"), "ApiError", "500"),
         (ZeroDivisionError("division by zero"), "TickFailed", "ZeroDivisionError"),
+        (NamedError("not labelled"), "TargetNotAllowed", "not labelled"),
     ],
 )  # fmt: skip
 def test_every_exception_becomes_a_camel_case_reason(exc, reason, text) -> None:
