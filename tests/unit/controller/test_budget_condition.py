@@ -25,10 +25,12 @@ def _conditions(found, budget):  # type: ignore[no-untyped-def]
     [
         (None, "True", "NoBudget", "NoBudget"),
         (BudgetConstraint(1000.0, OnConflict.PREFER_SLO), "True", "WithinBudget", "WithinBudget"),
-        (BudgetConstraint(0.0, OnConflict.PREFER_BUDGET), "False", "BudgetLimited", "AtRisk"),
+        (BudgetConstraint(3.0, OnConflict.PREFER_BUDGET), "False", "BudgetLimited", "AtRisk"),
+        # replicas.min alone costs more than $0/h: the one decision allowed over the rate
+        (BudgetConstraint(0.0, OnConflict.PREFER_BUDGET), "False", "BudgetBelowMinimum", "AtRisk"),
         (BudgetConstraint(0.0, OnConflict.PREFER_SLO), "False", "BudgetExceededForSLO", "AtRisk"),
     ],
-    ids=["none", "ample", "exhausted-prefer-budget", "exhausted-prefer-slo"],
+    ids=["none", "ample", "tight-prefer-budget", "exhausted-prefer-budget", "exhausted-prefer-slo"],
 )
 def test_within_budget_condition(pools, budget, status, reason, state) -> None:
     conds, full = _conditions(pools, budget)
@@ -37,3 +39,7 @@ def test_within_budget_condition(pools, budget, status, reason, state) -> None:
     assert full["budgetState"] == state
     if budget is not None and budget.allowed_per_hour == 0:
         assert "$0.00/h" in cond["message"]  # the numbers are in the message
+    if budget is not None and budget.on_conflict == OnConflict.PREFER_BUDGET:
+        # PreferBudget holds the rate unless the replica minimum alone costs more
+        within = float(full["cost"]["perHour"]) <= budget.allowed_per_hour + 1e-9
+        assert within or reason == "BudgetBelowMinimum"
