@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,13 @@ def test_bad_objects_get_a_reason_and_the_good_one_is_still_served(kube, tmp_pat
         first = wait_for("the good deployment decides", decided_at)
         wait_for("it keeps deciding", lambda: (t := decided_at()) and t != first, timeout=30)
         assert op.healthy() and op.p.poll() is None
-    finally:
+    except BaseException:
         op.stop()
+        raise
+    # SIGTERM with the bad objects still there: a clean exit well inside a pod's 30 s grace.
+    started = time.monotonic()
+    op.stop(timeout=25)
+    assert (op.p.returncode, time.monotonic() - started < 20) == (0, True), op.tail(20)
     text = op.log.read_text()
     assert "Traceback" not in text, op.tail(80)
     # Logged once per change of reason, not once per tick (the test ran dozens of ticks).
