@@ -1,12 +1,15 @@
 """The chart's RBAC suffices for a full reconcile, and grants nothing outside what it manages.
 
-The chart is installed once in namespaced mode (the narrowest grant: Roles in two watched
-namespaces) and once watching all namespaces (the default), each time into a namespace that
+The chart is installed once in namespaced mode (the default and narrowest grant: Roles in two
+watched namespaces) and once watching all namespaces (opt-in), each time into a namespace that
 enforces the `restricted` Pod Security Standard. KWOK does not execute containers, so the
 operator runs here as a local process with exactly the installed Deployment's args and
 environment, authenticated only by a token of the chart's ServiceAccount. It must create an
 InferenceDeployment's children and write its decision, a CapacityPool's status and (once its
-controller is registered) a CostBudget's status, without a single 403 in its log.
+controller is registered) a CostBudget's status, without a single 403 in its log. And it must
+refuse each escalation of issue 18: Deployment writes in a protected namespace (with the
+ServiceAccount's own token), a targetRef to an unlabelled Deployment, PromQL that reads
+another namespace.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -87,11 +91,17 @@ class Install:
     helm_stderr: str
     suffix: str
     metrics_port: int
+    kubeconfig: Path  # authenticated only by a token of the chart's ServiceAccount
 
     def can(self, *what: str) -> bool:
-        """`kubectl auth can-i` as the operator's ServiceAccount."""
-        done = self.cluster.kubectl("auth", "can-i", f"--as={self.sa}", *what, check=False)
+        """`kubectl auth can-i` with the operator's ServiceAccount token."""
+        done = self.as_sa("auth", "can-i", *what)
         return done.stdout.strip() == "yes"
+
+    def as_sa(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """kubectl with the ServiceAccount's token (the admin kubeconfig is overridden)."""
+        return self.cluster.kubectl(f"--kubeconfig={self.kubeconfig}", *args, stdin=stdin,
+                                    check=False)  # fmt: skip
 
 
 def _pools(suffix: str) -> list[dict[str, Any]]:
@@ -159,7 +169,7 @@ def install(
         cluster.kubectl("create", "namespace", name)
     cluster.kubectl("label", "namespace", ns, *(f"{k}={v}" for k, v in RESTRICTED.items()))
     tmp = tmp_path_factory.mktemp("chart-operator")
-    scope = {"allNamespaces": False, "namespaces": [a, b]} if mode == "namespaced" else {}
+    scope = {"namespaces": [a, b]} if mode == "namespaced" else {"allNamespaces": True}
     values = {
         "operator": {**scope, "interval": 2, "logLevel": "DEBUG"},
         "prometheus": {"url": cluster.prometheus_url},
@@ -179,7 +189,9 @@ def install(
         _workloads(cluster, a, b, suffix)
         sa = f"system:serviceaccount:{ns}:{sa_name}"
         port = values["metricsPort"]
-        yield Install(cluster, mode, ns, (a, b), other, sa, log, helm.stderr, suffix, port)
+        yield Install(
+            cluster, mode, ns, (a, b), other, sa, log, helm.stderr, suffix, port, tmp / "kubeconfig"
+        )
     finally:
         try:  # while the operator runs: it removes kopf's finalizers from what it served
             for name in (a, b):
@@ -322,7 +334,13 @@ def test_serviceaccount_may_not_reach_outside_what_it_manages(install: Install) 
         ("create", "costbudgets.costscaler.dev", "-n", a),
         ("update", "capacitypools.costscaler.dev", "--subresource=status"),
     ]  # fmt: skip
+    protected = [("create", "deployments.apps", "-n", "kube-system"),
+                 ("patch", "deployments.apps", "--subresource=scale", "-n", "kube-system"),
+                 ("update", "deployments.apps", "-n", install.ns)]  # fmt: skip
+    if install.mode == "cluster":  # RBAC allows; the admission policy denies (next test)
+        assert all(can(*what) for what in protected)
     if install.mode == "namespaced":
+        denied += protected
         denied += [
             ("list", "deployments.apps", "-A"), ("delete", "deployments.apps", "-n", other),
             ("create", "deployments.apps", "-n", other),
@@ -349,3 +367,122 @@ def test_operator_pod_passes_restricted_pod_security(install: Install) -> None:
     done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(bad),
                            check=False)  # fmt: skip
     assert done.returncode != 0 and "violates PodSecurity" in done.stderr, done.stderr
+
+
+def _plain_deployment(name: str, ns: str, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                         "containers": [{"name": "c", "image": "busybox"}]}}}}  # fmt: skip
+
+
+def test_serviceaccount_cannot_write_deployments_in_protected_namespaces(install: Install) -> None:
+    # Measured before (issue 18): the ServiceAccount created a privileged Deployment mounting
+    # a Secret in kube-system. Real requests with its token, server-side dry runs.
+    def create(ns: str) -> subprocess.CompletedProcess[str]:
+        body = _plain_deployment(f"escalate-{install.suffix}", ns, 1, {})
+        return install.as_sa("create", "--dry-run=server", "-f", "-", stdin=json.dumps(body))
+
+    served = create(install.watched[0])
+    assert served.returncode == 0, f"the token cannot even write where it should: {served.stderr}"
+    (operator,) = _get(install.cluster, "deployments", "-n", install.ns)["items"]
+    for ns in ("kube-system", install.ns):
+        done = create(ns)
+        assert done.returncode != 0 and "forbidden" in done.stderr, f"created in {ns}"
+        if install.mode == "cluster":
+            assert "never writes Deployments in the protected namespaces" in done.stderr
+    scale = install.as_sa("scale", "deployment", operator["metadata"]["name"], "--replicas=0",
+                          "-n", install.ns, "--dry-run=server")  # fmt: skip
+    assert scale.returncode != 0 and "forbidden" in scale.stderr, scale.stdout
+
+
+def _target_infd(name: str, ns: str, target: str, suffix: str) -> dict[str, Any]:
+    base = yaml.safe_load((ROOT / "examples/deployments/llama-3-1-8b-vllm.yaml").read_text())
+    spec = base["spec"]
+    spec.pop("template"), spec.pop("budgetRef")
+    # replicas.min above the Deployment's 3: whatever the (absent) metrics, a scale is due.
+    spec.update(mode="Enforce", targetRef={"name": target}, pools=[{"name": f"{OD}-{suffix}"}],
+                replicas={"min": 4, "max": 6})  # fmt: skip
+    return {**base, "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def test_targetref_needs_the_opt_in_label(install: Install) -> None:
+    # Measured before (issue 18): an InferenceDeployment scaled someone else's Deployment 3 -> 1.
+    cluster, a, sfx = install.cluster, install.watched[0], install.suffix
+    allowed = {"costscaler.dev/allow-targetref": "true"}
+    _apply(cluster, _plain_deployment(f"theirs-{sfx}", a, 3, {}))
+    _apply(cluster, _plain_deployment(f"optin-{sfx}", a, 3, allowed))
+    _apply(cluster, _target_infd(f"grab-{sfx}", a, f"theirs-{sfx}", sfx))
+    _apply(cluster, _target_infd(f"scale-{sfx}", a, f"optin-{sfx}", sfx))
+    try:
+        # The labelled one is scaled: the path works, so the other's 3 is a refusal.
+        _wait("the opted-in Deployment scaled to replicas.min",
+              lambda: _get(cluster, "deployment", f"optin-{sfx}", "-n", a)["spec"]["replicas"]
+              >= 4)  # fmt: skip
+
+        def theirs() -> int:
+            return int(_get(cluster, "deployment", f"theirs-{sfx}", "-n", a)["spec"]["replicas"])
+
+        def refused() -> list[dict[str, Any]]:
+            conditions = _status(cluster, "infd", f"grab-{sfx}", a).get("conditions", [])
+            return [c for c in conditions if c["type"] == "Ready" and c["status"] == "False"]
+
+        _wait("a refusal (or a scale)", lambda: refused() or theirs() != 3)
+        assert theirs() == 3, f"someone else's Deployment was scaled 3 -> {theirs()}"
+        (ready,) = refused()
+        assert ready["reason"] == "TargetNotAllowed"
+        assert "costscaler.dev/allow-targetref=true" in ready["message"]
+    finally:
+        cluster.kubectl("delete", "infd", f"grab-{sfx}", f"scale-{sfx}", "-n", a)
+        cluster.kubectl("delete", "deployment", f"theirs-{sfx}", f"optin-{sfx}", "-n", a)
+
+
+def _promql_infd(name: str, ns: str, query: str, suffix: str) -> dict[str, Any]:
+    base = yaml.safe_load((ROOT / "examples/deployments/llama-3-1-8b-vllm.yaml").read_text())
+    base["metadata"] = {"name": name, "namespace": ns}
+    base["spec"].pop("budgetRef")
+    base["spec"].update(
+        pools=[{"name": f"{OD}-{suffix}"}],
+        metrics={"preset": "generic", "requestRate": query, "latency": "vector(0.5)"},
+    )
+    return base
+
+
+def test_user_promql_reads_only_its_own_namespace(install: Install) -> None:
+    # Measured before (issue 18): count(up{namespace="default"}) from another namespace
+    # appeared in status. Prometheus scrapes itself twice here, as a series of the other
+    # namespace and one of the deployment's own.
+    cluster, a, sfx = install.cluster, install.watched[0], install.suffix
+    probe = cluster.targets_dir / f"escalation-{sfx}.json"
+    host = cluster.prometheus_url.split("://", 1)[1].rstrip("/")
+    probe.write_text(json.dumps([
+        {"targets": [host], "labels": {"namespace": ns, "probe": sfx}}
+        for ns in (install.other, a)]))  # fmt: skip
+    mine = f'count(up{{namespace="{a}", probe="{sfx}"}})'
+    theirs = f'count(up{{namespace="{install.other}", probe="{sfx}"}})'
+    _apply(cluster, _promql_infd(f"own-{sfx}", a, mine, sfx))
+    _apply(cluster, _promql_infd(f"leak-{sfx}", a, theirs, sfx))
+    try:
+        _wait(
+            "both series in Prometheus", lambda: _prom_count(cluster, f'up{{probe="{sfx}"}}') == 2
+        )
+        # The user-query path reads: its own namespace's series reaches status.
+        _wait("the own-namespace query observed", lambda: _status(
+            cluster, "infd", f"own-{sfx}", a)["observed"]["requestRate"] == 1.0)  # fmt: skip
+        leak = _wait("the other-namespace query judged", lambda: [
+            c for c in _status(cluster, "infd", f"leak-{sfx}", a).get("conditions", [])
+            if c["type"] == "MetricsAvailable"])  # fmt: skip
+        assert (leak[0]["status"], leak[0]["reason"]) == ("False", "NoData"), leak
+        assert "observed" not in _status(cluster, "infd", f"leak-{sfx}", a)
+    finally:
+        probe.unlink()
+        cluster.kubectl("delete", "infd", f"own-{sfx}", f"leak-{sfx}", "-n", a)
+
+
+def _prom_count(cluster: Any, selector: str) -> int:
+    query = urllib.parse.urlencode({"query": f"count({selector})"})
+    reply = json.loads(urllib.request.urlopen(f"{cluster.prometheus_url}/api/v1/query?{query}",
+                                              timeout=5).read())  # fmt: skip
+    result = reply["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0

@@ -18,9 +18,9 @@ LABEL_ALLOW_TARGETREF = "costscaler.dev/allow-targetref"
 
 
 class TargetNotAllowedError(Exception):
-    """The targetRef Deployment has not opted in; `reason` is the condition reason."""
+    """The targetRef Deployment has not opted in; `condition_reason` is the Ready reason."""
 
-    reason = "TargetNotAllowed"
+    condition_reason = "TargetNotAllowed"  # read by controller/failures.classify
 
 
 def check_target(deployment: Mapping[str, Any], namespace: str, name: str) -> None:

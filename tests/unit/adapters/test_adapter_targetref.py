@@ -32,7 +32,7 @@ def deployment(labels: dict[str, str] | None) -> dict[str, Any]:
 def test_a_deployment_without_the_label_is_refused(labels: dict[str, str] | None) -> None:
     with pytest.raises(TargetNotAllowedError) as refused:
         check_target(deployment(labels), "team", "web")
-    assert refused.value.reason == "TargetNotAllowed"
+    assert refused.value.condition_reason == "TargetNotAllowed"
     assert f"{LABEL_ALLOW_TARGETREF}=true" in str(refused.value) and "team/web" in str(
         refused.value
     )
