@@ -1,7 +1,7 @@
 """User PromQL is confined to its deployment's namespace, or refused (issue 18, item 3).
 
 The rewritten texts are also run on a real Prometheus in
-tests/integration/test_operator_prometheus_scope.py (they must parse and read nothing else).
+tests/integration/test_promql_scope.py (they must parse and read nothing else).
 """
 
 from __future__ import annotations
