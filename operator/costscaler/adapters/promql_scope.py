@@ -64,9 +64,10 @@ _OPERAND_END = frozenset(("ident", "string", "number", "range", ")", "}"))
 
 
 class UnscopedQueryError(ValueError):
-    """A user query the operator cannot confine to its namespace: it is not run at all."""
+    """A user query the operator cannot confine to its namespace: it is not run at all.
 
-    reason = "UnscopedQuery"
+    The handlers' parser turns it into an invalid spec (Ready=False, reason InvalidSpec).
+    """
 
 
 @dataclass(frozen=True)
