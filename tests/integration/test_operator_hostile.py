@@ -165,3 +165,22 @@ def test_a_spec_over_256_kb_is_served_and_deleted(kube, tmp_path: Path):
         kube.kubectl("delete", "infd", "big", "-n", ns, "--wait=true", "--timeout=30s")
     finally:
         op.stop()
+
+
+def test_a_rich_template_makes_a_child_the_deployment_api_accepts(kube, tmp_path: Path):
+    # The typed template must not lose or mangle what the Deployment API needs.
+    from costscaler.adapters.children import Owner, child_manifest
+    from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
+
+    rich = BASE.parent / "infd-rich-template.yaml"
+    infd = InferenceDeployment.model_validate(yaml.safe_load(rich.read_text()))
+    pools = {p.name: p for p in load_manifests(ROOT / "examples" / "pools")}
+    pool: CapacityPool = pools[OD]
+    uid = "00000000-0000-0000-0000-000000000001"
+    manifest = child_manifest(Owner("default", "rich-infd", uid), infd.spec.template or {}, pool)
+    path = tmp_path / "child.json"
+    path.write_text(json.dumps({**manifest, "spec": {**manifest["spec"], "replicas": 0}}))
+    done = kube.kubectl("create", "--dry-run=server", "-o", "json", "-f", str(path))
+    pod = json.loads(done.stdout)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 15
+    assert pod["serviceAccountName"] == "inference-models"

@@ -169,6 +169,27 @@ class Probe(ApiModel):
     failure_threshold: int | None = Field(default=None, ge=1, description="Failures tolerated.")
 
 
+class SleepAction(ApiModel):
+    """Wait before the container is stopped."""
+
+    seconds: int = Field(ge=0, le=3600, description="Seconds to wait.")
+
+
+class Handler(ApiModel):
+    """A lifecycle hook: a command, an HTTP GET or a wait."""
+
+    exec: ExecAction | None = Field(default=None, description="Command.")
+    http_get: HttpGet | None = Field(default=None, description="HTTP GET.")
+    sleep: SleepAction | None = Field(default=None, description="Wait.")
+
+
+class Lifecycle(ApiModel):
+    """Hooks around the container's start and stop (preStop lets a model server drain)."""
+
+    post_start: Handler | None = Field(default=None, description="After the container starts.")
+    pre_stop: Handler | None = Field(default=None, description="Before the container stops.")
+
+
 class VolumeMount(ApiModel):
     """A volume mounted into a container."""
 
@@ -219,6 +240,7 @@ class Container(ApiModel):
     readiness_probe: Probe | None = Field(default=None, description="Serving when it passes.")
     liveness_probe: Probe | None = Field(default=None, description="Restarted when it fails.")
     startup_probe: Probe | None = Field(default=None, description="Holds the others at start.")
+    lifecycle: Lifecycle | None = Field(default=None, description="Start and stop hooks.")
     volume_mounts: list[VolumeMount] | None = Field(
         default=None, max_length=64, description="Volumes mounted."
     )

@@ -18,7 +18,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from costscaler.api.common import ApiModel, Name, Rule, Toleration
+from costscaler.api.common import ApiModel, LabelSelector, Name, Rule, Toleration
 from costscaler.api.container import Container, ObjectRef, Quantity
 
 ALLOWED_SERVICE_ACCOUNT_PREFIX = "inference-"
@@ -109,6 +109,18 @@ class Volume(ApiModel):
     )
 
 
+class TopologySpread(ApiModel):
+    """Spread the pods over a topology (zones, nodes): a zone's spot reclaim takes fewer."""
+
+    max_skew: int = Field(ge=1, le=1000, description="Most pods more in one domain than another.")
+    topology_key: str = Field(max_length=317, description="Node label, e.g. a zone label.")
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = Field(
+        description="DoNotSchedule or ScheduleAnyway."
+    )
+    label_selector: LabelSelector | None = Field(default=None, description="Pods counted.")
+    min_domains: int | None = Field(default=None, ge=1, description="Fewest domains.")
+
+
 class PodSecurityContext(ApiModel):
     """Pod-wide security settings."""
 
@@ -129,6 +141,9 @@ class PodSpec(ApiModel):
     node_selector: Labels | None = Field(default=None, description="Node labels required.")
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Taints tolerated (the pool's are added)."
+    )
+    topology_spread_constraints: list[TopologySpread] | None = Field(
+        default=None, max_length=8, description="How to spread the pods."
     )
     service_account_name: Name | None = Field(
         default=None,
