@@ -57,13 +57,14 @@ def _parse_infd(body: kopf.Body) -> InferenceDeployment:
     return infd
 
 
-def _parse_pool(body: kopf.Body) -> CapacityPool | None:
+def _parse_pool(body: kopf.Body, report: bool = True) -> CapacityPool | None:
     raw: dict[str, Any] = {k: body.get(k) for k in ("apiVersion", "kind", "spec")}
     raw["metadata"] = {"name": dict(body.get("metadata") or {}).get("name", "")}
     try:
         return CapacityPool.model_validate(raw)
     except ValidationError as exc:
-        log.warning("CapacityPool %s is invalid: %s", raw["metadata"]["name"], exc)
+        if report:  # once per change of the pool (its index event), not per status timer
+            log.warning("CapacityPool %s is invalid: %s", raw["metadata"]["name"], exc)
         return None
 
 
@@ -218,7 +219,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     )
     async def pool_tick(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
         """CapacityPool status from the Nodes matching its placement; written when it changed."""
-        pool = _parse_pool(body)
+        pool = _parse_pool(body, report=False)
         if pool is None:
             return
         nodes = list(kw["nodes_index"].get(None, []))

@@ -185,3 +185,24 @@ def test_a_failure_is_logged_once_per_reason(caplog: pytest.LogCaptureFixture) -
     assert len(messages) == 3, messages
     assert "PoolNotFound" in messages[0] and "ChildRejected" in messages[1]
     assert "served again" in messages[2]
+
+
+def test_an_invalid_pool_is_logged_by_its_index_not_by_every_status_timer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import kopf
+
+    from costscaler.controller.handlers import _parse_pool
+
+    # Priced above the bound: a pool stored before the CRD had one (issue 18's 999999999999.99).
+    body = kopf.Body({
+        "apiVersion": "costscaler.dev/v1alpha1", "kind": "CapacityPool",
+        "metadata": {"name": "dear"},
+        "spec": {"accelerator": {"type": "L4"}, "capacityType": "OnDemand",
+                 "price": {"hourly": "999999999999.999999"}},
+    })  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="costscaler.controller.handlers")
+    for _ in range(10):  # ten status-timer runs
+        assert _parse_pool(body, report=False) is None
+    assert _parse_pool(body) is None  # the index, on a change of the pool
+    assert [r.getMessage()[:25] for r in caplog.records] == ["CapacityPool dear is inva"]
