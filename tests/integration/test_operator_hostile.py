@@ -27,6 +27,8 @@ from operator_harness import (  # noqa: F401 - kube_fixture provides the `kube` 
     wait_for,
 )
 
+from costscaler.adapters.children import child_names
+
 pytestmark = pytest.mark.integration
 
 SPOT, OD = "g6-xlarge-l4-spot", "g6-xlarge-l4-ondemand"
@@ -81,6 +83,18 @@ def _named(ns: str, name: str, pools: list[str], **changes) -> dict:
     return doc
 
 
+def _plain_deployment(ns: str, name: str) -> dict:
+    """A Deployment of another workload, with no owner."""
+    labels = {"app": name}
+    pod = {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "theirs"}]},
+    }
+    spec = {"replicas": 0, "selector": {"matchLabels": labels}, "template": pod}
+    meta = {"name": name, "namespace": ns}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
 def _ready(kube, ns: str, name: str) -> dict:
     conds = (get(kube, "infd", name, "-n", ns).get("status") or {}).get("conditions") or []
     return next((c for c in conds if c["type"] == "Ready"), {})
@@ -105,9 +119,18 @@ def test_bad_objects_get_a_reason_and_the_good_one_is_still_served(kube, tmp_pat
         # A port name the schema carries but the Deployment API refuses (422).
         ports = [{"name": "Bad_Name", "containerPort": 8000}]
         apply(kube, _named(ns, "refused", [OD], ports=ports))
+        # Someone else's Deployments hold both names the child of `squat` could take.
+        for taken in child_names("squat", OD):
+            apply(kube, _plain_deployment(ns, taken))
+        apply(kube, _named(ns, "squat", [OD]))
         apply(kube, llama(ns, "Recommend", [OD]))
 
-        for name, reason in (("no-pools", "PoolNotFound"), ("refused", "ChildRejected")):
+        reasons = (
+            ("no-pools", "PoolNotFound"),
+            ("refused", "ChildRejected"),
+            ("squat", "ChildNameConflict"),
+        )
+        for name, reason in reasons:
             ready = wait_for(
                 f"{name} Ready=False {reason}",
                 lambda n=name, r=reason: (c := _ready(kube, ns, n)).get("reason") == r and c,
@@ -115,6 +138,12 @@ def test_bad_objects_get_a_reason_and_the_good_one_is_still_served(kube, tmp_pat
             assert ready["status"] == "False" and ready["message"], ready
         assert "gone-pool" in _ready(kube, ns, "no-pools")["message"]
         assert "ports[0].name" in _ready(kube, ns, "refused")["message"]
+        assert child_names("squat", OD)[1] in _ready(kube, ns, "squat")["message"]
+        # ... and they are left as they were, not taken over.
+        for taken in child_names("squat", OD):
+            kept = get(kube, "deployment", taken, "-n", ns)
+            assert kept["spec"]["template"]["spec"]["containers"][0]["image"] == "theirs"
+            assert not kept["metadata"].get("ownerReferences")
         # Both colliding owners get a child of their own, under different names.
         kids = wait_for(
             "a child for each of col and col-g6",
@@ -139,7 +168,7 @@ def test_bad_objects_get_a_reason_and_the_good_one_is_still_served(kube, tmp_pat
     text = op.log.read_text()
     assert "Traceback" not in text, op.tail(80)
     # Logged once per change of reason, not once per tick (the test ran dozens of ticks).
-    for reason in ("PoolNotFound", "ChildRejected"):
+    for reason in ("PoolNotFound", "ChildRejected", "ChildNameConflict"):
         assert text.count(f"({reason})") == 1, op.tail(80)
 
 

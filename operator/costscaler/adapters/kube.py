@@ -69,7 +69,9 @@ def _check_owner(live: Any, wanted: dict[str, Any]) -> None:
     refs = live.owner_references or []
     if any(ref.uid == owner["uid"] for ref in refs):
         return
-    holder = next((f"{r.kind} {r.name}" for r in refs if r.controller), "no controller")
+    holder = next(
+        (f"{r.kind} {r.name}" for r in refs if r.controller), "another workload (no controller)"
+    )
     raise ChildNameTakenError(wanted["namespace"], wanted["name"], holder)
 
 
