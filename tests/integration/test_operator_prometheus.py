@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import urllib.request
@@ -75,8 +76,11 @@ def test_prometheus_stopped_holds_replicas_and_recovers(kube, tmp_path: Path):
 
 # Issue 18 measured 300 deployments and a 60 s hang; 2 cores shared with other test runs hold
 # fewer in reasonable time: 30 deployments (one with load, so MetricsAvailable starts True),
-# a 30 s hang, 2 s ticks: 450 decisions are due during the hang.
-HUNG_DEPLOYMENTS, HANG_SECONDS, TICK = 30, 30.0, 2.0
+# a 30 s hang, 2 s ticks: 450 decisions are due during the hang. HANG_DEPLOYMENTS=100
+# HANG_SECONDS=60 in the environment runs the issue's own scale (about 3 minutes).
+HUNG_DEPLOYMENTS = int(os.environ.get("HANG_DEPLOYMENTS", "30"))
+HANG_SECONDS = float(os.environ.get("HANG_SECONDS", "30"))
+TICK = 2.0
 
 
 def decisions(op: Operator, ns: str) -> float:
