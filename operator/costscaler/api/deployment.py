@@ -341,7 +341,16 @@ class ObservedLoad(ApiModel):
 class CostSummary(ApiModel):
     """Cost views of the current allocation and recent load."""
 
-    per_hour: Money | None = Field(default=None, description="Total cost per hour.")
+    per_hour: Money | None = Field(
+        default=None,
+        description="Allocated cost per hour, for chargeback: owned and reserved capacity at "
+        "its full TCO (capex included).",
+    )
+    marginal_per_hour: Money | None = Field(
+        default=None,
+        description="Marginal cost per hour, what the decision pays: owned and reserved "
+        "capacity at energy and per-use operations (its capex is paid whether used or not).",
+    )
     projected_monthly: Money | None = Field(default=None, description="Per hour x 730.")
     per_1k_requests: Money | None = Field(
         default=None, alias="per1kRequests", description="Cost per 1,000 requests."
@@ -364,7 +373,10 @@ class AlternativeRecord(ApiModel):
 
     name: str = Field(description="chosen, cheapest-on-demand, max-spot, current, ...")
     replicas: list[PoolCount] = Field(default_factory=list, description="Replicas per pool.")
-    cost_per_hour: Money = Field(description="Expected cost per hour.")
+    cost_per_hour: Money = Field(description="Allocated cost per hour (full TCO).")
+    marginal_cost_per_hour: Money | None = Field(
+        default=None, description="Marginal cost per hour, what the plan would pay."
+    )
     slo_risk: float | None = Field(
         default=None, ge=0, le=1, description="Probability capacity falls short; unset if unknown."
     )
@@ -377,7 +389,14 @@ class DecisionRecord(ApiModel):
     reason: str = Field(description="CamelCase reason.")
     message: str = Field(default="", description="Why, for people.")
     replicas: list[PoolCount] = Field(default_factory=list, description="Chosen replicas.")
-    cost_per_hour: Money = Field(description="Expected cost per hour of the chosen plan.")
+    cost_per_hour: Money = Field(
+        description="Allocated cost per hour of the chosen plan (full TCO, for chargeback)."
+    )
+    marginal_cost_per_hour: Money | None = Field(
+        default=None,
+        description="Marginal cost per hour of the chosen plan: what the decision pays, the "
+        "figure plans are compared and budgets held by.",
+    )
     slo_risk: float | None = Field(
         default=None, ge=0, le=1, description="SLO risk of the chosen plan; unset if unknown."
     )

@@ -63,7 +63,9 @@ class Ownership(ApiModel):
 
     $/h per node = purchasePrice / amortizationMonths / 730
                  + powerWatts / 1000 x pue x electricityPerKWh
-                 + operationsPerMonth / 730
+                 + operationsPerMonth / 730 + operationsPerNodeHour
+    (the allocated TCO, for chargeback). Decisions pay only what serving adds, as the rest is
+    paid whether used or not: powerWatts / 1000 x pue x electricityPerKWh + operationsPerNodeHour.
     """
 
     purchase_price: CapexMoney = Field(description="Purchase price of one node (capex).")
@@ -82,7 +84,25 @@ class Ownership(ApiModel):
         alias="electricityPerKWh", description="Electricity price per kWh."
     )
     operations_per_month: HourlyMoney = Field(
-        default="0", description="Operations per node per month: support, space, staff share."
+        default="0",
+        description="Operations per node per month: support, space, staff share. Paid whether "
+        "the node serves or not: in the allocated TCO, not in decisions.",
+    )
+    operations_per_node_hour: HourlyMoney = Field(
+        default="0",
+        description="Operations paid only for the hours a node serves (per-use support, "
+        "licences), per node-hour. With energy, the marginal cost decisions pay.",
+    )
+
+
+class Commitment(ApiModel):
+    """A reservation: nodes paid for the whole term whether used or not (Reserved pools)."""
+
+    count: int = Field(
+        ge=1, le=100000, description="Nodes reserved. The pool holds at most this many nodes."
+    )
+    term_months: int = Field(
+        ge=1, le=120, description="Length of the commitment in months (12 or 36 typical)."
     )
 
 
@@ -145,6 +165,9 @@ class CapacityPoolSpec(ApiModel):
     ownership: Ownership | None = Field(
         default=None, description="Ownership costs; for Reserved and OnPrem."
     )
+    commitment: Commitment | None = Field(
+        default=None, description="The reservation (node count and term); Reserved only."
+    )
     interruption: Interruption = Field(
         default_factory=Interruption, description="Interruption risk; Spot only."
     )
@@ -166,6 +189,15 @@ class CapacityPoolSpec(ApiModel):
             "omitted otherwise",
             check=lambda m: (m.capacity_type in CLOUD_PRICED) == (m.price is not None),
             field_path=".price",
+        ),
+        Rule(
+            cel="(self.capacityType == 'Reserved') == has(self.commitment)",
+            message="commitment is required when capacityType is Reserved, and must be omitted "
+            "otherwise",
+            check=lambda m: (
+                (m.capacity_type == CapacityType.RESERVED) == (m.commitment is not None)
+            ),
+            field_path=".commitment",
         ),
         Rule(
             cel="self.capacityType == 'Spot' || !has(self.interruption) || "

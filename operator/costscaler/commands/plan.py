@@ -171,6 +171,9 @@ def to_json(
 ) -> dict[str, Any]:
     """The decision as a JSON-able object (ARCHITECTURE §5); non-finite numbers become null.
 
+    `cost_per_hour` is the allocated cost (owned and reserved capacity at its full TCO, for
+    chargeback); `marginal_cost_per_hour` what the decision pays (their capex left out: it
+    is paid whether used or not), the figure plans are compared and budgets held by.
     With a budget, `budget` holds the allowed $/h and onConflict, and `budget_limited`
     whether the budget shaped the plan or the plan is past it.
     """
@@ -179,6 +182,7 @@ def to_json(
         "rate": rate,
         "replicas": dict(decision.replicas),
         "cost_per_hour": _num(decision.cost_per_hour),
+        "marginal_cost_per_hour": _num(decision.marginal_cost_per_hour),
         "slo_risk": _num(decision.slo_risk),
         "reason": str(decision.reason),
         "message": decision.message,
@@ -199,6 +203,7 @@ def to_json(
                 "name": a.name,
                 "replicas": dict(a.replicas),
                 "cost_per_hour": _num(a.cost_per_hour),
+                "marginal_cost_per_hour": _num(a.marginal_cost_per_hour),
                 "slo_risk": _num(a.slo_risk),
             }
             for a in decision.alternatives
@@ -225,23 +230,29 @@ def table(
     lines.append(f"{'TOTAL':<32} {'':<9} {sum(reps.values()):>8}")
     lines += [
         "",
-        f"cost       ${decision.cost_per_hour:.4f}/h (accelerators, fixed items, egress)",
+        f"cost       ${decision.cost_per_hour:.4f}/h allocated (full TCO of owned and "
+        "reserved capacity, for chargeback; accelerators, fixed items, egress)",
+        f"marginal   ${decision.marginal_cost_per_hour:.4f}/h paid by the decision (owned and "
+        "reserved capacity at energy and per-use operations)",
         f"budget     {_budget_line(decision, budget)}",
         f"spot share {spot_share(reps, kinds):.0%}",
         f"SLO risk   {_pct(decision.slo_risk)}",
         f"reason     {decision.reason}: {decision.message}",
         "",
-        f"{'ALTERNATIVE':<20} {'$/H':>10} {'RISK':>8}  REPLICAS",
+        f"{'ALTERNATIVE':<20} {'$/H':>10} {'MARGINAL':>10} {'RISK':>8}  REPLICAS",
     ]
     for alt in decision.alternatives:
         plan = ", ".join(f"{p}={n}" for p, n in alt.replicas.items() if n) or "none"
-        lines.append(f"{alt.name:<20} {alt.cost_per_hour:>10.4f} {_pct(alt.slo_risk):>8}  {plan}")
+        lines.append(
+            f"{alt.name:<20} {alt.cost_per_hour:>10.4f} {alt.marginal_cost_per_hour:>10.4f} "
+            f"{_pct(alt.slo_risk):>8}  {plan}"
+        )
     return "\n".join(lines)
 
 
 def _budget_line(decision: Decision, budget: BudgetConstraint | None) -> str:
     if budget is None:
         return "none (--budget-rate)"
-    gap = decision.cost_per_hour - budget.allowed_per_hour
+    gap = decision.marginal_cost_per_hour - budget.allowed_per_hour  # budgets hold marginal
     where = f"${gap:.4f}/h over" if gap > 1e-6 else "within"
     return f"${budget.allowed_per_hour:.4f}/h allowed, {budget.on_conflict}: {where}"

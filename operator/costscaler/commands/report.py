@@ -62,6 +62,7 @@ def _as_dict(row: ChargebackRow) -> dict[str, Any]:
         "spent": _money(row.spent),
         "forecast": _money(row.forecast),
         "cost_per_hour": _money(row.cost_per_hour),
+        "marginal_cost_per_hour": _money(row.marginal_cost_per_hour),
         "cost_per_1k_requests": _money(row.cost_per_1k_requests),
         "cost_per_million_tokens": _money(row.cost_per_million_tokens),
     }
@@ -80,7 +81,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_as_dict(r) for r in rows], indent=2))
         return 0
-    header = (args.by.upper(), "DEPLOYMENTS", "SPENT", "FORECAST", "$/H", "$/1K REQ", "$/1M TOK")
+    # $/H is allocated (owned capacity at full TCO, for chargeback); MARGINAL $/H is what
+    # decisions pay, which budgets accrue (SPENT) and project (FORECAST).
+    header = (
+        args.by.upper(),
+        "DEPLOYMENTS",
+        "SPENT",
+        "FORECAST",
+        "$/H",
+        "MARGINAL $/H",
+        "$/1K REQ",
+        "$/1M TOK",
+    )
     lines = [header] + [
         (
             r.group,
@@ -88,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             _money(r.spent),
             _money(r.forecast),
             _money(r.cost_per_hour),
+            _money(r.marginal_cost_per_hour),
             _money(r.cost_per_1k_requests),
             _money(r.cost_per_million_tokens),
         )

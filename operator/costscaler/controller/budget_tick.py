@@ -28,9 +28,11 @@ ENFORCED = "Enforced"
 class Member:
     """What a budget needs of one InferenceDeployment, read from its labels and status.
 
-    `rate_per_hour` is what runs now (status.cost.perHour); `need_per_hour` is what its last
-    decision would spend unconstrained (status.lastDecision.costPerHour), used to share the
-    allowed burn rate.
+    `rate_per_hour` is what runs now at the margin (status.cost.marginalPerHour: budgets
+    hold what decisions pay, owned and reserved capacity's capex is paid anyway);
+    `need_per_hour` is what its last decision would spend unconstrained
+    (status.lastDecision.marginalCostPerHour), used to share the allowed burn rate. Status
+    written before the marginal figures existed falls back to the allocated ones.
     """
 
     namespace: str
@@ -46,8 +48,9 @@ def member_from_body(body: Mapping[str, Any]) -> Member:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
-    rate = _decimal((status.get("cost") or {}).get("perHour"))
-    need = _decimal((status.get("lastDecision") or {}).get("costPerHour"), default=rate)
+    cost, last = status.get("cost") or {}, status.get("lastDecision") or {}
+    rate = _decimal(cost.get("marginalPerHour") or cost.get("perHour"))
+    need = _decimal(last.get("marginalCostPerHour") or last.get("costPerHour"), default=rate)
     return Member(
         namespace=meta.get("namespace") or "default",
         name=meta["name"],

@@ -268,6 +268,7 @@ def _export(rt: rt_mod.Runtime, infd: InferenceDeployment, result: Any, usable: 
     for row in result.status.get("replicas", []):
         m.ready.labels(ns, name, row["pool"]).set(row["ready"])
     m.cost_per_hour.labels(ns, name).set(d.cost_per_hour)
+    m.marginal_cost_per_hour.labels(ns, name).set(d.marginal_cost_per_hour)
     m.projected_monthly.labels(ns, name).set(d.cost_per_hour * 730)
     m.slo_risk.labels(ns, name).set(d.slo_risk)
     m.metrics_available.labels(ns, name).set(1.0 if usable else 0.0)

@@ -27,6 +27,7 @@ class OperatorMetrics:
     replicas: Gauge
     ready: Gauge
     cost_per_hour: Gauge
+    marginal_cost_per_hour: Gauge
     projected_monthly: Gauge
     slo_risk: Gauge
     metrics_available: Gauge
@@ -59,7 +60,18 @@ class OperatorMetrics:
                 "costscaler_ready_replicas", "Ready replicas per pool.", [*DEP, "pool"], registry=r
             ),
             cost_per_hour=Gauge(
-                "costscaler_cost_per_hour", "Expected cost per hour, $/h.", DEP, registry=r
+                "costscaler_cost_per_hour",
+                "Allocated cost per hour of the decision, $/h: owned and reserved capacity at "
+                "full TCO, for chargeback.",
+                DEP,
+                registry=r,
+            ),
+            marginal_cost_per_hour=Gauge(
+                "costscaler_marginal_cost_per_hour",
+                "Marginal cost per hour the decision pays, $/h: owned and reserved capacity at "
+                "energy and per-use operations; what budgets hold.",
+                DEP,
+                registry=r,
             ),
             projected_monthly=Gauge(
                 "costscaler_projected_monthly_cost",
@@ -111,7 +123,12 @@ class OperatorMetrics:
 
     def forget(self, namespace: str, deployment: str, pools: list[str]) -> None:
         """Drop a deleted deployment's series so dashboards do not show ghosts."""
-        for gauge in (self.cost_per_hour, self.projected_monthly, self.slo_risk):
+        for gauge in (
+            self.cost_per_hour,
+            self.marginal_cost_per_hour,
+            self.projected_monthly,
+            self.slo_risk,
+        ):
             _remove(gauge, namespace, deployment)
         _remove(self.metrics_available, namespace, deployment)
         for pool in pools:

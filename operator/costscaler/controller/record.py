@@ -88,9 +88,25 @@ def _budget_condition(t: TickInput, d: Decision) -> Cond:
         WITHIN_BUDGET,
         True,
         "WithinBudget",
-        f"the plan's ${d.cost_per_hour:.2f}/h is within the ${t.budget.allowed_per_hour:.2f}/h "
-        "the budget allows",
+        f"the plan's ${_paid(d.marginal_cost_per_hour, d.cost_per_hour):.2f}/h is within the "
+        f"${t.budget.allowed_per_hour:.2f}/h the budget allows",
     )
+
+
+def _paid(marginal: float, allocated: float) -> float:
+    """The marginal $/h, or the allocated one where no marginal figure was priced (they are
+    the same for cloud capacity)."""
+    return marginal if math.isfinite(marginal) else allocated
+
+
+def _priced(allocated: float, marginal: float) -> dict[str, str]:
+    """costPerHour, the allocated $/h (owned and reserved capacity at full TCO, for
+    chargeback), and marginalCostPerHour, what the plan pays (their capex is paid anyway),
+    when it was priced."""
+    out = {"costPerHour": money(allocated)}
+    if math.isfinite(marginal):
+        out["marginalCostPerHour"] = money(marginal)
+    return out
 
 
 def _risk(value: float) -> float | None:
@@ -98,10 +114,13 @@ def _risk(value: float) -> float | None:
     return None if math.isnan(value) else round(min(1.0, max(0.0, value)), 6)
 
 
-def _current_cost(d: Decision) -> float:
-    """$/h of the allocation requested now (the engine prices it as the "current" plan)."""
+def _current_cost(d: Decision) -> tuple[float, float]:
+    """Allocated and marginal $/h of the allocation requested now (the engine prices it as
+    the "current" plan)."""
     current = next((a for a in d.alternatives if a.name == "current"), None)
-    return current.cost_per_hour if current is not None else d.cost_per_hour
+    if current is None:
+        return d.cost_per_hour, d.marginal_cost_per_hour
+    return current.cost_per_hour, current.marginal_cost_per_hour
 
 
 def status_for(
@@ -121,10 +140,12 @@ def status_for(
     ]
     r, rate = t.reading, t.reading.request_rate
     # What runs, not what is recommended: in Enforce the children now follow the decision; in
-    # Recommend they keep the current allocation. CostBudgets accrue this figure.
-    running = d.cost_per_hour if enforce else _current_cost(d)
+    # Recommend they keep the current allocation. CostBudgets accrue the marginal figure
+    # (what decisions pay); perHour is the allocated one, for chargeback.
+    running, marginal = (d.cost_per_hour, d.marginal_cost_per_hour) if enforce else _current_cost(d)
     cost: dict[str, Any] = {
         "perHour": money(running),
+        "marginalPerHour": money(_paid(marginal, running)),
         "projectedMonthly": money(running * HOURS_PER_MONTH),
     }
     if rate:
@@ -148,13 +169,13 @@ def status_for(
             "reason": d.reason,
             "message": d.message[:2000],
             "replicas": pool_counts(target),
-            "costPerHour": money(d.cost_per_hour),
+            **_priced(d.cost_per_hour, d.marginal_cost_per_hour),
             "sloRisk": _risk(d.slo_risk),
             "alternatives": [
                 {
                     "name": a.name,
                     "replicas": pool_counts(dict(a.replicas)),
-                    "costPerHour": money(a.cost_per_hour),
+                    **_priced(a.cost_per_hour, a.marginal_cost_per_hour),
                     "sloRisk": _risk(a.slo_risk),
                 }
                 for a in d.alternatives

@@ -31,6 +31,7 @@ class ChargebackRow:
     spent: Decimal = ZERO
     forecast: Decimal = ZERO
     cost_per_hour: Decimal = ZERO
+    marginal_cost_per_hour: Decimal = ZERO
     request_rate: float = 0.0
     token_rate: float = 0.0
     names: list[str] = field(default_factory=list)
@@ -76,7 +77,10 @@ def chargeback(
 ) -> list[ChargebackRow]:
     """Rows per value of label `by`, sorted by spend (largest first).
 
-    forecast = spent + current $/h x hours left in the deployment's budget period.
+    forecast = spent + current marginal $/h x hours left in the deployment's budget period:
+    budgets accrue what decisions pay. `cost_per_hour` is the allocated cost (owned and
+    reserved capacity at full TCO, for chargeback), `marginal_cost_per_hour` what is paid
+    at the margin (their capex left out); they differ only on owned and reserved pools.
     """
     spent = _spent(budgets)
     rows: dict[str, ChargebackRow] = {}
@@ -89,13 +93,19 @@ def chargeback(
             if status and status.cost and status.cost.per_hour
             else ZERO
         )
+        marginal = (
+            to_decimal(status.cost.marginal_per_hour)
+            if status and status.cost and status.cost.marginal_per_hour
+            else rate
+        )
         hours = max(0.0, hours_between(now, period_bounds(_period(budgets, dep), now)[1]))
         dep_spent = spent.get((dep.metadata.namespace or "", dep.metadata.name), ZERO)
         row.deployments += 1
         row.names.append(f"{dep.metadata.namespace}/{dep.metadata.name}")
         row.spent += dep_spent
-        row.forecast += dep_spent + rate * Decimal(str(hours))
+        row.forecast += dep_spent + marginal * Decimal(str(hours))
         row.cost_per_hour += rate
+        row.marginal_cost_per_hour += marginal
         observed = status.observed if status else None
         row.request_rate += (observed.request_rate or 0.0) if observed else 0.0
         row.token_rate += (observed.token_rate or 0.0) if observed else 0.0

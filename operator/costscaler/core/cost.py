@@ -18,19 +18,33 @@ def ownership_hourly(
     pue: float,
     electricity_per_kwh: float,
     operations_per_month: float,
+    operations_per_node_hour: float = 0.0,
 ) -> float:
     """Total cost of ownership of one owned node per hour ($/h).
 
     $/h = purchase_price [$] / (amortization_months x 730 [h])
         + power_watts [W] / 1000 x pue x electricity_per_kwh [$/kWh]
         + operations_per_month [$] / 730 [h]
+        + operations_per_node_hour [$/h]
 
-    The node is paid whether it serves or not; the engine prices a replica on it at its share
-    so that owned capacity competes with cloud capacity on the same $/h scale.
+    This is the allocated cost a chargeback view charges for a node in use. Decisions pay
+    only part of it: capex and monthly operations are paid whether the node serves or not
+    (`ownership_marginal_hourly` is what a decision pays).
     """
     capex = purchase_price / (amortization_months * HOURS_PER_MONTH)
     energy = power_watts / 1000.0 * pue * electricity_per_kwh
-    return capex + energy + operations_per_month / HOURS_PER_MONTH
+    return capex + energy + operations_per_month / HOURS_PER_MONTH + operations_per_node_hour
+
+
+def ownership_marginal_hourly(
+    power_watts: float, pue: float, electricity_per_kwh: float, operations_per_node_hour: float
+) -> float:
+    """What serving on one owned or reserved node adds per hour ($/h): the sunk capex and
+    monthly operations left out.
+
+    $/h = power_watts [W] / 1000 x pue x electricity_per_kwh [$/kWh] + operations_per_node_hour
+    """
+    return power_watts / 1000.0 * pue * electricity_per_kwh + operations_per_node_hour
 
 
 def replica_hourly(node_hourly: float, accelerators_per_replica: int, count_per_node: int) -> float:

@@ -78,7 +78,10 @@ class Planner:
         self.names = tuple(p.name for p in pools)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.capacity = np.array([p.capacity_rps for p in pools], dtype=np.float64)
-        self.price = np.array([p.replica_cost_per_hour for p in pools], dtype=np.float64)
+        # Decisions compare marginal $/h (owned capacity's capex is sunk); views also show
+        # the allocated $/h (`core.billing`).
+        self.price = np.array([p.decision_cost_per_hour for p in pools], dtype=np.float64)
+        self.allocated = np.array([p.replica_cost_per_hour for p in pools], dtype=np.float64)
         self.spot = np.array([p.spot for p in pools], dtype=np.bool_)
         self.spot_index = np.flatnonzero(self.spot)
         self.max_replicas = np.array(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from costscaler.api.budget import OnConflict
-from costscaler.core import allocate, allowance, fill
+from costscaler.core import allocate, allowance, billing, fill
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.forecast import DemandForecast
 from costscaler.core.risk import IntArray
@@ -49,15 +49,12 @@ def alternatives(
     names.append("current")
     plans.append(cur)
     spend, risk, _ = allocate.evaluate(prob, np.stack(plans))
-    return tuple(
-        Alternative(
-            name,
-            dict(zip(pl.names, plan.tolist(), strict=True)),
-            float(spend[k]) + fixed,
-            float(risk[k]),
-        )
-        for k, (name, plan) in enumerate(zip(names, plans, strict=True))
-    )
+    out = []
+    for k, (name, plan) in enumerate(zip(names, plans, strict=True)):
+        allocated, marginal = billing.costs(pl, plan, float(spend[k]), fixed)
+        replicas = dict(zip(pl.names, plan.tolist(), strict=True))
+        out.append(Alternative(name, replicas, allocated, float(risk[k]), marginal))
+    return tuple(out)
 
 
 def _rps(value: float) -> str:
@@ -95,7 +92,8 @@ def explain(
     head = (
         f"Demand {_rps(demand.level)} req/s now, {_rps(demand.quantile(q))} req/s at the "
         f"{q:.1%} quantile in {pl.horizon_s:.0f} s: {_allocation(pl, chosen.replicas)} "
-        f"for ${chosen.spend + fixed:.2f}/h, SLO risk {chosen.risk:.2%}."
+        f"for ${chosen.spend + fixed:.2f}/h{_allocated_note(pl, chosen, fixed)}, SLO risk "
+        f"{chosen.risk:.2%}."
     )
     at_risk = chosen.risk > prob.risk_floor + 1e-9
     relaxed = _relaxed(prob, chosen.replicas)
@@ -203,6 +201,15 @@ def _budget(
     return Reason.BUDGET_LIMITED, f"{head} Held to the budget's ${allowed:.2f}/h.{note}"
 
 
+def _allocated_note(pl: Planner, plan: Plan, fixed: float) -> str:
+    """` marginal ($A/h allocated)` when owned or reserved replicas make the plan's allocated
+    cost differ from what the decision pays, else nothing."""
+    allocated, marginal = billing.costs(pl, plan.replicas, plan.spend, fixed)
+    if allocated - marginal < 0.005:
+        return ""
+    return f" marginal (${allocated:.2f}/h allocated TCO)"
+
+
 def _rebalance(pl: Planner, base: IntArray, order: IntArray) -> IntArray:
     """Restore the spot limits without scaling any pool down: add on-demand replicas (best
     $/req/s first) while the spot share is too high or the on-demand floor unmet. Where no
@@ -247,14 +254,15 @@ def held(pl: Planner, cur: IntArray, state: EngineState, why: str) -> Decision:
         base[i] += max(0, min(short, int(pl.max_replicas[i] - base[i])))
     base = _rebalance(pl, base, order)
     replicas = {n: int(v) for n, v in zip(pl.names, base, strict=True)}
-    spend = float(base @ pl.price) + pl.settings.fixed_per_hour
+    spend, marginal = billing.costs(pl, base, float(base @ pl.price), pl.settings.fixed_per_hour)
     return Decision(
         replicas=replicas,
         cost_per_hour=spend,
+        marginal_cost_per_hour=marginal,
         slo_risk=math.nan,
         reason=Reason.METRICS_UNAVAILABLE,
         message=f"Holding {_allocation(pl, base)}: {why}. No scale-down until metrics return.",
-        alternatives=(Alternative("current", replicas, spend, math.nan),),
+        alternatives=(Alternative("current", replicas, spend, math.nan, marginal),),
         state=state,
         horizon_s=pl.horizon_s,
         metrics_available=False,

@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from costscaler.api.deployment import InferenceDeploymentSpec
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool, CapacityType
-from costscaler.core.cost import ownership_hourly, replica_hourly
+from costscaler.core.cost import ownership_hourly, ownership_marginal_hourly, replica_hourly
 
 
 @dataclass(frozen=True)
 class PoolView:
     """One eligible pool for one deployment (units in the names).
 
-    `replica_cost_per_hour`: effective $/h of one replica (price or ownership TCO share).
+    `replica_cost_per_hour`: allocated $/h of one replica (price or ownership TCO share), what
+    chargeback views show. `marginal_cost_per_hour`: what a decision pays per replica-hour,
+    None when it is the allocated cost (clouds); for owned and reserved pools only energy and
+    per-use operations, as capex and reservations are paid whether used or not.
     `capacity_rps`: declared requests/s one replica serves within the SLO.
     `max_replicas`: the deployment's per-pool max and the pool's node quota folded together
     (None: unlimited). `cold_start_s`: node cold start + model load, the time new capacity
@@ -35,12 +38,23 @@ class PoolView:
     interruption_rate_per_hour: float = 0.0
     accelerators_per_replica: int = 1
     tokens_per_second: float | None = None
+    marginal_cost_per_hour: float | None = None
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:
             raise ValueError(f"pool {self.name}: capacity_rps must be > 0")
         if not self.replica_cost_per_hour >= 0:
             raise ValueError(f"pool {self.name}: replica_cost_per_hour must be >= 0")
+        if not self.decision_cost_per_hour >= 0:
+            raise ValueError(f"pool {self.name}: marginal_cost_per_hour must be >= 0")
+
+    @property
+    def decision_cost_per_hour(self) -> float:
+        """$/h of one replica as decisions price it: the marginal cost (`marginal_cost_per_hour`,
+        else the allocated one)."""
+        if self.marginal_cost_per_hour is None:
+            return self.replica_cost_per_hour
+        return self.marginal_cost_per_hour
 
 
 def node_hourly(pool: CapacityPool) -> float:
@@ -58,6 +72,21 @@ def node_hourly(pool: CapacityPool) -> float:
         own.pue,
         to_float(own.electricity_per_kwh),
         to_float(own.operations_per_month),
+        to_float(own.operations_per_node_hour),
+    )
+
+
+def node_marginal_hourly(pool: CapacityPool) -> float:
+    """$/h one node of `pool` adds when it serves: its cloud price, or for owned and reserved
+    nodes (paid whether used or not) energy and per-use operations."""
+    own = pool.spec.ownership
+    if own is None:
+        return node_hourly(pool)
+    return ownership_marginal_hourly(
+        own.power_watts,
+        own.pue,
+        to_float(own.electricity_per_kwh),
+        to_float(own.operations_per_node_hour),
     )
 
 
@@ -82,6 +111,8 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
         caps = [] if ref.max_replicas is None else [ref.max_replicas]
         if pool.spec.limits.max_nodes is not None:
             caps.append(pool.spec.limits.max_nodes * per_node)
+        if pool.spec.commitment is not None:  # a reservation holds no more than it reserved
+            caps.append(pool.spec.commitment.count * per_node)
         spot = pool.spec.capacity_type == CapacityType.SPOT
         views.append(
             PoolView(
@@ -98,6 +129,11 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 interruption_rate_per_hour=pool.spec.interruption.rate_per_hour if spot else 0.0,
                 accelerators_per_replica=profile.accelerators_per_replica,
                 tokens_per_second=profile.tokens_per_second,
+                marginal_cost_per_hour=None
+                if pool.spec.ownership is None
+                else replica_hourly(
+                    node_marginal_hourly(pool), profile.accelerators_per_replica, acc.count_per_node
+                ),
             )
         )
     return views

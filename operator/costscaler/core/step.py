@@ -25,6 +25,7 @@ from costscaler.api.budget import OnConflict
 from costscaler.core import (
     allocate,
     allowance,
+    billing,
     capacity,
     cost,
     exact,
@@ -84,7 +85,7 @@ def step(
     reason, message = explain(
         pl, prob, demand, q, chosen, target, (limited, trimmed), fixed, budget
     )
-    spend = chosen.spend + fixed
+    spend, marginal = billing.costs(pl, final, chosen.spend, fixed)
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     return Decision(
         replicas=replicas,
@@ -104,6 +105,7 @@ def step(
         cost_per_1k_requests=cost.cost_per_thousand_requests(spend, float(obs.request_rate[-1])),
         cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
+        marginal_cost_per_hour=marginal,
     )
 
 

@@ -78,7 +78,9 @@ class Observations:
 class BudgetConstraint:
     """The burn rate a CostBudget allows this deployment now ($/h), and who wins a conflict.
 
-    It is compared with `Decision.cost_per_hour`: accelerators plus fixed, storage and egress.
+    It is compared with `Decision.marginal_cost_per_hour`, what decisions pay: accelerators
+    at their marginal price (owned and reserved capacity's capex is paid anyway and left
+    out) plus fixed, storage and egress.
 
     PreferSLO keeps the plan that meets the SLO attainment floor even above the rate (and
     the ready replicas serving while its new ones warm), saying by how much; PreferBudget
@@ -93,12 +95,14 @@ class BudgetConstraint:
 
 @dataclass(frozen=True)
 class Alternative:
-    """A plan the engine weighed: replicas per pool, spend ($/h) and P(capacity < demand)."""
+    """A plan the engine weighed: replicas per pool, allocated $/h (`Decision.cost_per_hour`),
+    P(capacity < demand), and the marginal $/h the engine compared plans by."""
 
     name: str
     replicas: Mapping[str, int]
     cost_per_hour: float
     slo_risk: float
+    marginal_cost_per_hour: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -189,8 +193,11 @@ def _time_or_inf(value: Any) -> float:
 class Decision:
     """One decision: what to run on each pool, what it costs, how risky it is, and why.
 
-    `replicas`: pool -> replicas to request. `cost_per_hour` ($/h): spend of the plan —
-    replicas x effective $/replica-hour plus fixed, storage and egress items. `slo_risk`:
+    `replicas`: pool -> replicas to request. `cost_per_hour` ($/h): the plan's allocated
+    cost, for chargeback — replicas x effective $/replica-hour (cloud price, or ownership
+    TCO share with capex) plus fixed, storage and egress items. `marginal_cost_per_hour`
+    ($/h): what the decision pays, the figure plans are compared and budgets held by — owned
+    and reserved capacity at energy and per-use operations only. `slo_risk`:
     P(capacity < demand at the horizon), spot losses within it counted. `reason` is CamelCase
     (a condition reason), `message` says why for people. `alternatives`: the plans weighed
     (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
@@ -222,6 +229,7 @@ class Decision:
     cost_per_1k_requests: float = math.nan
     cost_per_million_tokens: float = math.nan
     idle_accelerators: float = 0.0
+    marginal_cost_per_hour: float = math.nan
 
     @property
     def total_replicas(self) -> int:

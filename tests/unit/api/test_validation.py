@@ -86,6 +86,10 @@ BUDGET = ("CostBudget", "team-ml")
         (ONPREM, "spec.price", {"hourly": "1"}, "price is required when capacityType is OnDemand"),
         (ONPREM, "spec.ownership.pue", 0.5, "spec.ownership.pue"),
         (ONPREM, "spec.interruption", {"ratePerHour": 0.3}, "ratePerHour must be 0 unless"),
+        # Issue 14: a reservation carries its commitment; only a reservation does.
+        (ONPREM, "spec.capacityType", "Reserved", "commitment is required when capacityType"),
+        (ONPREM, "spec.commitment", {"count": 2, "termMonths": 12}, "commitment is required"),
+        (ONPREM, "spec.commitment", {"count": 0, "termMonths": 12}, "spec.commitment.count"),
         (BUDGET, "spec.alertThresholds", [0.8, 0.5], "alertThresholds must be ascending"),
         (BUDGET, "spec.alertThresholds", [0.5, 2.5], "spec.alertThresholds[1]"),
         (BUDGET, "spec.period", "Hourly", "spec.period"),

@@ -31,7 +31,13 @@ def test_json_has_the_contract_fields(capsys):
     names = {a["name"] for a in data["alternatives"]}
     assert {"chosen", "cheapest-on-demand", "max-spot", "current"} <= names
     for alt in data["alternatives"]:
-        assert set(alt) == {"name", "replicas", "cost_per_hour", "slo_risk"}
+        assert set(alt) == {
+            "name",
+            "replicas",
+            "cost_per_hour",
+            "marginal_cost_per_hour",
+            "slo_risk",
+        }
 
 
 def test_table_shows_pools_cost_risk_and_alternatives(capsys):
