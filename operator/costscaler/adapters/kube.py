@@ -17,9 +17,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
 from costscaler.adapters.children import ANNOTATION_HASH, ChildNameTakenError
 from costscaler.api import GROUP, VERSION
 
@@ -43,12 +40,7 @@ def load_config(kubeconfig: str | None = None) -> Any:
         return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
 
-# What a call to the API server raises when it fails: an HTTP error status (ApiException),
-# or no answer at all (urllib3's errors, or the socket's). Anything else is a bug to surface.
-API_ERRORS = (ApiException, HTTPError, OSError)
-
-
-def _status(exc: ApiException) -> int | None:
+def _status(exc: Exception) -> int | None:
     return getattr(exc, "status", None)
 
 
@@ -57,7 +49,7 @@ def with_conflict_retry(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPT
     for attempt in range(1, attempts + 1):
         try:
             return write()
-        except ApiException as exc:
+        except Exception as exc:
             if _status(exc) != 409 or attempt == attempts:
                 if _status(exc) == 409:
                     raise ConflictError(str(exc)) from exc
@@ -127,7 +119,7 @@ class Kube:
         ns, name = meta["namespace"], meta["name"]
         try:
             live = self.apps.read_namespaced_deployment(name, ns)
-        except ApiException as exc:
+        except Exception as exc:
             if _status(exc) != 404:
                 raise
             body: Any = {**manifest, "spec": {**manifest["spec"], "replicas": replicas or 0}}
@@ -148,7 +140,7 @@ class Kube:
     def _replace(self, name: str, ns: str, body: Any) -> None:
         try:
             self.apps.replace_namespaced_deployment(name, ns, body)
-        except ApiException as exc:
+        except Exception as exc:
             if _status(exc) == 409:
                 self.conflicts_retried += 1
             raise
@@ -175,7 +167,7 @@ class Kube:
                 status = self.pending_status.pop(key)
                 try:
                     await self._call(self._patch_status, key[0], key[1], status)
-                except API_ERRORS as exc:
+                except Exception as exc:
                     log.warning("status of %s/%s not written: %s", *key, exc)
         finally:
             self.writing.discard(key)
@@ -200,7 +192,7 @@ class Kube:
             )
             reply.drain_conn()
             reply.release_conn()
-        except ApiException as exc:
+        except Exception as exc:
             if _status(exc) != 404:  # a deleted object needs no status
                 raise
 
@@ -215,7 +207,7 @@ class Kube:
         def call() -> None:
             try:
                 self.apps.delete_namespaced_deployment(name, namespace)
-            except ApiException as exc:
+            except Exception as exc:
                 if _status(exc) != 404:
                     raise
 
@@ -227,7 +219,7 @@ class Kube:
         def call() -> dict[str, Any] | None:
             try:
                 obj = self.apps.read_namespaced_deployment(name, namespace)
-            except ApiException as exc:
+            except Exception as exc:
                 if _status(exc) == 404:
                     return None
                 raise

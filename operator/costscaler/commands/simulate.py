@@ -46,9 +46,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--spot-burst-share",
         type=float,
-        default=0.0,
+        default=None,
         help="share (0-1) of each Poisson spot pool's hazard that comes as correlated "
-        "pool-wide bursts (real GPU spot losses cluster); 0: independent per replica",
+        "pool-wide bursts (real GPU spot losses cluster); 0: independent per replica; "
+        "default: each pool's interruption.burstShare (0.6 unset), as the engine prices it",
     )
     p.add_argument(
         "--spot-burst-size",
@@ -133,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         if args.budget is not None
         else None
     )
-    if not 0 <= args.spot_burst_share <= 1 or not 0 < args.spot_burst_size <= 1:
+    share = args.spot_burst_share
+    if (share is not None and not 0 <= share <= 1) or not 0 < args.spot_burst_size <= 1:
         raise UserError("--spot-burst-share must be in [0, 1] and --spot-burst-size in (0, 1]")
     if not args.step <= args.rate_window <= 3600:
         raise UserError("--rate-window must be between --step and 3600 seconds")

@@ -13,7 +13,8 @@ from typing import Any
 
 from costscaler.api.common import Condition, ConditionStatus
 from costscaler.api.money import format_money
-from costscaler.core.cost import HOURS_PER_MONTH as HOURS_PER_MONTH  # one, re-exported
+
+HOURS_PER_MONTH = 730
 
 READY = "Ready"
 SLO_MET = "SLOMet"

@@ -399,20 +399,35 @@ static ndtr_fn ndtr;
 /* Columns of the per-pool rows (`allocate.Problem.columns` and `risk.RiskModel.columns`). */
 enum { P_PRICE, P_VARIANCE, P_SURVIVING, P_CURRENT, P_START, P_SHIFT };
 
-/* P(capacity < demand) of one plan x: core/risk.py's formula. */
+/* The SLO risk of one plan x: core/risk.py's formula. Scenario 0 (no burst) counts
+   P(capacity < demand); a burst scenario counts the share of demand it leaves unserved,
+   E[(D + shift)+] / D for a normal shortfall (mean D + shift, sd), never less than the
+   no-burst term: a burst's risk then grows with the capacity it takes, so the risk is
+   continuous in the hazard (no cliff where one burst's probability passes the floor). */
 static double plan_risk(const long long *x, const double *pools, Py_ssize_t n, Py_ssize_t cols,
                         Py_ssize_t scenarios, const double *samples, const double *kernel,
                         Py_ssize_t g, const double *weights, double bandwidth) {
+    static const double inv_sqrt_2pi = 0.39894228040143267794;
     double variance = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) variance += (double)x[i] * pools[i * cols + P_VARIANCE];
     const double sd = sqrt(bandwidth * bandwidth + variance);
+    double base = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) base += (double)x[i] * pools[i * cols + P_SHIFT];
     double risk = 0.0;
     for (Py_ssize_t s = 0; s < scenarios; s++) {
         double shift = 0.0;
         for (Py_ssize_t i = 0; i < n; i++) shift += (double)x[i] * pools[i * cols + P_SHIFT + s];
         double tail = 0.0;
-        for (Py_ssize_t k = 0; k < g; k++)
-            tail += ndtr((samples[k] + shift) / sd, 0) * kernel[k];
+        for (Py_ssize_t k = 0; k < g; k++) {
+            const double z = (samples[k] + shift) / sd;
+            double term = ndtr(z, 0);
+            if (s > 0 && samples[k] > 0) {
+                const double over =
+                    (samples[k] + shift) * term + sd * inv_sqrt_2pi * exp(-0.5 * z * z);
+                term = np_max(ndtr((samples[k] + base) / sd, 0), np_min(over / samples[k], 1.0));
+            }
+            tail += term * kernel[k];
+        }
         risk += tail * weights[s];
     }
     return np_min(np_max(risk, 0.0), 1.0);

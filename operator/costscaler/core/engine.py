@@ -97,6 +97,10 @@ class Planner:
         self.hazard_priors = {
             self.names[i]: hazard.prior(float(self.declared_hazard[i])) for i in self.spot_index
         }
+        # And on the share of it that comes in whole-pool bursts (`core.hazard.burst_prior`).
+        default = hazard.DEFAULT_BURST_SHARE
+        shares = [default if p.burst_share is None else p.burst_share for p in pools]
+        self.burst_priors = {self.names[i]: hazard.burst_prior(shares[i]) for i in self.spot_index}
         # Capacity asked for now serves after the slowest eligible pool's cold start.
         self.horizon_s = float(self.cold_start_s.max())
 

@@ -16,6 +16,8 @@ import numpy as np
 from costscaler.core.allocate import MAX_STEPS, Plan, Problem, evaluate, feasible, money
 from costscaler.core.risk import IntArray
 
+_REPAIRS = 32
+
 
 @lru_cache(maxsize=64)
 def _moves(capacity: tuple[float, ...]) -> IntArray:
@@ -47,14 +49,47 @@ def _best(p: Problem, plans: IntArray) -> tuple[Plan, IntArray]:
 
 
 def first_plan(p: Problem, starts: list[IntArray]) -> Plan:
-    """The best of `starts`; when none is within the SLO floor, those within the bounds also
-    enter with their one-replica-more neighbours, so the search does not start past it."""
+    """The best of `starts`; those within the bounds but past the SLO floor also enter with
+    their one-replica-more neighbours, so the search does not start past it, nor from a
+    dear start when a cheap one (most spot) misses the floor by one replica: a far
+    incumbent widens the exact search's tree until it gives up."""
     best, short = _best(p, np.stack(starts))
-    if short.shape[0] and best.risk > p.risk_floor:
+    if short.shape[0]:
         n = short.shape[1]
         grown = (short[:, None, :] + np.eye(n, dtype=np.int64)[None, :, :]).reshape(-1, n)
         other, _ = _best(p, grown)
         best = other if other.objective < best.objective else best
+        if other.risk > p.risk_floor or math.isinf(other.objective):
+            start = short[int(np.argmin(evaluate(p, short)[2]))]
+            best = _repair(p, start, _repair(p, start, best, per_dollar=False), per_dollar=True)
+    return best
+
+
+def _repair(p: Problem, plan: IntArray, best: Plan, per_dollar: bool) -> Plan:
+    """Add replicas to `plan` (past the SLO floor) until it is within it, each time the one
+    that lowers J most (`per_dollar`: per $/h; far from the floor the cheapest capacity,
+    near it the hedge across pools), and return the better of it and `best`: from a start
+    that misses the floor by a few replicas, the search would otherwise begin at a dear
+    plan, and a far incumbent widens the exact search's tree until it gives up."""
+    eye = np.eye(plan.size, dtype=np.int64)
+    obj = float(evaluate(p, plan[None, :])[2][0])
+    for _ in range(_REPAIRS):
+        cand = plan + eye
+        ok = feasible(p, cand)
+        spend, risk, objs = evaluate(p, cand)
+        within = ok & (risk <= p.risk_floor)
+        if within.any():
+            k = int(np.argmin(np.where(within, objs, np.inf)))
+            if objs[k] < best.objective:
+                best = Plan(cand[k], float(spend[k]), float(risk[k]), float(objs[k]))
+            break
+        gain = np.where(
+            ok, (obj - objs) / (np.maximum(p.price, 1e-9) if per_dollar else 1.0), -np.inf
+        )
+        k = int(np.argmax(gain))
+        if not gain[k] > 0:
+            break
+        plan, obj = cand[k], float(objs[k])
     return best
 
 

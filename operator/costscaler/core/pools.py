@@ -36,6 +36,9 @@ class PoolView:
     cold_start_s: float
     max_replicas: int | None = None
     interruption_rate_per_hour: float = 0.0
+    # Prior share of the hazard that comes as whole-pool bursts (`core.hazard`); None: the
+    # default measured on real spot traces (`hazard.DEFAULT_BURST_SHARE`).
+    burst_share: float | None = None
     accelerators_per_replica: int = 1
     tokens_per_second: float | None = None
     marginal_cost_per_hour: float | None = None
@@ -127,6 +130,7 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 ),
                 max_replicas=min(caps) if caps else None,
                 interruption_rate_per_hour=pool.spec.interruption.rate_per_hour if spot else 0.0,
+                burst_share=pool.spec.interruption.burst_share,
                 accelerators_per_replica=profile.accelerators_per_replica,
                 tokens_per_second=profile.tokens_per_second,
                 marginal_cost_per_hour=None

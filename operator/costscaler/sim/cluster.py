@@ -11,8 +11,7 @@ instance-hour), optionally with part of that hazard as seeded pool-wide bursts (
 real GPU spot losses come in correlated bursts, ../shared/spot/README.md), or from a
 replayed capacity trace (a drop in `available` preempts that many
 spot replicas; while `available` is 0 no new spot replica can be had: the request waits,
-unpaid, like a pod Pending on a node that never launches, and `unplaced` reports it as the
-node layer reports a launch that failed for want of capacity). On the notice the ReplicaSet
+unpaid, like a pod Pending on a node that never launches). On the notice the ReplicaSet
 creates a replacement at once while the doomed replica keeps serving until it is reclaimed.
 """
 
@@ -77,15 +76,21 @@ class SpotBursts:
     reclaims every live replica of the pool with probability `size` (with the pool's notice),
     so a replica's mean hazard stays the declared rate while losses cluster in time. The
     rest of the hazard, `(1 - share) x rate`, stays independent per replica. `share` 0 is
-    the independent model alone.
+    the independent model alone; None (the default) is each pool's own burst share
+    (`PoolModel.burst_share`, its `interruption.burstShare`), the share the engine prices.
     """
 
-    share: float = 0.0
+    share: float | None = None
     size: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0 <= self.share <= 1 or not 0 < self.size <= 1:
+        share_ok = self.share is None or 0 <= self.share <= 1
+        if not share_ok or not 0 < self.size <= 1:
             raise ValueError("SpotBursts: share must be in [0, 1] and size in (0, 1]")
+
+    def share_of(self, model: PoolModel) -> float:
+        """The share of `model`'s hazard that comes as bursts in this run."""
+        return model.burst_share if self.share is None else self.share
 
 
 @dataclass
@@ -97,7 +102,8 @@ class ClusterTwin:
     dt: float
     seed: int = 0
     replays: dict[int, SpotReplay] = field(default_factory=dict)
-    bursts: SpotBursts = field(default_factory=SpotBursts)
+    # Independent losses unless a run asks for bursts (`run.simulate` passes the pools' own).
+    bursts: SpotBursts = field(default_factory=lambda: SpotBursts(0.0))
     scale_events: int = 0
 
     def __post_init__(self) -> None:
@@ -123,14 +129,15 @@ class ClusterTwin:
             for p, m in enumerate(self.pools)
             if m.spot and m.interruption_rate_per_hour > 0 and p not in self.replays
         }
-        if self.bursts.share > 0:
-            for p in self._burst_rngs:
+        for p in self._burst_rngs:
+            if self.bursts.share_of(self.pools[p]) > 0:
                 self._schedule_bursts(p)
 
     def _schedule_bursts(self, pool: int) -> None:
         """Draw the pool's burst times for the whole run (one seeded stream per pool)."""
         model, rng = self.pools[pool], self._burst_rngs[pool]
-        mean_s = 3600.0 * self.bursts.size / (self.bursts.share * model.interruption_rate_per_hour)
+        share = self.bursts.share_of(model)
+        mean_s = 3600.0 * self.bursts.size / (share * model.interruption_rate_per_hour)
         clock = rng.exponential(mean_s)
         while (kill := max(1, self._steps_of(clock))) < self.steps:
             self._push(max(0, kill - self._steps_of(model.notice_s)), "burst", pool, None, kill)
@@ -160,7 +167,7 @@ class ClusterTwin:
         self._live[pool].append(rep)
         self._mark(self._held, pool, step, 1)
         self._mark(self._ready, pool, rep.ready, 1)
-        rate = model.interruption_rate_per_hour * (1.0 - self.bursts.share)
+        rate = model.interruption_rate_per_hour * (1.0 - self.bursts.share_of(model))
         if model.spot and rate > 0 and replay is None:
             life = self._rngs[pool].exponential(3600.0 / rate)
             kill = step + max(1, self._steps_of(life))
@@ -254,11 +261,6 @@ class ClusterTwin:
         if stop > start:
             self._base = counts[:, :, -1:]
         return counts[0], counts[1]
-
-    def unplaced(self, step: int) -> list[int]:
-        """Replicas per pool waiting at `step` for capacity a spot trace says is not there
-        (the operator's unfulfillable signal: Pending past grace, or failed to launch)."""
-        return [sum(1 for r in live if r.request > step) for live in self._live]
 
     def counts(self, step: int) -> tuple[list[int], list[int]]:
         """Replicas per pool at `step` as a cluster reports them: (ready, warming)."""

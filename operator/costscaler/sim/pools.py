@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from costscaler.api import CapacityPool, InferenceDeployment
 from costscaler.api.money import to_float
+from costscaler.core import hazard
 from costscaler.core.cost import fixed_hourly
 from costscaler.core.pools import missing_pools, pool_views
 from costscaler.errors import UserError
@@ -18,6 +19,8 @@ class PoolModel:
     `replica_cost_per_hour` = node $/h x accelerators_per_replica / count_per_node;
     `capacity_rps` and `service_s` come from the deployment's profile for the accelerator.
     `max_replicas` folds the deployment's per-pool max and the pool's node quota.
+    `burst_share`: the share of the spot hazard that comes as pool-wide bursts when the run
+    does not set one (`SpotBursts`): the pool's `interruption.burstShare`, as the engine's prior.
     """
 
     name: str
@@ -32,6 +35,7 @@ class PoolModel:
     interruption_rate_per_hour: float
     notice_s: float
     max_replicas: int | None
+    burst_share: float = hazard.DEFAULT_BURST_SHARE
 
     @property
     def cost_per_capacity(self) -> float:
@@ -72,6 +76,9 @@ def pool_models(deployment: InferenceDeployment, pools: list[CapacityPool]) -> l
                 interruption_rate_per_hour=view.interruption_rate_per_hour,
                 notice_s=float(pool.interruption.notice_seconds),
                 max_replicas=view.max_replicas,
+                burst_share=hazard.DEFAULT_BURST_SHARE
+                if view.burst_share is None
+                else view.burst_share,
             )
         )
     if not out:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from test_properties import FAST, planners, rates
 
 from costscaler.api.budget import OnConflict
-from costscaler.core import BudgetConstraint, PoolView
+from costscaler.core import BudgetConstraint, PoolView, hazard
 from costscaler.core.allocate import feasible, fits, newsvendor_quantile
 from costscaler.core.forecast import forecast
 from costscaler.core.step import learn, problem
@@ -103,14 +103,21 @@ def test_spot_is_hedged_across_pools_or_with_on_demand():
 
 
 @pytest.mark.parametrize("rate", [5.0, 20.0, 60.0])
-def test_the_plan_survives_any_one_spot_pool_reclaimed_at_once(rate: float):
+def test_a_one_pool_burst_costs_at_most_the_slo_share(rate: float):
     # A burst takes a whole pool with probability ~1.2 % within the cold start, above the 1 %
-    # the SLO allows: whatever spot the plan uses, losing any one pool must leave the demand
-    # of now covered.
+    # the SLO allows; it costs the share of demand it leaves unserved while the pool is
+    # replaced (`core.risk`), so the bursts' expected unserved share stays within the 1 %.
     pl, d = _decide([OD, SPOT_A, SPOT_B], rate, spot_max_fraction=1.0, replicas_max=80)
     capacity = {p.name: p.capacity_rps * d.replicas[p.name] for p in pl.pools}
-    worst = max(capacity[p.name] for p in pl.pools if p.spot)
-    assert sum(capacity.values()) - worst >= rate
+    total = sum(capacity.values())
+    unserved = 0.0
+    for p in pl.pools:
+        if p.spot:
+            burst = 1.0 - math.exp(
+                -hazard.DEFAULT_BURST_SHARE * p.interruption_rate_per_hour * p.cold_start_s / 3600
+            )
+            unserved += burst * max(rate - (total - capacity[p.name]), 0.0) / rate
+    assert unserved <= 0.01
 
 
 @pytest.mark.parametrize(

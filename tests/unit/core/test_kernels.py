@@ -222,8 +222,18 @@ def reference_evaluate(p, plans):
     r = p.risk
     weights, shift, variance, kernel = reference_scenarios(r)
     sd = np.sqrt(r.demand.bandwidth**2 + plans @ variance)[:, None, None]
-    z = (r.demand.samples + (plans @ shift)[:, :, None]) / sd
-    risk = np.minimum(np.maximum((ndtr(z) @ kernel) @ weights, 0.0), 1.0)
+    mean = r.demand.samples + (plans @ shift)[:, :, None]
+    z = mean / sd
+    term = ndtr(z)
+    # A burst scenario counts the share of demand left unserved (E[shortfall+] / D), never
+    # less than the no-burst term (`core.risk`).
+    d = r.demand.samples
+    over = (mean * term + sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)) / np.where(
+        d > 0, d, 1.0
+    )
+    burst = np.maximum(term[:, :1, :], np.minimum(over, 1.0))
+    term[:, 1:, :] = np.where(d > 0, burst[:, 1:, :], term[:, 1:, :])
+    risk = np.minimum(np.maximum((term @ kernel) @ weights, 0.0), 1.0)
     spend = plans @ p.price
     missing = np.maximum(p.floor_demand - plans @ p.surviving, 0.0) / max(p.floor_demand, 1e-9)
     over_floor = np.where(risk > p.risk_floor, risk - p.risk_floor + missing, 0.0)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sim_helpers import pool, trace
 
+from costscaler.core import hazard
 from costscaler.sim.cluster import ClusterTwin, SpotBursts
 from costscaler.sim.lineup import Lineup, Settings
 from costscaler.sim.run import Costs, simulate
@@ -57,10 +60,27 @@ def test_share_zero_is_the_independent_model_unchanged():
     spot = pool(spot=True, interruption_rate_per_hour=5.0, notice_s=30, load_s=20)
     arrivals = np.random.default_rng(0).poisson(30, 4000).astype(float)
     runs = [
-        simulate(trace(arrivals), [spot], Static(0, 4), Costs(2.0), seed=5, bursts=b)
-        for b in (None, SpotBursts(share=0.0, size=0.3))
+        simulate(trace(arrivals), [s], Static(0, 4), Costs(2.0), seed=5, bursts=b)
+        for s, b in (
+            (replace(spot, burst_share=0.0), None),
+            (spot, SpotBursts(share=0.0, size=0.3)),
+        )
     ]
     assert runs[0] == runs[1]
+
+
+def test_the_default_burst_share_is_the_pools_own():
+    # What the engine prices (`core.hazard`: the pool's interruption.burstShare, 0.6 unset)
+    # is what a replay offers unless the run says otherwise (issue #14).
+    spot = pool(spot=True, interruption_rate_per_hour=5.0, notice_s=30, load_s=20)
+    assert spot.burst_share == hazard.DEFAULT_BURST_SHARE
+    arrivals = np.random.default_rng(0).poisson(30, 4000).astype(float)
+    runs = [
+        simulate(trace(arrivals), [spot], Static(0, 4), Costs(2.0), seed=5, bursts=b)
+        for b in (None, SpotBursts(share=hazard.DEFAULT_BURST_SHARE), SpotBursts(share=0.0))
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
 
 
 def test_cold_start_pays_the_initial_replicas_warm_up():
