@@ -17,6 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
 from costscaler.adapters.children import ANNOTATION_HASH, ChildNameTakenError
 from costscaler.api import GROUP, VERSION
 
@@ -40,7 +43,12 @@ def load_config(kubeconfig: str | None = None) -> Any:
         return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
 
-def _status(exc: Exception) -> int | None:
+# What a call to the API server raises when it fails: an HTTP error status (ApiException),
+# or no answer at all (urllib3's errors, or the socket's). Anything else is a bug to surface.
+API_ERRORS = (ApiException, HTTPError, OSError)
+
+
+def _status(exc: ApiException) -> int | None:
     return getattr(exc, "status", None)
 
 
@@ -49,7 +57,7 @@ def with_conflict_retry(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPT
     for attempt in range(1, attempts + 1):
         try:
             return write()
-        except Exception as exc:
+        except ApiException as exc:
             if _status(exc) != 409 or attempt == attempts:
                 if _status(exc) == 409:
                     raise ConflictError(str(exc)) from exc
@@ -119,7 +127,7 @@ class Kube:
         ns, name = meta["namespace"], meta["name"]
         try:
             live = self.apps.read_namespaced_deployment(name, ns)
-        except Exception as exc:
+        except ApiException as exc:
             if _status(exc) != 404:
                 raise
             body: Any = {**manifest, "spec": {**manifest["spec"], "replicas": replicas or 0}}
@@ -140,7 +148,7 @@ class Kube:
     def _replace(self, name: str, ns: str, body: Any) -> None:
         try:
             self.apps.replace_namespaced_deployment(name, ns, body)
-        except Exception as exc:
+        except ApiException as exc:
             if _status(exc) == 409:
                 self.conflicts_retried += 1
             raise
@@ -167,7 +175,7 @@ class Kube:
                 status = self.pending_status.pop(key)
                 try:
                     await self._call(self._patch_status, key[0], key[1], status)
-                except Exception as exc:
+                except API_ERRORS as exc:
                     log.warning("status of %s/%s not written: %s", *key, exc)
         finally:
             self.writing.discard(key)
@@ -192,7 +200,7 @@ class Kube:
             )
             reply.drain_conn()
             reply.release_conn()
-        except Exception as exc:
+        except ApiException as exc:
             if _status(exc) != 404:  # a deleted object needs no status
                 raise
 
@@ -207,7 +215,7 @@ class Kube:
         def call() -> None:
             try:
                 self.apps.delete_namespaced_deployment(name, namespace)
-            except Exception as exc:
+            except ApiException as exc:
                 if _status(exc) != 404:
                     raise
 
@@ -219,7 +227,7 @@ class Kube:
         def call() -> dict[str, Any] | None:
             try:
                 obj = self.apps.read_namespaced_deployment(name, namespace)
-            except Exception as exc:
+            except ApiException as exc:
                 if _status(exc) == 404:
                     return None
                 raise

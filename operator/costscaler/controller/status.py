@@ -13,8 +13,7 @@ from typing import Any
 
 from costscaler.api.common import Condition, ConditionStatus
 from costscaler.api.money import format_money
-
-HOURS_PER_MONTH = 730
+from costscaler.core.cost import HOURS_PER_MONTH as HOURS_PER_MONTH  # one, re-exported
 
 READY = "Ready"
 SLO_MET = "SLOMet"

@@ -2,6 +2,7 @@
 
 1. Bad latest sample (`core.validate`): hold the current allocation (never lower, raised only
    to the replica minimum), reason MetricsUnavailable, state untouched.
+   A control-plane-wide readiness blip holds too (reason ClusterNotReady, `core.supply`).
 2. Learn: the calibrator corrects per-replica capacity, the spot hazards absorb the losses
    observed (each sample is consumed once, so overlapping windows are safe).
 3. Forecast demand at the horizon from the window (`core.forecast`).
@@ -33,6 +34,7 @@ from costscaler.core import (
     hazard,
     holds,
     stock,
+    supply,
     validate,
 )
 from costscaler.core.allocate import Plan, Problem
@@ -66,13 +68,19 @@ def step(
     bad = validate.problem(obs, now)
     if bad is not None:
         return held(pl, cur, state, bad)
+    blip = supply.blip_hold(pl, obs, cur, state)
+    if blip is not None:
+        return blip
     state = learn(pl, obs, state)
+    # Stock-outs are facts: the pool is out from this tick (`core.stock`).
+    unplaced = supply.unplaced(pl, obs)
+    state = replace(state, stockouts=stock.backoff(state.stockouts, unplaced, now))
     window = obs.times >= now - pl.settings.window_s
     demand = forecast(
         obs.times[window], obs.request_rate[window], pl.horizon_s, pl.settings.daily_seasonality
     )
     ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
-    prob = problem(pl, state, demand, _deliverable(pl, obs, ready, now), cur)
+    prob = problem(pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur)
     q = allocate.newsvendor_quantile(
         prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
     )
@@ -85,6 +93,7 @@ def step(
     reason, message = explain(
         pl, prob, demand, q, chosen, target, (limited, trimmed), fixed, budget
     )
+    reason, message, out, short = supply.annotate(pl, state, now, reason, message)
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed)
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     return Decision(
@@ -93,6 +102,8 @@ def step(
         slo_risk=chosen.risk,
         reason=reason,
         message=message,
+        out_of_stock=out,
+        quota_shortfall=short,
         alternatives=(
             alternatives(pl, prob, starts[0], chosen, target, cur, fixed) if explain_plans else ()
         ),
@@ -107,21 +118,6 @@ def step(
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
         marginal_cost_per_hour=marginal,
     )
-
-
-def _deliverable(pl: Planner, obs: Observations, ready: IntArray, now: float) -> IntArray:
-    """Per-pool maxima, a stalled pool's capped at what it has ready (`core.stock`)."""
-    window = obs.times >= now - pl.settings.window_s
-    index = pl.index
-    if not any(name in index and (arr[window] > 0).any() for name, arr in obs.warming.items()):
-        return pl.max_replicas  # nothing warmed in the window: nothing can have stalled
-    stuck = stock.stalled(
-        obs.times[window],
-        _per_pool(pl, obs.ready, obs.times.size)[:, window],
-        _per_pool(pl, obs.warming, obs.times.size)[:, window],
-        pl.cold_start_s,
-    )
-    return np.where(stuck, np.minimum(pl.max_replicas, ready), pl.max_replicas)
 
 
 def _latest(series: Mapping[str, FloatArray], name: str) -> int:
@@ -173,17 +169,6 @@ def optimise(
     return prob, target, limited, replace(state, exact_misses=misses, exact_wait=wait)
 
 
-def _per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int, start: int = 0) -> FloatArray:
-    """Samples `start:n` of a per-pool series as rows in the planner's pool order (0 where a
-    pool has none)."""
-    out = np.zeros((len(pl.names), n - start))
-    for name, arr in arrays.items():
-        i = pl.index.get(name)
-        if i is not None:
-            out[i] = arr[start:]
-    return out
-
-
 def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
     """Fold the new samples into the capacity calibrator and the spot-hazard posteriors."""
     n = obs.times.size
@@ -192,9 +177,9 @@ def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
     seen = min(state.calibrated_until, state.hazard_until)
     start = max(int(np.searchsorted(obs.times, seen, side="right")) - capacity.DRAIN_LAG, 0)
     times = obs.times[start:]
-    ready = _per_pool(pl, obs.ready, n, start)
-    lost = _per_pool(pl, obs.lost, n, start)
-    warming = _per_pool(pl, obs.warming, n, start)
+    ready = supply.per_pool(pl, obs.ready, n, start)
+    lost = supply.per_pool(pl, obs.lost, n, start)
+    warming = supply.per_pool(pl, obs.warming, n, start)
     same = np.concatenate(([False], (ready[:, 1:] == ready[:, :-1]).all(axis=0)))
     steady = (same & (lost.sum(axis=0) == 0)).astype(np.float64)
     scale, until = capacity.calibrate(

@@ -33,6 +33,9 @@ class Reason(StrEnum):
     SPOT_LIMIT_RELAXED = "SpotLimitRelaxed"
     SLO_AT_RISK = "SLOAtRisk"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
+    POOL_OUT_OF_STOCK = "PoolOutOfStock"
+    CLUSTER_NOT_READY = "ClusterNotReady"
+    MIN_BEYOND_QUOTA = "ReplicasMinBeyondQuota"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,9 @@ class Observations:
     the scrape window), `token_rate` (output tokens/s, or None when the model
     server does not report it). Per pool name, arrays aligned with `times`: `ready` replicas
     serving, `warming` replicas started but not yet serving, and `lost` spot replicas
-    interrupted since the previous sample. A pool missing from a mapping counts as zeros.
+    interrupted since the previous sample; `unfulfillable` replicas the cluster cannot place
+    (Pending past a grace period, or failed to launch: `core.stock`; only the latest sample
+    is read). A pool missing from a mapping counts as zeros.
     Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
     sample is bad data (see `core.validate`); such samples are skipped elsewhere.
     """
@@ -56,6 +61,7 @@ class Observations:
     ready: Mapping[str, FloatArray] = field(default_factory=dict)
     warming: Mapping[str, FloatArray] = field(default_factory=dict)
     lost: Mapping[str, FloatArray] = field(default_factory=dict)
+    unfulfillable: Mapping[str, FloatArray] = field(default_factory=dict)
 
     @staticmethod
     def single(
@@ -121,6 +127,8 @@ class EngineState:
     `hazard_until`).
     `last_replicas`: the last allocation decided on good data, held when data goes bad.
     `exact_misses`, `exact_wait`: the exact search's backoff (`core.exact.backoff`).
+    `stockouts`: pool -> (retry at (s), back-off (s)) of pools found out of stock
+    (`core.stock.backoff`).
     """
 
     idle_since: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
@@ -132,6 +140,7 @@ class EngineState:
     last_replicas: Mapping[str, int] = field(default_factory=dict)
     exact_misses: int = 0
     exact_wait: int = 0
+    stockouts: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (infinite times become None)."""
@@ -146,6 +155,7 @@ class EngineState:
             "lastReplicas": dict(self.last_replicas),
             "exactMisses": self.exact_misses,
             "exactWait": self.exact_wait,
+            "stockouts": {k: [a, b] for k, (a, b) in self.stockouts.items()},
         }
 
     @staticmethod
@@ -167,6 +177,12 @@ class EngineState:
             }
             if any(not (0 <= a <= b and b > 0) for a, b in burst.values()):
                 raise ValueError("burst: co-occurring losses must be in [0, all losses], all > 0")
+            stockouts = {
+                str(k): (float(v[0]), float(v[1]))
+                for k, v in dict(data.get("stockouts", {})).items()
+            }
+            if any(not (math.isfinite(a) and b > 0) for a, b in stockouts.values()):
+                raise ValueError("stockouts: retry times must be finite, back-offs > 0")
             return EngineState(
                 idle_since={str(k): _clocks(v) for k, v in dict(data.get("idleSince", {})).items()},
                 capacity_scale=scale,
@@ -179,6 +195,7 @@ class EngineState:
                 },
                 exact_misses=max(int(data.get("exactMisses", 0)), 0),
                 exact_wait=max(int(data.get("exactWait", 0)), 0),
+                stockouts=stockouts,
             )
         except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
             raise ValueError(f"engine state is malformed: {exc}") from None
@@ -222,6 +239,10 @@ class Decision:
     `spot_limit_relaxed`: True when on-demand quota is too small to carry replicas.min at
     spot.maxFraction, so spot may pass its share as far as that forces (`core.allocate`;
     reason SpotLimitRelaxed when the plan does).
+    `out_of_stock`: pools the cluster reported unable to place replicas, held at what they
+    have ready until their retry (`core.stock`). `quota_shortfall`: replicas.min minus what
+    the eligible pools' maxima hold together (0 when they hold it; reason
+    ReplicasMinBeyondQuota otherwise).
     """
 
     replicas: Mapping[str, int]
@@ -240,6 +261,8 @@ class Decision:
     cost_per_1k_requests: float = math.nan
     cost_per_million_tokens: float = math.nan
     idle_accelerators: float = 0.0
+    out_of_stock: tuple[str, ...] = ()
+    quota_shortfall: int = 0
     marginal_cost_per_hour: float = math.nan
 
     @property

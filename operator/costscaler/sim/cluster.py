@@ -11,7 +11,8 @@ instance-hour), optionally with part of that hazard as seeded pool-wide bursts (
 real GPU spot losses come in correlated bursts, ../shared/spot/README.md), or from a
 replayed capacity trace (a drop in `available` preempts that many
 spot replicas; while `available` is 0 no new spot replica can be had: the request waits,
-unpaid, like a pod Pending on a node that never launches). On the notice the ReplicaSet
+unpaid, like a pod Pending on a node that never launches, and `unplaced` reports it as the
+node layer reports a launch that failed for want of capacity). On the notice the ReplicaSet
 creates a replacement at once while the doomed replica keeps serving until it is reclaimed.
 """
 
@@ -261,6 +262,11 @@ class ClusterTwin:
         if stop > start:
             self._base = counts[:, :, -1:]
         return counts[0], counts[1]
+
+    def unplaced(self, step: int) -> list[int]:
+        """Replicas per pool waiting at `step` for capacity a spot trace says is not there
+        (the operator's unfulfillable signal: Pending past grace, or failed to launch)."""
+        return [sum(1 for r in live if r.request > step) for live in self._live]
 
     def counts(self, step: int) -> tuple[list[int], list[int]]:
         """Replicas per pool at `step` as a cluster reports them: (ready, warming)."""

@@ -3,8 +3,9 @@
 It keeps the same observation window the controller keeps (one sample per tick: the request
 rate and the SLO-quantile latency over the last `rate_window_s`, a minute as the controller's
 default PromQL range, so bursts shorter than that are averaged away; ready and warming
-replicas and spot losses per pool, for `forecast.windowSeconds`) and carries the engine state
-from one decision to the next, so a replayed decision is the deployed decision.
+replicas, spot losses and unplaceable replicas per pool, for `forecast.windowSeconds`) and
+carries the engine state from one decision to the next, so a replayed decision is the
+deployed decision.
 `costscaler-single` is the same engine offered only the cheapest on-demand pool.
 """
 
@@ -45,8 +46,8 @@ class CostScaler:
         self._keep = max(1, math.ceil(self.spec.forecast.window_seconds / self.interval_s))
         self._lost = [0] * len(self.pool_names)
         # The window as columns, oldest first: time, rate, latency, tokens, then ready,
-        # warming and lost per pool. Twice the window long, so it shifts rarely.
-        self._buf = np.full((4 + 3 * len(self.pool_names), 2 * self._keep), np.nan)
+        # warming, lost and unplaced per pool. Twice the window long, so it shifts rarely.
+        self._buf = np.full((4 + 4 * len(self.pool_names), 2 * self._keep), np.nan)
         self._filled = 0
         self._meter = BudgetMeter(self.budget) if self.budget else None
         self._cols: list[int] = []  # view.pools index of each of pool_names, found once
@@ -92,6 +93,7 @@ class CostScaler:
             *(view.ready[i] for i in cols),
             *(view.warming[i] for i in cols),
             *lost,
+            *(view.unplaced[i] if view.unplaced else 0 for i in cols),
         )
         self._filled += 1
 
@@ -99,7 +101,7 @@ class CostScaler:
         """The window as the engine takes it."""
         data = self._buf[:, max(0, self._filled - self._keep) : self._filled]
         n = len(self.pool_names)
-        rows = [data[4 + k * n : 4 + (k + 1) * n] for k in range(3)]
+        rows = [data[4 + k * n : 4 + (k + 1) * n] for k in range(4)]
         per_pool = [dict(zip(self.pool_names, r, strict=True)) for r in rows]
         latency = np.where(data[1] > 0, data[2], np.nan)
         return Observations(
@@ -110,6 +112,7 @@ class CostScaler:
             ready=per_pool[0],
             warming=per_pool[1],
             lost=per_pool[2],
+            unfulfillable=per_pool[3],
         )
 
     def decide(self, view: ClusterView) -> list[int]:

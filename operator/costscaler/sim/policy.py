@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -31,7 +31,9 @@ class ClusterView:
     counts spot replicas reclaimed so far per pool; `history` and `service_s` hold the queue's
     per-step record, brought up to `step` by `sync(step)` before any read; `histogram(lo,
     hi)` gives the cumulative latency counts at `VIEW_EDGES_S` of steps [lo, hi) (synced).
-    Only steps before `step` are ever read, so a policy cannot look ahead.
+    Only steps before `step` are ever read, so a policy cannot look ahead. `unplaced`: per
+    pool, replicas the cluster cannot place now (no spot capacity), as the operator sees
+    Pending pods past their grace.
     """
 
     step: int
@@ -48,6 +50,7 @@ class ClusterView:
     service_s: NDArray[np.float64]
     histogram: Callable[[int, int], NDArray[np.float64]]
     sync: Callable[[int], None]
+    unplaced: list[int] = field(default_factory=list)
 
     @property
     def now_s(self) -> float:

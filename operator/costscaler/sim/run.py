@@ -79,6 +79,7 @@ def _view(rec: Record, twin: ClusterTwin, step: int) -> ClusterView:
         rec.service_s,
         rec.histogram,
         rec.sync,
+        twin.unplaced(step),
     )
 
 

@@ -114,3 +114,16 @@ def test_deterministic_for_a_fixed_seed():
     assert runs[0] == runs[1]
     other = simulate(trace(arrivals), [spot], Fixed([4], [4]), Costs(2.0), seed=6)
     assert other.total_cost != runs[0].total_cost
+
+
+def test_replicas_waiting_for_zero_spot_capacity_are_reported_unplaced():
+    """The twin gives the operator's unfulfillable signal (issue 14 item 4): a replica that
+    waits for capacity the trace says is not there is unplaced until capacity returns."""
+    spot = pool(spot=True, load_s=0)
+    capacity = SpotTrace(np.array([0.0, 50.0]), np.array([0, 3]), np.array([3, 3]))
+    twin = ClusterTwin([spot], 100, 1.0, replays={0: SpotReplay.from_trace(capacity, 100, 1.0)})
+    twin.set_desired(10, [2])
+    assert twin.unplaced(10) == [2] and twin.unplaced(49) == [2]
+    assert twin.unplaced(50) == [0]
+    twin.set_desired(20, [0])  # scaled away: nothing left waiting
+    assert twin.unplaced(20) == [0]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sim_helpers import trace
 
+from costscaler.sim.cluster import SpotReplay
 from costscaler.sim.run import simulate
+from costscaler.sim.traces import SpotTrace
+
+NEVER = SpotTrace(np.array([0.0, 60.0]), np.array([0, 0]), np.array([4, 4]))
 
 
 def test_window_holds_the_last_hour_of_ticks_in_order(lineup):
@@ -22,3 +26,20 @@ def test_window_holds_the_last_hour_of_ticks_in_order(lineup):
     assert np.nanmean(obs.request_rate) == np.float64(obs.request_rate.mean())
     assert abs(obs.request_rate.mean() - 10.0) < 0.5
     assert set(obs.ready) == {m.name for m in lineup.models}
+
+
+def test_spot_pools_without_capacity_are_left_within_a_tick(lineup):
+    """Spot pools whose capacity trace is always 0, under load from the first second: the
+    twin reports the replicas waiting as unplaced, the engine takes the pools out of stock
+    at the next tick and retries them with back-off (issue 14 item 4). Measured: attainment
+    0.896 (the first cold start of the on-demand replacements); before, when a pool stalled
+    only after twice its cold start, 0.590."""
+    spot = [i for i, m in enumerate(lineup.models) if m.spot]
+    arrivals = np.random.default_rng(3).poisson(20.0, 3600).astype(float)
+    replays = dict.fromkeys(spot, SpotReplay.from_trace(NEVER, arrivals.size, 1.0))
+    policy = lineup.policy("costscaler", trace(arrivals))
+    out = simulate(trace(arrivals), lineup.models, policy, lineup.costs, seed=1, replays=replays)
+    assert out.slo_attainment >= 0.85
+    state = policy._state
+    assert state is not None and state.stockouts  # the back-off clocks live in the state
+    assert all(wait > 60.0 for _, wait in state.stockouts.values())  # retries failed: doubled

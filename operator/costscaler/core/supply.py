@@ -1,0 +1,133 @@
+"""What the pools can deliver this tick, in the planner's terms (`core.stock` has the rules).
+
+`deliverable` caps a pool that is out of stock (the cluster said so: `stock.backoff`) or
+stalled (`stock.stalled`) at the replicas it has ready, so the plan moves its share to the
+next pools in merit order. `blip_hold` answers a control-plane-wide readiness blip with a
+hold. `annotate` names stock-outs and a replicas.min beyond the pools' quotas in the reason
+and message, so neither hides behind CostOptimal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from costscaler.core import stock
+from costscaler.core.explain import held
+from costscaler.core.risk import IntArray
+from costscaler.core.types import Decision, EngineState, FloatArray, Observations, Reason
+
+if TYPE_CHECKING:
+    from costscaler.core.engine import Planner
+
+# Reasons a shortfall of supply may replace: the ones that would say all is well. Budget,
+# spot-limit and SLO reasons keep precedence; the message carries the shortfall either way.
+_REPLACEABLE = frozenset((Reason.COST_OPTIMAL, Reason.KEEP_ALIVE))
+
+
+def per_pool(pl: Planner, arrays: Mapping[str, FloatArray], n: int, start: int = 0) -> FloatArray:
+    """Samples `start:n` of a per-pool series as rows in the planner's pool order (0 where a
+    pool has none)."""
+    out = np.zeros((len(pl.names), n - start))
+    for name, arr in arrays.items():
+        i = pl.index.get(name)
+        if i is not None:
+            out[i] = arr[start:]
+    return out
+
+
+def unplaced(pl: Planner, obs: Observations) -> dict[str, int]:
+    """The latest sample's unfulfillable replicas per pool (NaN and negatives count as 0)."""
+    out = {}
+    for name, arr in obs.unfulfillable.items():
+        if name in pl.index and arr.size:
+            value = float(arr[-1])
+            out[name] = int(value) if math.isfinite(value) and value > 0 else 0
+    return out
+
+
+def deliverable(
+    pl: Planner, obs: Observations, ready: IntArray, now: float, state: EngineState
+) -> IntArray:
+    """Per-pool maxima: an out-of-stock or stalled pool's capped at what it has ready."""
+    out = stock.out_of_stock(state.stockouts, now)
+    capped = np.array([n in out for n in pl.names], dtype=np.bool_)
+    window = obs.times >= now - pl.settings.window_s
+    index = pl.index
+    # Nothing warmed in the window: nothing can have stalled (and the scan is skipped).
+    if any(name in index and (arr[window] > 0).any() for name, arr in obs.warming.items()):
+        capped |= stock.stalled(
+            obs.times[window],
+            per_pool(pl, obs.ready, obs.times.size)[:, window],
+            per_pool(pl, obs.warming, obs.times.size)[:, window],
+            pl.cold_start_s,
+        )
+    return np.where(capped, np.minimum(pl.max_replicas, ready), pl.max_replicas)
+
+
+def blip_hold(pl: Planner, obs: Observations, cur: IntArray, state: EngineState) -> Decision | None:
+    """A hold when the latest sample is a readiness blip (`stock.blip`), else None.
+
+    The blip's samples are marked consumed for the learners (the calibrator and the spot
+    hazards), so replicas that only looked lost are never counted as interruptions.
+    """
+    n = obs.times.size
+    if n < 2 or len(pl.names) < 2:
+        return None
+    ready, warming = per_pool(pl, obs.ready, n), per_pool(pl, obs.warming, n)
+    if not stock.blip(obs.times, ready, warming, pl.spot):
+        return None
+    last = float(obs.times[-1])
+    seen = replace(
+        state,
+        hazard_until=max(state.hazard_until, last),
+        calibrated_until=max(state.calibrated_until, last),
+    )
+    d = held(pl, cur, seen, "readiness blip")
+    plan = ", ".join(f"{v} on {k}" for k, v in d.replicas.items() if v > 0) or "no replicas"
+    return replace(
+        d,
+        reason=Reason.CLUSTER_NOT_READY,
+        message=(
+            f"Holding {plan}: ready replicas fell in every pool at once "
+            f"({int(ready[:, -1].sum())} ready now), which is the control plane or the nodes' "
+            "readiness, not a lack of capacity. No pool is marked stalled and no spot loss is "
+            "learned until readiness returns."
+        ),
+        metrics_available=True,
+    )
+
+
+def annotate(
+    pl: Planner, state: EngineState, now: float, reason: Reason, message: str
+) -> tuple[Reason, str, tuple[str, ...], int]:
+    """The reason and message with supply shortfalls named, the pools out of stock, and the
+    replicas replicas.min asks past the pools' maxima together."""
+    short = max(0, pl.settings.replicas_min - int(pl.max_replicas.sum()))
+    out = tuple(n for n in pl.names if n in stock.out_of_stock(state.stockouts, now))
+    if out:
+        retry = ", ".join(
+            f"{n} retried in {state.stockouts[n][0] - now:.0f} s "
+            f"(back-off {state.stockouts[n][1]:.0f} s)"
+            for n in out
+        )
+        message += (
+            f" Out of stock (replicas the cluster cannot place): {retry}; each is held at "
+            "its ready replicas and its share goes to the next pools in merit order."
+        )
+        if reason in _REPLACEABLE:
+            reason = Reason.POOL_OUT_OF_STOCK
+    if short:
+        quota = int(pl.max_replicas.sum())
+        message += (
+            f" replicas.min {pl.settings.replicas_min} is more than the eligible pools' "
+            f"maxima hold together ({quota}): {short} replicas cannot run; raise the pools' "
+            "maxReplicas or limits.maxNodes, add pools, or lower replicas.min."
+        )
+        if reason in _REPLACEABLE | {Reason.POOL_OUT_OF_STOCK, Reason.SLO_AT_RISK}:
+            reason = Reason.MIN_BEYOND_QUOTA
+    return reason, message, out, short
