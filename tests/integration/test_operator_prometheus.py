@@ -140,7 +140,9 @@ def test_a_hung_prometheus_stalls_no_tick(kube, tmp_path: Path):
         print(f"hang: {during:.0f} decisions of {due:.0f} due, MetricsAvailable=False after "
               f"{flipped:.1f} s, {slow_during:.0f} ticks over 2.5 s")  # fmt: skip
         assert during >= 0.8 * due, (during, due)
-        assert slow_during == 0
+        # Behind the old lock every deployment had a tick of 5-20 s per stalled round (30 of
+        # 30 here); a straggler or two on a busy machine is noise, not a stall.
+        assert slow_during < HUNG_DEPLOYMENTS / 10, slow_during
         wait_for("recovered", lambda: conditions(kube, ns)["MetricsAvailable"]["status"]
                  == "True", timeout=30)  # fmt: skip
         # Caught up without a queue: the next 10 s bring one round of decisions per tick, not a
@@ -151,7 +153,7 @@ def test_a_hung_prometheus_stalls_no_tick(kube, tmp_path: Path):
         print(f"after SIGCONT ({time.monotonic() - resumed_at:.0f} s): {after:.1f} decisions "
               f"per tick interval for {HUNG_DEPLOYMENTS} deployments")  # fmt: skip
         assert 0.8 * HUNG_DEPLOYMENTS <= after <= 1.3 * HUNG_DEPLOYMENTS, after
-        assert slow_ticks(op) - slow_before == 0
+        assert slow_ticks(op) - slow_before < HUNG_DEPLOYMENTS / 10
     finally:
         if stopped:
             prom.p.send_signal(signal.SIGCONT)
