@@ -37,8 +37,8 @@ class ReadingCache:
     the fetch, and no second fetch starts while one runs, so a hung Prometheus costs each tick
     at most the deadline and no backlog of ticks builds up behind it.
 
-    A query that failed leaves each deployment its last reading, marked `QueryFailed`: the
-    engine holds, `MetricsAvailable=False` appears, and status still shows what was last seen.
+    A query that failed leaves each deployment its last reading, marked `QueryFailed`: its
+    figures stay at hand, but the engine holds and `MetricsAvailable=False` appears.
     """
 
     def __init__(
@@ -141,6 +141,8 @@ class Runtime:
     # Process-wide, not in kopf's memo: see `budgets.book`.
     budgets: BudgetBook = field(default_factory=BudgetBook)
     histories: dict[Key, History] = field(default_factory=dict)
+    # Ready nodes matching each CapacityPool's placement, as its status timer last counted.
+    pool_nodes: dict[str, int] = field(default_factory=dict)
     last_tick: float | None = None
 
     def history(self, key: Key, window_seconds: float, now: float) -> History:
