@@ -51,7 +51,8 @@ class Owner:
 
 @dataclass(frozen=True)
 class ChildState:
-    """What a child Deployment is: replicas asked (`desired`), serving and starting."""
+    """What a child Deployment is: replicas asked (`desired`), serving and starting, and of
+    those, `unfulfillable`: pods the cluster cannot place (`controller.shortfall`)."""
 
     namespace: str
     name: str
@@ -61,6 +62,7 @@ class ChildState:
     ready: int
     warming: int
     template_hash: str
+    unfulfillable: int = 0
 
 
 def child_names(owner: str, pool: str) -> tuple[str, str]:

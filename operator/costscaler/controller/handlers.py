@@ -22,6 +22,7 @@ from costscaler.adapters.children import (
     child_state,
     deployment_state,
 )
+from costscaler.adapters.pending import pending_pod
 from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import SeriesLabels, build_queries
 from costscaler.adapters.promql_scope import UnscopedQueryError
@@ -33,6 +34,7 @@ from costscaler.controller import runtime as rt_mod
 from costscaler.controller.failures import FailureLog, ObjectProblemError, classify, ready_false
 from costscaler.controller.pools import node_view, pool_status
 from costscaler.controller.settings import Settings
+from costscaler.controller.shortfall import with_unplaced
 from costscaler.controller.status import status_due
 from costscaler.controller.tick import TickInput, converge, eligible_pools, no_pools, run_tick
 from costscaler.core import decide
@@ -108,6 +110,19 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         state = child_state(dict(body))
         return {(state.namespace, state.owner): state} if state else {}
 
+    # Only unscheduled child pods are kept (a few numbers each): the stock-out signal.
+    @kopf.index(
+        "",
+        "v1",
+        "pods",
+        labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+        id="pending_index",
+        registry=reg,
+    )
+    async def pending_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        pod = pending_pod(dict(body))
+        return {(pod.namespace, pod.owner): pod} if pod else {}
+
     @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
     async def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:
         return {None: node_view(dict(body))}
@@ -182,12 +197,15 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         rt.cache.targets = rt.backfill.targets = lambda: [t for s in targets.values() for t in s]
         reading = await rt.cache.get((ns, name))
         children = await _children(rt, infd, kw)
+        pending = kw["pending_index"].get((ns, name), []) if "pending_index" in kw else []
+        children = with_unplaced(children, pending, _pools(kw), time.time())
         history = rt.history((ns, name), infd.spec.forecast.window_seconds, time.time())
         if not history.n and (past := await rt.backfill.past((ns, name))) is not None:
             history.backfill(past, children)
         status = dict(body.get("status") or {})
         budget = budgets.book(memo).allowance((ns, name))
         t = TickInput(infd, _pools(kw), children, reading, history, status, _now(), budget)
+        t.schedulable = rt.pool_nodes
         result = await run_tick(t, decide, rt.kube)
         if status_due(status, result.status, t.now, settings.status_interval_seconds):
             rt.kube.write_status(ns, name, result.status)
@@ -228,6 +246,7 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         new = pool_status(pool, nodes, list(prev.get("conditions") or []), gen, _now())
         rt: rt_mod.Runtime = memo.runtime
         rt.metrics.pool_nodes.labels(pool.name).set(new["nodes"])
+        rt.pool_nodes[pool.name] = int(new["nodes"])
         rt.metrics.pool_hourly_cost.labels(pool.name).set(float(new["effectiveHourlyCost"]))
         if any(prev.get(k) != v for k, v in new.items()):
             for key, value in new.items():

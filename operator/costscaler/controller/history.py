@@ -18,7 +18,7 @@ from costscaler.adapters.prometheus import Reading
 from costscaler.core import Observations
 
 TIME, RATE, LATENCY, TOKENS = range(4)
-READY, WARMING, DESIRED = range(3)
+READY, WARMING, DESIRED, UNFULFILLABLE = range(4)
 
 
 def _or_nan(value: float | None) -> float:
@@ -32,8 +32,9 @@ class History:
         self.window = window_seconds
         rows = int(window_seconds // max(interval_seconds, 1.0)) + 2
         self.load = np.full((rows, 4), np.nan)  # time, rate, latency, tokens
-        # Per pool: ready, warming, desired; float32 holds counts exactly and halves the size.
-        self.replicas = np.zeros((rows, 0, 3), dtype=np.float32)
+        # Per pool: ready, warming, desired, unfulfillable; float32 holds counts exactly and
+        # halves the size.
+        self.replicas = np.zeros((rows, 0, 4), dtype=np.float32)
         self.pools: list[str] = []
         self.n = 0
 
@@ -45,7 +46,7 @@ class History:
     def _column(self, pool: str) -> int:
         if pool not in self.pools:
             self.pools.append(pool)
-            extra = np.zeros((self.replicas.shape[0], 1, 3), dtype=np.float32)
+            extra = np.zeros((self.replicas.shape[0], 1, 4), dtype=np.float32)
             self.replicas = np.concatenate([self.replicas, extra], axis=1)
         return self.pools.index(pool)
 
@@ -64,7 +65,7 @@ class History:
         self.replicas[self.n] = 0
         for c in children:
             col = self._column(c.pool)  # may grow the array: index it afterwards
-            self.replicas[self.n, col] = (c.ready, c.warming, c.desired)
+            self.replicas[self.n, col] = (c.ready, c.warming, c.desired, c.unfulfillable)
         self.n += 1
         old = int(np.searchsorted(self.load[: self.n, TIME], now - self.window, side="left"))
         self._drop(old)
@@ -85,7 +86,7 @@ class History:
         self.load[:rows, TOKENS] = past.tokens[start:]
         for c in children:
             col = self._column(c.pool)
-            self.replicas[:rows, col] = (c.ready, 0, c.desired)
+            self.replicas[:rows, col] = (c.ready, 0, c.desired, 0)
         self.n = rows
         return rows
 
@@ -97,7 +98,8 @@ class History:
         self.n -= k
 
     def observations(self, has_tokens: bool) -> Observations:
-        """The window as the engine's arrays (ready, warming and spot losses per pool)."""
+        """The window as the engine's arrays (ready, warming, spot losses and unplaceable
+        replicas per pool)."""
         load, reps = self.load[: self.n], self.replicas[: self.n]
         return Observations(
             times=load[:, TIME].copy(),
@@ -107,6 +109,9 @@ class History:
             ready={p: reps[:, i, READY].astype(float) for i, p in enumerate(self.pools)},
             warming={p: reps[:, i, WARMING].astype(float) for i, p in enumerate(self.pools)},
             lost={p: _losses(reps[:, i].astype(float)) for i, p in enumerate(self.pools)},
+            unfulfillable={
+                p: reps[:, i, UNFULFILLABLE].astype(float) for i, p in enumerate(self.pools)
+            },
         )
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from costscaler.controller.shortfall import capacity_conditions
 from costscaler.controller.status import (
     HOURS_PER_MONTH,
     METRICS_AVAILABLE,
@@ -41,7 +42,9 @@ def describe_change(
     return f"{moves or 'no change'}; {cost}; SLO risk {risk}: {d.message}"
 
 
-def _conditions(t: TickInput, d: Decision, missing: list[str]) -> tuple[list[Cond], bool | None]:
+def _conditions(
+    t: TickInput, d: Decision, missing: list[str], target: Mapping[str, int]
+) -> tuple[list[Cond], bool | None]:
     r, slo = t.reading, t.infd.spec.slo
     desired = sum(c.desired for c in t.children)
     ready = sum(c.ready for c in t.children)
@@ -68,7 +71,8 @@ def _conditions(t: TickInput, d: Decision, missing: list[str]) -> tuple[list[Con
         if r.attainment is not None:
             text += f", {r.attainment:.4f} within {slo.latency.threshold_seconds} s"
         slo_c = Cond(SLO_MET, met, "WithinSLO" if met else "SLOMissed", text)
-    return [ready_c, slo_c, _budget_condition(t, d), metrics], met
+    supply = capacity_conditions(d, target, t.schedulable)
+    return [ready_c, slo_c, _budget_condition(t, d), metrics, *supply], met
 
 
 def _budget_condition(t: TickInput, d: Decision) -> Cond:
@@ -127,7 +131,7 @@ def status_for(
     t: TickInput, d: Decision, target: dict[str, int], missing: list[str], enforce: bool
 ) -> dict[str, Any]:
     """The full status of this tick (camelCase, as the API server stores it)."""
-    conds, met = _conditions(t, d, missing)
+    conds, met = _conditions(t, d, missing, target)
     by_pool = {c.pool: c for c in t.children}
     replicas = [
         {

@@ -59,6 +59,8 @@ class TickInput:
     status: Mapping[str, Any]
     now: datetime
     budget: BudgetConstraint | None = None  # what an Enforce CostBudget allows (budgets.py)
+    # Ready nodes matching each pool's placement (`pools.pool_status`); None: not known yet.
+    schedulable: Mapping[str, int] | None = None
 
 
 @dataclass

@@ -1,0 +1,60 @@
+"""Child pods the scheduler could not place: the operator's signal that a pool is out of stock.
+
+A pod of a child Deployment that stays Pending with `PodScheduled=False` (no node fits: the
+pool's nodes are full and none is launched, a quota, a spot zone without capacity) is
+unplaceable once it has waited past its pool's grace (`controller.shortfall`). Only such
+pods are indexed, as a few numbers each: running pods cost the index nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from costscaler.adapters.children import LABEL_DEPLOYMENT, LABEL_POOL
+
+
+@dataclass(frozen=True)
+class PendingPod:
+    """An unscheduled child pod: its owner (InferenceDeployment), pool, and since when (epoch
+    s) the scheduler has said it does not fit."""
+
+    namespace: str
+    owner: str
+    pool: str
+    since: float
+
+
+def _epoch(stamp: Any) -> float | None:
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def pending_pod(body: dict[str, Any]) -> PendingPod | None:
+    """The pod as a PendingPod when it is a child pod the scheduler has not placed, else None.
+
+    A pod being deleted is not counted: a scale-down already takes it away.
+    """
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    status = body.get("status") or {}
+    if LABEL_DEPLOYMENT not in labels or LABEL_POOL not in labels:
+        return None
+    if status.get("phase") != "Pending" or meta.get("deletionTimestamp"):
+        return None
+    scheduled = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None
+    )
+    if scheduled is None or scheduled.get("status") != "False":
+        return None
+    since = _epoch(scheduled.get("lastTransitionTime")) or _epoch(meta.get("creationTimestamp"))
+    if since is None:
+        return None
+    return PendingPod(
+        meta.get("namespace", ""), labels[LABEL_DEPLOYMENT], labels[LABEL_POOL], since
+    )
