@@ -171,9 +171,10 @@ def to_json(
 ) -> dict[str, Any]:
     """The decision as a JSON-able object (ARCHITECTURE §5); non-finite numbers become null.
 
-    `cost_per_hour` is the allocated cost (owned and reserved capacity at its full TCO, for
-    chargeback); `marginal_cost_per_hour` what the decision pays (their capex left out: it
-    is paid whether used or not), the figure plans are compared and budgets held by.
+    `nodes` is the nodes the replicas open per pool (a node bills whole from its first
+    replica). `cost_per_hour` is the allocated cost (owned and reserved capacity at its full
+    TCO, for chargeback); `marginal_cost_per_hour` what the decision pays (their capex left
+    out: it is paid whether used or not), the figure plans are compared and budgets held by.
     With a budget, `budget` holds the allowed $/h and onConflict, and `budget_limited`
     whether the budget shaped the plan or the plan is past it.
     """
@@ -181,6 +182,7 @@ def to_json(
         "deployment": name,
         "rate": rate,
         "replicas": dict(decision.replicas),
+        "nodes": dict(decision.nodes),
         "cost_per_hour": _num(decision.cost_per_hour),
         "marginal_cost_per_hour": _num(decision.marginal_cost_per_hour),
         "slo_risk": _num(decision.slo_risk),
@@ -225,9 +227,12 @@ def table(
     """The decision as a readable table: pools, then the alternatives."""
     reps = dict(decision.replicas)
     lines = [f"{name} at {rate:g} req/s: {decision.reason}", ""]
-    lines.append(f"{'POOL':<32} {'TYPE':<9} {'REPLICAS':>8}")
-    lines += [f"{p:<32} {kinds.get(p, '?'):<9} {n:>8}" for p, n in reps.items()]
-    lines.append(f"{'TOTAL':<32} {'':<9} {sum(reps.values()):>8}")
+    nodes = dict(decision.nodes)
+    lines.append(f"{'POOL':<32} {'TYPE':<9} {'REPLICAS':>8} {'NODES':>6}")
+    lines += [
+        f"{p:<32} {kinds.get(p, '?'):<9} {n:>8} {nodes.get(p, 0):>6}" for p, n in reps.items()
+    ]
+    lines.append(f"{'TOTAL':<32} {'':<9} {sum(reps.values()):>8} {sum(nodes.values()):>6}")
     lines += [
         "",
         f"cost       ${decision.cost_per_hour:.4f}/h allocated (full TCO of owned and "

@@ -48,8 +48,13 @@ def ownership_marginal_hourly(
 
 
 def replica_hourly(node_hourly: float, accelerators_per_replica: int, count_per_node: int) -> float:
-    """$/h of one replica: node $/h x accelerators_per_replica / count_per_node."""
-    return node_hourly * accelerators_per_replica / count_per_node
+    """$/h of one replica on a full node: node $/h / floor(count_per_node /
+    accelerators_per_replica), the replicas one node holds.
+
+    A node bills whole, so accelerators no replica can use (2 of 8 with 3 per replica) are
+    paid by the replicas that fit; a part-full node's empty slots are paid by the plan
+    (`core.nodes`)."""
+    return node_hourly / (count_per_node // accelerators_per_replica)
 
 
 def fixed_hourly(fixed_monthly: float, storage_monthly: float) -> float:

@@ -82,6 +82,8 @@ class Planner:
         # the allocated $/h (`core.billing`).
         self.price = np.array([p.decision_cost_per_hour for p in pools], dtype=np.float64)
         self.allocated = np.array([p.replica_cost_per_hour for p in pools], dtype=np.float64)
+        # Replicas one node holds: a node bills whole from its first replica (`core.nodes`).
+        self.per_node = np.array([p.replicas_per_node for p in pools], dtype=np.int64)
         self.spot = np.array([p.spot for p in pools], dtype=np.bool_)
         self.spot_index = np.flatnonzero(self.spot)
         self.max_replicas = np.array(

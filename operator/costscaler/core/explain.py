@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from costscaler.api.budget import OnConflict
-from costscaler.core import allocate, allowance, billing, fill
+from costscaler.core import allocate, allowance, billing, fill, nodes
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.forecast import DemandForecast
 from costscaler.core.risk import IntArray
@@ -51,7 +51,7 @@ def alternatives(
     spend, risk, _ = allocate.evaluate(prob, np.stack(plans))
     out = []
     for k, (name, plan) in enumerate(zip(names, plans, strict=True)):
-        allocated, marginal = billing.costs(pl, plan, float(spend[k]), fixed)
+        allocated, marginal = billing.costs(pl, plan, float(spend[k]), fixed, prob.price)
         replicas = dict(zip(pl.names, plan.tolist(), strict=True))
         out.append(Alternative(name, replicas, allocated, float(risk[k]), marginal))
     return tuple(out)
@@ -254,11 +254,13 @@ def held(pl: Planner, cur: IntArray, state: EngineState, why: str) -> Decision:
         base[i] += max(0, min(short, int(pl.max_replicas[i] - base[i])))
     base = _rebalance(pl, base, order)
     replicas = {n: int(v) for n, v in zip(pl.names, base, strict=True)}
-    spend, marginal = billing.costs(pl, base, float(base @ pl.price), pl.settings.fixed_per_hour)
+    fixed = pl.settings.fixed_per_hour
+    spend, marginal = billing.costs(pl, base, float(base @ pl.price), fixed, pl.price)
     return Decision(
         replicas=replicas,
         cost_per_hour=spend,
         marginal_cost_per_hour=marginal,
+        nodes=dict(zip(pl.names, nodes.counts(base, pl.per_node).tolist(), strict=True)),
         slo_risk=math.nan,
         reason=Reason.METRICS_UNAVAILABLE,
         message=f"Holding {_allocation(pl, base)}: {why}. No scale-down until metrics return.",

@@ -27,6 +27,8 @@ class PoolView:
     `max_replicas`: the deployment's per-pool max and the pool's node quota folded together
     (None: unlimited). `cold_start_s`: node cold start + model load, the time new capacity
     takes to serve. `interruption_rate_per_hour`: the declared spot hazard per instance-hour.
+    `replicas_per_node`: replicas one node holds (countPerNode // acceleratorsPerReplica); a
+    node bills whole from its first replica, the prices above are per replica of a full node.
     """
 
     name: str
@@ -42,6 +44,7 @@ class PoolView:
     accelerators_per_replica: int = 1
     tokens_per_second: float | None = None
     marginal_cost_per_hour: float | None = None
+    replicas_per_node: int = 1
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:
@@ -50,6 +53,8 @@ class PoolView:
             raise ValueError(f"pool {self.name}: replica_cost_per_hour must be >= 0")
         if not self.decision_cost_per_hour >= 0:
             raise ValueError(f"pool {self.name}: marginal_cost_per_hour must be >= 0")
+        if self.replicas_per_node < 1:
+            raise ValueError(f"pool {self.name}: replicas_per_node must be >= 1")
 
     @property
     def decision_cost_per_hour(self) -> float:
@@ -138,6 +143,7 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 else replica_hourly(
                     node_marginal_hourly(pool), profile.accelerators_per_replica, acc.count_per_node
                 ),
+                replicas_per_node=per_node,
             )
         )
     return views

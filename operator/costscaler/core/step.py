@@ -33,6 +33,7 @@ from costscaler.core import (
     fill,
     hazard,
     holds,
+    nodes,
     stock,
     supply,
     validate,
@@ -87,14 +88,16 @@ def step(
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
     prob, target, limited, state = optimise(prob, starts, fixed, budget, state)
+    target = nodes.repack(prob, target, starts, pl.per_node)  # whole nodes (`core.nodes`)
     final, clocks, trimmed = holds.hold(pl, prob, target, cur, ready, state, now, budget, fixed)
+    final = nodes.fill(prob, final, pl.per_node)  # a paid node's free slots serve too
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
     replicas = {n: int(v) for n, v in zip(pl.names, final, strict=True)}
     reason, message = explain(
         pl, prob, demand, q, chosen, target, (limited, trimmed), fixed, budget
     )
     reason, message, out, short = supply.annotate(pl, state, now, reason, message)
-    spend, marginal = billing.costs(pl, final, chosen.spend, fixed)
+    spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     return Decision(
         replicas=replicas,
@@ -117,6 +120,7 @@ def step(
         cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
         marginal_cost_per_hour=marginal,
+        nodes=dict(zip(pl.names, nodes.counts(final, pl.per_node).tolist(), strict=True)),
     )
 
 

@@ -225,7 +225,8 @@ class Decision:
     cost, for chargeback — replicas x effective $/replica-hour (cloud price, or ownership
     TCO share with capex) plus fixed, storage and egress items. `marginal_cost_per_hour`
     ($/h): what the decision pays, the figure plans are compared and budgets held by — owned
-    and reserved capacity at energy and per-use operations only. `slo_risk`:
+    and reserved capacity at energy and per-use operations only. Both pay whole nodes:
+    `nodes` is pool -> nodes the replicas open (`core.nodes`). `slo_risk`:
     P(capacity < demand at the horizon), spot losses within it counted. `reason` is CamelCase
     (a condition reason), `message` says why for people. `alternatives`: the plans weighed
     (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
@@ -264,6 +265,7 @@ class Decision:
     out_of_stock: tuple[str, ...] = ()
     quota_shortfall: int = 0
     marginal_cost_per_hour: float = math.nan
+    nodes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def total_replicas(self) -> int:

@@ -1,8 +1,11 @@
 """The cluster twin: replicas per pool with cold starts, release and spot interruptions.
 
 Each replica is paid from the step it is requested to the step it ends and serves from the
-step it is ready. A new replica first waits for a node when its pool has no free slot
-(`node_cold_s`), then loads the model (`load_s`). Replica counts per step are kept as
+step it is ready. Replicas pack onto a pool's nodes, `replicas_per_node` each: a new replica
+takes the next free slot, on a node that may itself still be starting, and when every open
+node is full it opens a new one that is ready after `node_cold_s`; either way it then loads
+the model (`load_s`). A node emptied by releases is gone (consolidation), and the run bills
+whole nodes (`run`). Replica counts per step are kept as
 difference arrays (+1 where an interval starts, -1 where it ends), so a run of steps between
 two decisions is one cumulative sum: the twin never loops over steps.
 
@@ -114,6 +117,7 @@ class ClusterTwin:
         self._ready, self._held = self._marks[0], self._marks[1]
         self._base = np.zeros((2, n, 1), dtype=np.int64)
         self._live: list[list[_Replica]] = [[] for _ in range(n)]
+        self._nodes: list[list[int]] = [[] for _ in range(n)]  # open nodes' ready steps
         self._events: list[tuple[int, int, str, int, int, _Replica | None]] = []
         self._seq = 0
         self._rngs = [
@@ -160,11 +164,7 @@ class ClusterTwin:
         replay = self.replays.get(pool)
         if replay is not None and step < self.steps:
             step = int(replay.next_open[step])
-        alive = len(self._live[pool])
-        cold = 0 if warm else self._steps_of(model.load_s)
-        if not warm and alive % model.replicas_per_node == 0:
-            cold += self._steps_of(model.node_cold_s)
-        rep = _Replica(pool, step, step + cold)
+        rep = _Replica(pool, step, self._slot(pool, step, warm))
         self._live[pool].append(rep)
         self._mark(self._held, pool, step, 1)
         self._mark(self._ready, pool, rep.ready, 1)
@@ -175,6 +175,18 @@ class ClusterTwin:
             if kill < self.steps:
                 self._push(max(step, kill - self._steps_of(model.notice_s)), "notice", pool, rep)
                 self._push(kill, "kill", pool, rep)
+
+    def _slot(self, pool: int, step: int, warm: bool) -> int:
+        """The step a replica requested at `step` is ready: its node's ready step (a new node
+        when every open one is full) plus the model load; at once when `warm`."""
+        model, alive = self.pools[pool], len(self._live[pool])
+        nodes, k = self._nodes[pool], model.replicas_per_node
+        del nodes[-(-alive // k) :]  # packed: nodes past the live replicas' were emptied
+        if alive // k >= len(nodes):
+            nodes.append(step if warm else step + self._steps_of(model.node_cold_s))
+        if warm:
+            return step
+        return max(step, nodes[alive // k]) + self._steps_of(model.load_s)
 
     def _end(self, rep: _Replica, step: int) -> None:
         if rep.end is not None:

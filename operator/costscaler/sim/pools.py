@@ -16,7 +16,8 @@ from costscaler.errors import UserError
 class PoolModel:
     """One eligible pool as the twin sees it (units in the field names).
 
-    `replica_cost_per_hour` = node $/h x accelerators_per_replica / count_per_node;
+    `replica_cost_per_hour` = node $/h / replicas_per_node (a full node's share; the run bills
+    whole nodes);
     `capacity_rps` and `service_s` come from the deployment's profile for the accelerator.
     `max_replicas` folds the deployment's per-pool max and the pool's node quota.
     `burst_share`: the share of the spot hazard that comes as pool-wide bursts when the run

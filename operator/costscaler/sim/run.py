@@ -142,14 +142,18 @@ def _outcome(
     ready, held, cap, svc, queue = rec.ready, rec.held, rec.capacity, rec.service_s, rec.queue
     served = queue.served
     dt, requests = trace.dt, float(trace.arrivals.sum())
-    price = np.array([p.replica_cost_per_hour for p in pools])
+    # Whole nodes bill from their first replica: replicas pack onto ceil(held / k) nodes.
+    per_node = np.array([[p.replicas_per_node] for p in pools], dtype=np.int64)
+    nodes = -(-held // per_node)
+    node_price = np.array([p.replica_cost_per_hour * p.replicas_per_node for p in pools])
     acc = np.array([p.accelerators_per_replica for p in pools], dtype=np.float64)
-    step_cost = (price @ held) * dt / 3600 + costs.fixed_per_hour * dt / 3600
+    step_cost = (node_price @ nodes) * dt / 3600 + costs.fixed_per_hour * dt / 3600
     step_cost = step_cost + costs.egress_per_request * served
-    replica_cost = float((price @ held).sum() * dt / 3600)
+    replica_cost = float((node_price @ nodes).sum() * dt / 3600)
     total = float(step_cost.sum())
     busy = np.divide(served * (acc @ ready), cap, out=np.zeros_like(cap), where=cap > 0)
-    idle = float(((acc @ held) * dt - busy).sum() / 3600)
+    slots = nodes * per_node  # a paid node's empty slots idle their accelerators too
+    idle = float(((acc @ slots) * dt - busy).sum() / 3600)
     tokens = (
         float(trace.output_tokens.sum())
         if trace.output_tokens is not None

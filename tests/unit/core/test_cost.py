@@ -29,6 +29,7 @@ def test_ownership_hourly(args: tuple[float, int, float, float, float, float], e
         pytest.param(32.77, 1, 8, 4.09625, id="p4d-one-gpu-replica"),
         pytest.param(32.77, 8, 8, 32.77, id="whole-node"),
         pytest.param(0.805, 1, 1, 0.805, id="single-gpu-node"),
+        pytest.param(32.77, 3, 8, 16.385, id="two-fit-the-unused-gpus-paid"),
     ],
 )
 def test_replica_hourly(node: float, per_replica: int, per_node: int, expected: float):

@@ -127,3 +127,28 @@ def test_replicas_waiting_for_zero_spot_capacity_are_reported_unplaced():
     assert twin.unplaced(50) == [0]
     twin.set_desired(20, [0])  # scaled away: nothing left waiting
     assert twin.unplaced(20) == [0]
+
+
+def test_replicas_on_a_new_node_all_wait_for_it():
+    """Issue 14: before, only the first of 3 replicas asked together on a new 8-slot node
+    waited for the node; the other two served after their 20 s load, from a node not there."""
+    twin = ClusterTwin([pool(node_cold_s=100, load_s=20, replicas_per_node=8)], 400, 1.0)
+    twin.set_desired(0, [3])
+    ready, _ = twin.advance(0, 400)
+    assert ready[0, 119] == 0 and ready[0, 120] == 3
+
+
+def test_every_new_node_pays_its_cold_start():
+    twin = ClusterTwin([pool(node_cold_s=100, load_s=20, replicas_per_node=2)], 400, 1.0)
+    twin.set_desired(0, [3])  # two nodes: both start cold
+    ready, _ = twin.advance(0, 400)
+    assert ready[0, 119] == 0 and ready[0, 120] == 3
+
+
+@pytest.mark.parametrize(("replicas", "nodes"), [(1, 1), (8, 1), (9, 2)])
+def test_the_run_bills_whole_nodes(replicas, nodes):
+    """Issue 14: before, one replica on an 8-slot node was billed an eighth of the node."""
+    pools = [pool(replica_cost_per_hour=3.0, replicas_per_node=8)]  # a $24/h node
+    costs = Costs(threshold_s=10.0, fixed_per_hour=0.0, egress_per_request=0.0)
+    out = simulate(trace(np.full(7200, 3.0)), pools, Static(0, replicas), costs)
+    assert out.replica_cost == pytest.approx(nodes * 24.0 * 2.0, rel=1e-12)

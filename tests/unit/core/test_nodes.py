@@ -1,0 +1,80 @@
+"""Whole nodes: a node bills whole from its first replica, and replicas pack onto it.
+
+Issue 14, item 6. Before, a replica on an 8-GPU node was priced at node/8, so the engine put
+2 replicas on a $24/h node for "$6/h" rather than on two $4/h single-GPU nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from core_helpers import planner, steady
+
+from costscaler.core import PoolView, nodes
+
+# An 8-GPU node at $24/h ($3 per GPU when full) and a single-GPU node at $4/h, same GPU.
+X8 = PoolView(
+    "x8",
+    spot=False,
+    replica_cost_per_hour=3.0,
+    capacity_rps=7.0,
+    cold_start_s=360.0,
+    max_replicas=16,
+    replicas_per_node=8,
+)
+X1 = PoolView("x1", spot=False, replica_cost_per_hour=4.0, capacity_rps=7.0, cold_start_s=360.0)
+
+
+def _decide(rate: float, current: dict[str, int] | None = None, **settings: object):
+    pl = planner([X8, X1], **{"replicas_max": 40, **settings})
+    cur = current or {}
+    return pl.decide(steady(rate, ready=cur), cur, 3600.0)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "per_node", "count", "slots"),
+    [
+        pytest.param([0, 1, 8, 9], [8, 8, 8, 8], [0, 1, 1, 2], [0, 7, 0, 7], id="eight-per-node"),
+        pytest.param([3, 0], [1, 1], [3, 0], [0, 0], id="one-per-node"),
+        pytest.param([5], [2], [3], [1], id="two-per-node"),
+    ],
+)
+def test_nodes_and_empty_slots(replicas, per_node, count, slots):
+    x, k = np.array(replicas), np.array(per_node)
+    assert nodes.counts(x, k).tolist() == count
+    assert nodes.empty(x, k).tolist() == slots
+
+
+def test_a_replica_on_an_8_gpu_node_costs_the_whole_node():
+    """Before: {x8: 2} at $6/h for accelerators, though the node bills $24/h."""
+    d = _decide(10.0)
+    assert dict(d.replicas) == {"x8": 0, "x1": 2}
+    assert dict(d.nodes) == {"x8": 0, "x1": 2}
+    assert d.cost_per_hour == pytest.approx(8.0)
+    assert d.marginal_cost_per_hour == pytest.approx(8.0)
+
+
+def test_a_paid_node_is_filled_before_a_new_one_opens():
+    """Before: {x8: 6} priced at 6 x $3; the node is paid whole, so all 8 slots serve."""
+    d = _decide(40.0)
+    assert dict(d.replicas) == {"x8": 8, "x1": 0}
+    assert dict(d.nodes) == {"x8": 1, "x1": 0}
+    assert d.cost_per_hour == pytest.approx(24.0)
+
+
+def test_the_views_bill_whole_nodes_when_the_bounds_stop_the_fill():
+    d = _decide(40.0, replicas_max=6)
+    billed = sum(24.0 * n for p, n in d.nodes.items() if p == "x8")
+    billed += 4.0 * d.replicas["x1"]
+    assert d.cost_per_hour == pytest.approx(billed)
+    for alt in d.alternatives:
+        x8 = alt.replicas["x8"]
+        expected = 24.0 * (-(-x8 // 8)) + 4.0 * alt.replicas["x1"]
+        assert alt.cost_per_hour == pytest.approx(expected), alt.name
+
+
+def test_one_replica_per_node_is_unchanged():
+    pl = planner([X1], replicas_max=40)
+    d = pl.decide(steady(10.0), {}, 3600.0)
+    assert d.cost_per_hour == pytest.approx(4.0 * d.replicas["x1"])
+    assert dict(d.nodes) == dict(d.replicas)
