@@ -61,6 +61,8 @@ def fill(p: Problem, plan: IntArray, per_node: IntArray) -> IntArray:
     min(nodes x replicas per node, its maximum), or by less when replicas.max or the spot
     limits stop it: the replicas added cost nothing, their nodes are paid already.
     """
+    if per_node.max() == 1:  # one replica per node: no free slot anywhere
+        return plan
     x = plan.copy()
     top = np.minimum(counts(plan, per_node) * per_node, p.max_replicas)
     for i in np.lexsort((np.arange(x.size), p.spot)):
@@ -78,7 +80,7 @@ def repack(p: Problem, target: Plan, starts: list[IntArray], per_node: IntArray)
     part-empty, the plan searched without that node (see the module); objective at
     whole-node spend. Its `spend` is the per-replica spend (`allocate.evaluate`), as for
     every plan: `core.billing` adds the empty slots."""
-    if bool((per_node == 1).all()):
+    if per_node.max() == 1:
         return target
     x = target.replicas
     plans = [x, fill(p, x, per_node)]
