@@ -69,7 +69,7 @@ class CostScaler:
         decision = decide(self._spec, self.pools, obs, current, 0.0)
         self._state = decision.state
         if self._meter:
-            self._meter.applied(decision.cost_per_hour)
+            self._meter.applied(decision.marginal_cost_per_hour)  # budgets hold marginal
         return self._replicas(decision.replicas, view)
 
     def _sample(self, view: ClusterView) -> None:
@@ -134,5 +134,5 @@ class CostScaler:
         )
         self._state = decision.state
         if self._meter:
-            self._meter.applied(decision.cost_per_hour)
+            self._meter.applied(decision.marginal_cost_per_hour)  # budgets hold marginal
         return self._replicas(decision.replicas, view)
