@@ -2,8 +2,10 @@
 
 Run by `make bench` (or `.venv/bin/python tests/bench/bench_policies.py [--quick]`). Each
 trace is scaled so its busiest minute needs PEAK_REPLICAS replicas of the cheapest
-on-demand pool; spot pools run with Poisson interruptions and again replayed from real
-capacity traces in ../shared/spot (read at run time, never copied). HPA, KEDA and KPA are
+on-demand pool; spot pools run with Poisson interruptions, a share of them as pool-wide
+bursts (each pool's `interruption.burstShare`, 0.6 unset: the share the engine prices),
+again without bursts, and replayed from real capacity traces in ../shared/spot (read at
+run time, never copied). HPA, KEDA and KPA are
 also searched over their target so that they reach costscaler's SLO attainment, so costs
 compare at equal SLO. Writes tests/bench/results.json, results.md and one PNG per trace.
 """
@@ -17,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
-from costscaler.sim.cluster import SpotReplay
+from costscaler.sim.cluster import SpotBursts, SpotReplay
 from costscaler.sim.lineup import ORACLES, POLICIES, Lineup
 from costscaler.sim.report import as_row, plot, table
 from costscaler.sim.run import Outcome, simulate
@@ -110,7 +112,12 @@ def bench_trace(
         ["costscaler", "oracle"], trace, seed=SEED, replays=_replays(lineup, trace)
     )
     replayed = [replace(o, policy=f"{o.policy} (spot replay)") for o in replayed]
-    all_rows = [replace(o, timeline=None) for o in rows] + equal + replayed
+    alone = Lineup(deployment, pools, replace(lineup.settings, bursts=SpotBursts(0.0)))
+    independent = [
+        replace(o, policy=f"{o.policy} (Poisson, no bursts)")
+        for o in alone.run(["costscaler"], trace, seed=SEED)
+    ]
+    all_rows = [replace(o, timeline=None) for o in rows] + equal + independent + replayed
     return {
         "trace": name,
         "hours": trace.steps * trace.dt / 3600,

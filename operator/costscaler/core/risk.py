@@ -10,9 +10,21 @@ C = sum_i replicas_i x capacity_i, minus what spot loses before replacements can
   for the remaining probability of two or more bursts. Pools are independent of each other,
   so spreading spot across pools lowers the risk of the burst scenarios.
 
-risk = sum_s w_s x mean_g [D_g > 0] x Phi((D_g + m + B_s - C) / sqrt(bw^2 + v))
-with B_s the capacity lost in scenario s, evaluated for a batch of plans at once in C
-(`_kernels.c`: a few pools, ten demand samples, where numpy calls cost more than the sums).
+risk = sum_s w_s x mean_g [D_g > 0] x r_s(D_g),  with z = (D_g + m + B_s - C) / sd,
+  r_0 = Phi(z)  (no burst: the chance that capacity falls short),
+  r_s = max(Phi(z_0), E[(D_g + m + B_s - C)+] / D_g),  E[(mu + sd Z)+] = mu Phi(z) + sd phi(z)
+with B_s the capacity lost in scenario s and sd = sqrt(bw^2 + v), evaluated for a batch of
+plans at once in C (`_kernels.c`: a few pools, ten demand samples, where numpy calls cost
+more than the sums).
+
+Why a burst counts the share of demand it leaves unserved (expected overflow over demand,
+for the replacement time its weight stands for) and not P(short): counted as a probability,
+a burst taking one of nine replicas weighed like one failing every request, so once one
+pool's burst chance passed the SLO floor every plan such a burst leaves short became
+infeasible at once and the plan flipped (a 25 % cost cliff at 0.26/h, issue #14). Expected
+overflow grows with the capacity a burst takes, so the risk, and the cost of the plan that
+meets the floor, are continuous in the hazard. A burst term is never below the no-burst one,
+so `core.exact`'s bound (every term >= Phi of the no-burst argument) still holds.
 """
 
 from __future__ import annotations
