@@ -78,3 +78,9 @@ def test_one_replica_per_node_is_unchanged():
     d = pl.decide(steady(10.0), {}, 3600.0)
     assert d.cost_per_hour == pytest.approx(4.0 * d.replicas["x1"])
     assert dict(d.nodes) == dict(d.replicas)
+
+
+def test_a_part_empty_nodes_slots_count_as_idle_accelerators():
+    d = _decide(40.0, replicas_max=6)  # the bound stops the fill: 2 of 8 slots empty
+    assert dict(d.nodes) == {"x8": 1, "x1": 0}
+    assert d.idle_accelerators >= 2.0
