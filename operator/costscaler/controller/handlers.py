@@ -36,7 +36,8 @@ from costscaler.controller.pools import node_view, pool_status
 from costscaler.controller.settings import Settings
 from costscaler.controller.shortfall import with_unplaced
 from costscaler.controller.status import status_due
-from costscaler.controller.tick import TickInput, converge, eligible_pools, no_pools, run_tick
+from costscaler.controller.tick import converge, eligible_pools, no_pools, run_tick
+from costscaler.controller.tick_input import TickInput
 from costscaler.core import decide
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from costscaler.controller.status import (
 from costscaler.core import Decision
 
 if TYPE_CHECKING:
-    from costscaler.controller.tick import TickInput
+    from costscaler.controller.tick_input import TickInput
 
 
 def describe_change(

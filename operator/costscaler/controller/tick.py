@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from costscaler.adapters.children import (
@@ -21,12 +20,11 @@ from costscaler.adapters.children import (
     child_name,
     child_names,
 )
-from costscaler.adapters.prometheus import Reading
 from costscaler.api import CapacityPool, InferenceDeployment, Mode
 from costscaler.controller.failures import ObjectProblemError
-from costscaler.controller.history import History
 from costscaler.controller.record import describe_change, status_for
-from costscaler.core import BudgetConstraint, Decision, EngineState, Observations
+from costscaler.controller.tick_input import TickInput
+from costscaler.core import Decision, EngineState, Observations
 
 Decide = Callable[..., Decision]
 
@@ -45,22 +43,6 @@ class Actuator(Protocol):
     async def delete(self, namespace: str, name: str) -> None:
         """Delete a Deployment."""
         ...
-
-
-@dataclass
-class TickInput:
-    """What one tick sees: the object, the pools, its children, the reading and its past."""
-
-    infd: InferenceDeployment
-    pools: Mapping[str, CapacityPool]
-    children: list[ChildState]
-    reading: Reading
-    history: History
-    status: Mapping[str, Any]
-    now: datetime
-    budget: BudgetConstraint | None = None  # what an Enforce CostBudget allows (budgets.py)
-    # Ready nodes matching each pool's placement (`pools.pool_status`); None: not known yet.
-    schedulable: Mapping[str, int] | None = None
 
 
 @dataclass

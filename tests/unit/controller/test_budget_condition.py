@@ -10,7 +10,8 @@ from test_controller_tick import pools as pools  # the fixture, re-exported
 
 from costscaler.api import OnConflict
 from costscaler.controller.history import History
-from costscaler.controller.tick import TickInput, run_tick
+from costscaler.controller.tick import run_tick
+from costscaler.controller.tick_input import TickInput
 from costscaler.core import BudgetConstraint, decide
 
 

@@ -13,7 +13,8 @@ from costscaler.adapters.children import ChildState, Owner, child_manifest
 from costscaler.adapters.prometheus import Reading
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
 from costscaler.controller.history import History
-from costscaler.controller.tick import TickInput, run_tick
+from costscaler.controller.tick import run_tick
+from costscaler.controller.tick_input import TickInput
 from costscaler.core import Alternative, Decision, EngineState
 
 REPO = Path(__file__).resolve().parents[3]

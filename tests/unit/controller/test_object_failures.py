@@ -34,7 +34,8 @@ from costscaler.controller.failures import (
     ready_false,
 )
 from costscaler.controller.history import History
-from costscaler.controller.tick import TickInput, converge, run_tick
+from costscaler.controller.tick import converge, run_tick
+from costscaler.controller.tick_input import TickInput
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ from costscaler.adapters.pending import PendingPod, pending_pod
 from costscaler.api import CapacityPool, load_manifests
 from costscaler.controller.history import History
 from costscaler.controller.shortfall import GRACE_MARGIN_S, grace_seconds, with_unplaced
-from costscaler.controller.tick import TickInput, run_tick
+from costscaler.controller.tick import run_tick
+from costscaler.controller.tick_input import TickInput
 from costscaler.core import Decision
 
 STAMP = "2026-11-23T11:50:00Z"  # ten minutes before NOW
