@@ -230,7 +230,14 @@ class CapacityPoolStatus(ApiModel):
         default=None, ge=0, description="Accelerators allocatable on those nodes."
     )
     effective_hourly_cost: Money | None = Field(
-        default=None, description="Effective cost of one node per hour (price or ownership TCO)."
+        default=None,
+        description="Allocated cost of one node per hour: the price, or the ownership TCO "
+        "(capex included), for chargeback.",
+    )
+    marginal_hourly_cost: Money | None = Field(
+        default=None,
+        description="Marginal cost of one node per hour, what decisions pay: the price, or for "
+        "OnPrem and Reserved energy and per-use operations (capex is paid whether used or not).",
     )
     conditions: list[Condition] = Field(
         default_factory=list, max_length=16, description="Ready and other conditions."

@@ -10,7 +10,7 @@ from typing import Any
 from costscaler.api import CapacityPool
 from costscaler.api.common import Toleration
 from costscaler.controller.status import Cond, conditions, money
-from costscaler.core.pools import node_hourly
+from costscaler.core.pools import node_hourly, node_marginal_hourly
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -89,5 +89,6 @@ def pool_status(
         "nodes": count,
         "allocatableAccelerators": gpus,
         "effectiveHourlyCost": money(node_hourly(pool)),
+        "marginalHourlyCost": money(node_marginal_hourly(pool)),
         "conditions": conditions([ready], previous, generation, now),
     }

@@ -113,8 +113,14 @@ def test_pool_status_counts_matching_ready_nodes_whose_taints_it_tolerates():
     ]
     s = pool_status(spot, nodes, [], 1, NOW)
     assert (s["nodes"], s["allocatableAccelerators"]) == (2, 3)
-    assert s["effectiveHourlyCost"] == "0.4000"
+    assert s["effectiveHourlyCost"] == s["marginalHourlyCost"] == "0.4000"
     assert s["conditions"][0]["reason"] == "NodesFound"
+
+
+def test_an_owned_pools_status_shows_its_tco_and_its_marginal_cost():
+    s = pool_status(POOLS["onprem-h100"], [], [], 1, NOW)
+    # 200000/36/730 + 8 x 1.4 x 0.09 + 1100/730 allocated; 8 kW x 1.4 x 0.09 at the margin.
+    assert (s["effectiveHourlyCost"], s["marginalHourlyCost"]) == ("10.1252", "1.0080")
 
 
 def test_node_view_reads_labels_taints_gpus_and_readiness():
