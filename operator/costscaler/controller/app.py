@@ -99,7 +99,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         return session.login(_settings, **kwargs)
 
     @kopf.on.startup(registry=reg)
-    async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, memo: Any, **kw: Any) -> None:
         # kopf's own "handler succeeded" messages would become an Event per tick per object.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
@@ -108,6 +108,12 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         # included) while it waits for the next; ours come every tick or status refresh.
         settings.batching.idle_timeout = 1.0
         memo.runtime = build_runtime(_settings)
+        # kopf hands startup the live index (empty now, kept current by the watch): wired
+        # once here, every batched fetch and backfill reads the targets of that moment.
+        targets: kopf.Index[Any, Any] = kw["targets_index"]
+        memo.runtime.cache.targets = memo.runtime.backfill.targets = lambda: [
+            t for found in targets.values() for t in found
+        ]
         has_work = lambda: bool(memo.runtime.histories)  # noqa: E731
         memo.http, port = await serve(
             _settings.metrics_host, _settings.metrics_port, memo.runtime.health, has_work

@@ -20,7 +20,7 @@ from costscaler.adapters.prometheus import Reading, Target
 from costscaler.adapters.promql import QuerySet
 from costscaler.api import CostBudget, InferenceDeployment, load_kind, load_manifests
 from costscaler.api.budget import OnConflict
-from costscaler.controller import budgets, handlers
+from costscaler.controller import budgets, deployment_handlers
 from costscaler.controller.app import build_registry
 from costscaler.controller.budget_tick import member_from_body
 from costscaler.controller.metrics import Health, OperatorMetrics
@@ -122,13 +122,13 @@ def test_the_deployment_tick_decides_with_the_allowance(monkeypatch: Any) -> Non
     root = _root_memo(settings)
     fns = _handlers(build_registry(settings))
     seen: list[Any] = []
-    real = handlers.decide
+    real = deployment_handlers.decide
 
     def spy(*args: Any, **kw: Any) -> Any:
         seen.append(kw.get("budget"))
         return real(*args, **kw)
 
-    monkeypatch.setattr(handlers, "decide", spy)
+    monkeypatch.setattr(deployment_handlers, "decide", spy)
     monkeypatch.setattr(kopf, "event", lambda *a, **kw: None)  # kopf's poster is not running
     dep = _deployment_body()
     pools = {p.name: [p] for p in load_manifests(EXAMPLES / "pools")}

@@ -193,7 +193,7 @@ def test_an_invalid_pool_is_logged_by_its_index_not_by_every_status_timer(
 ) -> None:
     import kopf
 
-    from costscaler.controller.handlers import _parse_pool
+    from costscaler.controller.objects import parse_pool
 
     # Priced above the bound: a pool stored before the CRD had one (issue 18's 999999999999.99).
     body = kopf.Body({
@@ -204,6 +204,6 @@ def test_an_invalid_pool_is_logged_by_its_index_not_by_every_status_timer(
     })  # fmt: skip
     caplog.set_level(logging.WARNING, logger="costscaler.controller.handlers")
     for _ in range(10):  # ten status-timer runs
-        assert _parse_pool(body, report=False) is None
-    assert _parse_pool(body) is None  # the index, on a change of the pool
+        assert parse_pool(body, report=False) is None
+    assert parse_pool(body) is None  # the index, on a change of the pool
     assert [r.getMessage()[:25] for r in caplog.records] == ["CapacityPool dear is inva"]

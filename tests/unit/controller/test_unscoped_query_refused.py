@@ -13,7 +13,7 @@ import kopf
 import pytest
 import yaml
 
-from costscaler.controller.handlers import _parse_infd
+from costscaler.controller.objects import parse_infd
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples/deployments/llama-3-1-8b-vllm.yaml"
 
@@ -28,9 +28,9 @@ def body(latency: str) -> dict[str, Any]:
 
 def test_an_unscopable_query_is_an_invalid_spec() -> None:
     with pytest.raises(kopf.PermanentError, match="query refused: unknown function 'evil'"):
-        _parse_infd(kopf.Body(body("evil(up)")))
+        parse_infd(kopf.Body(body("evil(up)")))
 
 
 def test_a_scopable_query_parses() -> None:
-    infd = _parse_infd(kopf.Body(body('max(lat{namespace="default"})')))
+    infd = parse_infd(kopf.Body(body('max(lat{namespace="default"})')))
     assert infd.spec.metrics.latency == 'max(lat{namespace="default"})'  # scoped when built

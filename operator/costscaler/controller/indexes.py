@@ -1,0 +1,79 @@
+"""The watch-fed indexes, so that a tick makes no GET.
+
+CapacityPools by name, the child Deployments by owner, the unscheduled child pods (the
+stock-out signal), Nodes, and each InferenceDeployment's Prometheus target (the batch the
+`ReadingCache` fetches).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from costscaler.adapters.children import LABEL_DEPLOYMENT, child_state
+from costscaler.adapters.pending import pending_pod
+from costscaler.adapters.prometheus import Target
+from costscaler.adapters.promql import build_queries
+from costscaler.api import GROUP, VERSION, CapacityPool
+from costscaler.controller.objects import parse_infd, parse_pool
+from costscaler.controller.pools import node_view
+from costscaler.controller.settings import Settings
+
+IDS, POOLS = "inferencedeployments", "capacitypools"
+
+
+def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Register the indexes in `reg`; the Prometheus targets use `settings`' labels and window."""
+
+    # Index functions are async (cheap, no I/O): sync ones would hop to kopf's thread pool for
+    # every watch event of thousands of objects.
+    @kopf.index(GROUP, VERSION, POOLS, id="pools_index", registry=reg)
+    async def pools_index(body: kopf.Body, name: str, **_: Any) -> dict[str, CapacityPool]:
+        pool = parse_pool(body)
+        return {name: pool} if pool else {}
+
+    @kopf.index(
+        "apps",
+        "v1",
+        "deployments",
+        labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+        id="children_index",
+        registry=reg,
+    )
+    async def children_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        state = child_state(dict(body))
+        return {(state.namespace, state.owner): state} if state else {}
+
+    # Only unscheduled child pods are kept (a few numbers each): the stock-out signal.
+    @kopf.index(
+        "",
+        "v1",
+        "pods",
+        labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+        id="pending_index",
+        registry=reg,
+    )
+    async def pending_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        pod = pending_pod(dict(body))
+        return {(pod.namespace, pod.owner): pod} if pod else {}
+
+    @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
+    async def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:
+        return {None: node_view(dict(body))}
+
+    @kopf.index(GROUP, VERSION, IDS, id="targets_index", registry=reg)
+    async def targets_index(
+        body: kopf.Body, namespace: str | None, name: str, **_: Any
+    ) -> dict[None, Target]:
+        try:
+            infd = parse_infd(body)
+        except kopf.PermanentError:
+            return {}
+        s = infd.spec
+        queries = build_queries(
+            s.metrics, settings.series_labels(), settings.rate_window, namespace or ""
+        )
+        quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
+        window = s.forecast.window_seconds
+        return {None: Target((namespace or "", name), queries, quantile, threshold, window)}
