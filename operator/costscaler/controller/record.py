@@ -21,6 +21,7 @@ from costscaler.controller.status import (
     slo_state,
 )
 from costscaler.core import Decision
+from costscaler.core.cost import cost_per_million_tokens, cost_per_thousand_requests
 
 if TYPE_CHECKING:
     from costscaler.controller.tick_input import TickInput
@@ -152,10 +153,13 @@ def status_for(
         "marginalPerHour": money(_paid(marginal, running)),
         "projectedMonthly": money(running * HOURS_PER_MONTH),
     }
-    if rate:
-        cost["per1kRequests"] = money(running / (rate * 3.6))
-    if r.token_rate:
-        cost["perMillionTokens"] = money(running / (r.token_rate * 3600) * 1e6)
+    # core.cost gives NaN without traffic (no rate, zero, negative or NaN): then no figure.
+    per_1k = cost_per_thousand_requests(running, rate or 0.0)
+    if math.isfinite(per_1k):
+        cost["per1kRequests"] = money(per_1k)
+    per_1m = cost_per_million_tokens(running, r.token_rate or 0.0)
+    if math.isfinite(per_1m):
+        cost["perMillionTokens"] = money(per_1m)
     status: dict[str, Any] = {
         "observedGeneration": t.infd.metadata.generation,
         "conditions": conditions(

@@ -217,3 +217,21 @@ def test_target_ref_scales_the_referenced_deployment(pools):
     current = ChildState("default", "existing", obj.metadata.name, OD, 1, 1, 0, "")
     _, kube = tick(obj, pools, [current], FakeEngine({OD: 4}))
     assert kube.calls == [("scale", "existing", 4)]
+
+
+@pytest.mark.parametrize(
+    ("rates", "tokens", "per_1k", "per_1m"),
+    [
+        ({SPOT: 2.0, OD: 1.0}, 1000.0, "0.1481", "0.4444"),
+        ({SPOT: 0.0}, None, None, None),
+        ({SPOT: 1.0, OD: -2.0}, -5.0, None, None),  # a counter reset reads negative
+        ({SPOT: float("nan")}, float("nan"), None, None),
+    ],
+    ids=["traffic", "idle", "negative", "nan"],
+)
+def test_unit_costs_only_with_traffic(pools, rates, tokens, per_1k, per_1m):
+    obj = infd()
+    reading = Reading(rate_by_pool=rates, latency_seconds=3.0, attainment=1.0, token_rate=tokens)
+    result, _ = tick(obj, pools, [child(obj, pools, SPOT, 2)], FakeEngine({SPOT: 2}), reading)
+    cost = result.status["cost"]
+    assert (cost.get("per1kRequests"), cost.get("perMillionTokens")) == (per_1k, per_1m)
