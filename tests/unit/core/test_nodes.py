@@ -6,11 +6,14 @@ Issue 14, item 6. Before, a replica on an 8-GPU node was priced at node/8, so th
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from core_helpers import planner, steady
 
-from costscaler.core import PoolView, nodes
+from costscaler.core import EngineState, PoolView, allocate, exact, nodes, step
+from costscaler.core.forecast import forecast
 
 # An 8-GPU node at $24/h ($3 per GPU when full) and a single-GPU node at $4/h, same GPU.
 X8 = PoolView(
@@ -84,3 +87,41 @@ def test_a_part_empty_nodes_slots_count_as_idle_accelerators():
     d = _decide(40.0, replicas_max=6)  # the bound stops the fill: 2 of 8 slots empty
     assert dict(d.nodes) == {"x8": 1, "x1": 0}
     assert d.idle_accelerators >= 2.0
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_the_plan_is_the_whole_node_optimum_of_every_plan(seed):
+    """Against every plan of a small space, warm-up of running replicas and spot included."""
+    rng = np.random.default_rng(seed)
+
+    def view(name: str, spot: bool, price: float, top: int, per_node: int) -> PoolView:
+        return PoolView(
+            name,
+            spot,
+            price,
+            rng.uniform(1, 8),
+            300.0,
+            max_replicas=int(rng.integers(2, top)),
+            interruption_rate_per_hour=0.3 if spot else 0.0,
+            replicas_per_node=per_node,
+        )
+
+    pools = [
+        view("a", False, rng.uniform(1, 5), 13, int(rng.choice([2, 4, 8]))),
+        view("b", False, rng.uniform(1, 5), 10, 1),
+        view("c", True, rng.uniform(0.3, 2), 9, int(rng.choice([1, 2, 4]))),
+    ]
+    pl = planner(pools, replicas_max=30, spot_max_fraction=float(rng.choice([0.5, 1.0])))
+    obs = steady(float(rng.uniform(1, 40)))
+    demand = forecast(obs.times, obs.request_rate, pl.horizon_s, False)
+    cur = rng.integers(0, 5, size=3).astype(np.int64)
+    prob = step.problem(pl, EngineState(), demand, None, cur)
+    q = allocate.newsvendor_quantile(prob.slo_miss_cost, float(prob.price.min()), 0.99)
+    starts = step.start_plans(pl, prob, demand.quantile(q), cur)
+    got = nodes.repack(prob, exact.optimum(prob, starts), starts, pl.per_node)
+    tops = [range(int(m) + 1) for m in prob.max_replicas]
+    every = np.array(list(itertools.product(*tops)), dtype=np.int64)
+    every = every[allocate.feasible(prob, every)]
+    best = float(nodes.objective(prob, every, pl.per_node)[2].min())
+    mine = float(nodes.objective(prob, got.replicas[None, :], pl.per_node)[2][0])
+    assert mine <= best + 1e-6 * max(1.0, abs(best))
