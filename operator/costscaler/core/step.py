@@ -1,7 +1,8 @@
 """One decision: validate, learn, forecast, optimise, keep alive, explain.
 
 1. Bad latest sample (`core.validate`): hold the current allocation (never lower, raised only
-   to the replica minimum), reason MetricsUnavailable, state untouched.
+   to the replica minimum), reason MetricsUnavailable, state untouched but for stock-outs
+   (replicas a pool cannot place move to other pools: `core.supply.held_elsewhere`).
    A control-plane-wide readiness blip holds too (reason ClusterNotReady, `core.supply`).
 2. Learn: the calibrator corrects per-replica capacity, the spot hazards absorb the losses
    observed (each sample is consumed once, so overlapping windows are safe).
@@ -39,7 +40,7 @@ from costscaler.core import (
     validate,
 )
 from costscaler.core.allocate import Plan, Problem
-from costscaler.core.explain import BUDGET_REASONS, alternatives, explain, held
+from costscaler.core.explain import BUDGET_REASONS, alternatives, explain
 from costscaler.core.forecast import DemandForecast, forecast
 from costscaler.core.risk import IntArray, RiskModel
 from costscaler.core.types import (
@@ -68,7 +69,7 @@ def step(
     cur = np.array([max(int(current.get(n, 0)), 0) for n in pl.names], dtype=np.int64)
     bad = validate.problem(obs, now)
     if bad is not None:
-        return held(pl, cur, state, bad)
+        return supply.held_elsewhere(pl, obs, cur, state, now, bad)
     blip = supply.blip_hold(pl, obs, cur, state)
     if blip is not None:
         return blip

@@ -2,7 +2,8 @@
 
 `deliverable` caps a pool that is out of stock (the cluster said so: `stock.backoff`) or
 stalled (`stock.stalled`) at the replicas it has ready, so the plan moves its share to the
-next pools in merit order. `blip_hold` answers a control-plane-wide readiness blip with a
+next pools in merit order; `held_elsewhere` does the same to the hold on bad data, where
+the plan is not made. `blip_hold` answers a control-plane-wide readiness blip with a
 hold. `annotate` names stock-outs and a replicas.min beyond the pools' quotas in the reason
 and message, so neither hides behind CostOptimal.
 """
@@ -67,6 +68,32 @@ def deliverable(
             pl.cold_start_s,
         )
     return np.where(capped, np.minimum(pl.max_replicas, ready), pl.max_replicas)
+
+
+def held_elsewhere(
+    pl: Planner, obs: Observations, cur: IntArray, state: EngineState, now: float, why: str
+) -> Decision:
+    """The hold on bad data (`explain.held`), except for replicas a pool cannot place.
+
+    Holding them would hold nothing that serves, and with no pod running there may never be
+    metrics: a pool out of stock keeps its ready replicas and the rest move to the other
+    pools (on-demand first, best $/req/s first, within their maxima), the total unchanged.
+    """
+    state = replace(state, stockouts=stock.backoff(state.stockouts, unplaced(pl, obs), now))
+    out = stock.out_of_stock(state.stockouts, now)
+    base = cur.copy()
+    if out:
+        capped = np.array([n in out for n in pl.names], dtype=np.bool_)
+        ready = np.nan_to_num(per_pool(pl, obs.ready, obs.times.size)[:, -1], nan=0.0)
+        keep = np.where(capped, np.minimum(base, np.maximum(ready, 0).astype(np.int64)), base)
+        moved, base = int((base - keep).sum()), keep
+        for i in np.lexsort((pl.price / pl.capacity, pl.spot)):
+            room = 0 if capped[i] else int(pl.max_replicas[i] - base[i])
+            base[i] += max(0, min(moved, room))
+            moved -= max(0, min(moved, room))
+    d = held(pl, base, state, why)
+    _, message, names, short = annotate(pl, state, now, Reason(d.reason), d.message)
+    return replace(d, message=message, out_of_stock=names, quota_shortfall=short)
 
 
 def blip_hold(pl: Planner, obs: Observations, cur: IntArray, state: EngineState) -> Decision | None:

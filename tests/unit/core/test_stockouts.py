@@ -129,6 +129,20 @@ def test_the_pool_is_retried_after_its_back_off_and_a_failed_retry_doubles_it():
     assert again.state.stockouts["spot-a"] == (later + 15.0 + 120.0, 120.0)
 
 
+def test_without_metrics_unplaceable_replicas_move_and_the_rest_holds():
+    """No pod runs, so no metrics: holding the Pending replica would hold forever. The hold
+    moves what the pool cannot place and keeps everything else (found on the real cluster)."""
+    pl = _spot_and_od()
+    obs = _with(steady(float("nan"), now=NOW), ready={"od": 2}, unfulfillable={"spot-a": 3})
+    d = pl.decide(obs, {"od": 2, "spot-a": 3}, NOW)
+    assert d.reason == Reason.METRICS_UNAVAILABLE
+    assert d.replicas == {"od": 5, "spot-a": 0}  # total held, the unplaceable three moved
+    assert d.out_of_stock == ("spot-a",) and "Out of stock" in d.message
+    assert d.state.stockouts == {"spot-a": (NOW + 60.0, 60.0)}
+    quiet = pl.decide(steady(float("nan"), now=NOW), {"od": 2, "spot-a": 3}, NOW)
+    assert quiet.replicas == {"od": 2, "spot-a": 3}  # no signal: the plain hold
+
+
 def test_stockouts_survive_a_restart_through_the_state_dict():
     state = EngineState(stockouts={"spot-a": (3660.0, 120.0)})
     assert EngineState.from_dict(state.to_dict()) == state
