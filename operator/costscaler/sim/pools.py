@@ -17,7 +17,8 @@ class PoolModel:
     """One eligible pool as the twin sees it (units in the field names).
 
     `replica_cost_per_hour` = node $/h / replicas_per_node (a full node's share; the run bills
-    whole nodes);
+    whole nodes), allocated (owned capacity at TCO); `marginal_cost_per_hour` the same at the
+    margin (owned and reserved: energy and per-use operations), None when they are equal;
     `capacity_rps` and `service_s` come from the deployment's profile for the accelerator.
     `max_replicas` folds the deployment's per-pool max and the pool's node quota.
     `burst_share`: the share of the spot hazard that comes as pool-wide bursts when the run
@@ -36,6 +37,7 @@ class PoolModel:
     interruption_rate_per_hour: float
     notice_s: float
     max_replicas: int | None
+    marginal_cost_per_hour: float | None = None
     burst_share: float = hazard.DEFAULT_BURST_SHARE
 
     @property
@@ -77,6 +79,7 @@ def pool_models(deployment: InferenceDeployment, pools: list[CapacityPool]) -> l
                 interruption_rate_per_hour=view.interruption_rate_per_hour,
                 notice_s=float(pool.interruption.notice_seconds),
                 max_replicas=view.max_replicas,
+                marginal_cost_per_hour=view.marginal_cost_per_hour,
                 burst_share=hazard.DEFAULT_BURST_SHARE
                 if view.burst_share is None
                 else view.burst_share,

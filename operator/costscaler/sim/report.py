@@ -38,9 +38,11 @@ def _clean(value: Any) -> Any:
 
 
 def as_row(outcome: Outcome) -> dict[str, Any]:
-    """One outcome as the `--json` object (ARCHITECTURE §5 keys, plus replica cost)."""
+    """One outcome as the `--json` object (ARCHITECTURE §5 keys, plus replica cost and the
+    total with owned and reserved nodes at their marginal cost)."""
     row = {k: _clean(getattr(outcome, k)) for k in COLUMNS}
     row["replica_cost"] = _clean(outcome.replica_cost)
+    row["marginal_cost"] = _clean(outcome.marginal_cost)
     return row
 
 

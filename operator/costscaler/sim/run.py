@@ -59,6 +59,9 @@ class Outcome:
     scale_events: int | None
     p99_latency_s: float | None
     timeline: Timeline | None = None
+    # total_cost with owned and reserved nodes at their marginal cost (capex left out: paid
+    # whether used or not); total_cost charges them at TCO, as chargeback does.
+    marginal_cost: float | None = None
 
 
 def _view(rec: Record, twin: ClusterTwin, step: int) -> ClusterView:
@@ -150,6 +153,12 @@ def _outcome(
     step_cost = (node_price @ nodes) * dt / 3600 + costs.fixed_per_hour * dt / 3600
     step_cost = step_cost + costs.egress_per_request * served
     replica_cost = float((node_price @ nodes).sum() * dt / 3600)
+    margin = [
+        p.replica_cost_per_hour if p.marginal_cost_per_hour is None else p.marginal_cost_per_hour
+        for p in pools
+    ]
+    node_margin = np.array(margin) * per_node[:, 0]
+    marginal_replicas = float((node_margin @ nodes).sum() * dt / 3600)
     total = float(step_cost.sum())
     busy = np.divide(served * (acc @ ready), cap, out=np.zeros_like(cap), where=cap > 0)
     slots = nodes * per_node  # a paid node's empty slots idle their accelerators too
@@ -174,4 +183,5 @@ def _outcome(
         scale_events=scale_events,
         p99_latency_s=p99(queue, svc, requests),
         timeline=timeline,
+        marginal_cost=total - replica_cost + marginal_replicas,
     )

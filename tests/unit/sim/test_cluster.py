@@ -152,3 +152,11 @@ def test_the_run_bills_whole_nodes(replicas, nodes):
     costs = Costs(threshold_s=10.0, fixed_per_hour=0.0, egress_per_request=0.0)
     out = simulate(trace(np.full(7200, 3.0)), pools, Static(0, replicas), costs)
     assert out.replica_cost == pytest.approx(nodes * 24.0 * 2.0, rel=1e-12)
+
+
+def test_owned_nodes_cost_their_tco_in_total_and_their_margin_in_marginal_cost():
+    pools = [pool(replica_cost_per_hour=3.0, marginal_cost_per_hour=0.5)]  # an owned node
+    costs = Costs(threshold_s=10.0, fixed_per_hour=0.25, egress_per_request=0.0)
+    out = simulate(trace(np.full(7200, 3.0)), pools, Static(0, 2), costs)
+    assert out.total_cost == pytest.approx(2 * 3.0 * 2.0 + 0.5, rel=1e-12)
+    assert out.marginal_cost == pytest.approx(2 * 0.5 * 2.0 + 0.5, rel=1e-12)
