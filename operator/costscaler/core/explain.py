@@ -92,7 +92,7 @@ def explain(
     head = (
         f"Demand {_rps(demand.level)} req/s now, {_rps(demand.quantile(q))} req/s at the "
         f"{q:.1%} quantile in {pl.horizon_s:.0f} s: {_allocation(pl, chosen.replicas)} "
-        f"for ${chosen.spend + fixed:.2f}/h{_allocated_note(pl, chosen, fixed)}, SLO risk "
+        f"for {_priced(pl, prob, chosen, fixed)}, SLO risk "
         f"{chosen.risk:.2%}."
     )
     at_risk = chosen.risk > prob.risk_floor + 1e-9
@@ -201,13 +201,13 @@ def _budget(
     return Reason.BUDGET_LIMITED, f"{head} Held to the budget's ${allowed:.2f}/h.{note}"
 
 
-def _allocated_note(pl: Planner, plan: Plan, fixed: float) -> str:
-    """` marginal ($A/h allocated)` when owned or reserved replicas make the plan's allocated
-    cost differ from what the decision pays, else nothing."""
-    allocated, marginal = billing.costs(pl, plan.replicas, plan.spend, fixed)
+def _priced(pl: Planner, prob: Problem, plan: Plan, fixed: float) -> str:
+    """`$M/h` the plan pays (whole nodes, `core.billing`), with ` marginal ($A/h allocated
+    TCO)` when owned or reserved replicas make its allocated cost differ."""
+    allocated, marginal = billing.costs(pl, plan.replicas, plan.spend, fixed, prob.price)
     if allocated - marginal < 0.005:
-        return ""
-    return f" marginal (${allocated:.2f}/h allocated TCO)"
+        return f"${marginal:.2f}/h"
+    return f"${marginal:.2f}/h marginal (${allocated:.2f}/h allocated TCO)"
 
 
 def _rebalance(pl: Planner, base: IntArray, order: IntArray) -> IntArray:
