@@ -59,3 +59,13 @@ def test_any_label_groups(by: str, group: str) -> None:
     rows = chargeback([], [_dep("llama-3-1-8b", "1", 1.0, None)], by, NOW)
     assert [r.group for r in rows] == [group]
     assert rows[0].spent == 0
+
+
+def test_owned_capacity_shows_its_tco_and_forecasts_at_the_margin() -> None:
+    # Issue 14: 5.77 $/h allocated (4 owned GPUs at TCO), 1.90 $/h paid at the margin.
+    dep = _dep("llama-3-1-8b", "5.77", 6.0, None)
+    assert dep.status is not None and dep.status.cost is not None
+    dep.status.cost.marginal_per_hour = "1.9"
+    (row,) = chargeback([_budget({"llama-3-1-8b": "10"})], [dep], "team", NOW)
+    assert (row.cost_per_hour, row.marginal_cost_per_hour) == (Decimal("5.77"), Decimal("1.9"))
+    assert row.forecast == Decimal(10) + Decimal("1.9") * 12  # budgets accrue the margin

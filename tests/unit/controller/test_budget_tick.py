@@ -115,3 +115,17 @@ def test_allowances_share_what_is_left_by_need(
     assert all(v.on_conflict == conflict for v in result.allowances.values())
     enforced = next(c for c in result.status["conditions"] if c["type"] == "Enforced")
     assert enforced["reason"] == (conflict.value if expected else "Advisory")
+
+
+def test_a_member_accrues_the_marginal_cost_when_status_has_it() -> None:
+    body = {
+        "metadata": {"name": "d", "namespace": "ns"},
+        "status": {
+            "cost": {"perHour": "5.77", "marginalPerHour": "1.90"},
+            "lastDecision": {"costPerHour": "6.00", "marginalCostPerHour": "2.00"},
+        },
+    }
+    m = member_from_body(body)
+    assert (m.rate_per_hour, m.need_per_hour) == (Decimal("1.90"), Decimal("2.00"))
+    old = member_from_body({**body, "status": {"cost": {"perHour": "5.77"}}})
+    assert (old.rate_per_hour, old.need_per_hour) == (Decimal("5.77"), Decimal("5.77"))
