@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from core_helpers import planner, steady
 
-from costscaler.core import EngineState, PoolView, allocate, exact, nodes, step
+from costscaler.api.budget import OnConflict
+from costscaler.core import BudgetConstraint, EngineState, PoolView, allocate, exact, nodes, step
 from costscaler.core.forecast import forecast
 
 # An 8-GPU node at $24/h ($3 per GPU when full) and a single-GPU node at $4/h, same GPU.
@@ -125,3 +126,17 @@ def test_the_plan_is_the_whole_node_optimum_of_every_plan(seed):
     best = float(nodes.objective(prob, every, pl.per_node)[2].min())
     mine = float(nodes.objective(prob, got.replicas[None, :], pl.per_node)[2][0])
     assert mine <= best + 1e-6 * max(1.0, abs(best))
+
+
+def test_prefer_budget_holds_at_whole_node_spend():
+    """Issue 14 items 1 and 6 together: the allowance caps what the nodes bill."""
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        rate, allowed = float(rng.uniform(1, 80)), float(rng.uniform(3, 60))
+        cur = {"x8": int(rng.integers(0, 17)), "x1": int(rng.integers(0, 10))}
+        budget = BudgetConstraint(allowed, OnConflict.PREFER_BUDGET)
+        d = planner([X8, X1], replicas_max=40).decide(
+            steady(rate, ready=cur), cur, 3600.0, budget=budget
+        )
+        if d.reason != "BudgetBelowMinimum":
+            assert d.marginal_cost_per_hour <= allowed + 1e-6, (rate, allowed, cur, d.replicas)
