@@ -1,11 +1,11 @@
 """What the pools can deliver this tick, in the planner's terms (`core.stock` has the rules).
 
-`deliverable` caps a pool that is out of stock (the cluster said so: `stock.backoff`) or
-stalled (`stock.stalled`) at the replicas it has ready, so the plan moves its share to the
-next pools in merit order; `held_elsewhere` does the same to the hold on bad data, where
-the plan is not made. `blip_hold` answers a control-plane-wide readiness blip with a
-hold. `annotate` names stock-outs and a replicas.min beyond the pools' quotas in the reason
-and message, so neither hides behind CostOptimal.
+`deliverable` caps a pool that is out of stock (the cluster said so: `stock.backoff`) at the
+replicas it has placed, or stalled (`stock.stalled`) at those it has ready, so the plan moves
+its share to the next pools in merit order; `held_elsewhere` does the same to the hold on
+bad data, where no plan is made. `blip_hold` answers a control-plane-wide readiness blip
+with a hold. `annotate` names stock-outs and a replicas.min beyond the pools' quotas in the
+reason and message, so neither hides behind CostOptimal.
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ def unplaced(pl: Planner, obs: Observations) -> dict[str, int]:
 def deliverable(
     pl: Planner, obs: Observations, ready: IntArray, now: float, state: EngineState
 ) -> IntArray:
-    """Per-pool maxima: an out-of-stock or stalled pool's capped at what it has ready."""
+    """Per-pool maxima: a stalled pool's capped at what it has ready, an out-of-stock pool's
+    at what it has placed (`placed`)."""
     out = stock.out_of_stock(state.stockouts, now)
     capped = np.array([n in out for n in pl.names], dtype=np.bool_)
+    cap = np.where(capped, placed(pl, obs, ready), ready)
     window = obs.times >= now - pl.settings.window_s
     index = pl.index
     # Nothing warmed in the window: nothing can have stalled (and the scan is skipped).
@@ -67,7 +69,17 @@ def deliverable(
             per_pool(pl, obs.warming, obs.times.size)[:, window],
             pl.cold_start_s,
         )
-    return np.where(capped, np.minimum(pl.max_replicas, ready), pl.max_replicas)
+    return np.where(capped, np.minimum(pl.max_replicas, cap), pl.max_replicas)
+
+
+def placed(pl: Planner, obs: Observations, ready: IntArray) -> IntArray:
+    """Per pool, replicas ready or on their way: the latest warming ones less those the
+    cluster cannot place. Cutting replicas already placed (a node launched, a model loading)
+    would pay their cold start again on another pool; a stock-out stops only new ones."""
+    n = obs.times.size
+    warming = np.nan_to_num(per_pool(pl, obs.warming, n)[:, -1], nan=0.0)
+    stuck = np.array([unplaced(pl, obs).get(name, 0) for name in pl.names], dtype=np.float64)
+    return ready + np.maximum(warming - stuck, 0.0).astype(np.int64)
 
 
 def held_elsewhere(
@@ -77,7 +89,8 @@ def held_elsewhere(
 
     Holding them would hold nothing that serves, and with no pod running there may never be
     metrics: a pool out of stock keeps its ready replicas and the rest move to the other
-    pools (on-demand first, best $/req/s first, within their maxima), the total unchanged.
+    pools (on-demand first, best $/req/s first, within their maxima), the total unchanged;
+    it keeps its ready replicas and those on their way (`placed`).
     """
     state = replace(state, stockouts=stock.backoff(state.stockouts, unplaced(pl, obs), now))
     out = stock.out_of_stock(state.stockouts, now)
@@ -85,7 +98,8 @@ def held_elsewhere(
     if out:
         capped = np.array([n in out for n in pl.names], dtype=np.bool_)
         ready = np.nan_to_num(per_pool(pl, obs.ready, obs.times.size)[:, -1], nan=0.0)
-        keep = np.where(capped, np.minimum(base, np.maximum(ready, 0).astype(np.int64)), base)
+        ready = np.maximum(ready, 0.0).astype(np.int64)
+        keep = np.where(capped, np.minimum(base, placed(pl, obs, ready)), base)
         moved, base = int((base - keep).sum()), keep
         for i in np.lexsort((pl.price / pl.capacity, pl.spot)):
             room = 0 if capped[i] else int(pl.max_replicas[i] - base[i])

@@ -15,7 +15,7 @@ from core_helpers import OD, SPOT_A, planner, steady
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costscaler.core import EngineState, Observations, Reason
+from costscaler.core import EngineState, Observations, Reason, supply
 from costscaler.core.stock import RETRY_FIRST_S, RETRY_MAX_S, backoff, blip, out_of_stock
 
 NOW = 3600.0
@@ -112,6 +112,25 @@ def test_an_unplaceable_pool_is_out_within_one_tick_and_its_share_moves():
     assert d.reason == Reason.POOL_OUT_OF_STOCK
     assert "spot-a retried in 60 s" in d.message
     assert d.state.stockouts == {"spot-a": (NOW + 60.0, 60.0)}
+
+
+def test_an_out_of_stock_pool_keeps_the_replicas_already_placed():
+    """Replicas warming that the cluster did place (a node launched, a model loading) are not
+    cut: moving them would pay their cold start again elsewhere. Only new ones stop."""
+    pl = _spot_and_od()
+    current = {"od": 1, "spot-a": 6}
+    obs = _with(
+        steady(12.0, now=NOW),
+        ready={"od": 1, "spot-a": 2},
+        warming={"spot-a": 4},
+        unfulfillable={"spot-a": 1},
+    )
+    d = pl.decide(obs, current, NOW)
+    assert d.out_of_stock == ("spot-a",)
+    ready = np.array([1, 2])
+    maxima = supply.deliverable(pl, obs, ready, NOW, d.state)
+    assert maxima.tolist() == [pl.max_replicas[0], 2 + 3]  # ready + placed warming
+    assert d.replicas["spot-a"] <= 5
 
 
 def test_the_pool_is_retried_after_its_back_off_and_a_failed_retry_doubles_it():
