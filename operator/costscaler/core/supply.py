@@ -97,8 +97,8 @@ def held_elsewhere(
     base = cur.copy()
     if out:
         capped = np.array([n in out for n in pl.names], dtype=np.bool_)
-        ready = np.nan_to_num(per_pool(pl, obs.ready, obs.times.size)[:, -1], nan=0.0)
-        ready = np.maximum(ready, 0.0).astype(np.int64)
+        latest = np.nan_to_num(per_pool(pl, obs.ready, obs.times.size)[:, -1], nan=0.0)
+        ready: IntArray = np.maximum(latest, 0.0).astype(np.int64)
         keep = np.where(capped, np.minimum(base, placed(pl, obs, ready)), base)
         moved, base = int((base - keep).sum()), keep
         for i in np.lexsort((pl.price / pl.capacity, pl.spot)):
