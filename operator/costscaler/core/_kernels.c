@@ -400,14 +400,13 @@ static ndtr_fn ndtr;
 enum { P_PRICE, P_VARIANCE, P_SURVIVING, P_CURRENT, P_START, P_SHIFT };
 
 /* The SLO risk of one plan x: core/risk.py's formula. Scenario 0 (no burst) counts
-   P(capacity < demand); a burst scenario counts the share of demand it leaves unserved,
-   E[(D + shift)+] / D for a normal shortfall (mean D + shift, sd), never less than the
-   no-burst term: a burst's risk then grows with the capacity it takes, so the risk is
-   continuous in the hazard (no cliff where one burst's probability passes the floor). */
+   P(capacity < demand); a burst scenario counts the late share of the outage it causes
+   and of its backlog's drain (C' = -shift left, C = -base after it), never less than the
+   no-burst term. It grows with the capacity a burst takes, so the risk is continuous in
+   the hazard. */
 static double plan_risk(const long long *x, const double *pools, Py_ssize_t n, Py_ssize_t cols,
                         Py_ssize_t scenarios, const double *samples, const double *kernel,
-                        Py_ssize_t g, const double *weights, double bandwidth) {
-    static const double inv_sqrt_2pi = 0.39894228040143267794;
+                        Py_ssize_t g, const double *weights, double bandwidth, double grace) {
     double variance = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) variance += (double)x[i] * pools[i * cols + P_VARIANCE];
     const double sd = sqrt(bandwidth * bandwidth + variance);
@@ -422,9 +421,16 @@ static double plan_risk(const long long *x, const double *pools, Py_ssize_t n, P
             const double z = (samples[k] + shift) / sd;
             double term = ndtr(z, 0);
             if (s > 0 && samples[k] > 0) {
-                const double over =
-                    (samples[k] + shift) * term + sd * inv_sqrt_2pi * exp(-0.5 * z * z);
-                term = np_max(ndtr((samples[k] + base) / sd, 0), np_min(over / samples[k], 1.0));
+                /* Late share of the outage, then the drain of its backlog at full capacity
+                   (a plan that cannot drain it counts the whole outage twice). */
+                const double left = -shift, over = samples[k] + shift;
+                const double full = -base, spare = full - samples[k];
+                double miss = 0.0;
+                if (over > 0) {
+                    miss = left <= 0 ? 1.0 : np_max(0.0, 1.0 - grace * left / over);
+                    miss += spare > 0 ? np_max(0.0, (over - grace * full) / spare) : 1.0;
+                }
+                term = np_max(ndtr((samples[k] + base) / sd, 0), miss);
             }
             tail += term * kernel[k];
         }
@@ -460,11 +466,12 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
     PyObject *plans_obj, *pools_obj, *samples_obj, *kernel_obj, *weights_obj;
     Py_ssize_t count, n, scenarios, g;
     double bandwidth, floor_demand, risk_floor, miss_cost, floor_w, budget, budget_w;
+    double grace = 0.0;
     int warm;
-    if (!PyArg_ParseTuple(args, "OOOOOnnnndddddddp", &plans_obj, &pools_obj, &samples_obj,
+    if (!PyArg_ParseTuple(args, "OOOOOnnnndddddddp|d", &plans_obj, &pools_obj, &samples_obj,
                           &kernel_obj, &weights_obj, &count, &n, &scenarios, &g, &bandwidth,
                           &floor_demand, &risk_floor, &miss_cost, &floor_w, &budget, &budget_w,
-                          &warm))
+                          &warm, &grace))
         return NULL;
     Inputs in;
     if (inputs(&in, plans_obj, pools_obj, samples_obj, kernel_obj, weights_obj, count, n,
@@ -489,7 +496,7 @@ static PyObject *evaluate(PyObject *self, PyObject *args) {
                 if (more > 0) warm_up += more * pool[P_START];
             }
             const double r = plan_risk(x, pools, n, cols, scenarios, in.samples, in.kernel, g,
-                                       in.weights, bandwidth);
+                                       in.weights, bandwidth, grace);
             const double missing = np_max(floor_demand - surviving, 0.0) / floor_scale;
             const double over = r > risk_floor ? r - risk_floor + missing : 0.0;
             double j = (warm ? money + warm_up : money) + miss_cost * r + floor_w * over;
@@ -932,7 +939,8 @@ static PyMethodDef methods[] = {
      "tree is wider than max_nodes partial plans at a level (4 x max_nodes children)."},
     {"evaluate", evaluate, METH_VARARGS,
      "evaluate(plans, pools, samples, kernel, weights, count, n, scenarios, g, bandwidth,\n"
-     "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm)\n"
+     "floor_demand, risk_floor, slo_miss_cost, floor_weight, budget, budget_weight, warm\n"
+     "[, grace])"
      "-> bytes: count float64 spends, then risks, then objectives."},
     {"exceedance", exceedance, METH_VARARGS,
      "exceedance(samples, weights, capacity, g, count, bandwidth, bound) -> bytes: count\n"

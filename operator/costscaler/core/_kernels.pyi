@@ -37,6 +37,7 @@ def evaluate(
     budget: float,
     budget_weight: float,
     warm: bool,
+    grace: float = 0.0,
     /,
 ) -> bytes:
     """`count` float64 spends, then risks, then objectives (`RiskModel.evaluate`)."""

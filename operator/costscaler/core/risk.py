@@ -10,21 +10,30 @@ C = sum_i replicas_i x capacity_i, minus what spot loses before replacements can
   for the remaining probability of two or more bursts. Pools are independent of each other,
   so spreading spot across pools lowers the risk of the burst scenarios.
 
-risk = sum_s w_s x mean_g [D_g > 0] x r_s(D_g),  with z = (D_g + m + B_s - C) / sd,
-  r_0 = Phi(z)  (no burst: the chance that capacity falls short),
-  r_s = max(Phi(z_0), E[(D_g + m + B_s - C)+] / D_g),  E[(mu + sd Z)+] = mu Phi(z) + sd phi(z)
-with B_s the capacity lost in scenario s and sd = sqrt(bw^2 + v), evaluated for a batch of
-plans at once in C (`_kernels.c`: a few pools, ten demand samples, where numpy calls cost
-more than the sums).
+risk = sum_s w_s x mean_g [D_g > 0] x r_s(D_g),  sd = sqrt(bw^2 + v),
+  r_0 = Phi((D_g + m - C) / sd)  (no burst: the chance that capacity falls short),
+  r_s = max(r_0, late_s + drain_s)  for a burst, 0 where it leaves no overload:
+  late_s  = [1 - g C'_s / (D_g - C'_s)]+   the share of the outage whose requests are late,
+  drain_s = [(D_g - C'_s - g C) / (C - D_g)]+   the backlog's drain after it (1 if C <= D_g),
+with C = capacity after the expected independent losses, C'_s = C - B_s what the burst of
+scenario s leaves, and g = `grace` = latency threshold L / outage T (a replacement's cold
+start). Evaluated for a batch of plans at once in C (`_kernels.c`: a few pools, ten demand
+samples, where numpy calls cost more than the sums).
 
-Why a burst counts the share of demand it leaves unserved (expected overflow over demand,
-for the replacement time its weight stands for) and not P(short): counted as a probability,
-a burst taking one of nine replicas weighed like one failing every request, so once one
-pool's burst chance passed the SLO floor every plan such a burst leaves short became
-infeasible at once and the plan flipped (a 25 % cost cliff at 0.26/h, issue #14). Expected
-overflow grows with the capacity a burst takes, so the risk, and the cost of the plan that
-meets the floor, are continuous in the hazard. A burst term is never below the no-burst one,
-so `core.exact`'s bound (every term >= Phi of the no-burst argument) still holds.
+Why: a burst scenario's weight is the chance of a burst within T, i.e. the share of time a
+pool is down, so its term is the share of that time in which requests miss. A backlog grows
+at D - C' and a request waits backlog / C', so requests are late from L C' / (D - C') into
+the outage; once the pool is back the backlog (D - C') T drains at C - D, late until it is
+under L C. Counted as P(C' < D), as before, a burst that overloads by one request/s weighed
+like one that takes every replica: once one pool's burst chance passed the SLO floor every
+plan such a burst leaves short was infeasible at once and the plan flipped (a 25 % cost
+cliff at 0.26/h, issue #14). This term is 0 for an overload the outage cannot turn into
+late requests and grows with the capacity a burst takes, so the risk, and the cost of the
+plan that meets the floor, are continuous in the hazard. (The plain expected overflow,
+(D - C')+ / D, is smooth too, but without load shedding a backlog makes every request late,
+not only the overflow: in the simulator it let attainment under bursts fall to 0.96.) A
+burst term is never below the no-burst one, so `core.exact`'s bound (every term >= Phi of
+the no-burst argument) still holds.
 """
 
 from __future__ import annotations
@@ -55,6 +64,9 @@ class RiskModel:
     indep_loss: FloatArray
     burst_prob: FloatArray
     demand: DemandForecast
+    # Latency threshold over a burst's outage (the replacement's cold start): the share of
+    # the outage a backlog takes to make requests late, per unit of overload (0: at once).
+    grace: float = 0.0
 
     @cached_property
     def _scenarios(self) -> tuple[FloatArray, list[list[float]], list[float]]:
@@ -142,6 +154,7 @@ class RiskModel:
             budget,
             budget_weight,
             warm,
+            self.grace,
         )
         spend, risk, obj = np.frombuffer(out, dtype=np.float64).reshape(3, -1)
         return spend, risk, obj

@@ -255,6 +255,9 @@ def problem(
             indep_loss=1.0 - np.exp(-(1.0 - share) * exposure),
             burst_prob=1.0 - np.exp(-share * exposure),
             demand=demand,
+            # A burst's outage lasts a replacement's cold start: the share of it before a
+            # backlog makes requests late, per unit of overload (`core.risk`).
+            grace=s.latency_threshold_s / pl.horizon_s if pl.horizon_s > 0 else math.inf,
         ),
         floor_demand=demand.quantile(s.attainment),
         current=cur,

@@ -26,7 +26,8 @@ def _conditions(found, budget):  # type: ignore[no-untyped-def]
     [
         (None, "True", "NoBudget", "NoBudget"),
         (BudgetConstraint(1000.0, OnConflict.PREFER_SLO), "True", "WithinBudget", "WithinBudget"),
-        (BudgetConstraint(3.0, OnConflict.PREFER_BUDGET), "False", "BudgetLimited", "AtRisk"),
+        # Under the unbudgeted plan's $2.91/h (1 spot + 2 on-demand L4 at 3 req/s).
+        (BudgetConstraint(2.5, OnConflict.PREFER_BUDGET), "False", "BudgetLimited", "AtRisk"),
         # replicas.min alone costs more than $0/h: the one decision allowed over the rate
         (BudgetConstraint(0.0, OnConflict.PREFER_BUDGET), "False", "BudgetBelowMinimum", "AtRisk"),
         (BudgetConstraint(0.0, OnConflict.PREFER_SLO), "False", "BudgetExceededForSLO", "AtRisk"),

@@ -48,12 +48,16 @@ def _plan_at(rate_per_hour: float, rps: float = 20.0) -> tuple[dict[str, int], f
 
 
 def test_the_issue_reproducer_has_no_cliff():
-    # Before: 0.25/h gave 56 % spot at $7.03/h, 0.28/h 22 % spot at $8.79/h (+25 %; $6.11 and
-    # $7.87 without the fixed costs): a burst's probability passed the 1 % floor, so every
-    # plan that a one-pool burst leaves short became infeasible at once.
-    _, low, _ = _plan_at(0.25)
-    _, high, _ = _plan_at(0.28)
-    assert high <= 1.02 * low
+    # Before: 0.25/h gave 56 % spot at $7.03/h, 0.26/h 22 % spot at $8.78/h (+25 %; the issue's
+    # $6.11 and $7.87 without the fixed costs): a burst's probability passed the 1 % floor,
+    # so every plan that a one-pool burst leaves short became infeasible at once. Now the
+    # hedge grows a replica at a time as the hazard rises.
+    for h in (0.25, 0.26, 0.27):
+        r0, low, pl = _plan_at(h)
+        r1, high, _ = _plan_at(h + 0.01)
+        dearest = max(float(pl.price[i]) for i, n in enumerate(pl.names) if r0[n] or r1[n])
+        assert high - low <= max(0.02 * low, dearest), f"{h}/h: {r0} ${low} -> {r1} ${high}"
+    assert _plan_at(0.28)[1] <= 1.10 * _plan_at(0.25)[1]
 
 
 def test_cost_steps_by_at_most_one_replica_over_the_hazard():

@@ -222,16 +222,18 @@ def reference_evaluate(p, plans):
     r = p.risk
     weights, shift, variance, kernel = reference_scenarios(r)
     sd = np.sqrt(r.demand.bandwidth**2 + plans @ variance)[:, None, None]
-    mean = r.demand.samples + (plans @ shift)[:, :, None]
-    z = mean / sd
-    term = ndtr(z)
-    # A burst scenario counts the share of demand left unserved (E[shortfall+] / D), never
-    # less than the no-burst term (`core.risk`).
-    d = r.demand.samples
-    over = (mean * term + sd * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)) / np.where(
-        d > 0, d, 1.0
-    )
-    burst = np.maximum(term[:, :1, :], np.minimum(over, 1.0))
+    d, left = r.demand.samples, -(plans @ shift)[:, :, None]
+    term = ndtr((d - left) / sd)
+    # A burst scenario counts the late share of its outage, 1 - grace C' / (D - C'), plus
+    # the drain of its backlog, (D - C' - grace C) / (C - D), never less than the no-burst
+    # term (`core.risk`).
+    over, full = d - left, left[:, :1, :]
+    spare = full - d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        late = np.where(left <= 0, 1.0, np.maximum(0.0, 1.0 - r.grace * left / over))
+        drain = np.where(spare > 0, np.maximum(0.0, (over - r.grace * full) / spare), 1.0)
+    miss = np.where(over <= 0, 0.0, late + drain)
+    burst = np.maximum(term[:, :1, :], miss)
     term[:, 1:, :] = np.where(d > 0, burst[:, 1:, :], term[:, 1:, :])
     risk = np.minimum(np.maximum((term @ kernel) @ weights, 0.0), 1.0)
     spend = plans @ p.price
