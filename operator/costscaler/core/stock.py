@@ -107,6 +107,11 @@ def out_of_stock(stockouts: Mapping[str, tuple[float, float]], now: float) -> se
     return {pool for pool, (until, _) in stockouts.items() if now < until}
 
 
+def probing(stockouts: Mapping[str, tuple[float, float]], now: float) -> set[str]:
+    """The pools retried after a stock-out and not yet forgotten (`backoff`): on probation."""
+    return {pool for pool, (until, _) in stockouts.items() if now >= until}
+
+
 def blip(
     times: FloatArray, ready: FloatArray, warming: FloatArray, spot: NDArray[np.bool_]
 ) -> bool:

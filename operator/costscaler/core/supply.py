@@ -55,10 +55,15 @@ def deliverable(
     pl: Planner, obs: Observations, ready: IntArray, now: float, state: EngineState
 ) -> IntArray:
     """Per-pool maxima: a stalled pool's capped at what it has ready, an out-of-stock pool's
-    at what it has placed (`placed`)."""
+    at what it has placed (`placed`), and a pool on probation (retried after a stock-out,
+    `stock.probing`) at one more than that: a retry probes with one replica a tick rather
+    than bet the pool's whole share, and the rest of a scale-up, on capacity that may not
+    be there."""
     out = stock.out_of_stock(state.stockouts, now)
-    capped = np.array([n in out for n in pl.names], dtype=np.bool_)
-    cap = np.where(capped, placed(pl, obs, ready), ready)
+    probe = stock.probing(state.stockouts, now)
+    capped = np.array([n in out or n in probe for n in pl.names], dtype=np.bool_)
+    extra = np.array([n in probe for n in pl.names], dtype=np.int64)
+    cap = np.where(capped, placed(pl, obs, ready) + extra, ready)
     window = obs.times >= now - pl.settings.window_s
     index = pl.index
     # Nothing warmed in the window: nothing can have stalled (and the scan is skipped).

@@ -162,6 +162,24 @@ def test_without_metrics_unplaceable_replicas_move_and_the_rest_holds():
     assert quiet.replicas == {"od": 2, "spot-a": 3}  # no signal: the plain hold
 
 
+def test_a_retried_pool_is_probed_with_one_replica_a_tick():
+    """After its back-off the pool is on probation: one replica more than it has placed per
+    tick, so a scale-up is not bet on capacity that may still be missing."""
+    pl = _spot_and_od()
+    state = EngineState(stockouts={"spot-a": (NOW - 1.0, 60.0)})
+    obs = _with(steady(40.0, now=NOW), ready={"od": 4, "spot-a": 2})
+    assert supply.deliverable(pl, obs, np.array([4, 2]), NOW, state).tolist() == [
+        pl.max_replicas[0],
+        3,
+    ]
+    d = pl.decide(obs, {"od": 4, "spot-a": 2}, NOW, state)
+    assert d.replicas["spot-a"] <= 3 and d.out_of_stock == ()
+    later = NOW - 1.0 + RETRY_MAX_S  # no new signal for the longest back-off: forgotten
+    forgotten = EngineState(stockouts=backoff(d.state.stockouts, {}, later))
+    assert forgotten.stockouts == {}
+    assert supply.deliverable(pl, obs, np.array([4, 2]), later, forgotten)[1] == 20
+
+
 def test_stockouts_survive_a_restart_through_the_state_dict():
     state = EngineState(stockouts={"spot-a": (3660.0, 120.0)})
     assert EngineState.from_dict(state.to_dict()) == state
