@@ -55,19 +55,20 @@ def main() -> int:
     )
     pools = [r for r in resources if isinstance(r, CapacityPool)]
     results: dict[str, list[tuple[float, float, float]]] = {s: [] for s in SCENARIOS}
-    started = time.perf_counter()
+    started, hours = time.perf_counter(), 0.0
     for seed in range(1, args.seeds + 1):
         for scenario in SCENARIOS:
             share = SHARE if scenario == "Poisson with bursts" else 0.0
             lineup = Lineup(deployment, pools, replace(Settings(), bursts=SpotBursts(share)))
             trace = _load(args.trace, lineup, args.hours, seed)
+            hours = trace.steps * trace.dt / 3600  # the trace may be shorter than asked
             replays = _replays(lineup, trace) if scenario == "spot trace replay" else None
             out = lineup.run(["costscaler"], trace, seed=seed, replays=replays)[0]
             results[scenario].append(
                 (out.total_cost, out.cost_per_1k_requests or float("nan"), out.slo_attainment)
             )
     print(
-        f"{args.trace}, {args.hours:g} h, seeds 1-{args.seeds}, costscaler "
+        f"{args.trace}, {hours:.1f} h, seeds 1-{args.seeds}, costscaler "
         f"({time.perf_counter() - started:.0f} s)\n"
     )
     print("| spot losses | total cost $ | $ per 1k requests | SLO attainment |")
