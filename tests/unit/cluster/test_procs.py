@@ -28,7 +28,14 @@ def test_stop_escalates_to_sigkill_and_returns_only_when_the_process_is_gone(tmp
 
 
 def test_stop_of_processes_already_gone_is_a_no_op(tmp_path: Path):
-    ident = procs.spawn([sys.executable, "-c", "pass"], tmp_path / "quick.log", cwd=tmp_path)
+    # It must outlive spawn's own check (a bare `pass` could exit first, as it once did in
+    # CI), then be gone before stop is asked.
+    quick = [sys.executable, "-c", "import time; time.sleep(0.3)"]
+    ident = procs.spawn(quick, tmp_path / "quick.log", cwd=tmp_path)
+    deadline = time.monotonic() + 10
+    while procs.alive(ident) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not procs.alive(ident)
     procs.stop([ident], grace=0.2)
     procs.stop([ident], grace=0.2)
     assert not procs.alive(ident)
