@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,24 +62,22 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected requests/s as a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
+def _non_negative(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number >= 0, its error naming `unit` (req/s, $/h)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {unit} as a number, got {text!r}") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+        return value
+
+    return parse
 
 
-def _dollars(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected $/h as a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
+_rate, _dollars = _non_negative("requests/s"), _non_negative("$/h")
 
 
 def _budget(args: argparse.Namespace) -> BudgetConstraint | None:
