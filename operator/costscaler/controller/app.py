@@ -83,7 +83,9 @@ def _backfill(settings: Settings, client: Any, source: PrometheusSource) -> Back
         )
         return pasts
 
-    return Backfill(fetch, list)
+    # A range query's read may take 4 deadlines (`adapters.prometheus.connect`); a tick waits
+    # that long for its past at most, then starts on the window it builds itself.
+    return Backfill(fetch, list, deadline=4 * settings.fetch_deadline_seconds)
 
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:

@@ -7,6 +7,7 @@ of them: the first timer of a round refreshes the `ReadingCache`, the others rea
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from costscaler.controller.history import History
 from costscaler.controller.metrics import Health, OperatorMetrics
 from costscaler.controller.settings import Settings
 
+log = logging.getLogger(__name__)
 NOT_YET = Reading(problem="NoData", message="no reading yet for this deployment")
 # Intervals without a tick after which a window counts as stale (see `Runtime.history`), and
 # at least so many seconds: a busy machine delays a short interval's ticks by seconds, which
@@ -90,9 +92,14 @@ class Backfill:
     """Past windows for deployments without history, fetched in one batch for all of them.
 
     The first tick of a deployment the operator has no history for (after a start, a restart
-    or a takeover) asks for its past; the first such tick of a round fetches it for every
-    known deployment lacking history at once (`adapters.backfill`), the others find theirs
-    ready. A deployment is asked for once per process (a new one has no past to find).
+    or a takeover) asks for its past; the first such tick of a round starts the fetch for
+    every known deployment lacking history at once (`adapters.backfill`), the others wait for
+    that same fetch. A deployment is asked for once per process (a new one has no past to find).
+
+    No lock is held over a fetch and every wait is bounded by `deadline` seconds: a hung or
+    slow Prometheus costs a tick at most that, after which the deployment decides on the
+    window it builds tick by tick, as a new one does. A fetch that answers after its waiter
+    gave up keeps nothing for it (that window has rows by then and is never backfilled).
     """
 
     def __init__(
@@ -100,32 +107,58 @@ class Backfill:
         fetch: Callable[[Sequence[Target], float], Awaitable[dict[Key, Past]]],
         targets: Callable[[], Sequence[Target]],
         clock: Callable[[], float] = time.time,
+        deadline: float = 30.0,
     ) -> None:
-        self.fetch, self.targets, self.clock = fetch, targets, clock
+        self.fetch, self.targets, self.clock, self.deadline = fetch, targets, clock, deadline
         self.tried: set[Key] = set()
         self.found: dict[Key, Past] = {}
-        self.lock = asyncio.Lock()
+        # The running fetch of each deployment asked for and not yet answered.
+        self.pending: dict[Key, asyncio.Task[None]] = {}
 
     async def past(self, key: Key) -> Past | None:
-        """This deployment's past (once), or None when it was already asked for."""
-        async with self.lock:
-            if key not in self.tried:
-                todo = [t for t in self.targets() if t.key not in self.tried]
-                self.tried.update(t.key for t in todo)
-                self.tried.add(key)
-                if any(t.key == key for t in todo):
-                    self.found.update(await self.fetch(todo, self.clock()))
+        """This deployment's past (once), or None when it was already asked for, or when no
+        answer came within the deadline."""
+        if key not in self.tried:
+            todo = [t for t in self.targets() if t.key not in self.tried]
+            self.tried.update(t.key for t in todo)
+            self.tried.add(key)
+            keys = {t.key for t in todo}
+            if key in keys:
+                fetching = asyncio.get_running_loop().create_task(self._run(todo))
+                self.pending.update(dict.fromkeys(keys, fetching))
+        task = self.pending.get(key)
+        if task is not None:
+            # Shielded: a tick that gives up (or is cancelled) leaves the others' fetch alone.
+            done, _ = await asyncio.wait([asyncio.shield(task)], timeout=self.deadline)
+            if not done:
+                self.pending.pop(key, None)  # too late: whatever comes is dropped
+                return None
         return self.found.pop(key, None)
+
+    async def _run(self, todo: Sequence[Target]) -> None:
+        pasts: dict[Key, Past] = {}
+        try:
+            pasts = await self.fetch(todo, self.clock())
+        except Exception as error:  # the windows then fill tick by tick, as new ones do
+            log.warning("backfill of %d deployments failed: %s", len(todo), error)
+        finally:
+            me = asyncio.current_task()  # a key forgotten and asked again waits on another
+            waiting = [t.key for t in todo if self.pending.get(t.key) is me]
+            for k in waiting:
+                del self.pending[k]
+        self.found.update((k, pasts[k]) for k in waiting if k in pasts)
 
     def forget(self, key: Key) -> None:
         """A deleted deployment, or a stale window: ask again for this one."""
         self.tried.discard(key)
         self.found.pop(key, None)
+        self.pending.pop(key, None)
 
     def forget_all(self) -> None:
         """Every window went stale (the process was paused): ask again for all, in one batch."""
         self.tried.clear()
         self.found.clear()
+        self.pending.clear()
 
 
 @dataclass

@@ -147,3 +147,47 @@ def test_ticks_late_by_seconds_keep_their_window():
     for now in (10_002.0, 10_020.0, 10_045.0):  # 18 s and 25 s late: over 3 intervals
         assert _tick(rt, known[0].key, now) is window
     assert len(fetch.batches) == 1
+
+
+class HungFetch:
+    """A Prometheus that answers only when released (or never)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self, targets, now: float) -> dict:
+        self.calls += 1
+        await self.release.wait()
+        return {t.key: past(now - 60, 5) for t in targets}
+
+
+def test_a_hung_backfill_costs_each_tick_at_most_the_deadline_and_holds_no_lock():
+    """Before, one lock was held over an unbounded fetch: every first tick queued behind it."""
+    fetch = HungFetch()
+    known = [Target(("ml", f"m{i}"), QUERIES, 0.95, 1.0) for i in range(3)]
+    backfill = Backfill(fetch, lambda: known, clock=lambda: 10_000.0, deadline=0.05)
+
+    async def ticks() -> tuple[list[Past | None], float, Past | None]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pasts = await asyncio.gather(*(backfill.past(t.key) for t in known))
+        waited = loop.time() - started
+        fetch.release.set()  # the answer comes after every waiter gave up
+        await asyncio.sleep(0.01)
+        return pasts, waited, await backfill.past(known[0].key)
+
+    pasts, waited, late = asyncio.run(ticks())
+    assert pasts == [None, None, None] and fetch.calls == 1
+    assert waited < 0.5, "the three waits ran side by side, each bounded by the deadline"
+    assert late is None and not backfill.found, "a late answer is dropped, not kept forever"
+
+
+def test_a_failed_backfill_leaves_the_windows_to_fill_tick_by_tick():
+    async def broken(targets, now: float) -> dict:
+        raise ConnectionError("prometheus unreachable")
+
+    known = [Target(("ml", "m0"), QUERIES, 0.95, 1.0)]
+    backfill = Backfill(broken, lambda: known, clock=lambda: 10_000.0, deadline=1.0)
+    assert asyncio.run(backfill.past(("ml", "m0"))) is None
+    assert not backfill.pending
