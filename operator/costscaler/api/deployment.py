@@ -52,6 +52,24 @@ class LatencySLO(ApiModel):
     )
 
 
+# A whole number of minutes, hours or days ("30m", "24h", "7d"): the units an SLO period is
+# stated in. CEL computes the seconds the same way (`window_seconds`) for the bound rules.
+WINDOW_PATTERN = r"^[1-9][0-9]{0,5}[mhd]$"
+WINDOW_MAX_SECONDS = 90 * 86400
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def window_seconds(window: str) -> int:
+    """Seconds in an SLO window written as `WINDOW_PATTERN` allows ("7d" -> 604800)."""
+    return int(window[:-1]) * _UNIT_SECONDS[window[-1]]
+
+
+def _window_cel(path: str) -> str:
+    """CEL for the seconds of the window string at `path` (mirrors `window_seconds`)."""
+    unit = f"({path}.endsWith('d') ? 86400 : ({path}.endsWith('h') ? 3600 : 60))"
+    return f"int({path}.substring(0, size({path}) - 1)) * {unit}"
+
+
 class SLO(ApiModel):
     """The service level objective the autoscaler must meet at the lowest cost."""
 
@@ -62,6 +80,23 @@ class SLO(ApiModel):
         le=1,
         description="Target share of requests within the latency threshold; a floor on the "
         "demand quantile provisioned for.",
+    )
+    window: str = Field(
+        default="7d",
+        pattern=WINDOW_PATTERN,
+        max_length=7,
+        description="Rolling period the attainment is measured over, e.g. 7d, 24h or 30m "
+        "(at least forecast.windowSeconds, at most 90d): each tick's target follows from the "
+        "error budget this period has left.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"{_window_cel('self.window')} <= {WINDOW_MAX_SECONDS}",
+            message="window must be at most 90d: write e.g. 30d",
+            check=lambda m: window_seconds(m.window) <= WINDOW_MAX_SECONDS,
+            field_path=".window",
+        ),
     )
 
 
@@ -285,6 +320,13 @@ class InferenceDeploymentSpec(ApiModel):
     budget_ref: BudgetRef | None = Field(default=None, description="CostBudget to count against.")
 
     rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"{_window_cel('self.slo.window')} >= self.forecast.windowSeconds",
+            message="slo.window must be at least forecast.windowSeconds: lengthen the window "
+            "(e.g. 7d) or shorten the forecast window",
+            check=lambda m: window_seconds(m.slo.window) >= m.forecast.window_seconds,
+            field_path=".slo.window",
+        ),
         Rule(
             cel="has(self.template) != has(self.targetRef)",
             message="set exactly one of template or targetRef",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from costscaler.api.deployment import InferenceDeploymentSpec
+from costscaler.api.deployment import InferenceDeploymentSpec, window_seconds
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool
 from costscaler.core import cost, hazard
@@ -43,6 +43,7 @@ class Settings:
     min_on_demand: int = 0
     window_s: float = 3600.0
     daily_seasonality: bool = False
+    slo_window_s: float = 7 * 86400.0
 
     @staticmethod
     def from_spec(spec: InferenceDeploymentSpec) -> Settings:
@@ -64,6 +65,7 @@ class Settings:
             min_on_demand=spec.spot.min_on_demand_replicas,
             window_s=float(spec.forecast.window_seconds),
             daily_seasonality=spec.forecast.daily_seasonality,
+            slo_window_s=float(window_seconds(spec.slo.window)),
         )
 
 

@@ -30,6 +30,7 @@ from costscaler.core import (
     billing,
     capacity,
     cost,
+    errorbudget,
     exact,
     fill,
     hazard,
@@ -81,11 +82,16 @@ def step(
     demand = forecast(
         obs.times[window], obs.request_rate[window], pl.horizon_s, pl.settings.daily_seasonality
     )
-    ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
-    prob = problem(pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur)
-    q = allocate.newsvendor_quantile(
-        prob.slo_miss_cost, float(prob.price.min()), pl.settings.attainment
+    # This tick's attainment target: the SLO's, moved by the window's error budget.
+    slo = pl.settings
+    attainment = errorbudget.attainment_target(
+        slo.attainment, slo.slo_window_s, obs.slo_good, obs.slo_total, demand.point
     )
+    ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
+    prob = problem(
+        pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur, attainment
+    )
+    q = allocate.newsvendor_quantile(prob.slo_miss_cost, float(prob.price.min()), attainment)
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
     prob, target, limited, state = optimise(prob, starts, fixed, budget, state)
@@ -100,6 +106,7 @@ def step(
     reason, message, out, short = supply.annotate(pl, state, now, reason, message)
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
+    budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
     return Decision(
         replicas=replicas,
         cost_per_hour=spend,
@@ -122,6 +129,9 @@ def step(
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
         marginal_cost_per_hour=marginal,
         nodes=dict(zip(pl.names, nodes.counts(final, pl.per_node).tolist(), strict=True)),
+        attainment_target=attainment,
+        error_budget_left=budget_so_far.left,
+        burn_rate=budget_so_far.burn_rate,
     )
 
 
@@ -221,10 +231,12 @@ def problem(
     demand: DemandForecast,
     maxima: IntArray | None = None,
     cur: IntArray | None = None,
+    attainment: float | None = None,
 ) -> Problem:
     """The allocation problem with calibrated capacity and learned spot hazards; per-pool
     `maxima` (`_deliverable`; the pools' own by default) and, with the running replicas
-    `cur`, the warm-up a replica started beyond them pays."""
+    `cur`, the warm-up a replica started beyond them pays. `attainment` is this tick's
+    target (`core.errorbudget`; the SLO's by default)."""
     rate = np.array(
         [
             hazard.rate(state.hazard[n]) if pl.spot[i] and n in state.hazard else 0.0
@@ -240,6 +252,7 @@ def problem(
         ]
     )
     s = pl.settings
+    attainment = s.attainment if attainment is None else attainment
     return Problem(
         price=pl.price * (1.0 + exposure),
         spot=pl.spot,
@@ -249,7 +262,7 @@ def problem(
         spot_max_fraction=s.spot_max_fraction,
         min_on_demand=s.min_on_demand,
         slo_miss_cost=s.slo_miss_cost_per_hour,
-        risk_floor=1.0 - s.attainment,
+        risk_floor=1.0 - attainment,
         risk=RiskModel(
             capacity=pl.capacity * state.capacity_scale,
             indep_loss=1.0 - np.exp(-(1.0 - share) * exposure),
@@ -259,7 +272,7 @@ def problem(
             # backlog makes requests late, per unit of overload (`core.risk`).
             grace=s.latency_threshold_s / pl.horizon_s if pl.horizon_s > 0 else math.inf,
         ),
-        floor_demand=demand.quantile(s.attainment),
+        floor_demand=demand.quantile(attainment),
         current=cur,
         start_cost=None if cur is None else pl.price * pl.cold_start_s / max(pl.horizon_s, 1.0),
     )

@@ -50,6 +50,10 @@ class Observations:
     interrupted since the previous sample; `unfulfillable` replicas the cluster cannot place
     (Pending past a grace period, or failed to launch: `core.stock`; only the latest sample
     is read). A pool missing from a mapping counts as zeros.
+    `slo_good` and `slo_total`: requests within the SLO latency threshold and all requests
+    since the start of the rolling SLO window (`spec.slo.window`), as counts; None when
+    unknown (the error budget then leaves the attainment target at the SLO's,
+    `core.errorbudget`).
     Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
     sample is bad data (see `core.validate`); such samples are skipped elsewhere.
     """
@@ -62,6 +66,8 @@ class Observations:
     warming: Mapping[str, FloatArray] = field(default_factory=dict)
     lost: Mapping[str, FloatArray] = field(default_factory=dict)
     unfulfillable: Mapping[str, FloatArray] = field(default_factory=dict)
+    slo_good: float | None = None
+    slo_total: float | None = None
 
     @staticmethod
     def single(
@@ -244,6 +250,12 @@ class Decision:
     have ready until their retry (`core.stock`). `quota_shortfall`: replicas.min minus what
     the eligible pools' maxima hold together (0 when they hold it; reason
     ReplicasMinBeyondQuota otherwise).
+    `attainment_target`: the attainment this tick sized for, from the error budget of the SLO
+    window (`core.errorbudget`; the SLO's own when the counts are unknown, NaN when the
+    engine held without sizing). `error_budget_left`: share of the window's allowed bad
+    requests not yet spent (1 none spent, negative past the target); `burn_rate`: the
+    window's bad share over the allowed one (1 = spending exactly as allowed); both None
+    when the counts are unknown.
     """
 
     replicas: Mapping[str, int]
@@ -266,6 +278,9 @@ class Decision:
     quota_shortfall: int = 0
     marginal_cost_per_hour: float = math.nan
     nodes: Mapping[str, int] = field(default_factory=dict)
+    attainment_target: float = math.nan
+    error_budget_left: float | None = None
+    burn_rate: float | None = None
 
     @property
     def total_replicas(self) -> int:

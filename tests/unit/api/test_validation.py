@@ -78,6 +78,10 @@ BUDGET = ("CostBudget", "team-ml")
         (DEP, "spec.template.spec.shareProcessNamespac", True, "unknown field"),
         (DEP, "spec.template.spec.containers", [_LOTS], "'lots' is not a quantity"),
         (DEP, "spec.template.spec.deep", _NESTED, "spec.template.spec.deep: unknown field"),
+        # Issue 13: the SLO window is a duration within [forecast window, 90d].
+        (DEP, "spec.slo.window", "7 days", "spec.slo.window"),
+        (DEP, "spec.slo.window", "91d", "spec.slo: window must be at most 90d"),
+        (DEP, "spec.slo.window", "30m", "slo.window must be at least forecast.windowSeconds"),
         (DEP, "metadata.name", "n" * 253, "metadata.name must be at most 63 characters"),
         (POOL, "spec.price.hourly", "999999999999.999999", "spec.price.hourly"),
         (ONPREM, "spec.ownership.purchasePrice", "99999999999", "purchasePrice"),
