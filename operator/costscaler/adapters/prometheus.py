@@ -5,7 +5,8 @@ the event loop: prometheus-api-client is synchronous), and returns one `Reading`
 A reading is either usable or says why not (`problem`): the query failed, there is no series,
 more than one series where one was expected, a NaN or Inf value, or samples older than two
 scrape intervals. Zero traffic is data (rate 0), no series is not: the controller never scales
-down on a reading with a problem.
+down on a reading with a problem. The SLO window's request counts are optional: when their
+query fails or its answer is unusable they are unknown (None), and the reading stands.
 
 A hung Prometheus (accepting connections, never answering) must not hold the ticks: a fetch has
 one deadline, shorter than the tick interval, after which its unanswered queries count as
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +27,13 @@ from typing import Any, Protocol
 import requests
 from urllib3.util.retry import Retry
 
-from costscaler.adapters.promql import QuerySet, SeriesLabels, histogram_quantile, share_within
+from costscaler.adapters.promql import (
+    QuerySet,
+    SeriesLabels,
+    count_within,
+    histogram_quantile,
+    share_within,
+)
 
 Key = tuple[str, str]  # (namespace, InferenceDeployment name)
 Series = list[dict[str, Any]]  # Prometheus instant vector: [{"metric": {...}, "value": [t, "v"]}]
@@ -62,6 +68,8 @@ class Reading:
     token_rate: float | None = None
     problem: str | None = None
     message: str = ""
+    slo_good: float | None = None  # requests within the threshold over the SLO window
+    slo_total: float | None = None  # all requests over the SLO window
 
     @property
     def request_rate(self) -> float | None:
@@ -214,7 +222,7 @@ class PrometheusSource:
 
     def _reading(self, t: Target, vectors: dict[str, Grouped], failed: dict[str, str]) -> Reading:
         q = t.queries
-        for text in q.texts():
+        for text in q.required():
             if text in failed:
                 return Reading(problem="QueryFailed", message=f"{text}: {failed[text]}")
         try:
@@ -229,7 +237,33 @@ class PrometheusSource:
         except BadDataError as bad:
             return Reading(problem=bad.reason, message=str(bad))
         token_rate = sum(tokens.values()) if tokens else None
-        return Reading(rates, latency, attainment, token_rate)
+        good, total = self._slo_counts(t, vectors)
+        return Reading(rates, latency, attainment, token_rate, slo_good=good, slo_total=total)
+
+    def _slo_counts(
+        self, t: Target, vectors: dict[str, Grouped]
+    ) -> tuple[float | None, float | None]:
+        """(good, total) requests over the SLO window, or (None, None) when unknown: no
+        counts query, it failed, no series yet, or buckets that are not a histogram."""
+        text = t.queries.slo_counts
+        if text is None or text not in vectors:
+            return None, None
+        try:
+            pairs = self._buckets(t, vectors[text])
+        except BadDataError:
+            return None, None
+        found = count_within(t.threshold_seconds, pairs) if pairs else None
+        return (None, None) if found is None else found
+
+    def _buckets(self, t: Target, vector: Grouped) -> list[tuple[float, float]]:
+        """This deployment's (le, value) pairs; BadDataError on a missing or repeated `le`."""
+        buckets: dict[float, float] = {}
+        for labels, value in self._mine(t.key, vector):
+            le = float(labels.get("le", "nan"))
+            if math.isnan(le) or le in buckets:
+                raise BadDataError("MultipleSeries", "latency buckets: missing or repeated le")
+            buckets[le] = value
+        return list(buckets.items())
 
     def _mine(self, key: Key, vector: Grouped) -> Iterable[tuple[dict[str, str], float]]:
         for sample in [*vector.by_key.get(key, []), *vector.anonymous]:
@@ -252,13 +286,7 @@ class PrometheusSource:
         self, t: Target, vectors: dict[str, Grouped], idle: bool
     ) -> tuple[float | None, float | None]:
         if t.queries.latency_buckets:
-            buckets: dict[float, float] = defaultdict(float)
-            for labels, value in self._mine(t.key, vectors[t.queries.latency_buckets]):
-                le = float(labels.get("le", "nan"))
-                if math.isnan(le) or le in buckets:
-                    raise BadDataError("MultipleSeries", "latency buckets: missing or repeated le")
-                buckets[le] = value
-            pairs = list(buckets.items())
+            pairs = self._buckets(t, vectors[t.queries.latency_buckets])
             return (
                 histogram_quantile(t.quantile, pairs),
                 share_within(t.threshold_seconds, pairs),

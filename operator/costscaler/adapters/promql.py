@@ -6,6 +6,11 @@ serves every deployment whatever its number. The latency histogram is fetched as
 (`sum by (namespace, deployment, le)`) rather than as `histogram_quantile(q, ...)`, because each
 deployment has its own quantile and threshold: the quantile and the share of requests within
 the threshold are computed here from the same buckets, with Prometheus's interpolation.
+
+The SLO window's good and total request counts come from the same histogram: its buckets'
+`increase` over the window (`spec.slo.window`), one query per distinct window for all
+deployments, fetched in the same round. A deployment younger than the window gets what
+Prometheus holds of it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ class QuerySet:
     `request_rate` and `token_rate` are per pool (req/s, tokens/s); `latency_buckets` returns
     cumulative bucket rates with an `le` label, or None when `latency` is a direct query returning
     the SLO quantile in seconds; `freshness` returns seconds since the newest sample per pool, or
-    None when staleness cannot be checked (user queries).
+    None when staleness cannot be checked (user queries). `slo_counts` returns the latency
+    buckets' cumulative request counts over the SLO window (with `le`), or None when there
+    is no histogram (Triton, a user latency query) or no window was asked for; unlike the
+    others it is optional: its failure leaves the counts unknown, not the reading unusable.
     """
 
     request_rate: str
@@ -46,12 +54,18 @@ class QuerySet:
     latency: str | None
     token_rate: str | None
     freshness: str | None
+    slo_counts: str | None = None
 
-    def texts(self) -> list[str]:
-        """Every instant query text of this set (without duplicates, in a stable order)."""
+    def required(self) -> list[str]:
+        """The query texts a usable reading needs (without duplicates, in a stable order)."""
         found = [self.request_rate, self.latency_buckets, self.latency, self.token_rate]
         found.append(self.freshness)
         return list(dict.fromkeys(q for q in found if q))
+
+    def texts(self) -> list[str]:
+        """Every instant query text of this set: the required ones, then `slo_counts`."""
+        optional = [self.slo_counts] if self.slo_counts else []
+        return list(dict.fromkeys([*self.required(), *optional]))
 
 
 @dataclass(frozen=True)
@@ -84,9 +98,14 @@ PRESETS: dict[MetricsPreset, _Preset] = {
 
 
 def build_queries(
-    metrics: Metrics, labels: SeriesLabels, window: str, namespace: str | None = None
+    metrics: Metrics,
+    labels: SeriesLabels,
+    window: str,
+    namespace: str | None = None,
+    slo_window: str | None = None,
 ) -> QuerySet:
-    """The queries for one deployment's `spec.metrics`; `window` is the rate range, e.g. "1m".
+    """The queries for one deployment's `spec.metrics`; `window` is the rate range, e.g. "1m",
+    and `slo_window` the SLO window (`spec.slo.window`, e.g. "7d") the counts cover, if any.
 
     Explicit `requestRate`, `latency` and `tokenRate` override the preset and run scoped to
     `namespace`: every selector gets the namespace matcher (`promql_scope`), so a user reads
@@ -112,11 +131,13 @@ def build_queries(
         return f"sum by ({by}) (rate({counter}[{window}]))"
 
     request_rate = user.get("request_rate") or (rate(preset.requests, by_pool) if preset else "")
-    buckets = latency = None
+    buckets = latency = counts = None
     if "latency" in user:
         latency = user["latency"]
     elif preset and preset.buckets:
         buckets = rate(preset.buckets, f"{by_dep}, le")
+        if slo_window:
+            counts = f"sum by ({by_dep}, le) (increase({preset.buckets}[{slo_window}]))"
     elif preset and preset.latency_mean:
         total, count, scale = preset.latency_mean
         latency = f"({rate(total, by_dep)}) / ({rate(count, by_dep)}) * {scale:g}"
@@ -126,7 +147,7 @@ def build_queries(
     fresh = None
     if preset and not metrics.request_rate:
         fresh = f"time() - max by ({by_pool}) (timestamp({preset.alive}))"
-    return QuerySet(request_rate, buckets, latency, tokens, fresh)
+    return QuerySet(request_rate, buckets, latency, tokens, fresh, counts)
 
 
 def _scoped(query: str, labels: SeriesLabels, namespace: str | None) -> str:
@@ -164,16 +185,35 @@ def share_within(threshold: float, buckets: Sequence[tuple[float, float]]) -> fl
     None when no request was observed. Bucket bounds at the threshold give an exact answer;
     vLLM's default buckets include the usual SLO thresholds (1, 2.5, 5, 10, 15, 20, 30 s...).
     """
-    ordered = sorted(buckets)
-    if not ordered or not math.isinf(ordered[-1][0]) or ordered[-1][1] <= 0:
+    found = count_within(threshold, buckets)
+    if found is None or found[1] <= 0:
         return None
-    total = ordered[-1][1]
+    good, total = found
+    return min(1.0, good / total)
+
+
+def count_within(
+    threshold: float, buckets: Sequence[tuple[float, float]]
+) -> tuple[float, float] | None:
+    """(requests with latency <= `threshold` s, all requests) of a cumulative histogram.
+
+    Buckets are (upper bound `le`, cumulative count or rate) pairs; the total is the `+Inf`
+    bucket. A threshold between two bounds is interpolated linearly inside its bucket (from
+    0 for the first), as `histogram_quantile` assumes requests spread evenly in a bucket; a
+    threshold past the highest finite bound counts only the requests under that bound (the
+    +Inf bucket says nothing of how slow the rest were). None without a `+Inf` bucket;
+    (0, 0) when it counts no request.
+    """
+    ordered = sorted(buckets)
+    if not ordered or not math.isinf(ordered[-1][0]):
+        return None
+    total = max(ordered[-1][1], 0.0)
     lower, below = 0.0, 0.0
     for le, count in ordered:
         if threshold <= le:
             if math.isinf(le):
-                return below / total
+                return min(below, total), total
             fraction = (threshold - lower) / (le - lower) if le > lower else 1.0
-            return min(1.0, (below + (count - below) * fraction) / total)
+            return min(below + (count - below) * fraction, total), total
         lower, below = le, count
-    return 1.0
+    return total, total

@@ -447,6 +447,36 @@ class DecisionRecord(ApiModel):
     )
 
 
+class ErrorBudgetStatus(ApiModel):
+    """The SLO window so far: requests, attainment, the error budget left and its burn rate."""
+
+    window: str = Field(description="The rolling SLO window the counts cover (spec.slo.window).")
+    good_requests: float = Field(ge=0, description="Requests within the latency threshold.")
+    total_requests: float = Field(ge=0, description="All requests in the window so far.")
+    attainment: float | None = Field(
+        default=None, ge=0, le=1, description="Good over total; unset without requests."
+    )
+    remaining: float | None = Field(
+        default=None,
+        le=1,
+        description="Share of the window's allowed bad requests not yet spent: 1 none spent, "
+        "0 at the target, negative past it.",
+    )
+    burn_rate: float | None = Field(
+        default=None,
+        ge=0,
+        description="Bad share over the allowed one (1 - attainment target): 1 spends the "
+        "budget exactly as fast as the SLO allows.",
+    )
+    attainment_target: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The attainment the last decision sized for, moved from spec.slo.attainment "
+        "by the budget left.",
+    )
+
+
 class InferenceDeploymentStatus(ApiModel):
     """What the operator observed and decided."""
 
@@ -461,6 +491,10 @@ class InferenceDeploymentStatus(ApiModel):
     slo_state: str | None = Field(default=None, description="Met, AtRisk, Missed or Unknown.")
     budget_state: str | None = Field(
         default=None, description="WithinBudget, AtRisk, Exceeded or NoBudget."
+    )
+    error_budget: ErrorBudgetStatus | None = Field(
+        default=None,
+        description="The SLO window so far (from the latency histogram); unset while unknown.",
     )
     observed: ObservedLoad | None = Field(default=None, description="Last good observation.")
     cost: CostSummary | None = Field(default=None, description="Cost views.")

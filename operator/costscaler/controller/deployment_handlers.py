@@ -164,3 +164,5 @@ def _export(rt: rt_mod.Runtime, infd: InferenceDeployment, result: Any, usable: 
     m.projected_monthly.labels(ns, name).set(d.cost_per_hour * HOURS_PER_MONTH)
     m.slo_risk.labels(ns, name).set(d.slo_risk)
     m.metrics_available.labels(ns, name).set(1.0 if usable else 0.0)
+    window = result.status.get("errorBudget") or {}
+    m.set_window(ns, name, tuple(window.get(k) for k in ("attainment", "remaining", "burnRate")))

@@ -72,7 +72,7 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
             return {}
         s = infd.spec
         queries = build_queries(
-            s.metrics, settings.series_labels(), settings.rate_window, namespace or ""
+            s.metrics, settings.series_labels(), settings.rate_window, namespace or "", s.slo.window
         )
         quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
         window = s.forecast.window_seconds

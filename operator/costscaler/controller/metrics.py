@@ -31,6 +31,9 @@ class OperatorMetrics:
     projected_monthly: Gauge
     slo_risk: Gauge
     metrics_available: Gauge
+    slo_attainment: Gauge
+    error_budget_remaining: Gauge
+    error_budget_burn_rate: Gauge
     reconcile: Histogram
     query_errors: Counter
     queries: Counter
@@ -88,6 +91,25 @@ class OperatorMetrics:
                 DEP,
                 registry=r,
             ),
+            slo_attainment=Gauge(
+                "costscaler_slo_attainment",
+                "Share of requests within the latency threshold over the SLO window so far.",
+                DEP,
+                registry=r,
+            ),
+            error_budget_remaining=Gauge(
+                "costscaler_error_budget_remaining",
+                "Share of the SLO window's allowed bad requests not yet spent (1 none spent, "
+                "negative past the target).",
+                DEP,
+                registry=r,
+            ),
+            error_budget_burn_rate=Gauge(
+                "costscaler_error_budget_burn_rate",
+                "Bad-request share over the SLO window over the allowed share (1 = as allowed).",
+                DEP,
+                registry=r,
+            ),
             reconcile=Histogram(
                 "costscaler_reconcile_duration_seconds",
                 "Duration of one deployment's tick (observe, decide, apply, record), s.",
@@ -128,12 +150,26 @@ class OperatorMetrics:
             self.marginal_cost_per_hour,
             self.projected_monthly,
             self.slo_risk,
+            *self.window_gauges(),
         ):
             _remove(gauge, namespace, deployment)
         _remove(self.metrics_available, namespace, deployment)
         for pool in pools:
             _remove(self.replicas, namespace, deployment, pool)
             _remove(self.ready, namespace, deployment, pool)
+
+    def window_gauges(self) -> tuple[Gauge, Gauge, Gauge]:
+        """The SLO window's gauges: attainment, budget remaining, burn rate (that order)."""
+        return self.slo_attainment, self.error_budget_remaining, self.error_budget_burn_rate
+
+    def set_window(self, namespace: str, deployment: str, values: tuple[float | None, ...]) -> None:
+        """Set the SLO window's gauges (`window_gauges` order); an unknown value drops its
+        series rather than exporting a stale or made-up figure."""
+        for gauge, value in zip(self.window_gauges(), values, strict=True):
+            if value is None:
+                _remove(gauge, namespace, deployment)
+            else:
+                gauge.labels(namespace, deployment).set(value)
 
 
 def _remove(metric: Gauge, *labels: str) -> None:

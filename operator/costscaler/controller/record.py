@@ -20,7 +20,7 @@ from costscaler.controller.status import (
     replace_patch,
     slo_state,
 )
-from costscaler.core import Decision
+from costscaler.core import Decision, errorbudget
 from costscaler.core.cost import cost_per_million_tokens, cost_per_thousand_requests
 
 if TYPE_CHECKING:
@@ -128,6 +128,33 @@ def _current_cost(d: Decision) -> tuple[float, float]:
     return current.cost_per_hour, current.marginal_cost_per_hour
 
 
+def error_budget(t: TickInput, d: Decision) -> dict[str, Any] | None:
+    """`status.errorBudget`: the SLO window's counts, attainment, budget left and burn rate
+    (`core.errorbudget`), and the target the decision sized for; None while the counts are
+    unknown (no histogram, its query failed, or no series yet)."""
+    slo, r = t.infd.spec.slo, t.reading
+    known = errorbudget.counts(r.slo_good, r.slo_total)
+    if known is None:
+        return None
+    so_far = errorbudget.spent(slo.attainment, *known)
+    out: dict[str, Any] = {
+        "window": slo.window,
+        "goodRequests": round(known[0], 3),
+        "totalRequests": round(known[1], 3),
+        "attainment": _ratio(so_far.attainment),
+        "remaining": _ratio(so_far.left),
+        "burnRate": _ratio(so_far.burn_rate),
+        "attainmentTarget": _ratio(d.attainment_target),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _ratio(value: float | None) -> float | None:
+    """A share or rate for status, to 6 places; None when unknown or not finite (a target of
+    1 burns at an infinite rate with one bad request: left unset rather than written)."""
+    return None if value is None or not math.isfinite(value) else round(value, 6)
+
+
 def status_for(
     t: TickInput, d: Decision, target: dict[str, int], missing: list[str], enforce: bool
 ) -> dict[str, Any]:
@@ -191,6 +218,8 @@ def status_for(
         },
         "engineState": replace_patch(t.status.get("engineState"), d.state.to_dict()),
     }
+    # Status is merge-patched: null removes a window gone unknown, and keys gone from it.
+    status["errorBudget"] = replace_patch(t.status.get("errorBudget"), error_budget(t, d))
     if not r.problem:
         status["observed"] = {
             "time": t.now.isoformat(),

@@ -9,7 +9,7 @@ twice changes nothing the second time. The external systems sit behind the `Actu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from costscaler.adapters.children import (
@@ -106,6 +106,8 @@ async def run_tick(t: TickInput, decide: Decide, kube: Actuator) -> TickResult:
     observations: Observations = t.history.observations(
         has_tokens=t.infd.spec.metrics.token_rate is not None or t.reading.token_rate is not None
     )
+    # The SLO window's counts are this tick's (Prometheus keeps the window, not the history).
+    observations = replace(observations, slo_good=t.reading.slo_good, slo_total=t.reading.slo_total)
     decision = decide(
         t.infd.spec,
         pools,

@@ -222,3 +222,74 @@ def wait_until(check, timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+# Issue 13: the SLO window's counts, from the histogram's increase over the window.
+WEEK = build_queries(Metrics(preset=MetricsPreset.VLLM), LABELS, "1m", slo_window="7d")
+DAY = build_queries(Metrics(preset=MetricsPreset.VLLM), LABELS, "1m", slo_window="24h")
+
+
+def counted(dep: str = "llama", queries=WEEK, scale: float = 1.0) -> dict[str, list[dict]]:
+    answers = healthy(dep=dep)
+    key = {"namespace": "ml", "deployment": dep}
+    answers[queries.slo_counts] = [  # 9,000 under 1 s, 9,900 under 2 s, 10,000 in all
+        sample(9000 * scale, le="1", **key),
+        sample(9900 * scale, le="2", **key),
+        sample(10000 * scale, le="+Inf", **key),
+    ]
+    return answers
+
+
+def test_window_counts_come_from_the_histogram_interpolated_at_the_threshold():
+    source = PrometheusSource(RecordingProm(counted()), LABELS, max_age_seconds=4.0)
+    targets = [Target(("ml", "llama"), WEEK, quantile=0.95, threshold_seconds=1.5)]
+    r = asyncio.run(source.fetch(targets))[0][("ml", "llama")]
+    # 1.5 s is halfway through the (1, 2] bucket: 9,000 + 900 / 2 good.
+    assert (r.problem, r.slo_good, r.slo_total) == (None, 9450.0, 10000.0)
+
+
+def test_one_counts_query_per_window_for_every_deployment():
+    answers: dict[str, list[dict]] = {}
+    for i in range(20):
+        for text, vector in counted(f"d{i}", WEEK if i % 2 else DAY).items():
+            answers[text] = answers.get(text, []) + vector
+    client = RecordingProm(answers)
+    source = PrometheusSource(client, LABELS, max_age_seconds=4.0)
+    targets = [
+        Target(("ml", f"d{i}"), WEEK if i % 2 else DAY, quantile=0.95, threshold_seconds=1.0)
+        for i in range(20)
+    ]
+    readings, report = asyncio.run(source.fetch(targets))
+    assert report.queries == len(client.sent) == 6  # 4 per tick + one per distinct window
+    assert WEEK.slo_counts in client.sent and DAY.slo_counts in client.sent
+    assert {(r.slo_good, r.slo_total) for r in readings.values()} == {(9000.0, 10000.0)}
+
+
+def _keep(answers: dict) -> None:
+    """No change: the counts query itself fails."""
+
+
+@pytest.mark.parametrize(
+    ("spoil", "fail"),
+    [
+        pytest.param(_keep, True, id="query-failed"),
+        pytest.param(lambda a: a.update({WEEK.slo_counts: []}), False, id="no-series-yet"),
+        pytest.param(lambda a: a[WEEK.slo_counts].pop(), False, id="no-inf-bucket"),
+        pytest.param(
+            lambda a: a[WEEK.slo_counts].append(sample(1, namespace="ml", deployment="llama")),
+            False,
+            id="bucket-without-le",
+        ),
+    ],
+)
+def test_unusable_counts_are_unknown_and_the_reading_stands(spoil, fail: bool):
+    answers = counted()
+    spoil(answers)
+    client = RecordingProm(answers, fail={WEEK.slo_counts} if fail else set())
+    source = PrometheusSource(client, LABELS, max_age_seconds=4.0)
+    targets = [Target(("ml", "llama"), WEEK, quantile=0.95, threshold_seconds=1.0)]
+    r, report = asyncio.run(source.fetch(targets))
+    reading = r[("ml", "llama")]
+    assert (reading.problem, reading.request_rate) == (None, 4.0)
+    assert (reading.slo_good, reading.slo_total) == (None, None)
+    assert report.errors == (1 if fail else 0)

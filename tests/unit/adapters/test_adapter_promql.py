@@ -9,6 +9,7 @@ import pytest
 from costscaler.adapters.promql import (
     SeriesLabels,
     build_queries,
+    count_within,
     histogram_quantile,
     share_within,
 )
@@ -93,3 +94,33 @@ def test_label_names_are_configurable():
     labels = SeriesLabels(namespace="kubernetes_namespace", deployment="app", pool="node_pool")
     q = build_queries(Metrics(), labels, "1m")
     assert "by (kubernetes_namespace, app, node_pool)" in q.request_rate
+
+
+@pytest.mark.parametrize(
+    ("threshold", "buckets", "expected"),
+    [
+        pytest.param(2.0, BUCKETS, (30.0, 40.0), id="on-a-bound"),
+        pytest.param(1.5, BUCKETS, (20.0, 40.0), id="interpolated-like-histogram-quantile"),
+        pytest.param(0.5, BUCKETS, (5.0, 40.0), id="first-bucket-from-zero"),
+        pytest.param(10.0, [(5.0, 30.0), (INF, 40.0)], (30.0, 40.0), id="past-the-last-bound"),
+        pytest.param(1.0, [(1.0, 0.0), (INF, 0.0)], (0.0, 0.0), id="no-requests-known"),
+        pytest.param(1.0, [(1.0, 3.0)], None, id="no-inf-bucket"),
+        # increase() extrapolates each bucket: a lower one may pass +Inf by a fraction.
+        pytest.param(1.0, [(1.0, 40.2), (INF, 40.0)], (40.0, 40.0), id="extrapolated-over"),
+    ],
+)
+def test_count_within(threshold: float, buckets, expected):
+    assert count_within(threshold, buckets) == expected
+
+
+def test_window_counts_are_one_query_per_window_grouped_by_deployment():
+    q = build_queries(Metrics(), SeriesLabels(), "1m", "ml", slo_window="7d")
+    assert q.slo_counts == (
+        "sum by (namespace, deployment, le) (increase(vllm:e2e_request_latency_seconds_bucket[7d]))"
+    )
+    assert q.texts() == [*q.required(), q.slo_counts] and q.slo_counts not in q.required()
+    # No histogram, no counts: Triton's mean, or a user latency query.
+    triton = build_queries(Metrics(preset=MetricsPreset.TRITON), SeriesLabels(), "1m", None, "7d")
+    assert triton.slo_counts is None
+    user = Metrics(preset=MetricsPreset.GENERIC, request_rate="r", latency="lat")
+    assert build_queries(user, SeriesLabels(), "1m", "ml", "7d").slo_counts is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -235,3 +236,31 @@ def test_unit_costs_only_with_traffic(pools, rates, tokens, per_1k, per_1m):
     result, _ = tick(obj, pools, [child(obj, pools, SPOT, 2)], FakeEngine({SPOT: 2}), reading)
     cost = result.status["cost"]
     assert (cost.get("per1kRequests"), cost.get("perMillionTokens")) == (per_1k, per_1m)
+
+
+def test_slo_window_counts_reach_the_engine_and_the_status(pools):
+    # Issue 13: the window's counts from the histogram go to the engine, and status shows
+    # attainment so far, the budget left, its burn rate and the target decided on.
+    obj = infd(slo={"latency": {"thresholdSeconds": 15}, "attainment": 0.99, "window": "24h"})
+    engine = FakeEngine({SPOT: 2})
+
+    def decide(*args, **kw):
+        return replace(FakeEngine.__call__(engine, *args, **kw), attainment_target=0.9912)
+
+    counted = replace(GOOD, slo_good=99_700.0, slo_total=100_000.0)
+    result, _ = tick(obj, pools, [], decide, reading=counted)
+    obs = engine.calls[-1]["obs"]
+    assert (obs.slo_good, obs.slo_total) == (99_700.0, 100_000.0)
+    assert result.status["errorBudget"] == {
+        "window": "24h",
+        "goodRequests": 99_700.0,
+        "totalRequests": 100_000.0,
+        "attainment": 0.997,
+        "remaining": 0.7,
+        "burnRate": 0.3,
+        "attainmentTarget": 0.9912,
+    }
+    # Counts gone unknown (the query failed): the merge patch removes the stale window.
+    result, _ = tick(obj, pools, [], engine, status=result.status)
+    assert result.status["errorBudget"] is None
+    assert engine.calls[-1]["obs"].slo_total is None
