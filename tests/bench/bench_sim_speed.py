@@ -77,7 +77,8 @@ def one_run(lineup: Lineup, trace: Trace, policy: str) -> dict[str, float]:
     chosen.decide = tick  # type: ignore[method-assign]
     try:
         w, c = time.perf_counter(), time.process_time()
-        out = simulate(trace, lineup.models, chosen, lineup.costs, seed=SEED)
+        start = lineup.start(trace)
+        out = simulate(trace, lineup.models, chosen, lineup.costs, seed=SEED, start=start)
         wall, cpu = time.perf_counter() - w, time.process_time() - c
     finally:
         engine_policy.decide = timed.inner

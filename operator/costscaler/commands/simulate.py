@@ -1,7 +1,9 @@
 """`costscaler simulate`: replay a trace through costscaler, the baselines and the oracle.
 
 Prints a table (or `--json`: one object per policy) of total cost, cost per 1k requests and
-per 1M tokens, SLO attainment, requests, idle accelerator-hours, scale events and p99.
+per 1M tokens, SLO attainment, requests, idle accelerator-hours, scale events and p99: the
+mean over `--seeds` seeds with its min and max, after `--burn-in`, every policy starting
+from the same allocation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from costscaler.errors import UserError
 from costscaler.sim.budget import SimBudget
 from costscaler.sim.cluster import SpotBursts, SpotReplay
 from costscaler.sim.lineup import ORACLES, POLICIES, Lineup, Settings
-from costscaler.sim.report import as_row, plot, table
+from costscaler.sim.report import plot, spread_table, summarise
 from costscaler.sim.traces import load_spot_trace, load_trace
 
 
@@ -33,6 +35,27 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--scale", type=float, default=1.0, help="multiply the trace's rate")
     p.add_argument("--seed", type=int, default=0, help="seed for arrivals and interruptions")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run seeds --seed .. --seed + N - 1 and report the mean, min and max of each figure",
+    )
+    p.add_argument(
+        "--burn-in",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="replay but leave the first S seconds out of every figure (and the oracle's bound)",
+    )
+    p.add_argument(
+        "--start-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every policy starts from N replicas on the cheapest on-demand pool (default: the "
+        "rated replicas the trace's first minute needs, within spec.replicas)",
+    )
     p.add_argument("--start", type=float, default=0.0, help="start at this second of the trace")
     p.add_argument("--duration", type=float, default=None, help="replay this many seconds")
     p.add_argument("--step", type=float, default=1.0, help="time step in s (at most 1)")
@@ -60,8 +83,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--cold-start",
         action="store_true",
-        help="policies start from nothing: their initial replicas pay the cold start at t=0 "
-        "(default: they serve from t=0, as when taking over a running deployment)",
+        help="the common starting replicas pay their cold start at t=0 (default: they serve "
+        "from t=0, as when every policy takes over the same running deployment)",
     )
     p.add_argument(
         "--rate-window",
@@ -118,19 +141,30 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("hpa_target", "keda_target", "kpa_target"):
         if not 0 < getattr(args, flag) <= 1.5:
             raise UserError(f"--{flag.replace('_', '-')} must be in (0, 1.5]")
+    if args.seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    if args.start_replicas is not None and args.start_replicas < 0:
+        raise UserError("--start-replicas must be 0 or more")
     pools = [r for r in load_manifests(args.pools) if isinstance(r, CapacityPool)]
-    trace = load_trace(
-        args.trace,
-        dt=args.step,
-        scale=args.scale,
-        start_s=args.start,
-        duration_s=args.duration,
-        seed=args.seed,
-    )
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    traces = [
+        load_trace(
+            args.trace,
+            dt=args.step,
+            scale=args.scale,
+            start_s=args.start,
+            duration_s=args.duration,
+            seed=seed,
+        )
+        for seed in seeds
+    ]
+    span_s = traces[0].steps * traces[0].dt
+    if not 0 <= args.burn_in < span_s:
+        raise UserError(f"--burn-in must be >= 0 and shorter than the replay ({span_s:g} s)")
     if args.budget is not None and not args.budget > 0:
         raise UserError("--budget must be a positive amount")
     budget = (
-        SimBudget(args.budget, trace.steps * trace.dt, OnConflict(args.on_conflict))
+        SimBudget(args.budget, span_s, OnConflict(args.on_conflict))
         if args.budget is not None
         else None
     )
@@ -147,17 +181,43 @@ def run(args: argparse.Namespace) -> int:
         rate_window_s=args.rate_window,
         bursts=SpotBursts(args.spot_burst_share, args.spot_burst_size),
         warm_start=not args.cold_start,
+        start_replicas=args.start_replicas,
+        burn_in_s=args.burn_in,
     )
     lineup = Lineup(_deployment(args.file), pools, settings)
-    replays = _replays(args.spot_trace, lineup, trace.steps, trace.dt)
     names = args.policy or list(POLICIES + ORACLES)
-    outcomes = lineup.run(
-        names, trace, seed=args.seed, replays=replays, keep_timeline=bool(args.plot)
-    )
+    runs = []
+    for seed, trace in zip(seeds, traces, strict=True):
+        replays = _replays(args.spot_trace, lineup, trace.steps, trace.dt)
+        keep = bool(args.plot) and seed == seeds[0]
+        runs.append(lineup.run(names, trace, seed=seed, replays=replays, keep_timeline=keep))
     if args.plot:
-        plot(outcomes, trace, lineup.models, args.plot)
+        plot(runs[0], traces[0], lineup.models, args.plot)
+    start = lineup.start(traces[0])
+    meta = {
+        "seeds": seeds,
+        "burn_in_s": args.burn_in,
+        "start": {
+            "pool": lineup.models[lineup.single].name,
+            "replicas": start.replicas[lineup.single],
+            "warm": start.warm,
+        },
+        "scenario": _scenario(args),
+    }
+    rows = summarise(runs, meta)
     if args.json:
-        print(json.dumps([as_row(o) for o in outcomes], indent=2))
+        print(json.dumps(rows, indent=2))
     else:
-        print(table(outcomes))
+        print(f"seeds {seeds[0]}-{seeds[-1]}, burn-in {args.burn_in:g} s: mean (min-max)")
+        print(spread_table(rows))
     return 0
+
+
+def _scenario(args: argparse.Namespace) -> dict[str, Any]:
+    """How the replayed world was set up, named for the JSON output."""
+    return {
+        "spot_burst_share": args.spot_burst_share,
+        "spot_burst_size": args.spot_burst_size,
+        "spot_traces": list(args.spot_trace),
+        "cold_start": args.cold_start,
+    }

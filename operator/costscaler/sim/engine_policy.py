@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from costscaler.api import CapacityPool, InferenceDeploymentSpec
+from costscaler.api.money import to_float
 from costscaler.core import EngineState, Observations
+from costscaler.core.cost import fixed_hourly
 from costscaler.core.engine import decide
 from costscaler.sim.budget import BudgetMeter, SimBudget
 from costscaler.sim.policy import ClusterView
@@ -62,15 +64,27 @@ class CostScaler:
     def _replicas(chosen: Mapping[str, int], view: ClusterView) -> list[int]:
         return [int(chosen.get(p.name, 0)) for p in view.pools]
 
-    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """The engine's decision for the first minute's rate, with nothing running yet."""
-        obs = Observations.single(0.0, first_rate)
-        current = {name: 0 for name in self.pool_names}
-        decision = decide(self._spec, self.pools, obs, current, 0.0)
-        self._state = decision.state
+    def initial(self, view: ClusterView) -> list[int]:
+        """Holds the running replicas: the controller decides at its first tick, with data.
+
+        A budget accrues the held allocation until then: whole nodes at their marginal $/h
+        plus the fixed items, as a decision's `marginal_cost_per_hour` counts them.
+        """
         if self._meter:
-            self._meter.applied(decision.marginal_cost_per_hour)  # budgets hold marginal
-        return self._replicas(decision.replicas, view)
+            nodes = sum(
+                -(-n // p.replicas_per_node)
+                * p.replicas_per_node
+                * (
+                    p.replica_cost_per_hour
+                    if p.marginal_cost_per_hour is None
+                    else p.marginal_cost_per_hour
+                )
+                for n, p in zip(view.desired, view.pools, strict=True)
+            )
+            cm = self.spec.cost_model
+            fixed = sum(to_float(item.amount) for item in cm.fixed_monthly)
+            self._meter.applied(nodes + fixed_hourly(fixed, to_float(cm.storage_monthly)))
+        return list(view.desired)
 
     def _sample(self, view: ClusterView) -> None:
         cols = self._columns(view)

@@ -100,11 +100,10 @@ class HPA:
     def _target(self, view: ClusterView) -> float:
         return self.utilisation * view.pools[self.pool].capacity_rps
 
-    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """Sized as the HPA would settle on the first minute's load (and remembered so)."""
-        n = max(self.behavior.min_replicas, math.ceil(first_rate / self._target(view)))
-        self.behavior.recommendations.append((view.now_s, n))
-        return one_pool(view.pools, self.pool, n)
+    def initial(self, view: ClusterView) -> list[int]:
+        """Holds the running replicas; a new HPA's history starts with them (horizontal.go)."""
+        self.behavior.recommendations.append((view.now_s, view.desired[self.pool]))
+        return list(view.desired)
 
     def decide(self, view: ClusterView) -> list[int]:
         """One HPA sync."""
@@ -140,11 +139,10 @@ class KEDA:
         self._polled = -math.inf
         self._last_active = 0.0
 
-    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """Sized as KEDA's HPA would settle on the first minute's load (and remembered so)."""
-        n = max(self.behavior.min_replicas, math.ceil(first_rate / self.threshold_rps))
-        self.behavior.recommendations.append((view.now_s, n))
-        return one_pool(view.pools, self.pool, n)
+    def initial(self, view: ClusterView) -> list[int]:
+        """Holds the running replicas; its HPA's history starts with them (horizontal.go)."""
+        self.behavior.recommendations.append((view.now_s, view.desired[self.pool]))
+        return list(view.desired)
 
     def decide(self, view: ClusterView) -> list[int]:
         """One HPA sync reading KEDA's value; activation and cooldown at each poll."""

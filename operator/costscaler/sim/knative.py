@@ -46,12 +46,9 @@ class KPA:
         pool = view.pools[self.pool]
         return self.utilisation * pool.capacity_rps * max(pool.service_s, view.dt)
 
-    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """Sized as the KPA's stable window would settle on the first minute's load."""
-        pool = view.pools[self.pool]
-        in_system = first_rate * max(pool.service_s, view.dt)
-        n = max(self.min_replicas, math.ceil(in_system / self._target(view)))
-        return one_pool(view.pools, self.pool, min(self.max_replicas, n))
+    def initial(self, view: ClusterView) -> list[int]:
+        """Holds the running pods until the first tick (no concurrency reported yet)."""
+        return list(view.desired)
 
     def desired(self, now: float, ready: int, stable: float, panic: float, target: float) -> int:
         """The KPA's pod count for one tick, before min/max scale and the zero grace."""

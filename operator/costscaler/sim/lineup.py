@@ -10,6 +10,7 @@ attainment of the first single-pool policy run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from costscaler.api import CapacityPool, InferenceDeployment
@@ -27,7 +28,7 @@ from costscaler.sim.pools import (
     fixed_cost_per_hour,
     pool_models,
 )
-from costscaler.sim.run import Costs, Outcome, simulate
+from costscaler.sim.run import Costs, Outcome, Start, burn_in_steps, simulate
 from costscaler.sim.static import Static, peak_rate
 from costscaler.sim.traces import Trace
 
@@ -51,8 +52,11 @@ class Settings:
     Baseline targets: utilisation of rated capacity (HPA, KPA) and KEDA's per-replica
     threshold as a share of rated capacity. `rate_window_s`: the range of the request-rate
     query costscaler, HPA and KEDA read (bursts shorter than it are averaged away; KPA keeps
-    its own 6 s / 60 s windows). `bursts`: correlated spot losses. `warm_start`: policies
-    start with their initial replicas serving (else they pay the cold start at t=0).
+    its own 6 s / 60 s windows). `bursts`: correlated spot losses. Every policy starts from
+    the same allocation (`Lineup.start`): `start_replicas` on the cheapest on-demand pool (None:
+    enough rated replicas for the trace's first minute, within the deployment's bounds),
+    serving at once when `warm_start`, else paying their cold start at t=0. `burn_in_s`:
+    seconds left out of every total (the oracle bounds the rest of the trace).
     """
 
     hpa_utilisation: float = 0.7
@@ -62,6 +66,8 @@ class Settings:
     rate_window_s: float = RATE_WINDOW_S
     bursts: SpotBursts = field(default_factory=SpotBursts)
     warm_start: bool = True
+    start_replicas: int | None = None
+    burn_in_s: float = 0.0
 
 
 @dataclass
@@ -82,6 +88,25 @@ class Lineup:
             egress_per_request=egress_cost_per_request(self.deployment),
             mean_output_tokens=spec.workload.mean_output_tokens,
         )
+
+    def start(self, trace: Trace) -> Start:
+        """The allocation every policy starts from: replicas on the cheapest on-demand pool.
+
+        `Settings.start_replicas`, or by default the rated replicas the trace's first minute
+        needs, clamped to the deployment's bounds: one count for every policy, so none starts
+        with more warm capacity than another.
+        """
+        spec = self.deployment.spec
+        n = self.settings.start_replicas
+        if n is None:
+            first = trace.arrivals[: max(1, round(60 / trace.dt))]
+            rate = float(first.sum()) / (first.size * trace.dt)
+            n = math.ceil(rate / self.models[self.single].capacity_rps - 1e-9)
+        n = max(spec.replicas.min, min(spec.replicas.max, n))
+        cap = self.models[self.single].max_replicas
+        n = n if cap is None else min(n, cap)
+        replicas = tuple(n if i == self.single else 0 for i in range(len(self.models)))
+        return Start(replicas, self.settings.warm_start)
 
     def policy(self, name: str, trace: Trace) -> Policy:
         """A fresh policy by name (policies keep state, so one per run)."""
@@ -124,10 +149,11 @@ class Lineup:
                 self.models,
                 self.policy(n, trace),
                 self.costs,
+                start=self.start(trace),
                 seed=seed,
                 replays=replays,
                 bursts=self.settings.bursts,
-                warm_start=self.settings.warm_start,
+                burn_in_s=self.settings.burn_in_s,
                 keep_timeline=keep_timeline,
             )
             for n in names
@@ -148,7 +174,12 @@ class Lineup:
         return out
 
     def oracle(self, name: str, trace: Trace, pools: list[PoolModel], attainment: float) -> Outcome:
-        """The oracle's bound as an outcome row (no latency or scale events: it is a bound)."""
+        """The oracle's bound as an outcome row (no latency or scale events: it is a bound).
+
+        It bounds the trace after the burn-in: whatever a policy ran before, its schedule
+        from then on satisfies the bound's constraints over that stretch.
+        """
+        trace = trace.after(burn_in_steps(self.settings.burn_in_s, trace.dt, trace.steps))
         limits = self.deployment.spec.spot
         spot = SpotLimits(limits.max_fraction, limits.min_on_demand_replicas)
         bound = lower_bound(

@@ -118,12 +118,12 @@ class Policy(Protocol):
     name: str
     interval_s: float
 
-    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """Replicas at the start of the run (`first_rate`: req/s of the first minute).
+    def initial(self, view: ClusterView) -> list[int]:
+        """Desired replicas per pool at step 0, taking over `view.desired` with no metrics yet.
 
-        Sized the policy's own way. By default they serve at once (a policy taking over a
-        running deployment), so start-up cold starts do not dominate short traces; with
-        `simulate(warm_start=False)` (`--cold-start`) every policy pays its own at t=0.
+        Every policy of a comparison starts from the same allocation (`run.Start`); an
+        autoscaler that reacts to load holds it until its first tick, a static plan asks for
+        its own count at once.
         """
         ...
 

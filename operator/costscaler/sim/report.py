@@ -46,6 +46,32 @@ def as_row(outcome: Outcome) -> dict[str, Any]:
     return row
 
 
+NUMBERS = (*COLUMNS[1:], "replica_cost", "marginal_cost")  # the keys averaged over seeds
+
+
+def summarise(runs: list[list[Outcome]], meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per policy over several seeds' runs: the mean of each number, its spread.
+
+    `runs[i]` holds seed i's outcomes; rows follow the first seed's order. Each row has the
+    `as_row` keys as means over the seeds where the value is defined (null where none is),
+    `min` and `max` objects with the same keys, and `meta` (seeds, burn-in, scenario).
+    """
+    names = [o.policy for o in runs[0]]
+    out = []
+    for name in names:
+        rows = [as_row(o) for run in runs for o in run if o.policy == name]
+        row: dict[str, Any] = {"policy": name}
+        low: dict[str, Any] = {}
+        high: dict[str, Any] = {}
+        for key in NUMBERS:
+            values = [r[key] for r in rows if r[key] is not None]
+            row[key] = sum(values) / len(values) if values else None
+            low[key] = min(values) if values else None
+            high[key] = max(values) if values else None
+        out.append({**row, "min": low, "max": high, **meta})
+    return out
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -58,10 +84,24 @@ def _cell(value: Any) -> str:
 
 def table(outcomes: list[Outcome]) -> str:
     """A markdown table of the outcomes (money in $, latency in s)."""
+    return spread_table([as_row(o) for o in outcomes])
+
+
+def _spread(row: dict[str, Any], key: str) -> str:
+    """`mean (min-max)` when the seeds differ, else the one value."""
+    value = _cell(row[key])
+    low, high = row.get("min", {}).get(key), row.get("max", {}).get(key)
+    if key == "policy" or low is None or high is None or low == high:
+        return value
+    return f"{value} ({_cell(low)}-{_cell(high)})"
+
+
+def spread_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of rows from `as_row` or `summarise` (mean (min-max) over seeds)."""
     head = "| " + " | ".join(COLUMNS) + " |"
     rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    rows = ["| " + " | ".join(_cell(as_row(o)[k]) for k in COLUMNS) + " |" for o in outcomes]
-    return "\n".join([head, rule, *rows])
+    body = ["| " + " | ".join(_spread(r, k) for k in COLUMNS) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
 
 
 def _minutes(values: NDArray[np.float64], per: int) -> NDArray[np.float64]:

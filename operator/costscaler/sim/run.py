@@ -37,7 +37,8 @@ class Costs:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Per-step series of a run, for plots: replicas per pool and cost so far ($)."""
+    """Per-step series of a run, for plots: replicas per pool and cost so far ($, from the
+    end of the burn-in)."""
 
     ready: NDArray[np.int64]
     held: NDArray[np.int64]
@@ -99,37 +100,71 @@ def p99(
     return float(EDGES_S[i]) if i < EDGES_S.size and math.isfinite(EDGES_S[i]) else None
 
 
+@dataclass(frozen=True)
+class Start:
+    """The allocation every policy of a comparison starts from, and whether it serves at once.
+
+    `replicas[p]` per pool; `warm`: they serve from step 0 (an autoscaler taking over a
+    running deployment); otherwise they are requested at step 0 and pay their cold start, as
+    for a deployment launched when the trace begins. The same for every policy, so none gets
+    a head start sized on the trace's first minute.
+    """
+
+    replicas: tuple[int, ...]
+    warm: bool = True
+
+
 def simulate(
     trace: Trace,
     pools: list[PoolModel],
     policy: Policy,
     costs: Costs,
     *,
+    start: Start | None = None,
     seed: int = 0,
     replays: dict[int, SpotReplay] | None = None,
     bursts: SpotBursts | None = None,
-    warm_start: bool = True,
+    burn_in_s: float = 0.0,
     keep_timeline: bool = False,
 ) -> Outcome:
-    """Replay `trace` through `policy` on `pools`; deterministic for a given `seed`.
+    """Replay `trace` through `policy` on `pools` from `start`; deterministic for a `seed`.
 
-    `warm_start`: the policy's initial replicas serve from step 0 (an autoscaler taking over
-    a running deployment); otherwise they are requested at step 0 and pay their cold start,
-    as for a deployment launched when the trace begins.
+    The policy takes over `start` (None: nothing running) at step 0 without metrics
+    (`Policy.initial`) and decides every `interval_s` after. `burn_in_s`: the first seconds
+    are replayed but left out of every total (cost, attainment, requests, idle hours,
+    events, latency).
     """
     n, dt = trace.steps, trace.dt
+    start = start or Start(tuple(0 for _ in pools))
+    if len(start.replicas) != len(pools):
+        raise ValueError(f"start.replicas has {len(start.replicas)} pools, expected {len(pools)}")
+    burn = burn_in_steps(burn_in_s, dt, n)
     twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}), bursts or SpotBursts())
     rec = Record(trace.arrivals, trace.output_tokens, pools, costs.threshold_s, dt, VIEW_EDGES_S)
-    first = trace.arrivals[: max(1, round(60 / dt))]
-    initial = policy.initial(_view(rec, twin, 0), float(first.sum() / (first.size * dt)))
-    twin.start(initial, warm=warm_start)
+    twin.start(list(start.replicas), warm=start.warm)
+    first = policy.initial(_view(rec, twin, 0))
+    if first != twin.desired:
+        twin.set_desired(0, first)
+    events = 0
     interval = max(1, round(policy.interval_s / dt)) if math.isfinite(policy.interval_s) else n
     for t in range(0, n, interval):
         if t > 0:
+            before = twin.scale_events
             twin.set_desired(t, policy.decide(_view(rec, twin, t)))
+            events += twin.scale_events - before if t >= burn else 0
         rec.store(t, *twin.advance(t, min(n, t + interval)))
     rec.sync(n)
-    return _outcome(policy.name, trace, pools, costs, twin.scale_events, rec, keep_timeline)
+    return _outcome(policy.name, trace, pools, costs, events, rec, burn, keep_timeline)
+
+
+def burn_in_steps(burn_in_s: float, dt: float, steps: int) -> int:
+    """Steps left out of the totals for a burn-in of `burn_in_s` seconds (checked)."""
+    burn = math.ceil(burn_in_s / dt - 1e-9)
+    if burn_in_s < 0 or burn >= steps:
+        raise ValueError(
+            f"burn-in {burn_in_s} s must be >= 0 and shorter than the trace ({steps * dt} s)"
+        )
+    return burn
 
 
 def _outcome(
@@ -139,12 +174,21 @@ def _outcome(
     costs: Costs,
     scale_events: int,
     rec: Record,
+    burn: int,
     keep_timeline: bool,
 ) -> Outcome:
-    """Totals of a run: TCO, per-unit costs, attainment, idle accelerator-hours, p99."""
-    ready, held, cap, svc, queue = rec.ready, rec.held, rec.capacity, rec.service_s, rec.queue
+    """Totals of a run from step `burn` on: TCO, per-unit costs, attainment, idle
+    accelerator-hours, p99."""
+    part = slice(burn, None)
+    ready, held, cap, svc = (
+        rec.ready[:, part],
+        rec.held[:, part],
+        rec.capacity[part],
+        rec.service_s[part],
+    )
+    queue = service.ServiceResult(*(getattr(rec.queue, f)[part] for f in service.FIELDS))
     served = queue.served
-    dt, requests = trace.dt, float(trace.arrivals.sum())
+    dt, requests = trace.dt, float(trace.arrivals[part].sum())
     # Whole nodes bill from their first replica: replicas pack onto ceil(held / k) nodes.
     per_node = np.array([[p.replicas_per_node] for p in pools], dtype=np.int64)
     nodes = -(-held // per_node)
@@ -164,13 +208,15 @@ def _outcome(
     slots = nodes * per_node  # a paid node's empty slots idle their accelerators too
     idle = float(((acc @ slots) * dt - busy).sum() / 3600)
     tokens = (
-        float(trace.output_tokens.sum())
+        float(trace.output_tokens[part].sum())
         if trace.output_tokens is not None
         else requests * costs.mean_output_tokens
         if costs.mean_output_tokens
         else None
     )
-    timeline = Timeline(ready, held, np.cumsum(step_cost)) if keep_timeline else None
+    # The cost so far counts from the end of the burn-in, as the totals do.
+    spent = np.concatenate((np.zeros(burn), np.cumsum(step_cost)))
+    timeline = Timeline(rec.ready, rec.held, spent) if keep_timeline else None
     return Outcome(
         policy=name,
         total_cost=total,

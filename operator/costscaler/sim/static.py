@@ -2,7 +2,7 @@
 
 The peak is the highest arrival rate over any `peak_window_s` window (1 minute by default:
 per-second Poisson noise is absorbed by the queue, a minute-long surge is not). Static is
-told the trace up front; it never changes its count.
+told the trace up front; it asks for its count at step 0 and never changes it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class Static:
         """Enough replicas of rated capacity for the peak rate."""
         return Static(pool, max(min_replicas, 1, math.ceil(peak_rps / capacity_rps - 1e-9)))
 
-    def initial(self, view: ClusterView, first_rate: float) -> list[int]:
-        """The fixed count, serving from the start."""
+    def initial(self, view: ClusterView) -> list[int]:
+        """The fixed count, asked for at once."""
         return one_pool(view.pools, self.pool, self.replicas)
 
     def decide(self, view: ClusterView) -> list[int]:

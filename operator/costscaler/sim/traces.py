@@ -47,6 +47,13 @@ class Trace:
         """Number of steps."""
         return int(self.arrivals.size)
 
+    def after(self, steps: int) -> Trace:
+        """The trace from step `steps` on (a burn-in cut off)."""
+        tokens = None if self.output_tokens is None else self.output_tokens[steps:]
+        return Trace(
+            self.name, self.dt, self.start_s + steps * self.dt, self.arrivals[steps:], tokens
+        )
+
 
 @dataclass(frozen=True)
 class SpotTrace:

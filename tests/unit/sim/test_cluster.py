@@ -20,7 +20,7 @@ class Fixed:
     def __init__(self, start: list[int], later: list[int], interval_s: float = 1.0) -> None:
         self.start, self.later, self.interval_s = start, later, interval_s
 
-    def initial(self, view, first_rate):
+    def initial(self, view):
         return list(self.start)
 
     def decide(self, view):

@@ -38,7 +38,10 @@ def test_spot_pools_without_capacity_are_left_within_a_tick(lineup):
     arrivals = np.random.default_rng(3).poisson(20.0, 3600).astype(float)
     replays = dict.fromkeys(spot, SpotReplay.from_trace(NEVER, arrivals.size, 1.0))
     policy = lineup.policy("costscaler", trace(arrivals))
-    out = simulate(trace(arrivals), lineup.models, policy, lineup.costs, seed=1, replays=replays)
+    start = lineup.start(trace(arrivals))
+    out = simulate(
+        trace(arrivals), lineup.models, policy, lineup.costs, start=start, seed=1, replays=replays
+    )
     assert out.slo_attainment >= 0.85
     state = policy._state
     assert state is not None and state.stockouts  # the back-off clocks live in the state

@@ -11,7 +11,7 @@ from sim_helpers import pool, trace
 from costscaler.core import hazard
 from costscaler.sim.cluster import ClusterTwin, SpotBursts
 from costscaler.sim.lineup import Lineup, Settings
-from costscaler.sim.run import Costs, simulate
+from costscaler.sim.run import Costs, Start, simulate
 from costscaler.sim.static import Static
 
 
@@ -86,10 +86,11 @@ def test_the_default_burst_share_is_the_pools_own():
 def test_cold_start_pays_the_initial_replicas_warm_up():
     p = pool(node_cold_s=40, load_s=20)
     arrivals = np.full(600, 5.0)
-    warm = simulate(trace(arrivals), [p], Static(0, 2), Costs(10.0), keep_timeline=True)
-    cold = simulate(
-        trace(arrivals), [p], Static(0, 2), Costs(10.0), warm_start=False, keep_timeline=True
-    )
+    runs = [
+        simulate(trace(arrivals), [p], Static(0, 2), Costs(10.0), start=start, keep_timeline=True)
+        for start in (Start((2,), warm=True), Start((2,), warm=False))
+    ]
+    warm, cold = runs
     assert warm.timeline is not None and cold.timeline is not None
     assert warm.timeline.ready[0, 0] == 2
     assert cold.timeline.ready[0, 59] == 0 and cold.timeline.ready[0, 60] == 2

@@ -115,3 +115,59 @@ def test_scenario_flags_are_checked(capsys, trace_file, flag, value, message):
     step = ["--step", "1"] if flag == "--rate-window" else []
     assert main([*cmd, *step, flag, value]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_seeds_report_the_mean_and_spread_and_name_the_setup(capsys, trace_file):
+    args = ("--trace", str(trace_file), "--policy", "costscaler", "--policy", "hpa")
+    rows = run_json(capsys, *args, "--seed", "4", "--seeds", "3", "--burn-in", "120")
+    singles = [run_json(capsys, *args, "--seed", str(s), "--burn-in", "120") for s in (4, 5, 6)]
+    for i, row in enumerate(rows):
+        costs = [run[i]["total_cost"] for run in singles]
+        assert row["total_cost"] == pytest.approx(sum(costs) / 3, rel=1e-12)
+        assert row["min"]["total_cost"] == min(costs) and row["max"]["total_cost"] == max(costs)
+        assert row["seeds"] == [4, 5, 6] and row["burn_in_s"] == 120
+        assert row["start"]["pool"] == "g5-xlarge-a10g-ondemand" and row["start"]["warm"]
+        assert "scenario" in row
+    table = run_table(capsys, *args, "--seeds", "2")
+    assert "seeds 0-1" in table and " (" in table  # mean (min-max)
+
+
+def test_burn_in_leaves_the_first_seconds_out_of_every_figure(capsys, trace_file):
+    args = ("--trace", str(trace_file), "--policy", "static", "--policy", "oracle")
+    full = run_json(capsys, *args)
+    cut = run_json(capsys, *args, "--burn-in", "300")
+    assert cut[0]["requests"] < full[0]["requests"]
+    # static holds one count from step 0: its cost counts 600 of the 900 s
+    assert cut[0]["replica_cost"] == pytest.approx(full[0]["replica_cost"] * 600 / 900, rel=1e-9)
+    assert cut[1]["requests"] == cut[0]["requests"]  # the oracle bounds the same stretch
+    assert cut[1]["total_cost"] <= cut[0]["total_cost"]
+
+
+def test_every_policy_starts_from_the_same_allocation(lineup, trace_file):
+    from costscaler.sim.traces import load_trace
+
+    trace = load_trace(trace_file)
+    start = lineup.start(trace)
+    runs = lineup.run(["costscaler", "hpa", "keda", "kpa", "static"], trace, keep_timeline=True)
+    for out in runs:
+        assert out.timeline is not None
+        assert tuple(out.timeline.ready[:, 0]) == start.replicas, out.policy
+
+
+def run_table(capsys, *args: str) -> str:
+    assert main(["simulate", "-f", str(DEPLOYMENT), "-p", str(POOLS), *args]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--seeds", "0", "--seeds"),
+        ("--burn-in", "900", "--burn-in"),
+        ("--burn-in", "-1", "--burn-in"),
+    ],
+)
+def test_seed_and_burn_in_flags_are_checked(capsys, trace_file, flag, value, message):
+    cmd = ["simulate", "-f", str(DEPLOYMENT), "-p", str(POOLS), "--trace", str(trace_file)]
+    assert main([*cmd, flag, value]) == 2
+    assert message in capsys.readouterr().err
