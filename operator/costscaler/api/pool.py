@@ -161,6 +161,100 @@ class PoolLimits(ApiModel):
     )
 
 
+class NodePoolMode(StrEnum):
+    """Who owns the Karpenter NodePool that launches the pool's nodes."""
+
+    MANAGED = "Managed"
+    REFERENCE = "Reference"
+
+
+DURATION_PATTERN = r"^([0-9]+(s|m|h))+$"
+BUDGET_PATTERN = r"^((100|[0-9]{1,2})%|[0-9]+)$"
+
+
+class NodeClassRef(ApiModel):
+    """The provider's node class a Managed NodePool launches with (AMI, subnets, roles)."""
+
+    group: str = Field(
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="API group of the node class, e.g. karpenter.k8s.aws (EC2NodeClass) or "
+        "karpenter.kwok.sh (KWOKNodeClass, the local cluster).",
+    )
+    kind: str = Field(
+        max_length=63,
+        pattern=r"^[A-Z][A-Za-z0-9]*$",
+        description="Kind of the node class, e.g. EC2NodeClass.",
+    )
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the node class, e.g. default."
+    )
+
+
+class NodePoolSettings(ApiModel):
+    """The Karpenter NodePool behind this pool. Managed: costscaler creates and updates a
+    NodePool named `name` (default: the CapacityPool's name) and owns it: its requirements are
+    node.kubernetes.io/instance-type In [instanceType], karpenter.sh/capacity-type In
+    [on-demand or spot, from capacityType], topology.kubernetes.io/zone In zones (when set)
+    and every placement.nodeSelector entry (In [value]); its template labels carry
+    costscaler.dev/pool=<pool>; its taints are the placement tolerations that name a key
+    (effect NoSchedule when unset); limits.nodes is limits.maxNodes; disruption consolidates
+    empty or underused nodes after consolidateAfter, at most disruptionBudget nodes at once.
+    Deleting the CapacityPool drains its replicas, then deletes the NodePool. Reference: names
+    an existing NodePool that costscaler reads (status, nodes) and never writes. Unset: the
+    pool is the nodes that match its placement, as they are."""
+
+    mode: NodePoolMode = Field(
+        description="Managed (costscaler owns the NodePool) or Reference (read-only)."
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=63,
+        description="NodePool name. Reference: required, the existing NodePool. Managed: "
+        "defaults to the CapacityPool's name.",
+    )
+    node_class_ref: NodeClassRef | None = Field(
+        default=None, description="Managed only, required: the node class to launch with."
+    )
+    zones: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Managed: zones the nodes may launch in (topology.kubernetes.io/zone); "
+        "empty allows every zone the provider offers.",
+    )
+    consolidate_after: str = Field(
+        default="30s",
+        pattern=DURATION_PATTERN,
+        max_length=16,
+        description="Managed: how long a node stays empty or underused before Karpenter "
+        "consolidates it, e.g. 30s or 5m.",
+    )
+    disruption_budget: str = Field(
+        default="10%",
+        pattern=BUDGET_PATTERN,
+        max_length=4,
+        description="Managed: nodes Karpenter may disrupt at once, a count or a percentage "
+        "(disruption.budgets[0].nodes).",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.mode != 'Reference' || has(self.name)",
+            message="name is required when mode is Reference: the existing NodePool to read",
+            check=lambda m: m.mode != NodePoolMode.REFERENCE or m.name is not None,
+            field_path=".name",
+        ),
+        Rule(
+            cel="(self.mode == 'Managed') == has(self.nodeClassRef)",
+            message="nodeClassRef is required when mode is Managed, and must be omitted when "
+            "mode is Reference",
+            check=lambda m: (m.mode == NodePoolMode.MANAGED) == (m.node_class_ref is not None),
+            field_path=".nodeClassRef",
+        ),
+    )
+
+
 class CapacityPoolSpec(ApiModel):
     """A class of capacity: accelerator, pricing model, interruption risk, cold start, placement."""
 
@@ -184,6 +278,11 @@ class CapacityPoolSpec(ApiModel):
     cold_start: ColdStart = Field(default_factory=ColdStart, description="Node cold start.")
     placement: Placement = Field(default_factory=Placement, description="Pod placement.")
     limits: PoolLimits = Field(default_factory=PoolLimits, description="Quotas.")
+    node_pool: NodePoolSettings | None = Field(
+        default=None,
+        description="The Karpenter NodePool that launches the pool's nodes (Managed or "
+        "Reference); unset: the pool is the existing nodes matching its placement.",
+    )
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -217,6 +316,18 @@ class CapacityPoolSpec(ApiModel):
                 m.capacity_type == CapacityType.SPOT or m.interruption.rate_per_hour == 0
             ),
             field_path=".interruption.ratePerHour",
+        ),
+        Rule(
+            cel="!has(self.nodePool) || self.nodePool.mode != 'Managed' || "
+            "(has(self.instanceType) && self.capacityType in ['OnDemand', 'Spot'])",
+            message="a Managed nodePool needs instanceType and capacityType OnDemand or Spot "
+            "(owned nodes are not launched): set instanceType, or use mode Reference",
+            check=lambda m: (
+                m.node_pool is None
+                or m.node_pool.mode != NodePoolMode.MANAGED
+                or (m.instance_type is not None and m.capacity_type in CLOUD_PRICED)
+            ),
+            field_path=".nodePool.mode",
         ),
     )
 

@@ -43,6 +43,7 @@ _NESTED: dict[str, Any] = {}
 _node = _NESTED
 for _ in range(200):  # deep enough to be hostile, shallow enough for the YAML dumper
     _node = _node.setdefault("a", {})
+_NC = {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}
 POOL = ("CapacityPool", "g6-xlarge-l4-spot")
 ONPREM = ("CapacityPool", "onprem-h100")
 DEP = ("InferenceDeployment", "llama-3-1-8b")
@@ -94,6 +95,17 @@ BUDGET = ("CostBudget", "team-ml")
         (ONPREM, "spec.capacityType", "Reserved", "commitment is required when capacityType"),
         (ONPREM, "spec.commitment", {"count": 2, "termMonths": 12}, "commitment is required"),
         (ONPREM, "spec.commitment", {"count": 0, "termMonths": 12}, "spec.commitment.count"),
+        # Issue 16: a NodePool behind the pool, Managed or Reference.
+        (POOL, "spec.nodePool", {"mode": "Reference"}, "name is required when mode is Reference"),
+        (POOL, "spec.nodePool", {"mode": "Managed"}, "nodeClassRef is required when mode is"),
+        (POOL, "spec.nodePool", {"mode": "Owned"}, "spec.nodePool.mode"),
+        (ONPREM, "spec.nodePool", {"mode": "Managed", "nodeClassRef": _NC}, "needs instanceType"),
+        (
+            POOL,
+            "spec.nodePool",
+            {"mode": "Managed", "nodeClassRef": _NC, "consolidateAfter": "1d"},
+            "spec.nodePool.consolidateAfter",
+        ),
         (BUDGET, "spec.alertThresholds", [0.8, 0.5], "alertThresholds must be ascending"),
         (BUDGET, "spec.alertThresholds", [0.5, 2.5], "spec.alertThresholds[1]"),
         (BUDGET, "spec.period", "Hourly", "spec.period"),

@@ -1,0 +1,123 @@
+"""A Managed CapacityPool maps to the NodePool it owns; claims that cannot launch are seen."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from costscaler.adapters import karpenter
+from costscaler.api import CapacityPool, load_manifests
+
+ROOT = Path(__file__).resolve().parents[3]
+POOLS = {
+    m.metadata.name: m
+    for m in load_manifests(ROOT / "examples" / "pools")
+    if isinstance(m, CapacityPool)
+}
+NODE_CLASS = {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}
+
+
+def _managed(pool_name: str, **node_pool: Any) -> CapacityPool:
+    raw = POOLS[pool_name].model_dump(by_alias=True, exclude_none=True)
+    raw["spec"]["nodePool"] = {"mode": "Managed", "nodeClassRef": NODE_CLASS, **node_pool}
+    return CapacityPool.model_validate(copy.deepcopy(raw))
+
+
+def _reqs(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    return {r["key"]: r["values"] for r in manifest["spec"]["template"]["spec"]["requirements"]}
+
+
+def test_managed_spot_pool_maps_to_a_nodepool_it_owns() -> None:
+    pool = _managed("g6-xlarge-l4-spot", zones=["test-zone-b", "test-zone-a"])
+    np = karpenter.nodepool_manifest(pool)
+    assert np["metadata"]["name"] == "g6-xlarge-l4-spot"
+    assert np["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "costscaler",
+        "costscaler.dev/pool": "g6-xlarge-l4-spot",
+    }
+    reqs = _reqs(np)
+    assert reqs["node.kubernetes.io/instance-type"] == ["g6.xlarge"]
+    assert reqs["karpenter.sh/capacity-type"] == ["spot"]
+    assert reqs["topology.kubernetes.io/zone"] == ["test-zone-a", "test-zone-b"]
+    template = np["spec"]["template"]
+    assert template["metadata"]["labels"] == {"costscaler.dev/pool": "g6-xlarge-l4-spot"}
+    assert template["spec"]["nodeClassRef"] == NODE_CLASS
+    # Only tolerations that name a key become taints; Exists carries no value.
+    assert template["spec"]["taints"] == [
+        {"key": "nvidia.com/gpu", "effect": "NoSchedule"},
+        {"key": "costscaler.dev/spot", "effect": "NoSchedule", "value": "true"},
+    ]
+    assert np["spec"]["limits"] == {"nodes": "40"}
+    assert np["spec"]["disruption"] == {
+        "consolidationPolicy": "WhenEmptyOrUnderutilized",
+        "consolidateAfter": "30s",
+        "budgets": [{"nodes": "10%"}],
+    }
+
+
+def test_on_demand_pool_with_its_own_name_and_no_zones_or_limit() -> None:
+    raw = _managed("g5-xlarge-a10g-ondemand", name="gpu-a10g").model_dump(by_alias=True)
+    raw["spec"]["limits"] = {}
+    np = karpenter.nodepool_manifest(CapacityPool.model_validate(raw))
+    assert np["metadata"]["name"] == "gpu-a10g"
+    assert "topology.kubernetes.io/zone" not in _reqs(np)
+    assert _reqs(np)["karpenter.sh/capacity-type"] == ["on-demand"]
+    assert "limits" not in np["spec"]
+
+
+def test_a_placement_contradicting_the_launched_nodes_names_the_field() -> None:
+    pool = _managed("g6-xlarge-l4-spot")
+    pool.spec.placement.node_selector["karpenter.sh/capacity-type"] = "on-demand"
+    with pytest.raises(ValueError, match=r"nodeSelector\[karpenter.sh/capacity-type\]"):
+        karpenter.nodepool_manifest(pool)
+
+
+def test_reference_pools_and_plain_pools_have_no_manifest() -> None:
+    raw = POOLS["g6-xlarge-l4-spot"].model_dump(by_alias=True, exclude_none=True)
+    raw["spec"]["nodePool"] = {"mode": "Reference", "name": "platform-gpu"}
+    ref = CapacityPool.model_validate(raw)
+    assert karpenter.nodepool_name(ref) == "platform-gpu"
+    assert not karpenter.managed(ref)
+    with pytest.raises(ValueError, match="not Managed"):
+        karpenter.nodepool_manifest(ref)
+    assert karpenter.nodepool_name(POOLS["g6-xlarge-l4-spot"]) is None
+
+
+def test_buffer_points_at_the_child_and_is_owned_by_it() -> None:
+    buf = karpenter.buffer_manifest(POOLS["g6-xlarge-l4-spot"], "ml", "llama-spot", "uid-1", 2)
+    assert buf["spec"] == {
+        "scalableRef": {"apiGroup": "apps", "kind": "Deployment", "name": "llama-spot"},
+        "replicas": 2,
+    }
+    assert buf["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert buf["metadata"]["name"] == "llama-spot-warm"
+
+
+@pytest.mark.parametrize(
+    ("launched", "short"),
+    [
+        ({"type": "Launched", "status": "True"}, False),
+        (
+            {
+                "type": "Launched",
+                "status": "False",
+                "reason": "InsufficientCapacityError",
+                "message": "all requested instance types were unavailable during launch",
+            },
+            True,
+        ),
+        ({"type": "Launched", "status": "Unknown"}, False),
+    ],
+)
+def test_claims_that_cannot_launch_for_lack_of_capacity(launched: dict, short: bool) -> None:
+    body = {
+        "metadata": {"name": "c1", "labels": {"karpenter.sh/nodepool": "np"}},
+        "status": {"conditions": [launched]},
+    }
+    view = karpenter.claim_view(body, 10.0)
+    assert view.nodepool == "np"
+    assert view.insufficient_capacity is short
+    assert view.launched is (launched["status"] == "True")
