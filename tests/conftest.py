@@ -3,6 +3,10 @@
 The first test that asks for `cluster` builds the binaries if they are not cached yet
 (minutes, printed as it goes), then starts a private cluster for the session in a temporary
 directory; it is stopped, by pid, when the session ends. Unit tests never trigger any of it.
+
+The session's cluster has both node layers: pre-created nodes for every example pool (most
+tests place pods on them) and Karpenter, which launches nodes only for NodePools a test
+creates, after `NODE_COLD_START_S` (short, so the e2e's wall time stays modest).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NODE_COLD_START_S = 8.0
 sys.path.insert(0, str(ROOT / "hack"))
 
 from cluster import control  # noqa: E402
@@ -63,9 +68,14 @@ def _say(config: pytest.Config, message: str) -> None:
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalCluster]:
-    """A private cluster for the session: real apiserver, KWOK GPU nodes, Prometheus."""
+    """A private cluster for the session: real apiserver, KWOK GPU nodes, Karpenter, Prometheus."""
     state_dir = tmp_path_factory.mktemp("cluster") / "state"
-    running = control.up(state_dir, progress=lambda m: _say(request.config, m))
+    running = control.up(
+        state_dir,
+        progress=lambda m: _say(request.config, m),
+        nodes="both",
+        node_cold_start=NODE_COLD_START_S,
+    )
     env = dict(os.environ, **running.env())
     try:
         yield LocalCluster(

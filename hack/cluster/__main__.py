@@ -24,6 +24,21 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pools", type=Path, default=control.REPO / "examples" / "pools")
     up.add_argument("--nodes-per-pool", type=int, default=8)
     up.add_argument("--scrape-interval", default="2s")
+    up.add_argument(
+        "--static-nodes",
+        dest="nodes",
+        action="store_const",
+        const="static",
+        default="karpenter",
+        help="pre-create every pool's nodes and run no Karpenter (nothing is ever launched)",
+    )
+    up.add_argument(
+        "--node-cold-start",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="launch to Ready for every launched node (default: each pool's nodeSeconds)",
+    )
     twin = sub.add_parser("twin", help="start a load twin replaying traces (stopped by down)")
     twin.add_argument("--load", action="append", required=True, help="[NS/]NAME=TRACE.csv")
     twin.add_argument("--speed", type=float, default=10.0, help="trace seconds per wall second")
@@ -41,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tools":
             return tools.main()
         if args.command == "up":
-            control.up(args.state_dir, args.pools, args.nodes_per_pool, args.scrape_interval)
+            control.up(
+                args.state_dir,
+                args.pools,
+                args.nodes_per_pool,
+                args.scrape_interval,
+                nodes=args.nodes,
+                node_cold_start=args.node_cold_start,
+            )
             print("\n".join(control.env_lines(args.state_dir)))
         elif args.command == "twin":
             port, log = control.start_twin(args.state_dir, args.load, args.speed, args.tick)

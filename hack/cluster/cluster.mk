@@ -3,10 +3,10 @@ CLUSTER := PYTHONPATH=hack $(PY) -m cluster
 
 .PHONY: cluster-tools cluster-up cluster-down cluster-env cluster-status
 
-cluster-tools: ## Build kube-apiserver & co., etcd, kwok, helm (cached); install prometheus
+cluster-tools: ## Build kube-apiserver & co., etcd, kwok, helm, Karpenter (cached); prometheus
 	$(CLUSTER) tools
 
-cluster-up: ## Start the local cluster (real apiserver, KWOK GPU nodes, Prometheus)
+cluster-up: ## Start the local cluster (apiserver, Karpenter launching KWOK GPU nodes, Prometheus)
 	$(CLUSTER) up
 
 cluster-down: ## Stop exactly the processes cluster-up started and remove its state

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from cluster import procs
+from cluster import karpenter, procs
 from cluster.kube import Api, http_ok, wait_for
 from cluster.pki import Pki, make_pki
 from cluster.state import Cluster
-from cluster.tools import Tools
+from cluster.tools import KARPENTER_BINARY, Tools
 
 ALWAYS_ALLOW = "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"
 
@@ -29,9 +30,9 @@ class Starter:
         self.c, self.tools = cluster, tools
         self.pki: Pki = make_pki(cluster.state_dir / "pki")
 
-    def spawn(self, name: str, cmd: list[str]) -> Path:
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Path:
         log = self.c.state_dir / "logs" / f"{name}.log"
-        self.c.pids[name] = procs.spawn(cmd, log, cwd=self.c.state_dir)
+        self.c.pids[name] = procs.spawn(cmd, log, cwd=self.c.state_dir, env=env)
         self.c.save()
         return log
 
@@ -108,6 +109,21 @@ class Starter:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
         ])  # fmt: skip
+
+    def karpenter(self, instance_types: Path) -> None:
+        """Karpenter's KWOK provider as a local process (its CRDs and node class applied)."""
+        env = dict(
+            os.environ,
+            **karpenter.environment(
+                str(self.c.kubeconfig),
+                str(instance_types),
+                self.c.ports["karpenter-metrics"],
+                self.c.ports["karpenter-health"],
+            ),
+        )
+        self.spawn("karpenter", [str(self.tools.binary(KARPENTER_BINARY))], env=env)
+        port = self.c.ports["karpenter-health"]
+        self.wait("karpenter", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=120)
 
     def prometheus(self, scrape_interval: str) -> None:
         config = {

@@ -1,10 +1,18 @@
 """Bring the local control plane up and down: etcd, apiserver, controller-manager, scheduler,
-kwok with fake GPU nodes, Prometheus. Everything listens on 127.0.0.1 on free ports and is
-recorded (pid and start time) in a state directory, so `down` stops exactly what `up` started.
+kwok with fake GPU nodes, Karpenter (KWOK provider), Prometheus. Everything listens on
+127.0.0.1 on free ports and is recorded (pid and start time) in a state directory, so `down`
+stops exactly what `up` started.
+
+Node modes: `static` pre-creates min(maxNodes, nodes_per_pool) nodes per pool and runs no
+Karpenter (nothing is ever launched); `karpenter` pre-creates only the owned pools' nodes
+(Reserved, OnPrem: always on) and lets Karpenter launch the cloud pools' nodes, Ready after
+their node cold start; `both` does both, for a test session where some tests need fixed nodes
+and others NodePools of their own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -14,7 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cluster import procs
+import yaml
+
+from cluster import karpenter, procs
 from cluster.components import Starter
 from cluster.kube import Api, http_ok, wait_for, write_kubeconfig
 from cluster.nodes import SYSTEM_NODE, load_pools, pool_nodes, system_node
@@ -24,6 +34,7 @@ from cluster.tools import Tools, ensure_tools
 __all__ = ["REPO", "Cluster", "default_state_dir", "down", "env_lines", "start_twin", "up"]
 
 Progress = Callable[[str], None]
+NODE_MODES = ("static", "karpenter", "both")
 
 
 def _nodes_ready(api: Api, names: set[str]) -> bool:
@@ -39,10 +50,12 @@ def _nodes_ready(api: Api, names: set[str]) -> bool:
     return names <= ready
 
 
-def _create_nodes(api: Api, pools: Path, per_pool: int) -> set[str]:
+def _create_nodes(api: Api, pools: Path, per_pool: int, mode: str) -> set[str]:
     api.create("/api/v1/nodes", system_node())
     names = {SYSTEM_NODE}
     for pool in load_pools(pools):
+        if mode == "karpenter" and karpenter.launchable(pool):
+            continue
         for node in pool_nodes(pool, per_pool):
             api.create("/api/v1/nodes", node)
             names.add(node["metadata"]["name"])
@@ -61,8 +74,16 @@ def up(
     nodes_per_pool: int = 8,
     scrape_interval: str = "2s",
     progress: Progress = print,
+    nodes: str = "static",
+    node_cold_start: float | None = None,
 ) -> Cluster:
-    """Start the cluster (or return the one already running in state_dir)."""
+    """Start the cluster (or return the one already running in state_dir).
+
+    `nodes`: static, karpenter or both (see the module docstring); `node_cold_start`: seconds
+    a launched node takes to Ready, for every pool (default: each pool's coldStart.nodeSeconds).
+    """
+    if nodes not in NODE_MODES:
+        raise RuntimeError(f"nodes must be one of {', '.join(NODE_MODES)}, not {nodes!r}")
     existing = Cluster.load(state_dir)
     if existing is not None and _running(existing):
         progress(f"cluster already running (state in {state_dir})")
@@ -74,6 +95,8 @@ def up(
     began = time.monotonic()
     (state_dir / "logs").mkdir(parents=True)
     names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "prometheus")
+    if nodes != "static":
+        names += ("karpenter-metrics", "karpenter-health")
     ports = {name: procs.free_port() for name in names}
     cluster = Cluster(
         state_dir=state_dir,
@@ -87,7 +110,7 @@ def up(
     cluster.targets_dir.mkdir()
     cluster.save()
     try:
-        _start(cluster, tools, pools, nodes_per_pool, scrape_interval)
+        _start(cluster, tools, pools, nodes_per_pool, scrape_interval, nodes, node_cold_start)
     except BaseException:
         down(state_dir, progress=lambda _: None, keep_logs=True)
         raise
@@ -95,7 +118,42 @@ def up(
     return cluster
 
 
-def _start(cluster: Cluster, tools: Tools, pools: Path, per_pool: int, interval: str) -> None:
+def _apply_karpenter(
+    api: Api, tools: Tools, cluster: Cluster, pools: Path, cold_start: float | None
+) -> Path:
+    """Karpenter's CRDs, namespace and node class; returns its instance-types file."""
+    crd_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    crds = [d for d in yaml.safe_load_all(tools.karpenter_crds.read_text()) if d]
+    for crd in crds:
+        api.create(crd_path, crd)
+
+    def established() -> bool:
+        for crd in crds:
+            status, reply = api.request("GET", f"{crd_path}/{crd['metadata']['name']}")
+            conds = reply.get("status", {}).get("conditions", []) if status == 200 else []
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in conds):
+                return False
+        return True
+
+    wait_for("karpenter CRDs", established, 30)
+    namespace = {"apiVersion": "v1", "kind": "Namespace"}
+    api.create("/api/v1/namespaces", dict(namespace, metadata={"name": karpenter.SYSTEM_NAMESPACE}))
+    for node_class in karpenter.node_classes(load_pools(pools), cold_start):
+        api.create("/apis/karpenter.kwok.sh/v1alpha1/kwoknodeclasses", node_class)
+    types = cluster.state_dir / "instance-types.json"
+    types.write_text(json.dumps(karpenter.instance_types(load_pools(pools)), indent=2))
+    return types
+
+
+def _start(
+    cluster: Cluster,
+    tools: Tools,
+    pools: Path,
+    per_pool: int,
+    interval: str,
+    mode: str,
+    cold_start: float | None,
+) -> None:
     start = Starter(cluster, tools)
     api = Api(cluster.server, start.pki)
     start.etcd()
@@ -103,7 +161,9 @@ def _start(cluster: Cluster, tools: Tools, pools: Path, per_pool: int, interval:
     write_kubeconfig(cluster.kubeconfig, cluster.server, start.pki)
     start.controllers()
     start.prometheus(interval)
-    names = _create_nodes(api, pools, per_pool)
+    names = _create_nodes(api, pools, per_pool, mode)
+    if mode != "static":
+        start.karpenter(_apply_karpenter(api, tools, cluster, pools, cold_start))
     start.wait("kwok", lambda: _nodes_ready(api, names))
     # Pods are only admitted once the service-account controller made `default`.
     sa = "/api/v1/namespaces/default/serviceaccounts/default"

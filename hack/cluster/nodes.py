@@ -15,7 +15,7 @@ CAPACITY_TYPE_LABELS = {
     "OnPrem": "on-prem",
 }
 # What one GPU node offers besides its accelerators: enough that only the GPU count binds.
-_HOST = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+HOST_RESOURCES = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti"}
 
 
 SYSTEM_NODE = "system-0"
@@ -90,7 +90,7 @@ def node_count(pool: CapacityPool, per_pool: int) -> int:
 def pool_nodes(pool: CapacityPool, per_pool: int) -> list[dict[str, Any]]:
     """Node objects (with status, which KWOK keeps) for one pool."""
     gpus = str(pool.spec.accelerator.count_per_node)
-    resources = dict(_HOST, **{"nvidia.com/gpu": gpus})
+    resources = dict(HOST_RESOURCES, **{"nvidia.com/gpu": gpus})
     nodes = []
     for index in range(node_count(pool, per_pool)):
         name = f"{pool.metadata.name}-{index}"

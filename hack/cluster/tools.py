@@ -1,8 +1,9 @@
 """Build or find every binary the local control plane needs, once per version.
 
 kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and etcd are built from
-the Go module in k8s/ (pinned versions, version ldflags); kwok and helm are `go install`ed;
-all land in ~/.cache/costscaler/bin/<kubernetes version>/ and are reused. Prometheus and
+the Go module in k8s/ (pinned versions, version ldflags); kwok, helm and Karpenter's KWOK
+provider (as `karpenter-kwok`, with its CRDs) are `go install`ed; all land in
+~/.cache/costscaler/bin/<kubernetes version>/ and are reused. Prometheus and
 promtool come from Debian and are installed with apt when missing.
 """
 
@@ -23,6 +24,20 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.36.4"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v4.3.1"
+KARPENTER_VERSION = "v1.15.0"
+KARPENTER_MODULE = "sigs.k8s.io/karpenter"
+# Karpenter's go.mod asks for a newer Go than the control plane needs; `go` fetches this
+# toolchain through the module proxy on first use.
+KARPENTER_TOOLCHAIN = "go1.27.3"
+KARPENTER_BINARY = "karpenter-kwok"  # its main package builds `kwok`, which sigs.k8s.io/kwok owns
+# NodePool, NodeClaim, NodeOverlay, CapacityBuffer, then the KWOK provider's node class.
+KARPENTER_CRDS = (
+    "kwok/charts/crds/karpenter.sh_nodepools.yaml",
+    "kwok/charts/crds/karpenter.sh_nodeclaims.yaml",
+    "kwok/charts/crds/karpenter.sh_nodeoverlays.yaml",
+    "kwok/charts/crds/autoscaling.x-k8s.io_capacitybuffers.yaml",
+    "kwok/apis/crds/karpenter.kwok.sh_kwoknodeclasses.yaml",
+)
 K8S_MODULE = Path(__file__).resolve().parent / "k8s"
 K8S_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd")
 # Stages from the kwok module: nodes become Ready and keep a lease; pods run, complete and
@@ -46,6 +61,7 @@ class Tools:
     prometheus: Path
     promtool: Path
     kwok_stages: Path
+    karpenter_crds: Path
 
     def binary(self, name: str) -> Path:
         """Path of a cached binary such as `kubectl` or `kube-apiserver`."""
@@ -122,14 +138,25 @@ def _build_kubernetes(target: Path, progress: Progress) -> None:
     progress(f"built kubernetes binaries in {time.monotonic() - start:.0f} s")
 
 
-def _go_install(target: Path, name: str, package: str, version: str, ldflags: str) -> bool:
+def _go_install(
+    target: Path,
+    name: str,
+    package: str,
+    version: str,
+    ldflags: str,
+    built: str | None = None,
+    toolchain: str | None = None,
+) -> bool:
+    """`go install package@version` as target/name (`built`: the name go gives it)."""
     stamp = target / f".{name}.version"
     if (target / name).exists() and stamp.exists() and stamp.read_text() == version:
         return False
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         env = dict(_go_env(), GOBIN=tmp, GOFLAGS="-buildvcs=false")
+        if toolchain:
+            env["GOTOOLCHAIN"] = toolchain
         _run([_go(), "install", "-trimpath", "-ldflags", ldflags, f"{package}@{version}"], env=env)
-        os.replace(Path(tmp) / name, target / name)
+        os.replace(Path(tmp) / (built or name), target / name)
     stamp.write_text(version)
     return True
 
@@ -140,6 +167,23 @@ def _install_go_tools(target: Path, progress: Progress) -> None:
     helm_ldflags = f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}"
     if _go_install(target, "helm", "helm.sh/helm/v4/cmd/helm", HELM_VERSION, helm_ldflags):
         progress(f"installed helm {HELM_VERSION}")
+    if not (target / KARPENTER_BINARY).exists():
+        progress(
+            f"building Karpenter {KARPENTER_VERSION} (KWOK provider) with {KARPENTER_TOOLCHAIN} "
+            "(first time only: about 10 min on 2 cores)"
+        )
+    start = time.monotonic()
+    package = f"{KARPENTER_MODULE}/kwok"
+    if _go_install(
+        target,
+        KARPENTER_BINARY,
+        package,
+        KARPENTER_VERSION,
+        "-s -w",
+        built="kwok",
+        toolchain=KARPENTER_TOOLCHAIN,
+    ):
+        progress(f"built Karpenter {KARPENTER_VERSION} in {time.monotonic() - start:.0f} s")
 
 
 def _apt_install(package: str) -> None:
@@ -186,6 +230,21 @@ def _kwok_stages(target: Path) -> Path:
     return stages
 
 
+def _karpenter_crds(target: Path) -> Path:
+    crds = target / f"karpenter-crds-{KARPENTER_VERSION}.yaml"
+    if crds.exists():
+        return crds
+    cmd = [_go(), "mod", "download", "-json", f"{KARPENTER_MODULE}@{KARPENTER_VERSION}"]
+    env = dict(os.environ, GOTOOLCHAIN=KARPENTER_TOOLCHAIN)
+    info = json.loads(_run(cmd, cwd=target, env=env))
+    module_dir = Path(info["Dir"])
+    text = "\n---\n".join(
+        (module_dir / rel).read_text().strip().removeprefix("---").strip() for rel in KARPENTER_CRDS
+    )
+    crds.write_text(text + "\n")
+    return crds
+
+
 def ensure_tools(progress: Progress = _stderr) -> Tools:
     """Build or install whatever is missing (under a lock) and return the paths."""
     target = bin_dir()
@@ -195,8 +254,15 @@ def ensure_tools(progress: Progress = _stderr) -> Tools:
         _build_kubernetes(target, progress)
         _install_go_tools(target, progress)
         stages = _kwok_stages(target)
+        crds = _karpenter_crds(target)
     prometheus, promtool = _ensure_prometheus(progress)
-    return Tools(bin_dir=target, prometheus=prometheus, promtool=promtool, kwok_stages=stages)
+    return Tools(
+        bin_dir=target,
+        prometheus=prometheus,
+        promtool=promtool,
+        kwok_stages=stages,
+        karpenter_crds=crds,
+    )
 
 
 def main() -> int:

@@ -55,6 +55,13 @@ def test_make_cluster_up_env_down(cluster, tmp_path: Path) -> None:
         )  # fmt: skip
         nodes = json.loads(kubectl.stdout)["items"]
         assert any(n["metadata"]["labels"].get("nvidia.com/gpu.product") for n in nodes)
+        # Cloud pools' nodes are Karpenter's to launch: none pre-created, a node class each.
+        assert not any(n["metadata"]["name"].startswith("g6-xlarge-l4-spot") for n in nodes)
+        classes = subprocess.run(
+            ["kubectl", "get", "kwoknodeclasses", "-o", "name"],
+            env=shell, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert "kwoknodeclass.karpenter.kwok.sh/g6-xlarge-l4-spot" in classes.stdout.split()
         which = subprocess.run(["which", "kubectl", "helm"], env=shell, capture_output=True,
                                text=True, check=True)  # fmt: skip
         assert all(
