@@ -57,6 +57,16 @@ def register(subparsers: Any) -> None:
         choices=[c.value for c in OnConflict],
         help="which wins when the SLO and --budget-rate cannot both hold (default PreferSLO)",
     )
+    parser.add_argument(
+        "--slo-good",
+        type=_count,
+        metavar="N",
+        help="requests within the latency threshold in the SLO window so far (with "
+        "--slo-total): the error budget sets this tick's attainment target",
+    )
+    parser.add_argument(
+        "--slo-total", type=_count, metavar="N", help="all requests in the SLO window so far"
+    )
     parser.add_argument("--name", help="which InferenceDeployment, when -f holds several")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -78,6 +88,17 @@ def _non_negative(unit: str) -> Callable[[str], float]:
 
 
 _rate, _dollars = _non_negative("requests/s"), _non_negative("$/h")
+_count = _non_negative("a request count")
+
+
+def _slo_counts(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """(good, total) from --slo-good and --slo-total: both or neither, good <= total."""
+    good, total = args.slo_good, args.slo_total
+    if (good is None) != (total is None):
+        raise UserError("--slo-good and --slo-total go together: give both counts or neither")
+    if good is not None and total is not None and good > total:
+        raise UserError(f"--slo-good {good:g} is more than --slo-total {total:g}")
+    return good, total
 
 
 def _budget(args: argparse.Namespace) -> BudgetConstraint | None:
@@ -134,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         )
     current = _current(args.current, eligible)
     budget = _budget(args)
+    good, total = _slo_counts(args)
     window = float(dep.spec.forecast.window_seconds)
     times = np.arange(-window, SCRAPE_S / 2, SCRAPE_S)
     n = times.size
@@ -142,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         request_rate=np.full(n, args.rate),
         latency=np.full(n, math.nan),
         ready={k: np.full(n, float(v)) for k, v in current.items()},
+        slo_good=good,
+        slo_total=total,
     )
     # No engine state: every surplus replica's keep-alive clock starts now, and the --current
     # replicas are all ready, so moves pay make-before-break as the operator's first tick would.
@@ -156,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _num(value: float) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
+
+
+def _opt(value: float | None) -> float | None:
+    return None if value is None else _num(value)
 
 
 def spot_share(replicas: dict[str, int], kinds: dict[str, str]) -> float:
@@ -175,7 +203,10 @@ def to_json(
     TCO, for chargeback); `marginal_cost_per_hour` what the decision pays (their capex left
     out: it is paid whether used or not), the figure plans are compared and budgets held by.
     With a budget, `budget` holds the allowed $/h and onConflict, and `budget_limited`
-    whether the budget shaped the plan or the plan is past it.
+    whether the budget shaped the plan or the plan is past it. `attainment_target` is the
+    attainment the plan was sized for (the SLO's, or moved by the error budget when the SLO
+    window's counts are given); `error_budget_left` and `burn_rate` are the window's (null
+    without the counts).
     """
     return {
         "deployment": name,
@@ -199,6 +230,9 @@ def to_json(
         "quantile": _num(decision.quantile),
         "demand_rps": _num(decision.demand_rps),
         "horizon_s": decision.horizon_s,
+        "attainment_target": _num(decision.attainment_target),
+        "error_budget_left": _opt(decision.error_budget_left),
+        "burn_rate": _opt(decision.burn_rate),
         "alternatives": [
             {
                 "name": a.name,
@@ -241,6 +275,7 @@ def table(
         f"budget     {_budget_line(decision, budget)}",
         f"spot share {spot_share(reps, kinds):.0%}",
         f"SLO risk   {_pct(decision.slo_risk)}",
+        f"SLO window {_window_line(decision)}",
         f"reason     {decision.reason}: {decision.message}",
         "",
         f"{'ALTERNATIVE':<20} {'$/H':>10} {'MARGINAL':>10} {'RISK':>8}  REPLICAS",
@@ -252,6 +287,14 @@ def table(
             f"{_pct(alt.slo_risk):>8}  {plan}"
         )
     return "\n".join(lines)
+
+
+def _window_line(decision: Decision) -> str:
+    target = f"sized for attainment {_pct(decision.attainment_target)}"
+    left, burn = decision.error_budget_left, decision.burn_rate
+    if left is None or burn is None:
+        return f"{target} (no counts: --slo-good N --slo-total N)"
+    return f"{target}; error budget left {left:.1%}, burn rate {burn:.2f}"
 
 
 def _budget_line(decision: Decision, budget: BudgetConstraint | None) -> str:

@@ -101,6 +101,33 @@ def test_user_errors_are_one_line(capsys, argv: list[str], message: str):
     assert message in err and "Traceback" not in err
 
 
+def test_slo_window_counts_set_the_target_and_the_budget_left(capsys):
+    # Issue 13: no counts, the SLO's target and a null budget; a spent budget tightens it.
+    base = ["-f", DEP, "-p", POOLS, "--rate", "12", "--json"]
+    plain = json.loads(_run(capsys, *base)[1])
+    assert plain["error_budget_left"] is None and plain["burn_rate"] is None
+    spent = ["--slo-good", "9700", "--slo-total", "10000"]  # 3 % bad against 1 % allowed
+    burnt = json.loads(_run(capsys, *base, *spent)[1])
+    assert burnt["error_budget_left"] == pytest.approx(-2.0)
+    assert burnt["burn_rate"] == pytest.approx(3.0)
+    assert burnt["attainment_target"] > plain["attainment_target"]
+    assert sum(burnt["replicas"].values()) >= sum(plain["replicas"].values())
+    table = _run(capsys, *base[:-1], *spent)[1]
+    assert "error budget left -200.0%, burn rate 3.00" in table
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        pytest.param(["--slo-good", "5"], "go together", id="good-alone"),
+        pytest.param(["--slo-good", "5", "--slo-total", "4"], "more than", id="good-over-total"),
+    ],
+)
+def test_bad_slo_counts_are_one_line_errors(capsys, flags: list[str], message: str):
+    code, _, err = _run(capsys, "-f", DEP, "-p", POOLS, "--rate", "1", *flags)
+    assert code == 2 and message in err
+
+
 @pytest.mark.parametrize("rate", ["-1", "nan", "inf", "fast"])
 def test_bad_rate_is_rejected_by_the_parser(capsys, rate: str):
     with pytest.raises(SystemExit) as exc:
