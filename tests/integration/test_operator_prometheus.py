@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,63 @@ def deciding(op: Operator, ns: str) -> list[str]:
         if line.startswith("costscaler_decisions_total{") and f'namespace="{ns}"' in line:
             names.add(line.split('deployment="')[1].split('"')[0])
     return sorted(names)
+
+
+def bucket_increases(url: str, ns: str, window: str, at: float) -> list[tuple[float, float]]:
+    """(le, requests) of the twin's latency histogram over `window` up to `at`, from
+    Prometheus directly (every bucket, summed over the deployment's pods)."""
+    query = (
+        f'sum by (le) (increase(vllm:e2e_request_latency_seconds_bucket{{namespace="{ns}"}}'
+        f"[{window}]))"
+    )
+    q = urllib.parse.urlencode({"query": query, "time": str(at)})
+    reply = json.loads(urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=5).read())
+    return sorted((float(r["metric"]["le"]), float(r["value"][1])) for r in reply["data"]["result"])
+
+
+def test_slo_window_counts_come_from_the_histogram_and_reach_status(kube, tmp_path: Path):
+    # Issue 13: the operator reads the window's good and total requests from the latency
+    # histogram in its batched round, and status and /metrics show the error budget.
+    ns = new_namespace(kube)
+    prom = Prometheus(kube, tmp_path)
+    op = Operator(kube, ns, tmp_path / "op.log", prom.url)
+    twin = LoadTwin(kube, f"{ns}/llama-3-1-8b", TRACE, speed=1, log=tmp_path / "twin.log")
+    try:
+        wait_for("operator", op.healthy, timeout=30)
+        spec = llama(ns, "Enforce", [OD], replicas={"min": 1, "max": 8})
+        spec["spec"]["workload"]["modelLoadSeconds"] = 3
+        # 12.5 s lies inside vLLM's (10, 15] bucket: the good count is interpolated.
+        spec["spec"]["slo"] = {"latency": {"thresholdSeconds": 12.5}, "window": "1h"}
+        apply(kube, spec)
+
+        def window() -> dict | None:
+            status = get(kube, "infd", "llama-3-1-8b", "-n", ns).get("status") or {}
+            found = status.get("errorBudget")
+            return found if found and found["totalRequests"] >= 200 else None
+
+        found = wait_for("the error budget in status", window, timeout=180)
+        at = datetime.fromisoformat(
+            get(kube, "infd", "llama-3-1-8b", "-n", ns)["status"]["lastDecision"]["time"]
+        ).timestamp()
+        found = window()  # the status of the decision at `at` (a tick may have passed)
+        assert found is not None and found["window"] == "1h"
+        buckets = bucket_increases(prom.url, ns, "1h", at)
+        total = buckets[-1][1]
+        (lo, below), (hi, upto) = [(le, n) for le, n in buckets if le in (10.0, 15.0)]
+        good = below + (upto - below) * (12.5 - lo) / (hi - lo)
+        print(f"status {found}; Prometheus at {at:.0f}: {good:.1f} good of {total:.1f}")
+        # The operator's round ran up to a tick before the decision: a few requests apart.
+        assert found["totalRequests"] == pytest.approx(total, rel=0.15)
+        assert found["attainment"] == pytest.approx(good / total, abs=0.02)
+        bad_share = 1 - found["attainment"]
+        assert found["burnRate"] == pytest.approx(bad_share / 0.01, abs=1e-3)
+        assert found["remaining"] == pytest.approx(1 - bad_share / 0.01, abs=1e-3)
+        assert 0.98 <= found["attainmentTarget"] <= 0.999
+        assert op.metric("costscaler_slo_attainment", namespace=ns) == pytest.approx(
+            found["attainment"], abs=0.02
+        )
+        assert op.metric("costscaler_error_budget_remaining", namespace=ns) <= 1.0
+    finally:
+        twin.stop()
+        op.stop()
+        prom.stop()
