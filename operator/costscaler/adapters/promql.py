@@ -85,6 +85,21 @@ PRESETS: dict[MetricsPreset, _Preset] = {
         tokens="vllm:generation_tokens_total",
         alive="vllm:num_requests_running",
     ),
+    MetricsPreset.SGLANG: _Preset(
+        requests="sglang:num_requests_total",
+        buckets="sglang:e2e_request_latency_seconds_bucket",
+        latency_mean=None,
+        tokens="sglang:generation_tokens_total",
+        alive="sglang:num_running_reqs",
+    ),
+    # TGI counts generated tokens only as a histogram per request: its _sum is the counter.
+    MetricsPreset.TGI: _Preset(
+        requests="tgi_request_success",
+        buckets="tgi_request_duration_bucket",
+        latency_mean=None,
+        tokens="tgi_request_generated_tokens_sum",
+        alive="tgi_queue_size",
+    ),
     # Triton exports no latency histogram by default: the mean (a lower bound of any quantile
     # above the median) is the best it offers; override `latency` where histograms are enabled.
     MetricsPreset.TRITON: _Preset(

@@ -68,16 +68,23 @@ class Rule:
 
     `check` receives the validated model and returns True when the object is valid.
     `field_path` (e.g. ".max") points the error at a field, as the API server reports it.
+    A message that must name the offending values has both forms: `message_expression`, CEL
+    building it for the API server, and `explain`, the same text built in Python (`message`
+    stays the static fallback the API server shows if the expression fails).
     """
 
     cel: str
     message: str
     check: Callable[[Any], bool]
     field_path: str | None = None
+    message_expression: str | None = None
+    explain: Callable[[Any], str] | None = None
 
 
 def _cel(rule: Rule) -> dict[str, str]:
     entry = {"rule": rule.cel, "message": rule.message}
+    if rule.message_expression:
+        entry["messageExpression"] = rule.message_expression
     if rule.field_path:
         entry["fieldPath"] = rule.field_path
     return entry
@@ -115,7 +122,7 @@ class ApiModel(BaseModel):
     def _check_rules(self) -> Self:
         for rule in type(self).rules:
             if not rule.check(self):
-                raise ValueError(rule.message)
+                raise ValueError(rule.explain(self) if rule.explain else rule.message)
         return self
 
     def to_wire(self) -> dict[str, Any]:

@@ -29,8 +29,16 @@ class MetricsPreset(StrEnum):
     """Which model server's metric names the built-in queries use."""
 
     VLLM = "vllm"
+    SGLANG = "sglang"
+    TGI = "tgi"
     TRITON = "triton"
     GENERIC = "generic"
+
+
+# Presets whose server exports a time-to-first-token histogram (TGI has none), and an
+# inter-token latency one (TGI's is each request's mean time per output token).
+TTFT_PRESETS = (MetricsPreset.VLLM, MetricsPreset.SGLANG)
+ITL_PRESETS = (MetricsPreset.VLLM, MetricsPreset.SGLANG, MetricsPreset.TGI)
 
 
 class TargetRef(ApiModel):
@@ -70,10 +78,37 @@ def _window_cel(path: str) -> str:
     return f"int({path}.substring(0, size({path}) - 1)) * {unit}"
 
 
+class TokenLatencySLO(ApiModel):
+    """A per-token latency objective of an LLM server: this quantile under a threshold."""
+
+    quantile: float = Field(
+        default=0.95, gt=0, lt=1, description="Latency quantile, e.g. 0.95 for p95."
+    )
+    threshold_seconds: float = Field(
+        gt=0, le=600, description="Latency threshold at that quantile, seconds."
+    )
+
+
 class SLO(ApiModel):
-    """The service level objective the autoscaler must meet at the lowest cost."""
+    """The service level objective the autoscaler must meet at the lowest cost.
+
+    Every objective stated must hold: end-to-end latency always, and time to first token and
+    inter-token latency when given.
+    """
 
     latency: LatencySLO = Field(description="Latency objective.")
+    ttft: TokenLatencySLO | None = Field(
+        default=None,
+        description="Time to first token (queueing and prefill) objective, e.g. p95 under 1 s. "
+        "Read from the model server's TTFT histogram (presets vllm, sglang) or "
+        "spec.metrics.ttft.",
+    )
+    itl: TokenLatencySLO | None = Field(
+        default=None,
+        description="Inter-token latency (time per output token after the first, TPOT) "
+        "objective, e.g. p95 under 0.05 s. Read from the model server's histogram (presets "
+        "vllm, sglang, tgi) or spec.metrics.itl.",
+    )
     attainment: float = Field(
         default=0.99,
         gt=0,
@@ -100,11 +135,53 @@ class SLO(ApiModel):
     )
 
 
+class TokenRange(ApiModel):
+    """A range of tokens per request, both ends included."""
+
+    min: int = Field(default=0, ge=0, le=10_000_000, description="Fewest tokens.")
+    max: int = Field(ge=1, le=10_000_000, description="Most tokens.")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.min <= self.max",
+            message="min must be less than or equal to max",
+            check=lambda m: m.min <= m.max,
+            field_path=".min",
+        ),
+    )
+
+
+class RequestSize(ApiModel):
+    """A request-size bucket: requests whose prompt and output token counts fall in these
+    ranges (Melange, arXiv 2404.14527, profiles GPUs per such bucket)."""
+
+    name: Name = Field(description="Bucket name, referenced by workload.capacity[].buckets.")
+    input_tokens: TokenRange = Field(description="Prompt (input) tokens per request.")
+    output_tokens: TokenRange = Field(description="Generated (output) tokens per request.")
+
+
+class BucketCapacity(ApiModel):
+    """What one replica serves within the SLO of requests of one size only."""
+
+    size: Name = Field(description="Name of a workload.requestSizes entry.")
+    requests_per_second: float = Field(
+        gt=0,
+        le=1e6,
+        description="Requests/s of this size one replica serves while meeting every SLO.",
+    )
+
+
 class CapacityProfile(ApiModel):
-    """What one replica serves within the SLO on one accelerator type."""
+    """What one replica serves within the SLO on one accelerator type.
+
+    `requestsPerSecond` is the capacity at the workload's usual request mix. An LLM server
+    may add a token profile (prefill and decode tokens/s, the KV-cache bound on concurrent
+    sequences) and the capacity per request-size bucket.
+    """
 
     accelerator: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        max_length=63,
         description="Accelerator type, matching a CapacityPool's spec.accelerator.type.",
     )
     requests_per_second: float = Field(
@@ -122,6 +199,95 @@ class CapacityProfile(ApiModel):
         le=3600,
         description="End-to-end latency of one request on an idle replica, seconds.",
     )
+    prefill_tokens_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e8,
+        description="Prompt tokens/s one replica prefills on an idle server (a prompt of N "
+        "tokens takes N / this seconds before its first token). Token profile.",
+    )
+    decode_tokens_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e8,
+        description="Output tokens/s one replica generates, summed over the batch, at the "
+        "largest batch that meets the inter-token latency SLO. Token profile.",
+    )
+    max_concurrent_sequences: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Sequences one replica holds at once: the KV-cache bound. Token profile.",
+    )
+    buckets: list[BucketCapacity] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="Capacity per request-size bucket (workload.requestSizes); a bucket left "
+        "out cannot be served on this accelerator.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["size"]},
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.prefillTokensPerSecond) == has(self.decodeTokensPerSecond)",
+            message="a token profile needs both prefillTokensPerSecond and decodeTokensPerSecond",
+            check=lambda m: (
+                (m.prefill_tokens_per_second is None) == (m.decode_tokens_per_second is None)
+            ),
+        ),
+        Rule(
+            cel="!has(self.maxConcurrentSequences) || has(self.decodeTokensPerSecond)",
+            message="maxConcurrentSequences belongs to a token profile: set "
+            "prefillTokensPerSecond and decodeTokensPerSecond too",
+            check=lambda m: (
+                m.max_concurrent_sequences is None or m.decode_tokens_per_second is not None
+            ),
+            field_path=".maxConcurrentSequences",
+        ),
+    )
+
+
+def _ttft_misses(spec: InferenceDeploymentSpec) -> list[str]:
+    """Each bucket whose smallest prompt cannot prefill within the TTFT threshold on an idle
+    replica, as `<accelerator> bucket <name>: <N> input tokens at <P> tokens/s take <s> s`."""
+    ttft, sizes = spec.slo.ttft, {s.name: s for s in spec.workload.request_sizes or []}
+    found = []
+    for c in spec.workload.capacity:
+        if ttft is None or c.prefill_tokens_per_second is None:
+            continue
+        for b in c.buckets or []:
+            size = sizes.get(b.size)
+            took = size.input_tokens.min / c.prefill_tokens_per_second if size else 0.0
+            if size and took > ttft.threshold_seconds:
+                found.append(
+                    f"{c.accelerator} bucket {size.name}: {size.input_tokens.min} input tokens "
+                    f"at {_num(c.prefill_tokens_per_second)} tokens/s take {_num(took)} s"
+                )
+    return found
+
+
+def _slowest_prefill(spec: InferenceDeploymentSpec) -> float:
+    """The longest time, on an idle replica, to prefill the smallest prompt of a request size
+    an accelerator serves (its bucket's inputTokens.min / its prefillTokensPerSecond), s; 0
+    without request sizes or token profiles."""
+    sizes = {s.name: s for s in spec.workload.request_sizes or []}
+    return max(
+        (
+            sizes[b.size].input_tokens.min / c.prefill_tokens_per_second
+            for c in spec.workload.capacity
+            if c.prefill_tokens_per_second is not None
+            for b in c.buckets or []
+            if b.size in sizes
+        ),
+        default=0.0,
+    )
+
+
+def _num(x: float) -> str:
+    """A number as CEL's string() writes a double (shortest round trip, no trailing .0), so
+    the Python and the API server messages read the same."""
+    return repr(float(x)).removesuffix(".0")
 
 
 class Workload(ApiModel):
@@ -145,17 +311,92 @@ class Workload(ApiModel):
     mean_output_tokens: float | None = Field(
         default=None, gt=0, le=1e6, description="Mean output tokens per request (for $/1M tokens)."
     )
+    request_sizes: list[RequestSize] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="Request-size buckets (prompt and output token ranges) that "
+        "capacity[].buckets give a capacity for. Buckets must not overlap.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.capacity.all(c, !has(c.buckets) || (has(self.requestSizes) && "
+            "c.buckets.all(b, self.requestSizes.exists(s, s.name == b.size))))",
+            message="capacity[].buckets[].size must name an entry of workload.requestSizes",
+            check=lambda m: all(
+                c.buckets is None
+                or (
+                    m.request_sizes is not None
+                    and all(any(s.name == b.size for s in m.request_sizes) for b in c.buckets)
+                )
+                for c in m.capacity
+            ),
+            field_path=".capacity",
+        ),
+        Rule(
+            cel="!has(self.requestSizes) || self.capacity.all(c, has(c.buckets))",
+            message="with requestSizes, every capacity entry lists its buckets (leave out the "
+            "sizes an accelerator cannot serve)",
+            check=lambda m: (
+                m.request_sizes is None or all(c.buckets is not None for c in m.capacity)
+            ),
+            field_path=".capacity",
+        ),
+        Rule(
+            cel="!has(self.requestSizes) || self.requestSizes.all(s, self.capacity.exists(c, "
+            "has(c.buckets) && c.buckets.exists(b, b.size == s.name)))",
+            message="every requestSizes entry needs a capacity on at least one accelerator "
+            "(capacity[].buckets)",
+            check=lambda m: (
+                m.request_sizes is None
+                or all(
+                    any(c.buckets and any(b.size == s.name for b in c.buckets) for c in m.capacity)
+                    for s in m.request_sizes
+                )
+            ),
+            field_path=".requestSizes",
+        ),
+        Rule(
+            cel="!has(self.requestSizes) || self.requestSizes.all(a, self.requestSizes.all(b, "
+            "a.name == b.name || a.inputTokens.max < b.inputTokens.min || "
+            "b.inputTokens.max < a.inputTokens.min || a.outputTokens.max < b.outputTokens.min "
+            "|| b.outputTokens.max < a.outputTokens.min))",
+            message="requestSizes must not overlap: a request falls in one bucket",
+            check=lambda m: (
+                m.request_sizes is None
+                or all(
+                    a.name == b.name or _disjoint(a, b)
+                    for a in m.request_sizes
+                    for b in m.request_sizes
+                )
+            ),
+            field_path=".requestSizes",
+        ),
+    )
 
     def profile_for(self, accelerator: str) -> CapacityProfile | None:
         """The capacity profile for an accelerator type, or None when the model cannot run there."""
         return next((p for p in self.capacity if p.accelerator == accelerator), None)
 
 
+def _disjoint(a: RequestSize, b: RequestSize) -> bool:
+    """True when no request can fall in both buckets."""
+    return (
+        a.input_tokens.max < b.input_tokens.min
+        or b.input_tokens.max < a.input_tokens.min
+        or a.output_tokens.max < b.output_tokens.min
+        or b.output_tokens.max < a.output_tokens.min
+    )
+
+
 class Metrics(ApiModel):
     """Where load and latency come from: a preset, or explicit PromQL."""
 
     preset: MetricsPreset = Field(
-        default=MetricsPreset.VLLM, description="vllm, triton or generic (set the queries)."
+        default=MetricsPreset.VLLM,
+        description="vllm, sglang, tgi, triton or generic (set the queries).",
     )
     request_rate: str | None = Field(
         default=None, max_length=4096, description="PromQL for requests/s, overriding the preset."
@@ -167,6 +408,18 @@ class Metrics(ApiModel):
     )
     token_rate: str | None = Field(
         default=None, max_length=4096, description="PromQL for output tokens/s (optional)."
+    )
+    ttft: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL for the spec.slo.ttft quantile of time to first token in seconds, "
+        "overriding the preset.",
+    )
+    itl: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL for the spec.slo.itl quantile of inter-token latency in seconds, "
+        "overriding the preset.",
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (
@@ -287,6 +540,45 @@ class BudgetRef(ApiModel):
     name: Name = Field(description="Name of a CostBudget in the same namespace.")
 
 
+# The smallest prompt of every bucket an accelerator serves must prefill within the TTFT
+# threshold on an idle replica: if it cannot, no request of that bucket meets the TTFT SLO, and
+# the bucket's declared capacity within the SLO is a contradiction. (The bucket's largest
+# prompt may miss it while the quantile still holds, so that is no error.)
+_TTFT_CEL = (
+    "self.workload.capacity.all(c, !has(c.prefillTokensPerSecond) || !has(c.buckets) || "
+    "c.buckets.all(b, self.workload.requestSizes.all(s, s.name != b.size || "
+    "double(s.inputTokens.min) / c.prefillTokensPerSecond <= self.slo.ttft.thresholdSeconds)))"
+)
+# The message names the threshold and the two sides of the prefill time: the largest smallest
+# prompt of a bucket and the slowest prefill. (The exact accelerator and bucket would take nested
+# loops, over the API server's cost budget for a message; `costscaler validate` names them.)
+_TTFT_MESSAGE_CEL = (
+    "'spec.slo.ttft.thresholdSeconds %s s is below the unloaded prefill time of a "
+    "request-size bucket on an accelerator that serves it (requestSizes[].inputTokens.min / "
+    "capacity[].prefillTokensPerSecond, here up to %s tokens at down to %s tokens/s); raise "
+    "the threshold or leave the bucket out of that accelerator'.format(["
+    "self.slo.ttft.thresholdSeconds, self.workload.requestSizes.map(s, s.inputTokens.min).max(), "
+    "self.workload.capacity.filter(c, has(c.prefillTokensPerSecond)).map(c, "
+    "c.prefillTokensPerSecond).min()])"
+)
+
+
+def _ttft_message(spec: InferenceDeploymentSpec) -> str:
+    """The TTFT rule's message as `_TTFT_MESSAGE_CEL` writes it, then the exact offenders."""
+    assert spec.slo.ttft is not None  # the rule fails only with a TTFT objective
+    sizes = spec.workload.request_sizes or []
+    prefills = [c.prefill_tokens_per_second for c in spec.workload.capacity]
+    largest = max(s.input_tokens.min for s in sizes)
+    slowest = min(p for p in prefills if p is not None)
+    return (
+        f"spec.slo.ttft.thresholdSeconds {_num(spec.slo.ttft.threshold_seconds)} s is below the "
+        "unloaded prefill time of a request-size bucket on an accelerator that serves it "
+        "(requestSizes[].inputTokens.min / capacity[].prefillTokensPerSecond, here up to "
+        f"{largest} tokens at down to {_num(slowest)} tokens/s); raise the threshold or leave "
+        f"the bucket out of that accelerator: {'; '.join(_ttft_misses(spec))}"
+    )
+
+
 class InferenceDeploymentSpec(ApiModel):
     """A model service: what to run, its SLO, where it may run and what it costs."""
 
@@ -351,6 +643,37 @@ class InferenceDeploymentSpec(ApiModel):
                 p.max_replicas is None or p.max_replicas <= m.replicas.max for p in m.pools
             ),
             field_path=".pools",
+        ),
+        Rule(
+            cel="!has(self.slo.ttft) || has(self.metrics.ttft) || "
+            "self.metrics.preset in ['vllm', 'sglang']",
+            message="slo.ttft needs a time-to-first-token series: use preset vllm or sglang "
+            "(tgi and triton export none), or set metrics.ttft",
+            check=lambda m: (
+                m.slo.ttft is None or m.metrics.ttft is not None or m.metrics.preset in TTFT_PRESETS
+            ),
+            field_path=".slo.ttft",
+        ),
+        Rule(
+            cel="!has(self.slo.itl) || has(self.metrics.itl) || "
+            "self.metrics.preset in ['vllm', 'sglang', 'tgi']",
+            message="slo.itl needs an inter-token latency series: use preset vllm, sglang or "
+            "tgi, or set metrics.itl",
+            check=lambda m: (
+                m.slo.itl is None or m.metrics.itl is not None or m.metrics.preset in ITL_PRESETS
+            ),
+            field_path=".slo.itl",
+        ),
+        Rule(
+            cel=f"!has(self.slo.ttft) || !has(self.workload.requestSizes) || {_TTFT_CEL}",
+            message="spec.slo.ttft.thresholdSeconds is below the unloaded prefill time of a "
+            "request-size bucket (its smallest prompt / prefillTokensPerSecond)",
+            message_expression=_TTFT_MESSAGE_CEL,
+            check=lambda m: (
+                m.slo.ttft is None or _slowest_prefill(m) <= m.slo.ttft.threshold_seconds
+            ),
+            explain=_ttft_message,
+            field_path=".slo.ttft.thresholdSeconds",
         ),
     )
 

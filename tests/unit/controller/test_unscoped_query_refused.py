@@ -23,6 +23,8 @@ def body(latency: str) -> dict[str, Any]:
     doc["metadata"]["namespace"] = "team"
     doc["spec"]["metrics"] = {"preset": "generic", "requestRate": "sum(rate(r[1m]))",
                               "latency": latency}  # fmt: skip
+    # The example's TTFT and ITL objectives would need their own generic queries.
+    del doc["spec"]["slo"]["ttft"], doc["spec"]["slo"]["itl"]
     return dict(doc)
 
 
