@@ -107,6 +107,8 @@ def deployment(speed: float, model_load_s: int) -> dict[str, Any]:
     doc = yaml.safe_load(path.read_text())
     rate = f"sum by (namespace, deployment, pool) (rate(vllm:{{}}[20s])) / {speed:g}"
     doc["spec"]["mode"] = "Enforce"
+    # The load twin serves no TTFT or ITL histograms yet: objectives on them would hold.
+    doc["spec"]["slo"].pop("ttft"), doc["spec"]["slo"].pop("itl")
     doc["spec"]["workload"]["modelLoadSeconds"] = model_load_s
     doc["spec"]["metrics"] = {
         "preset": "vllm",

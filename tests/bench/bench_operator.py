@@ -101,6 +101,8 @@ def deployment(name: str) -> dict[str, Any]:
     doc["metadata"].update(name=name, namespace=NS)
     doc["spec"].update(mode="Recommend", pools=[{"name": p} for p in POOLS])
     doc["spec"].pop("budgetRef", None)
+    # The twin serves no TTFT or ITL histograms yet: objectives on them would hold.
+    doc["spec"]["slo"].pop("ttft"), doc["spec"]["slo"].pop("itl")
     return doc
 
 

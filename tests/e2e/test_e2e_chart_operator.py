@@ -442,6 +442,8 @@ def _promql_infd(name: str, ns: str, query: str, suffix: str) -> dict[str, Any]:
     base = yaml.safe_load((ROOT / "examples/deployments/llama-3-1-8b-vllm.yaml").read_text())
     base["metadata"] = {"name": name, "namespace": ns}
     base["spec"].pop("budgetRef")
+    # A generic preset states no TTFT or ITL queries, so no objectives on them.
+    base["spec"]["slo"].pop("ttft"), base["spec"]["slo"].pop("itl")
     base["spec"].update(
         pools=[{"name": f"{OD}-{suffix}"}],
         metrics={"preset": "generic", "requestRate": query, "latency": "vector(0.5)"},

@@ -199,6 +199,9 @@ def llama(ns: str, mode: str, pools: list[str], **spec: Any) -> dict[str, Any]:
     doc["metadata"]["namespace"] = ns
     doc["spec"].update(mode=mode, pools=[{"name": p} for p in pools], **spec)
     doc["spec"].pop("budgetRef", None)
+    # The load twin serves no TTFT or ITL histograms yet: a stated TTFT or ITL objective
+    # would be a missing series, and the operator would hold on it.
+    doc["spec"]["slo"].pop("ttft"), doc["spec"]["slo"].pop("itl")
     return doc
 
 
