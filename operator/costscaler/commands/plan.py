@@ -206,13 +206,19 @@ def to_json(
     whether the budget shaped the plan or the plan is past it. `attainment_target` is the
     attainment the plan was sized for (the SLO's, or moved by the error budget when the SLO
     window's counts are given); `error_budget_left` and `burn_rate` are the window's (null
-    without the counts).
+    without the counts). `warm_nodes`: per pool whose nodes a NodePool launches, the warm
+    spare nodes this deployment alone would keep and their $/h (the operator sizes a pool's
+    spares over every deployment on it).
     """
     return {
         "deployment": name,
         "rate": rate,
         "replicas": dict(decision.replicas),
         "nodes": dict(decision.nodes),
+        "warm_nodes": {
+            pool: {"nodes": w.nodes, "cost_per_hour": _num(w.cost_per_hour)}
+            for pool, w in decision.warm_nodes.items()
+        },
         "cost_per_hour": _num(decision.cost_per_hour),
         "marginal_cost_per_hour": _num(decision.marginal_cost_per_hour),
         "slo_risk": _num(decision.slo_risk),
@@ -274,6 +280,7 @@ def table(
         "reserved capacity at energy and per-use operations)",
         f"budget     {_budget_line(decision, budget)}",
         f"spot share {spot_share(reps, kinds):.0%}",
+        f"warm nodes {_warm_line(decision)}",
         f"SLO risk   {_pct(decision.slo_risk)}",
         f"SLO window {_window_line(decision)}",
         f"reason     {decision.reason}: {decision.message}",
@@ -295,6 +302,14 @@ def _window_line(decision: Decision) -> str:
     if left is None or burn is None:
         return f"{target} (no counts: --slo-good N --slo-total N)"
     return f"{target}; error budget left {left:.1%}, burn rate {burn:.2f}"
+
+
+def _warm_line(decision: Decision) -> str:
+    if not decision.warm_nodes:
+        return "none (no pool with a nodePool, or no spare pays for itself)"
+    return ", ".join(
+        f"{p}={w.nodes} (${w.cost_per_hour:.4f}/h)" for p, w in decision.warm_nodes.items()
+    )
 
 
 def _budget_line(decision: Decision, budget: BudgetConstraint | None) -> str:

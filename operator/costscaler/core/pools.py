@@ -45,6 +45,10 @@ class PoolView:
     tokens_per_second: float | None = None
     marginal_cost_per_hour: float | None = None
     replicas_per_node: int = 1
+    # Nodes a NodePool launches on demand (spec.nodePool set): they pay `node_cold_start_s`,
+    # and warm spares can spare it (`core.warm`).
+    launches_nodes: bool = False
+    node_cold_start_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:
@@ -144,6 +148,8 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                     node_marginal_hourly(pool), profile.accelerators_per_replica, acc.count_per_node
                 ),
                 replicas_per_node=per_node,
+                launches_nodes=pool.spec.node_pool is not None,
+                node_cold_start_s=float(pool.spec.cold_start.node_seconds),
             )
         )
     return views

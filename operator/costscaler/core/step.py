@@ -39,6 +39,7 @@ from costscaler.core import (
     stock,
     supply,
     validate,
+    warm,
 )
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.explain import BUDGET_REASONS, alternatives, explain
@@ -107,6 +108,7 @@ def step(
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
+    need = warm.need(pl, demand, final, state.capacity_scale)  # warm spare nodes (`core.warm`)
     return Decision(
         replicas=replicas,
         cost_per_hour=spend,
@@ -129,6 +131,8 @@ def step(
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
         marginal_cost_per_hour=marginal,
         nodes=dict(zip(pl.names, nodes.counts(final, pl.per_node).tolist(), strict=True)),
+        warm_nodes=warm.spares([need] if need else []),
+        warm_need=need,
         attainment_target=attainment,
         error_budget_left=budget_so_far.left,
         burn_rate=budget_so_far.burn_rate,

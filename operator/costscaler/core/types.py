@@ -224,6 +224,30 @@ def _time_or_inf(value: Any) -> float:
 
 
 @dataclass(frozen=True)
+class WarmNodes:
+    """Warm spare nodes kept on one pool (`core.warm`) and what they cost ($/h, marginal)."""
+
+    nodes: int
+    cost_per_hour: float
+
+
+@dataclass(frozen=True)
+class WarmNeed:
+    """One deployment's use for warm spare nodes on a pool (`core.warm.need`).
+
+    `tail`: P(it needs at least j extra nodes at the horizon), j = 1, 2, ...;
+    `value_per_hour`: the SLO misses ($/h) a spare saves while it is needed;
+    `node_cost_per_hour`: one node's marginal $/h; `room`: nodes the pool may still add.
+    """
+
+    pool: str
+    tail: tuple[float, ...]
+    value_per_hour: float
+    node_cost_per_hour: float
+    room: int
+
+
+@dataclass(frozen=True)
 class Decision:
     """One decision: what to run on each pool, what it costs, how risky it is, and why.
 
@@ -281,6 +305,8 @@ class Decision:
     attainment_target: float = math.nan
     error_budget_left: float | None = None
     burn_rate: float | None = None
+    warm_nodes: Mapping[str, WarmNodes] = field(default_factory=dict)
+    warm_need: WarmNeed | None = None
 
     @property
     def total_replicas(self) -> int:

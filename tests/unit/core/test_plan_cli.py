@@ -26,6 +26,8 @@ def test_json_has_the_contract_fields(capsys):
     data = json.loads(out)
     for key in ("replicas", "cost_per_hour", "slo_risk", "reason", "message", "alternatives"):
         assert key in data
+    # No example pool has a nodePool: nothing launches nodes, so no warm spares.
+    assert data["warm_nodes"] == {}
     assert sum(data["replicas"].values()) >= 5  # 12 req/s at <= 2.6 req/s per replica
     assert data["reason"] == "CostOptimal"
     names = {a["name"] for a in data["alternatives"]}
@@ -49,6 +51,7 @@ def test_table_shows_pools_cost_risk_and_alternatives(capsys):
         "POOL",
         "g5-xlarge-a10g-spot",
         "spot share",
+        "warm nodes",
         "SLO risk",
         "ALTERNATIVE",
         "max-spot",
