@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ class Target:
     quantile: float
     threshold_seconds: float
     window_seconds: float = 3600.0  # forecast window: how far back a backfill reaches
+    slo_window_seconds: float = 0.0  # the SLO window its `slo_counts` query covers
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,14 @@ class PrometheusSource:
 
     `max_age_seconds` is the staleness limit: two scrape intervals. `deadline_seconds` is how
     long one fetch waits for all its answers (shorter than the tick interval).
+
+    An SLO window's counts query reads every raw sample of the window (days of them), and
+    its answer moves by a tick's requests in a window's: it is sent again only once its last
+    answer is older than a hundredth of the window, and `COUNTS_EVERY_S` at most (every tick
+    for windows under 25 min at 15 s ticks); rounds in between reuse that answer.
     """
+
+    COUNTS_EVERY_S = 300.0
 
     def __init__(
         self,
@@ -150,11 +159,15 @@ class PrometheusSource:
         labels: SeriesLabels,
         max_age_seconds: float,
         deadline_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.labels = labels
         self.max_age = max_age_seconds
         self.deadline = deadline_seconds
+        self.clock = clock
+        # SLO window counts query -> (when answered, its answer), reused until due again.
+        self.counted: dict[str, tuple[float, Grouped]] = {}
         # Two threads: queries overlap, and few threads keep few malloc arenas of parsed JSON.
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="prometheus")
         # Queries sent by an earlier fetch whose thread still waits for the answer.
@@ -166,7 +179,11 @@ class PrometheusSource:
         Returns by the deadline whatever Prometheus does: a query unanswered by then, or still
         unanswered from an earlier fetch, is a failed query (`QueryFailed` readings).
         """
-        texts = list(dict.fromkeys(q for t in targets for q in t.queries.texts()))
+        now = self.clock()
+        kept = self._counts_kept(targets, now)
+        texts = [
+            q for q in dict.fromkeys(q for t in targets for q in t.queries.texts()) if q not in kept
+        ]
         report = FetchReport(queries=len(texts))
         results: dict[str, Series | str] = {}
         sent: dict[str, Future[Series | str]] = {}
@@ -185,7 +202,7 @@ class PrometheusSource:
             else:
                 future.cancel()  # one not started yet never runs; a running one stays `waiting`
                 results[text] = f"no answer within the {self.deadline:g} s deadline"
-        vectors: dict[str, Grouped] = {}
+        vectors: dict[str, Grouped] = dict(kept)
         for text in texts:
             result = results[text]
             if isinstance(result, str):
@@ -193,8 +210,26 @@ class PrometheusSource:
                 report.failed[text] = result
             else:
                 vectors[text] = self._group(result)
+        self.counted = {text: self.counted[text] for text in kept} | {
+            t.queries.slo_counts: (now, vectors[t.queries.slo_counts])
+            for t in targets
+            if t.queries.slo_counts in vectors and t.queries.slo_counts not in kept
+        }
         readings = {t.key: self._reading(t, vectors, report.failed) for t in targets}
         return readings, report
+
+    def _counts_kept(self, targets: Sequence[Target], now: float) -> dict[str, Grouped]:
+        """The SLO window counts answered recently enough to reuse this round."""
+        kept: dict[str, Grouped] = {}
+        for t in targets:
+            text = t.queries.slo_counts
+            if text is None or text not in self.counted:
+                continue
+            every = min(self.COUNTS_EVERY_S, t.slo_window_seconds / 100)
+            taken, vector = self.counted[text]
+            if now - taken < every:
+                kept[text] = vector
+        return kept
 
     def _send(self, text: str) -> Future[Series | str]:
         future = self.pool.submit(self._run, text)

@@ -16,6 +16,7 @@ from costscaler.adapters.pending import pending_pod
 from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
 from costscaler.api import GROUP, VERSION, CapacityPool
+from costscaler.api.deployment import window_seconds
 from costscaler.controller.objects import parse_infd, parse_pool
 from costscaler.controller.pools import node_view
 from costscaler.controller.settings import Settings
@@ -75,5 +76,6 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
             s.metrics, settings.series_labels(), settings.rate_window, namespace or "", s.slo.window
         )
         quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
-        window = s.forecast.window_seconds
-        return {None: Target((namespace or "", name), queries, quantile, threshold, window)}
+        window, slo_window = s.forecast.window_seconds, window_seconds(s.slo.window)
+        key = (namespace or "", name)
+        return {None: Target(key, queries, quantile, threshold, window, slo_window)}

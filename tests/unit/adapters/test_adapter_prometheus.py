@@ -293,3 +293,31 @@ def test_unusable_counts_are_unknown_and_the_reading_stands(spoil, fail: bool):
     assert (reading.problem, reading.request_rate) == (None, 4.0)
     assert (reading.slo_good, reading.slo_total) == (None, None)
     assert report.errors == (1 if fail else 0)
+
+
+def test_window_counts_are_asked_again_only_when_due():
+    # A 7-day window's counts move by a tick's requests in a week's: they are reused for
+    # COUNTS_EVERY_S (a hundredth of the window when shorter), then asked again.
+    now = [1000.0]
+    client = RecordingProm(counted())
+    source = PrometheusSource(client, LABELS, max_age_seconds=4.0, clock=lambda: now[0])
+    week = [Target(("ml", "llama"), WEEK, 0.95, 1.0, slo_window_seconds=7 * 86400.0)]
+    hour = [Target(("ml", "llama"), WEEK, 0.95, 1.0, slo_window_seconds=3600.0)]
+
+    def round_(targets, after: float) -> tuple[int, tuple]:
+        now[0] += after
+        sent = len(client.sent)
+        readings, report = asyncio.run(source.fetch(targets))
+        r = readings[("ml", "llama")]
+        assert report.queries == len(client.sent) - sent
+        return report.queries, (r.slo_good, r.slo_total)
+
+    assert round_(week, 0) == (5, (9000.0, 10000.0))
+    assert round_(week, 15) == (4, (9000.0, 10000.0))  # reused
+    assert round_(week, 284) == (4, (9000.0, 10000.0))
+    assert round_(week, 1) == (5, (9000.0, 10000.0))  # 300 s: due again
+    assert round_(hour, 15) == (4, (9000.0, 10000.0))  # an hour's window: every 36 s
+    assert round_(hour, 21) == (5, (9000.0, 10000.0))
+    client.fail = {WEEK.slo_counts}
+    assert round_(hour, 36) == (5, (None, None))  # failed: unknown, and asked next round
+    assert round_(hour, 15) == (5, (None, None))
