@@ -276,6 +276,25 @@ def test_metrics_server_serves_metrics_and_health():
     assert (ok, stuck) == (200, 503)
 
 
+def test_window_gauges_are_set_when_known_and_dropped_when_not():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from costscaler.controller.metrics import OperatorMetrics
+
+    registry = CollectorRegistry()
+    m = OperatorMetrics.create(registry)
+    m.set_window("ml", "llama", (0.997, 0.7, 0.3))
+    text = generate_latest(registry).decode()
+    for line in (
+        'costscaler_slo_attainment{deployment="llama",namespace="ml"} 0.997',
+        'costscaler_error_budget_remaining{deployment="llama",namespace="ml"} 0.7',
+        'costscaler_error_budget_burn_rate{deployment="llama",namespace="ml"} 0.3',
+    ):
+        assert line in text
+    m.set_window("ml", "llama", (None, None, None))  # counts gone unknown: no stale figure
+    assert 'deployment="llama"' not in generate_latest(registry).decode()
+
+
 def test_history_is_bounded_by_its_rows_whatever_the_tick_rate():
     from costscaler.adapters.children import ChildState
 
