@@ -1,7 +1,8 @@
 """Simulator speed: 14 days of servegen-m-large at 1 s steps through `costscaler`.
 
 Run by `make bench` (or `.venv/bin/python tests/bench/bench_sim_speed.py [--runs N]
-[--days D] [--policy P]`). The trace is scaled as in bench_policies.py (the busiest minute
+[--days D] [--policy P ...] [--serving batching]`; several policies: a run is all of them,
+one after the other). The trace is scaled as in bench_policies.py (the busiest minute
 needs 24 rated replicas of the cheapest on-demand pool). Each run is timed whole (wall and
 process CPU); `core.decide` is timed apart by wrapping the name the costscaler policy calls,
 and the policy's tick likewise, so the CPU splits into the engine (`decide`), everything
@@ -22,7 +23,7 @@ from typing import Any
 
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
 from costscaler.sim import engine_policy
-from costscaler.sim.lineup import Lineup
+from costscaler.sim.lineup import SERVING, Lineup, Settings
 from costscaler.sim.run import simulate
 from costscaler.sim.static import peak_rate
 from costscaler.sim.traces import Trace, load_trace
@@ -50,14 +51,15 @@ class _Timed:
             self.calls += 1
 
 
-def _lineup() -> Lineup:
+def _lineup(serving: str) -> Lineup:
     resources = load_manifests(REPO / "examples")
     deployment = next(
         r
         for r in resources
         if isinstance(r, InferenceDeployment) and r.metadata.name == "llama-3-1-8b"
     )
-    return Lineup(deployment, [r for r in resources if isinstance(r, CapacityPool)])
+    pools = [r for r in resources if isinstance(r, CapacityPool)]
+    return Lineup(deployment, pools, Settings(serving=serving))
 
 
 def _trace(lineup: Lineup, days: float) -> Trace:
@@ -78,7 +80,15 @@ def one_run(lineup: Lineup, trace: Trace, policy: str) -> dict[str, float]:
     try:
         w, c = time.perf_counter(), time.process_time()
         start = lineup.start(trace)
-        out = simulate(trace, lineup.models, chosen, lineup.costs, seed=SEED, start=start)
+        out = simulate(
+            trace,
+            lineup.models,
+            chosen,
+            lineup.costs,
+            seed=SEED,
+            start=start,
+            serving=lineup.serving,
+        )
         wall, cpu = time.perf_counter() - w, time.process_time() - c
     finally:
         engine_policy.decide = timed.inner
@@ -101,12 +111,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="replays to time (median)")
     parser.add_argument("--days", type=float, default=14.0, help="days of the trace")
-    parser.add_argument("--policy", default="costscaler", help="policy to replay")
+    parser.add_argument(
+        "--policy", action="append", help="policy to replay (repeatable; default costscaler)"
+    )
+    parser.add_argument("--serving", choices=SERVING, default="fluid", help="serving model")
     args = parser.parse_args()
-    lineup = _lineup()
+    lineup = _lineup(args.serving)
     trace = _trace(lineup, args.days)
-    print(f"servegen-m-large, {trace.steps * trace.dt / 86400:.1f} days, {trace.steps} steps")
-    runs = [one_run(lineup, trace, args.policy) for _ in range(args.runs)]
+    print(
+        f"servegen-m-large, {trace.steps * trace.dt / 86400:.1f} days, {trace.steps} steps, "
+        f"serving {args.serving}"
+    )
+    runs = []
+    for _ in range(args.runs):
+        each = [one_run(lineup, trace, p) for p in args.policy or ["costscaler"]]
+        runs.append({k: sum(r[k] for r in each) for k in COLUMNS})
     print("| run | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for i, r in enumerate(runs, 1):

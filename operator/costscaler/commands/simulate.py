@@ -14,9 +14,10 @@ from typing import Any
 
 from costscaler.api import CapacityPool, InferenceDeployment, OnConflict, load_manifests
 from costscaler.errors import UserError
+from costscaler.sim.batching import ROUTERS
 from costscaler.sim.budget import SimBudget
 from costscaler.sim.cluster import SpotBursts, SpotReplay
-from costscaler.sim.lineup import ORACLES, POLICIES, Lineup, Settings
+from costscaler.sim.lineup import ORACLES, POLICIES, SERVING, Lineup, Settings
 from costscaler.sim.report import plot, spread_table, summarise
 from costscaler.sim.traces import load_spot_trace, load_trace
 
@@ -108,6 +109,20 @@ def register(subparsers: Any) -> None:
         default=OnConflict.PREFER_BUDGET.value,
         help="with --budget: which gives way when the SLO and the budget conflict",
     )
+    p.add_argument(
+        "--serving",
+        choices=SERVING,
+        default="fluid",
+        help="fluid: one queue at the profiles' declared capacity; batching: requests one by "
+        "one with their tokens, continuous batching per replica on its accelerator's "
+        "published figures (sim/accelerators.json), TTFT and inter-token latency",
+    )
+    p.add_argument(
+        "--router",
+        choices=ROUTERS,
+        default="least",
+        help="with --serving batching: least outstanding requests, or round-robin",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="PNG", help="write a plot")
     p.set_defaults(func=run)
@@ -183,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         warm_start=not args.cold_start,
         start_replicas=args.start_replicas,
         burn_in_s=args.burn_in,
+        serving=args.serving,
+        router=args.router,
     )
     lineup = Lineup(_deployment(args.file), pools, settings)
     names = args.policy or list(POLICIES + ORACLES)
@@ -220,4 +237,6 @@ def _scenario(args: argparse.Namespace) -> dict[str, Any]:
         "spot_burst_size": args.spot_burst_size,
         "spot_traces": list(args.spot_trace),
         "cold_start": args.cold_start,
+        "serving": args.serving,
+        "router": args.router if args.serving == "batching" else None,
     }

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 
 from costscaler.api import CapacityPool, InferenceDeployment
+from costscaler.errors import UserError
+from costscaler.sim.batching import Router, hardware
 from costscaler.sim.budget import SimBudget
 from costscaler.sim.cluster import SpotBursts, SpotReplay
 from costscaler.sim.engine_policy import CostScaler
@@ -29,8 +31,9 @@ from costscaler.sim.pools import (
     pool_models,
 )
 from costscaler.sim.run import Costs, Outcome, Start, burn_in_steps, simulate
+from costscaler.sim.serving import ServingSetup, TokenDraw
 from costscaler.sim.static import Static, peak_rate
-from costscaler.sim.traces import Trace
+from costscaler.sim.traces import Trace, load_accelerators
 
 POLICIES = (
     "costscaler",
@@ -42,6 +45,7 @@ POLICIES = (
     "static",
 )
 ORACLES = ("oracle", "oracle-single")
+SERVING = ("fluid", "batching")
 SINGLE = ("costscaler-single", "hpa", "keda", "kpa", "static")
 
 
@@ -56,7 +60,10 @@ class Settings:
     the same allocation (`Lineup.start`): `start_replicas` on the cheapest on-demand pool (None:
     enough rated replicas for the trace's first minute, within the deployment's bounds),
     serving at once when `warm_start`, else paying their cold start at t=0. `burn_in_s`:
-    seconds left out of every total (the oracle bounds the rest of the trace).
+    seconds left out of every total (the oracle bounds the rest of the trace). `serving`:
+    `fluid` (one queue at the profiles' declared capacity, `sim.service`) or `batching`
+    (requests one by one, continuous batching on each replica's hardware, `sim.batching`,
+    spread by `router`).
     """
 
     hpa_utilisation: float = 0.7
@@ -68,6 +75,8 @@ class Settings:
     warm_start: bool = True
     start_replicas: int | None = None
     burn_in_s: float = 0.0
+    serving: str = "fluid"
+    router: Router = "least"
 
 
 @dataclass
@@ -88,6 +97,19 @@ class Lineup:
             egress_per_request=egress_cost_per_request(self.deployment),
             mean_output_tokens=spec.workload.mean_output_tokens,
         )
+        if self.settings.serving not in SERVING:
+            raise ValueError(f"serving must be one of {', '.join(SERVING)}")
+        self.serving: ServingSetup | None = None
+        if self.settings.serving == "batching":
+            data = load_accelerators()
+            try:
+                hw = tuple(
+                    hardware(data, m.accelerator, m.accelerators_per_replica) for m in self.models
+                )
+            except ValueError as exc:
+                raise UserError(f"--serving batching: {exc}") from exc
+            draw = TokenDraw(mean_output=spec.workload.mean_output_tokens or 250.0)
+            self.serving = ServingSetup(hw, self.settings.router, draw)
 
     def start(self, trace: Trace) -> Start:
         """The allocation every policy starts from: replicas on the cheapest on-demand pool.
@@ -154,6 +176,7 @@ class Lineup:
                 replays=replays,
                 bursts=self.settings.bursts,
                 burn_in_s=self.settings.burn_in_s,
+                serving=self.serving,
                 keep_timeline=keep_timeline,
             )
             for n in names

@@ -16,7 +16,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim.pools import PoolModel
-from costscaler.sim.service import ServiceResult
 
 # Bucket edges a Prometheus histogram might have (s): 15 % apart from 50 ms to ~2 h.
 VIEW_EDGES_S = 0.05 * 1.15 ** np.arange(82)
@@ -28,9 +27,11 @@ class ClusterView:
     """The cluster at step `step`, as metrics and the API server report it.
 
     `cum_arrivals[i]` / `cum_met[i]` / `cum_tokens[i]` are totals over steps [0, i); `lost`
-    counts spot replicas reclaimed so far per pool; `history` and `service_s` hold the queue's
-    per-step record, brought up to `step` by `sync(step)` before any read; `histogram(lo,
-    hi)` gives the cumulative latency counts at `VIEW_EDGES_S` of steps [lo, hi) (synced).
+    counts spot replicas reclaimed so far per pool; `completed(lo, hi)` the requests whose
+    latency was measured in steps [lo, hi) and `in_system(lo, hi)` the mean requests in
+    service or waiting, both brought up to `step` by `sync(step)` before any read;
+    `histogram(lo, hi)` gives the cumulative latency counts at `VIEW_EDGES_S` of steps
+    [lo, hi) (synced).
     Only steps before `step` are ever read, so a policy cannot look ahead. `unplaced`: per
     pool, replicas the cluster cannot place now (no spot capacity), as the operator sees
     Pending pods past their grace.
@@ -46,8 +47,8 @@ class ClusterView:
     cum_met: NDArray[np.float64]
     cum_tokens: NDArray[np.float64] | None
     lost: list[int]
-    history: ServiceResult
-    service_s: NDArray[np.float64]
+    completed: Callable[[int, int], float]
+    in_system: Callable[[int, int], float]
     histogram: Callable[[int, int], NDArray[np.float64]]
     sync: Callable[[int], None]
     unplaced: list[int] = field(default_factory=list)
@@ -95,9 +96,7 @@ class ClusterView:
         if span <= 0:
             return 0.0
         self.sync(self.step)
-        part = slice(lo, self.step)
-        running = self.history.served[part] / self.dt * self.service_s[part]
-        return float((running + self.history.backlog[part]).mean())
+        return self.in_system(lo, self.step)
 
     def latency_quantile(self, quantile: float, window_s: float) -> float:
         """The latency (s) at `quantile` of requests started in the window (to 15 %).
@@ -106,7 +105,7 @@ class ClusterView:
         """
         lo, _ = self._window(window_s)
         counts = self.histogram(lo, self.step)
-        total = float(self.history.served[lo : self.step].sum())
+        total = self.completed(lo, self.step)
         if total <= 0:
             return math.nan
         return float(VIEW_EDGES_S[min(int(np.searchsorted(counts, quantile * total)), EDGE_LAST)])

@@ -23,6 +23,7 @@ class PoolModel:
     `max_replicas` folds the deployment's per-pool max and the pool's node quota.
     `burst_share`: the share of the spot hazard that comes as pool-wide bursts when the run
     does not set one (`SpotBursts`): the pool's `interruption.burstShare`, as the engine's prior.
+    `accelerator`: the pool's accelerator type (per-request serving looks its hardware up).
     """
 
     name: str
@@ -39,6 +40,7 @@ class PoolModel:
     max_replicas: int | None
     marginal_cost_per_hour: float | None = None
     burst_share: float = hazard.DEFAULT_BURST_SHARE
+    accelerator: str = ""
 
     @property
     def cost_per_capacity(self) -> float:
@@ -83,6 +85,7 @@ def pool_models(deployment: InferenceDeployment, pools: list[CapacityPool]) -> l
                 burst_share=hazard.DEFAULT_BURST_SHARE
                 if view.burst_share is None
                 else view.burst_share,
+                accelerator=pool.accelerator.type,
             )
         )
     if not out:

@@ -115,6 +115,19 @@ class Record:
         self.bucket[t:stop] = np.searchsorted(self.edges, svc, side="left")
         self.calm_served[t:stop] = np.where(busy, 0.0, res.served)
 
+    def completed(self, lo: int, hi: int) -> float:
+        """Requests that started service in steps [lo, hi) (synced)."""
+        self.sync(hi)
+        return float(self.queue.served[lo:hi].sum())
+
+    def in_system(self, lo: int, hi: int) -> float:
+        """Mean requests in service (Little's law) plus waiting over steps [lo, hi) (synced)."""
+        if hi <= lo:
+            return 0.0
+        self.sync(hi)
+        running = self.queue.served[lo:hi] / self.dt * self.service_s[lo:hi]
+        return float((running + self.queue.backlog[lo:hi]).mean())
+
     def histogram(self, lo: int, hi: int) -> FloatArray:
         """Cumulative latency counts at `edges_s` of requests started in steps [lo, hi).
 

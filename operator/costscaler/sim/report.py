@@ -7,6 +7,7 @@ per pool for the first multi-pool policy (or the first policy), and cumulative c
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim.pools import PoolModel
-from costscaler.sim.run import Outcome
+from costscaler.sim.run import Latencies, Outcome
 from costscaler.sim.traces import Trace
 
 COLUMNS = (
@@ -38,15 +39,20 @@ def _clean(value: Any) -> Any:
 
 
 def as_row(outcome: Outcome) -> dict[str, Any]:
-    """One outcome as the `--json` object (ARCHITECTURE §5 keys, plus replica cost and the
-    total with owned and reserved nodes at their marginal cost)."""
+    """One outcome as the `--json` object (ARCHITECTURE §5 keys, plus replica cost, the
+    total with owned and reserved nodes at their marginal cost, and the latency percentiles:
+    `p50_latency_s`, `p95_latency_s` end to end, `ttft_*` and `itl_*` with per-request serving, and
+    `ttft_attainment` / `itl_attainment` when the SLO declares those thresholds)."""
     row = {k: _clean(getattr(outcome, k)) for k in COLUMNS}
     row["replica_cost"] = _clean(outcome.replica_cost)
     row["marginal_cost"] = _clean(outcome.marginal_cost)
+    for key in LATENCY:
+        row[key] = _clean(getattr(outcome.latency, key))
     return row
 
 
-NUMBERS = (*COLUMNS[1:], "replica_cost", "marginal_cost")  # the keys averaged over seeds
+LATENCY = tuple(f.name for f in fields(Latencies) if f.name != "p99_latency_s")
+NUMBERS = (*COLUMNS[1:], "replica_cost", "marginal_cost", *LATENCY)  # averaged over seeds
 
 
 def summarise(runs: list[list[Outcome]], meta: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from costscaler.sim.cluster import ClusterTwin, SpotBursts, SpotReplay
 from costscaler.sim.policy import VIEW_EDGES_S, ClusterView, Policy
 from costscaler.sim.pools import PoolModel
 from costscaler.sim.record import Record
+from costscaler.sim.serving import ServingRecord, ServingSetup
 from costscaler.sim.traces import Trace
 
 # Latency bucket edges for the p99 (s): 5 % apart from 10 ms to an hour.
@@ -45,6 +46,28 @@ class Timeline:
     cumulative_cost: NDArray[np.float64]
 
 
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """Percentiles (s) of end-to-end latency, and with per-request serving of time to first
+    token and mean inter-token latency; the shares of requests within the SLO's TTFT and ITL
+    thresholds when it declares them. None where undefined (beyond the finished requests)."""
+
+    p50_latency_s: float | None = None
+    p95_latency_s: float | None = None
+    p99_latency_s: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+    ttft_p99_s: float | None = None
+    itl_p50_s: float | None = None
+    itl_p95_s: float | None = None
+    itl_p99_s: float | None = None
+    ttft_attainment: float | None = None
+    itl_attainment: float | None = None
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one policy did to one trace (units in the names; None where undefined)."""
@@ -63,9 +86,10 @@ class Outcome:
     # total_cost with owned and reserved nodes at their marginal cost (capex left out: paid
     # whether used or not); total_cost charges them at TCO, as chargeback does.
     marginal_cost: float | None = None
+    latency: Latencies = Latencies()
 
 
-def _view(rec: Record, twin: ClusterTwin, step: int) -> ClusterView:
+def _view(rec: Record | ServingRecord, twin: ClusterTwin, step: int) -> ClusterView:
     """What a policy sees at `step`."""
     ready, warming = twin.counts(step)
     return ClusterView(
@@ -79,24 +103,24 @@ def _view(rec: Record, twin: ClusterTwin, step: int) -> ClusterView:
         rec.cum_met,
         rec.cum_tokens,
         list(twin.lost),
-        rec.queue,
-        rec.service_s,
+        rec.completed,
+        rec.in_system,
         rec.histogram,
         rec.sync,
         twin.unplaced(step),
     )
 
 
-def p99(
-    result: service.ServiceResult, service_s: NDArray[np.float64], requests: float
+def quantile(
+    result: service.ServiceResult, service_s: NDArray[np.float64], requests: float, q: float
 ) -> float | None:
-    """The 99th percentile latency (s) over all requests, to 5 %; None when out of range.
+    """The latency (s) at quantile `q` over all requests, to 5 %; None when out of range.
 
     Requests never started by the end of the run count as slower than any edge.
     """
     if requests <= 0:
         return None
-    i = service.latency_rank(result, service_s, EDGES_S, 0.99 * requests - 1e-9)
+    i = service.latency_rank(result, service_s, EDGES_S, q * requests - 1e-9)
     return float(EDGES_S[i]) if i < EDGES_S.size and math.isfinite(EDGES_S[i]) else None
 
 
@@ -125,6 +149,7 @@ def simulate(
     replays: dict[int, SpotReplay] | None = None,
     bursts: SpotBursts | None = None,
     burn_in_s: float = 0.0,
+    serving: ServingSetup | None = None,
     keep_timeline: bool = False,
 ) -> Outcome:
     """Replay `trace` through `policy` on `pools` from `start`; deterministic for a `seed`.
@@ -140,7 +165,11 @@ def simulate(
         raise ValueError(f"start.replicas has {len(start.replicas)} pools, expected {len(pools)}")
     burn = burn_in_steps(burn_in_s, dt, n)
     twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}), bursts or SpotBursts())
-    rec = Record(trace.arrivals, trace.output_tokens, pools, costs.threshold_s, dt, VIEW_EDGES_S)
+    rec: Record | ServingRecord = (
+        Record(trace.arrivals, trace.output_tokens, pools, costs.threshold_s, dt, VIEW_EDGES_S)
+        if serving is None
+        else ServingRecord(trace, pools, serving, costs.threshold_s, seed)
+    )
     twin.start(list(start.replicas), warm=start.warm)
     first = policy.initial(_view(rec, twin, 0))
     if first != twin.desired:
@@ -167,35 +196,100 @@ def burn_in_steps(burn_in_s: float, dt: float, steps: int) -> int:
     return burn
 
 
+@dataclass(frozen=True)
+class _Served:
+    """What the serving model did after the burn-in, in the terms every outcome reports."""
+
+    served: NDArray[np.float64]  # requests whose latency was measured, per step
+    busy_s: NDArray[np.float64]  # accelerator-seconds at work, per step
+    attainment: float
+    latency: Latencies
+
+
+def _fluid(rec: Record, burn: int, requests: float, acc: NDArray[np.float64]) -> _Served:
+    """The fluid queue's figures (latency percentiles to 5 %, from its histogram)."""
+    part = slice(burn, None)
+    queue = service.ServiceResult(*(getattr(rec.queue, f)[part] for f in service.FIELDS))
+    cap, svc = rec.capacity[part], rec.service_s[part]
+    busy = np.divide(
+        queue.served * (acc @ rec.ready[:, part]), cap, out=np.zeros_like(cap), where=cap > 0
+    )
+    quantiles = [quantile(queue, svc, requests, q) for q in QUANTILES]
+    met = float(queue.met.sum()) / requests if requests else 1.0
+    return _Served(queue.served, busy, met, Latencies(*quantiles))
+
+
+def _batched(rec: ServingRecord, burn: int, requests: float, acc: NDArray[np.float64]) -> _Served:
+    """The per-request model's figures: exact over the requests that arrived after the
+    burn-in, those never finished counting as slower than any threshold."""
+    done = rec.finished(burn)
+    setup = rec.setup
+    served = np.diff(rec.cum_done)[burn:].astype(np.float64)
+    busy = (acc @ rec.busy[:, burn:]) * rec.dt
+
+    def share(values: NDArray[np.float64], limit: float | None) -> float | None:
+        if limit is None:
+            return None
+        return float((values <= limit).sum()) / requests if requests else 1.0
+
+    def pick(values: NDArray[np.float64]) -> tuple[float | None, float | None, float | None]:
+        ordered = np.sort(values)
+
+        def at(q: float) -> float | None:
+            i = math.ceil(q * requests - 1e-9) - 1
+            return float(ordered[max(0, i)]) if requests and i < ordered.size else None
+
+        return at(0.5), at(0.95), at(0.99)
+
+    e2e = share(done.e2e_s, rec.threshold_s)
+    (p50, p95, p99), (t50, t95, t99), (i50, i95, i99) = (
+        pick(done.e2e_s),
+        pick(done.ttft_s),
+        pick(done.itl_s),
+    )
+    latency = Latencies(
+        p50,
+        p95,
+        p99,
+        t50,
+        t95,
+        t99,
+        i50,
+        i95,
+        i99,
+        ttft_attainment=share(done.ttft_s, setup.ttft_s),
+        itl_attainment=share(done.itl_s, setup.itl_s),
+    )
+    return _Served(served, busy, 1.0 if e2e is None else e2e, latency)
+
+
 def _outcome(
     name: str,
     trace: Trace,
     pools: list[PoolModel],
     costs: Costs,
     scale_events: int,
-    rec: Record,
+    rec: Record | ServingRecord,
     burn: int,
     keep_timeline: bool,
 ) -> Outcome:
     """Totals of a run from step `burn` on: TCO, per-unit costs, attainment, idle
-    accelerator-hours, p99."""
+    accelerator-hours, latency percentiles."""
     part = slice(burn, None)
-    ready, held, cap, svc = (
-        rec.ready[:, part],
-        rec.held[:, part],
-        rec.capacity[part],
-        rec.service_s[part],
-    )
-    queue = service.ServiceResult(*(getattr(rec.queue, f)[part] for f in service.FIELDS))
-    served = queue.served
+    held = rec.held[:, part]
     dt, requests = trace.dt, float(trace.arrivals[part].sum())
+    acc = np.array([p.accelerators_per_replica for p in pools], dtype=np.float64)
+    got = (
+        _batched(rec, burn, requests, acc)
+        if isinstance(rec, ServingRecord)
+        else _fluid(rec, burn, requests, acc)
+    )
     # Whole nodes bill from their first replica: replicas pack onto ceil(held / k) nodes.
     per_node = np.array([[p.replicas_per_node] for p in pools], dtype=np.int64)
     nodes = -(-held // per_node)
     node_price = np.array([p.replica_cost_per_hour * p.replicas_per_node for p in pools])
-    acc = np.array([p.accelerators_per_replica for p in pools], dtype=np.float64)
     step_cost = (node_price @ nodes) * dt / 3600 + costs.fixed_per_hour * dt / 3600
-    step_cost = step_cost + costs.egress_per_request * served
+    step_cost = step_cost + costs.egress_per_request * got.served
     replica_cost = float((node_price @ nodes).sum() * dt / 3600)
     margin = [
         p.replica_cost_per_hour if p.marginal_cost_per_hour is None else p.marginal_cost_per_hour
@@ -204,9 +298,8 @@ def _outcome(
     node_margin = np.array(margin) * per_node[:, 0]
     marginal_replicas = float((node_margin @ nodes).sum() * dt / 3600)
     total = float(step_cost.sum())
-    busy = np.divide(served * (acc @ ready), cap, out=np.zeros_like(cap), where=cap > 0)
     slots = nodes * per_node  # a paid node's empty slots idle their accelerators too
-    idle = float(((acc @ slots) * dt - busy).sum() / 3600)
+    idle = float(((acc @ slots) * dt - got.busy_s).sum() / 3600)
     tokens = (
         float(trace.output_tokens[part].sum())
         if trace.output_tokens is not None
@@ -223,11 +316,12 @@ def _outcome(
         replica_cost=replica_cost,
         cost_per_1k_requests=total / requests * 1000 if requests else None,
         cost_per_million_tokens=total / tokens * 1e6 if tokens else None,
-        slo_attainment=float(queue.met.sum()) / requests if requests else 1.0,
+        slo_attainment=got.attainment,
         requests=requests,
         idle_accelerator_hours=idle,
         scale_events=scale_events,
-        p99_latency_s=p99(queue, svc, requests),
+        p99_latency_s=got.latency.p99_latency_s,
         timeline=timeline,
         marginal_cost=total - replica_cost + marginal_replicas,
+        latency=got.latency,
     )

@@ -1,4 +1,5 @@
-"""Trace loading: the only module of sim/ that reads files.
+"""Trace loading: the only module of sim/ that reads files (traces, and the serving model's
+accelerator data, `load_accelerators`).
 
 Two request formats (ARCHITECTURE §5): per-request `timestamp_s,input_tokens,output_tokens`
 (token columns may be empty) and rate series `window_start_s,window_len_s,rate_rps,
@@ -9,10 +10,12 @@ active_clients`, replayed as seeded Poisson arrivals per step. Spot capacity tra
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,11 +32,21 @@ class TraceError(UserError):
 
 
 @dataclass(frozen=True)
+class Requests:
+    """Each request of a per-request trace: arrival (s from the replay's start), tokens."""
+
+    time_s: NDArray[np.float64]
+    input_tokens: NDArray[np.float64]
+    output_tokens: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
 class Trace:
     """Arrivals per step of `dt` seconds, from `start_s` of the original trace.
 
     `output_tokens` is the output tokens of each step's arrivals, or None when the trace has
-    no token counts (rate series, or empty token columns).
+    no token counts (rate series, or empty token columns). `requests`: every request with
+    its time and tokens when the trace lists them (None: rate series or no token columns).
     """
 
     name: str
@@ -41,6 +54,7 @@ class Trace:
     start_s: float
     arrivals: NDArray[np.float64]
     output_tokens: NDArray[np.float64] | None
+    requests: Requests | None = None
 
     @property
     def steps(self) -> int:
@@ -50,9 +64,13 @@ class Trace:
     def after(self, steps: int) -> Trace:
         """The trace from step `steps` on (a burn-in cut off)."""
         tokens = None if self.output_tokens is None else self.output_tokens[steps:]
-        return Trace(
-            self.name, self.dt, self.start_s + steps * self.dt, self.arrivals[steps:], tokens
-        )
+        requests = None
+        if self.requests is not None:
+            r, cut = self.requests, steps * self.dt
+            keep = r.time_s >= cut
+            requests = Requests(r.time_s[keep] - cut, r.input_tokens[keep], r.output_tokens[keep])
+        start = self.start_s + steps * self.dt
+        return Trace(self.name, self.dt, start, self.arrivals[steps:], tokens, requests)
 
 
 @dataclass(frozen=True)
@@ -118,11 +136,15 @@ def detect_format(path: Path) -> str:
     )
 
 
-def _requests(path: Path) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
-    """Timestamps and output tokens (None when any token cell is empty) of a request trace."""
+def _requests(
+    path: Path,
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.float64] | None]:
+    """Timestamps, input and output tokens of a request trace (a token column is None when
+    any of its cells is empty)."""
     times: list[float] = []
     tokens: list[float] = []
-    have_tokens = True
+    inputs: list[float] = []
+    have_tokens = have_inputs = True
     last = 0.0
     for line, row in _rows(path, REQUEST_HEADER):
         t = _number(path, line, row, 0, REQUEST_HEADER)
@@ -130,15 +152,21 @@ def _requests(path: Path) -> tuple[NDArray[np.float64], NDArray[np.float64] | No
             raise TraceError(f"{path}:{line}:1: timestamps must not decrease ({t} < {last})")
         last = t
         times.append(t)
-        if row[1].strip():  # unused, but a corrupt cell means a corrupt file
-            _number(path, line, row, 1, REQUEST_HEADER)
+        if row[1].strip() == "":
+            have_inputs = False
+        else:  # a corrupt cell means a corrupt file, even once the column is incomplete
+            inputs.append(_number(path, line, row, 1, REQUEST_HEADER))
         if row[2].strip() == "":
             have_tokens = False
         elif have_tokens:
             tokens.append(_number(path, line, row, 2, REQUEST_HEADER))
     if not times:
         raise TraceError(f"{path}: the trace has no requests")
-    return np.asarray(times), (np.asarray(tokens) if have_tokens else None)
+    return (
+        np.asarray(times),
+        np.asarray(inputs) if have_inputs else None,
+        np.asarray(tokens) if have_tokens else None,
+    )
 
 
 def _rates(path: Path) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
@@ -177,7 +205,7 @@ def load_trace(
     file = Path(path)
     rng = np.random.default_rng(seed)
     if detect_format(file) == "requests":
-        times, tokens = _requests(file)
+        times, inputs, tokens = _requests(file)
         if start_s > times[-1]:
             raise TraceError(f"{file}: --start {start_s} is past the last request ({times[-1]} s)")
         last = start_s + (math.floor((times[-1] - start_s) / dt) + 1) * dt  # step with the last
@@ -188,9 +216,14 @@ def load_trace(
         index = ((times[keep] - start_s) // dt).astype(np.int64)
         arrivals = np.bincount(index, copies[keep], steps).astype(np.float64)
         out: NDArray[np.float64] | None = None
+        requests = None
         if tokens is not None:
             out = np.bincount(index, copies[keep] * tokens[keep], steps).astype(np.float64)
-        return Trace(file.parent.name or file.name, dt, start_s, arrivals, out)
+            if inputs is not None:
+                each = np.repeat(np.flatnonzero(keep), copies[keep].astype(np.int64))
+                requests = Requests(times[each] - start_s, inputs[each], tokens[each])
+        name = file.parent.name or file.name
+        return Trace(name, dt, start_s, arrivals, out, requests)
     wstart, wlen, rate = _rates(file)
     span = float((wstart + wlen).max())
     end = span if duration_s is None else min(span, start_s + duration_s)
@@ -217,3 +250,19 @@ def load_spot_trace(path: str | Path) -> SpotTrace:
         line = int(np.argmax(np.diff(t) <= 0)) + 3
         raise TraceError(f"{file}:{line}:1: time_s must increase")
     return SpotTrace(t, avail.astype(np.int64), target.astype(np.int64))
+
+
+ACCELERATORS = Path(__file__).with_name("accelerators.json")
+
+
+def load_accelerators(path: str | Path = ACCELERATORS) -> dict[str, Any]:
+    """The per-request serving model's data: model, engine and per-accelerator figures."""
+    file = Path(path)
+    try:
+        data: dict[str, Any] = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"{file}: cannot read the accelerator data ({exc})") from exc
+    for key in ("model", "engine", "accelerators"):
+        if key not in data:
+            raise TraceError(f"{file}: missing the {key!r} section")
+    return data

@@ -171,3 +171,19 @@ def test_seed_and_burn_in_flags_are_checked(capsys, trace_file, flag, value, mes
     cmd = ["simulate", "-f", str(DEPLOYMENT), "-p", str(POOLS), "--trace", str(trace_file)]
     assert main([*cmd, flag, value]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_batching_serves_each_request_with_its_tokens(capsys, trace_file):
+    args = ("--trace", str(trace_file), "--policy", "static", "--policy", "costscaler")
+    rows = run_json(capsys, *args, "--serving", "batching", "--seed", "2")
+    again = run_json(capsys, *args, "--serving", "batching", "--seed", "2")
+    assert rows == again  # the same seed gives the same output
+    for row in rows:
+        assert row["scenario"]["serving"] == "batching"
+        assert 0 < row["ttft_p50_s"] <= row["ttft_p95_s"] <= row["ttft_p99_s"]
+        assert 0 < row["itl_p50_s"] <= row["itl_p99_s"] < row["p50_latency_s"]
+        assert row["p50_latency_s"] <= row["p95_latency_s"] <= row["p99_latency_s"]
+    fluid = run_json(capsys, *args)
+    assert fluid[0]["ttft_p50_s"] is None  # the fluid queue has no tokens to time
+    robin = run_json(capsys, *args, "--serving", "batching", "--router", "round-robin")
+    assert robin[0]["requests"] == rows[0]["requests"]

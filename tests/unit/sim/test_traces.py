@@ -82,3 +82,18 @@ def test_spot_trace(tmp_path):
     bad = write(tmp_path, "bad.csv", "time_s,available,target\n0,4,4\n0,2,4\n")
     with pytest.raises(TraceError, match=r"bad.csv:3:1"):
         load_spot_trace(bad)
+
+
+def test_each_request_keeps_its_tokens_through_scale_and_burn_in(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_text("timestamp_s,input_tokens,output_tokens\n0.5,10,1\n1.5,20,2\n2.5,30,3\n")
+    tr = load_trace(path, scale=2.0)
+    assert tr.requests is not None
+    assert tr.requests.input_tokens.tolist() == [10, 10, 20, 20, 30, 30]
+    assert tr.requests.output_tokens.tolist() == [1, 1, 2, 2, 3, 3]
+    late = tr.after(2)
+    assert late.requests is not None
+    assert late.requests.time_s.tolist() == [0.5, 0.5] and late.arrivals.tolist() == [2.0]
+    blank = tmp_path / "blank.csv"
+    blank.write_text("timestamp_s,input_tokens,output_tokens\n0.5,,1\n")
+    assert load_trace(blank).requests is None  # no input tokens: drawn when served

@@ -1,0 +1,386 @@
+"""Requests served as an LLM server serves them: a router, continuous batching per replica.
+
+Each request carries input and output tokens. A router sends it, when it arrives, to a ready
+replica: the one with the fewest outstanding requests (`least`, ties to the lowest index) or
+the next in turn (`round-robin`). Each replica runs continuous batching as vLLM does:
+
+- Admission is first come, first served while the KV cache holds the request's whole context
+  (input + output tokens, reserved up front) and fewer than `max_seqs` run: the KV cache
+  bounds the batch, and a request that does not fit waits at its replica.
+- An iteration processes every running sequence's next token plus a chunk of waiting prompt
+  tokens (up to `chunk_tokens` in all). It lasts max(memory time, compute time): memory
+  time streams the weights once and the batch's KV cache (decode is bandwidth-bound),
+  compute time is the tokens processed times the time per token (prefill is
+  compute-bound). Step time is thus a function of the batch's tokens per
+  accelerator; the parameters come from datasheets and a published sweep
+  (`accelerators.json`), never from the deployment's declared capacity.
+- Prefill comes before decode: within a step of `dt` seconds a replica first works through
+  its admitted prompts (mixed with decode iterations of the running sequences), then decodes.
+  A prompt's first token comes when its prefill ends (TTFT); later tokens one iteration
+  apart (ITL: the request's mean time per output token after the first).
+
+The model is fluid within a step (iterations of one length per phase) and vectorised across
+replicas and in-flight requests: a step is a few dozen numpy calls whatever the load.
+Requests on a replica that goes away (scale-down, spot loss) are sent again by the client:
+they keep their arrival time and start over on another replica.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+Router = Literal["least", "round-robin"]
+ROUTERS: tuple[Router, ...] = ("least", "round-robin")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One replica's serving parameters (seconds and tokens).
+
+    `weight_read_s`: streaming the weights once, the floor of every iteration; `kv_read_s`:
+    reading one context token's KV cache; `compute_s`: the forward pass of one token;
+    `kv_tokens`: KV-cache capacity; `max_seqs` and `chunk_tokens`: the engine's batch limits.
+    """
+
+    name: str
+    weight_read_s: float
+    kv_read_s: float
+    compute_s: float
+    kv_tokens: int
+    max_seqs: int
+    chunk_tokens: int
+
+    def slower(self, speed: float) -> Hardware:
+        """The same replica serving at `speed` x these rates (a truth unlike the datasheet)."""
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        return replace(
+            self,
+            weight_read_s=self.weight_read_s / speed,
+            kv_read_s=self.kv_read_s / speed,
+            compute_s=self.compute_s / speed,
+        )
+
+    def decode_iteration_s(self, batch: float, context_tokens: float) -> float:
+        """Seconds of one decode iteration of `batch` sequences holding `context_tokens`."""
+        memory = self.weight_read_s + self.kv_read_s * context_tokens
+        return max(memory, self.compute_s * batch)
+
+
+def hardware(params: dict[str, Any], accelerator: str, count: int = 1) -> Hardware:
+    """A replica of `count` accelerators of type `accelerator` (tensor parallel: bandwidth,
+    FLOPs and memory add up) from the parsed `accelerators.json`; a clear error if unknown."""
+    known = params["accelerators"]
+    if accelerator not in known:
+        raise ValueError(
+            f"accelerator {accelerator!r} has no serving parameters (have: "
+            f"{', '.join(sorted(known))}); add its datasheet figures to sim/accelerators.json"
+        )
+    hw, model, engine = known[accelerator], params["model"], params["engine"]
+    bandwidth = float(hw["bandwidth_bytes_per_s"]) * count * float(engine["bandwidth_efficiency"])
+    flops = float(hw["bf16_flops"]) * count * float(engine["compute_efficiency"])
+    memory = float(hw["memory_bytes"]) * count * float(engine["gpu_memory_utilization"])
+    free = memory - float(model["weight_bytes"]) - float(engine["reserved_bytes"])
+    kv_tokens = int(free // float(model["kv_bytes_per_token"]))
+    if kv_tokens <= 0:
+        raise ValueError(f"{accelerator} x{count}: the model's weights leave no KV cache")
+    return Hardware(
+        name=accelerator,
+        weight_read_s=float(model["weight_bytes"]) / bandwidth,
+        kv_read_s=float(model["kv_bytes_per_token"]) / bandwidth,
+        compute_s=float(model["flops_per_token"]) / flops,
+        kv_tokens=kv_tokens,
+        max_seqs=int(engine["max_num_seqs"]),
+        chunk_tokens=int(engine["max_num_batched_tokens"]),
+    )
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """Requests arriving in one step: arrival times (s, sorted) and token counts."""
+
+    time_s: FloatArray
+    input_tokens: FloatArray
+    output_tokens: FloatArray
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Requests completed in one step: arrival time, TTFT, mean ITL and end-to-end (s)."""
+
+    arrival_s: FloatArray
+    ttft_s: FloatArray
+    itl_s: FloatArray
+    e2e_s: FloatArray
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """One step of the serving model: what finished, what is in the system, who was busy.
+
+    `in_system`: requests waiting or running at the end of the step; `running`: of them,
+    admitted to a batch; `busy`: per replica slot, the share of the step it had work.
+    """
+
+    finished: Finished
+    in_system: int
+    running: int
+    busy: FloatArray
+
+
+def _group_starts(groups: IntArray) -> NDArray[np.bool_]:
+    """True where a run of equal, sorted group ids begins."""
+    first = np.ones(groups.size, dtype=bool)
+    first[1:] = groups[1:] != groups[:-1]
+    return first
+
+
+def _group_cumsum(values: FloatArray, groups: IntArray) -> FloatArray:
+    """Inclusive running sums of non-negative `values` restarting at each group (sorted)."""
+    total = np.cumsum(values)
+    base = np.where(_group_starts(groups), total - values, 0.0)
+    return np.asarray(total - np.maximum.accumulate(base), dtype=np.float64)
+
+
+def _group_runmax(values: FloatArray, groups: IntArray) -> FloatArray:
+    """Running maximum of `values` restarting at each group (groups sorted)."""
+    if values.size == 0:
+        return values
+    rank = np.cumsum(_group_starts(groups)) - 1
+    span = 2.0 * (float(np.abs(values).max()) + 1.0)
+    return np.asarray(np.maximum.accumulate(values + rank * span) - rank * span, np.float64)
+
+
+def route(outstanding: IntArray, count: int, router: Router, turn: int) -> IntArray:
+    """Replica index (into `outstanding`) for each of `count` requests in arrival order.
+
+    `least`: each goes to the replica with the fewest outstanding requests at that moment
+    (ties to the lowest index), the ones before it counted; `round-robin`: replicas in turn
+    from `turn`.
+    """
+    n = outstanding.size
+    if count == 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if router == "round-robin":
+        return np.asarray((turn + np.arange(count)) % n, dtype=np.int64)
+    top = int(outstanding.min()) + count
+    room = np.maximum(0, top - outstanding)
+    reps = np.repeat(np.arange(n), room)
+    levels = np.repeat(outstanding, room) + (
+        np.arange(reps.size) - np.repeat(np.cumsum(room) - room, room)
+    )
+    order = np.lexsort((reps, levels))[:count]
+    return np.asarray(reps[order], dtype=np.int64)
+
+
+class Serving:
+    """Requests in flight over a changing set of replicas, advanced one step at a time.
+
+    `slots` grow as replicas appear; `set_ready(counts)` makes `counts[p]` replicas of pool
+    p ready (newest removed first, their requests sent again) and `step(t, arrivals)` serves
+    step t.
+    """
+
+    def __init__(self, hardware: list[Hardware], dt: float, router: Router = "least") -> None:
+        if router not in ROUTERS:
+            raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
+        self.pools, self.dt, self.router = hardware, dt, router
+        self.turn = 0
+        self.alive: list[list[int]] = [[] for _ in hardware]  # slot ids per pool, oldest first
+        self.slot_pool: list[int] = []
+        self.free: list[int] = []
+        self._arrays(0)
+        self._reqs = {k: np.zeros(0) for k in ("arr", "inp", "out", "pre", "gen", "ttft")}
+        self._rep = np.zeros(0, dtype=np.int64)
+        self._adm = np.zeros(0, dtype=bool)
+
+    def _arrays(self, n: int) -> None:
+        """Per-slot parameter arrays for `n` slots (rebuilt when slots change)."""
+        hw = [self.pools[p] for p in self.slot_pool[:n]]
+        self.w = np.array([h.weight_read_s for h in hw])
+        self.kvr = np.array([h.kv_read_s for h in hw])
+        self.k = np.array([h.compute_s for h in hw])
+        self.kv = np.array([h.kv_tokens for h in hw], dtype=np.float64)
+        self.seqs = np.array([h.max_seqs for h in hw], dtype=np.float64)
+        self.chunk = np.array([h.chunk_tokens for h in hw], dtype=np.float64)
+        self.up = np.zeros(n, dtype=bool)
+        for slots in self.alive:
+            self.up[slots] = True
+
+    def set_ready(self, counts: list[int] | IntArray) -> None:
+        """Make `counts[p]` replicas of each pool ready; requests on removed ones start over."""
+        changed = False
+        gone: list[int] = []
+        for p, want in enumerate(counts):
+            slots = self.alive[p]
+            while len(slots) > want:
+                gone.append(slots.pop())
+                changed = True
+            while len(slots) < want:
+                if self.free:
+                    slot = self.free.pop()
+                    self.slot_pool[slot] = p
+                else:
+                    slot = len(self.slot_pool)
+                    self.slot_pool.append(p)
+                slots.append(slot)
+                changed = True
+        if gone:
+            self.free.extend(gone)
+            hit = np.isin(self._rep, gone)
+            self._rep[hit] = -1
+            self._adm[hit] = False
+            self._reqs["pre"][hit] = self._reqs["inp"][hit]
+            self._reqs["gen"][hit] = 0.0
+            self._reqs["ttft"][hit] = np.nan
+        if changed:
+            self._arrays(len(self.slot_pool))
+
+    @property
+    def in_system(self) -> int:
+        """Requests waiting or running now."""
+        return int(self._rep.size)
+
+    def _append(self, new: Arrivals) -> None:
+        r = self._reqs
+        n = new.time_s.size
+        if n == 0:
+            return
+        r["arr"] = np.concatenate((r["arr"], new.time_s))
+        r["inp"] = np.concatenate((r["inp"], new.input_tokens))
+        r["out"] = np.concatenate((r["out"], np.maximum(1.0, new.output_tokens)))
+        r["pre"] = np.concatenate((r["pre"], new.input_tokens))
+        r["gen"] = np.concatenate((r["gen"], np.zeros(n)))
+        r["ttft"] = np.concatenate((r["ttft"], np.full(n, np.nan)))
+        self._rep = np.concatenate((self._rep, np.full(n, -1, dtype=np.int64)))
+        self._adm = np.concatenate((self._adm, np.zeros(n, dtype=bool)))
+
+    def _route(self) -> None:
+        waiting = np.flatnonzero(self._rep < 0)
+        ups = np.flatnonzero(self.up)
+        if waiting.size == 0 or ups.size == 0:
+            return
+        counts = np.bincount(self._rep[self._rep >= 0], minlength=self.up.size)[ups]
+        pick = route(counts.astype(np.int64), waiting.size, self.router, self.turn)
+        self.turn = (self.turn + waiting.size) % ups.size
+        self._rep[waiting] = ups[pick]
+
+    def _admit(self, order: IntArray, reps: IntArray) -> None:
+        """First come, first served per replica while the KV cache and `max_seqs` allow."""
+        r, adm = self._reqs, self._adm[order]
+        size = float(self.up.size)
+        reserve = (r["inp"] + r["out"])[order]
+        used = np.bincount(reps[adm], reserve[adm], minlength=int(size))
+        running = np.bincount(reps[adm], minlength=int(size)).astype(np.float64)
+        ask = np.where(adm, 0.0, reserve)
+        fits = (_group_cumsum(ask, reps) <= (self.kv - used)[reps]) & (
+            _group_cumsum((~adm).astype(np.float64), reps) <= (self.seqs - running)[reps]
+        )
+        self._adm[order[fits & ~adm]] = True
+
+    def step(self, t: int, new: Arrivals) -> StepStats:
+        """Serve step t (from t x dt to (t + 1) x dt) with `new` arriving in it."""
+        dt, t0, size = self.dt, t * self.dt, self.up.size
+        self._append(new)
+        self._route()
+        placed = np.flatnonzero(self._rep >= 0)
+        empty = Finished(*(np.zeros(0) for _ in range(4)))
+        if placed.size == 0:
+            return StepStats(empty, self.in_system, 0, np.zeros(size))
+        order = placed[np.argsort(self._rep[placed], kind="stable")]
+        reps = self._rep[order]
+        self._admit(order, reps)
+        r = self._reqs
+        adm = self._adm[order]
+        pre, gen, inp, out = r["pre"][order], r["gen"][order], r["inp"][order], r["out"][order]
+        decoding = adm & (pre <= 0)
+        prefilling = adm & (pre > 0)
+        batch = np.bincount(reps[decoding], minlength=size).astype(np.float64)
+        context = np.bincount(reps[adm], (inp + gen)[adm], minlength=size)
+        memory = self.w + self.kvr * context
+        chunk = np.maximum(1.0, self.chunk - batch)
+        # Phase 1: iterations carrying every running sequence's token and a prompt chunk,
+        # until the admitted prompts are prefilled, in order; a prompt starts no earlier than
+        # it arrives (a max-plus recursion over each replica's queue).
+        it1 = np.maximum(memory, self.k * (batch + chunk))
+        pi = np.flatnonzero(prefilling)
+        g, per_token = reps[pi], (it1 / chunk)[reps[pi]]
+        work = pre[pi]
+        cum = _group_cumsum(work, g)
+        arrive = np.maximum(r["arr"][order[pi]] - t0, 0.0)
+        done_at = cum * per_token + _group_runmax(arrive - (cum - work) * per_token, g)
+        began = done_at - work * per_token
+        processed = np.clip((dt - began) / per_token, 0.0, work)
+        finish_pre = np.zeros(order.size, dtype=bool)
+        finish_pre[pi] = done_at <= dt
+        t1 = np.minimum(dt, np.bincount(g, processed * per_token, minlength=size))[reps]
+        left = pre.copy()
+        left[pi] = work - processed
+        start = np.zeros(order.size)
+        start[pi] = np.minimum(done_at, dt)
+        # Phase 2: decode-only iterations of everything prefilled.
+        batch2 = batch + np.bincount(reps[finish_pre], minlength=size)
+        it2 = np.maximum(memory, self.k * batch2)
+        it2 = np.where(batch2 > 0, it2, np.inf)
+        active = decoding | finish_pre
+        rem = out - np.where(finish_pre, 1.0, gen)
+        in1 = np.maximum(0.0, t1 - start) / it1[reps]
+        in2 = np.maximum(0.0, dt - np.maximum(t1, start)) / it2[reps]
+        end1 = start + rem * it1[reps]
+        end2 = np.maximum(t1, start) + np.maximum(0.0, rem - in1) * it2[reps]
+        end = np.where(rem <= in1, end1, end2)
+        done = active & (end <= dt)
+        new_gen = np.where(finish_pre, 1.0, gen) + np.where(active, in1 + in2, 0.0)
+        # Write back, then drop what finished.
+        ttft = np.where(finish_pre, t0 + start - r["arr"][order], r["ttft"][order])
+        r["pre"][order] = np.where(finish_pre, 0.0, left)
+        r["gen"][order] = np.minimum(new_gen, out)
+        r["ttft"][order] = ttft
+        fin = order[done]
+        e2e = t0 + end[done] - r["arr"][fin]
+        ttft_fin = np.minimum(ttft[done], e2e)
+        itl = np.where(out[done] > 1, (e2e - ttft_fin) / np.maximum(1.0, out[done] - 1.0), 0.0)
+        finished = Finished(r["arr"][fin].copy(), ttft_fin, itl, e2e)
+        busy = np.zeros(size)
+        busy[reps[adm]] = 1.0
+        keep = np.ones(self._rep.size, dtype=bool)
+        keep[fin] = False
+        for k in r:
+            r[k] = r[k][keep]
+        self._rep, self._adm = self._rep[keep], self._adm[keep]
+        return StepStats(finished, self.in_system, int(self._adm.sum()), busy)
+
+
+def steady_state(
+    hw: Hardware, concurrency: int, input_tokens: float, output_tokens: float
+) -> tuple[float, float]:
+    """Closed-loop throughput (output tokens/s) and TPOT (s) of `concurrency` clients sending
+    fixed-size requests back to back, from the same iteration model (a benchmark's setup).
+
+    Per request cycle every client's prompt is prefilled once, in iterations of `chunk`
+    prompt tokens that also advance the other running sequences by one token each.
+    """
+    batch = float(concurrency)
+    context = batch * (input_tokens + output_tokens / 2)
+    memory = hw.weight_read_s + hw.kv_read_s * context
+    decode = max(memory, hw.compute_s * batch)
+    chunk = max(1.0, hw.chunk_tokens - batch)
+    prefill = max(memory, hw.compute_s * (batch + chunk))
+    iterations = batch * input_tokens / chunk  # prompt iterations per cycle
+    carried = iterations * (batch - 1) / batch  # of them, those that decode a given request
+    cycle = iterations * prefill + max(0.0, output_tokens - 1 - carried) * decode
+    return batch * output_tokens / cycle, (cycle - input_tokens / chunk * prefill) / (
+        output_tokens - 1
+    )
+
+
+def kv_bound(hw: Hardware, input_tokens: float, output_tokens: float) -> int:
+    """Most requests of this size one replica batches at once (KV cache, then max_seqs)."""
+    return int(min(hw.max_seqs, math.floor(hw.kv_tokens / (input_tokens + output_tokens))))

@@ -1,0 +1,155 @@
+"""A replay's per-step record when requests are served one by one (`sim.batching`).
+
+The twin's ready replicas drive a `batching.Serving` step by step as the replay records
+them; each request's arrival, TTFT, mean inter-token latency and end-to-end latency are kept
+in completion order, so window reads (what a policy's metrics see) and the run's totals and
+percentiles are exact over requests. Requests carry the trace's token counts where it has
+them (both columns full); otherwise they are drawn (seeded) from `TokenDraw`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from costscaler.sim.batching import Arrivals, Finished, Hardware, Router, Serving
+from costscaler.sim.policy import VIEW_EDGES_S
+from costscaler.sim.pools import PoolModel
+from costscaler.sim.traces import Trace
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class TokenDraw:
+    """Token counts for requests a trace gives none for: log-normal, clipped to the context.
+
+    Output: mean `mean_output` (the deployment's `workload.meanOutputTokens`, else 250, the
+    example's chat figure). Input: median `median_input` 1,020 tokens, the conversation
+    prompts' median reported for the Azure LLM inference traces (Patel et al., Splitwise,
+    ISCA 2024). Both with log-sigma `sigma` 1.0 (long right tails) and input + output within
+    `max_context` tokens (the example's `--max-model-len`).
+    """
+
+    mean_output: float = 250.0
+    median_input: float = 1020.0
+    sigma: float = 1.0
+    max_context: int = 8192
+
+    def draw(self, rng: np.random.Generator, n: int) -> tuple[FloatArray, FloatArray]:
+        """Input and output tokens of `n` requests."""
+        s = self.sigma
+        out = np.ceil(rng.lognormal(math.log(self.mean_output) - s * s / 2, s, n))
+        out = np.clip(out, 1, self.max_context // 2)
+        inp = np.ceil(rng.lognormal(math.log(self.median_input), s, n))
+        return np.clip(inp, 1, self.max_context - out), out
+
+
+@dataclass(frozen=True)
+class ServingSetup:
+    """How requests are served in a replay: hardware per pool, router, token draws, the
+    latency thresholds (TTFT and ITL only when the SLO declares them)."""
+
+    hardware: tuple[Hardware, ...]
+    router: Router = "least"
+    tokens: TokenDraw = TokenDraw()
+    ttft_s: float | None = None
+    itl_s: float | None = None
+
+
+class ServingRecord:
+    """The run's per-step record with requests served one by one; same reads as `Record`."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        pools: list[PoolModel],
+        setup: ServingSetup,
+        threshold_s: float,
+        seed: int,
+    ) -> None:
+        n, dt, zero = trace.steps, trace.dt, np.zeros(1)
+        if len(setup.hardware) != len(pools):
+            raise ValueError(f"{len(setup.hardware)} hardware entries for {len(pools)} pools")
+        self.dt, self.threshold_s, self.setup = dt, threshold_s, setup
+        self.arrived = np.concatenate((zero, np.cumsum(trace.arrivals)))
+        tokens = trace.output_tokens
+        self.cum_tokens = None if tokens is None else np.concatenate((zero, np.cumsum(tokens)))
+        self.ready = np.zeros((len(pools), n), dtype=np.int64)
+        self.held = np.zeros((len(pools), n), dtype=np.int64)
+        self.busy = np.zeros((len(pools), n))
+        self.cum_met = np.zeros(n + 1)
+        self.cum_done = np.zeros(n + 1, dtype=np.int64)
+        self.in_flight = np.zeros(n)
+        self.serving = Serving(list(setup.hardware), dt, setup.router)
+        self._requests(trace, np.random.default_rng(np.random.SeedSequence([seed, 29])))
+        self._done: list[Finished] = []
+
+    def _requests(self, trace: Trace, rng: np.random.Generator) -> None:
+        """Every request's arrival time and tokens, and where each step's begin."""
+        if trace.requests is not None:
+            r = trace.requests
+            self.t_s, self.inp, self.out = r.time_s, r.input_tokens, r.output_tokens
+        else:
+            counts = trace.arrivals.astype(np.int64)
+            step = np.repeat(np.arange(trace.steps), counts)
+            self.t_s = (step + rng.random(step.size)) * trace.dt
+            self.t_s.sort()
+            self.inp, self.out = self.setup.tokens.draw(rng, step.size)
+        self.first = np.searchsorted(self.t_s, np.arange(trace.steps + 1) * trace.dt)
+
+    def store(self, t: int, ready: IntArray, held: IntArray) -> None:
+        """Record replicas for steps [t, t + width) and serve those steps."""
+        stop = t + ready.shape[1]
+        self.ready[:, t:stop], self.held[:, t:stop] = ready, held
+        serving, pool_of = self.serving, None
+        for i in range(ready.shape[1]):
+            step = t + i
+            if i == 0 or (ready[:, i] != ready[:, i - 1]).any():
+                serving.set_ready(ready[:, i])
+                pool_of = np.asarray(serving.slot_pool, dtype=np.int64)
+            lo, hi = self.first[step], self.first[step + 1]
+            stats = serving.step(step, Arrivals(self.t_s[lo:hi], self.inp[lo:hi], self.out[lo:hi]))
+            fin = stats.finished
+            self._done.append(fin)
+            met = fin.e2e_s <= self.threshold_s
+            self.cum_met[step + 1] = self.cum_met[step] + float(met.sum())
+            self.cum_done[step + 1] = self.cum_done[step] + fin.e2e_s.size
+            self.in_flight[step] = stats.in_system
+            if pool_of is not None and pool_of.size:
+                self.busy[:, step] = np.bincount(pool_of, stats.busy, minlength=self.busy.shape[0])
+
+    def sync(self, upto: int) -> None:
+        """Nothing to do: steps are served as they are recorded (the same seam as `Record`)."""
+
+    def completed(self, lo: int, hi: int) -> float:
+        """Requests completed in steps [lo, hi)."""
+        return float(self.cum_done[hi] - self.cum_done[lo])
+
+    def in_system(self, lo: int, hi: int) -> float:
+        """Mean requests waiting or running at the end of steps [lo, hi)."""
+        return float(self.in_flight[lo:hi].mean()) if hi > lo else 0.0
+
+    def histogram(self, lo: int, hi: int, edges_s: ArrayLike | None = None) -> FloatArray:
+        """Cumulative end-to-end latency counts at `edges_s` of requests completed in steps
+        [lo, hi) (default: the view's edges)."""
+        edges = np.asarray(VIEW_EDGES_S if edges_s is None else edges_s, dtype=np.float64)
+        parts = [f.e2e_s for f in self._done[lo:hi]]
+        e2e = np.concatenate(parts) if parts else np.zeros(0)
+        return np.searchsorted(np.sort(e2e), edges, side="right").astype(np.float64)
+
+    def finished(self, burn: int) -> Finished:
+        """Every request completed from step `burn` on that arrived from then on."""
+        parts = self._done[burn:]
+        if not parts:
+            return Finished(*(np.zeros(0) for _ in range(4)))
+        fields = [
+            np.concatenate([getattr(f, k) for f in parts]) for k in Finished.__dataclass_fields__
+        ]
+        done = Finished(*fields)
+        keep = done.arrival_s >= burn * self.dt
+        return Finished(*(getattr(done, k)[keep] for k in Finished.__dataclass_fields__))
