@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-from costscaler.core import _kernels
 from costscaler.core.risk import IntArray, RiskModel
 from costscaler.core.types import FloatArray
 
@@ -122,9 +121,24 @@ class Problem:
         return np.ascontiguousarray(self.spot, dtype=np.int64)
 
     @cached_property
-    def maxima(self) -> IntArray:
-        """`max_replicas` as contiguous int64 (the compiled `feasible` reads it)."""
-        return np.ascontiguousarray(self.max_replicas, dtype=np.int64)
+    def _unsigned_maxima(self) -> NDArray[np.uint64] | None:
+        """`max_replicas` as uint64, for `feasible`: a negative count read as uint64 is past
+        every maximum, so one comparison checks 0 <= x_i <= max_i. None when a maximum is
+        negative: then no plan is within the bounds."""
+        maxima = np.asarray(self.max_replicas, dtype=np.int64)
+        return None if min(maxima.tolist(), default=0) < 0 else maxima.view(np.uint64)
+
+    @cached_property
+    def _spot_caps(self) -> IntArray:
+        """`spot_caps` for this problem's bounds (`feasible` reads it per plan total)."""
+        limited = self.spot_limits or self.spot_relaxed
+        return spot_caps(
+            min(self.total_max, self._all_max),
+            self.reachable_min,
+            self.spot_max_fraction if limited else None,
+            self.on_demand_floor if limited else 0,
+            self.on_demand_capacity if self.spot_relaxed else None,
+        )
 
     @cached_property
     def columns(self) -> FloatArray:
@@ -162,46 +176,72 @@ class Plan:
     objective: float
 
 
+@lru_cache(maxsize=256)
+def spot_caps(
+    top: int, minimum: int, fraction: float | None, on_demand_floor: int, relaxed: int | None
+) -> IntArray:
+    """Per total T = 0 .. top + 1, the most spot replicas a plan of T may hold; -1 where no
+    plan of T is within the bounds (T < `minimum`, and T > `top`, the last entry standing
+    for every larger total). `top` is the lesser of replicas.max and the pools' maxima
+    summed (past those, some pool is past its own maximum).
+
+    With the spot limits (`fraction` not None): floor(fraction T), or with `relaxed` (the
+    on-demand capacity, when quota relaxes the share) max(floor(f T), T - relaxed); and
+    T - spot >= min(on_demand_floor, T). Without: T. Memoised: a deployment's bounds change
+    rarely, and the table is read-only.
+    """
+    t = np.arange(top + 2)
+    caps = t.copy()
+    if fraction is not None:
+        share = np.floor(fraction * t + 1e-9)
+        if relaxed is not None:
+            share = np.maximum(share, t - relaxed)
+        caps = np.minimum(share, t - np.minimum(on_demand_floor, t)).astype(np.int64)
+    caps[: max(minimum, 0)] = -1
+    caps[top + 1 :] = -1
+    caps.flags.writeable = False
+    return caps
+
+
 def feasible(p: Problem, plans: IntArray) -> BoolArray:
-    """Rows of `plans` within every hard bound (replica bounds, spot limits), compiled:
+    """Rows of `plans` within every hard bound (replica bounds, spot limits):
 
     0 <= x_i <= max_i,  min <= T <= max  (T = sum x),  and with the spot limits
     spot(x) <= floor(maxFraction T),  T - spot(x) >= min(onDemandFloor, T)
 
-    When quota relaxes them (`Problem.spot_relaxed`), the compiled check runs without them
-    and the relaxed bound is applied here: spot(x) <= max(floor(f T), T - onDemandCapacity)
-    and T - spot(x) >= min(onDemandFloor, T).
+    When quota relaxes them (`Problem.spot_relaxed`), spot's bound is instead
+    spot(x) <= max(floor(f T), T - onDemandCapacity), with T - spot(x) >= min(onDemandFloor, T).
+    The bounds on T and spot(x) are one table per total (`spot_caps`): a decision checks
+    tens of small batches, where each numpy call costs more than its arithmetic.
     """
-    x = np.ascontiguousarray(plans, dtype=np.int64)
-    ok = _compiled_feasible(p, x)
-    if not p.spot_relaxed:
-        return ok
-    total, spot = x.sum(axis=1), x @ p.spot_count
-    share = np.maximum(np.floor(p.spot_max_fraction * total + 1e-9), total - p.on_demand_capacity)
-    relaxed = (spot <= share) & (total - spot >= np.minimum(p.on_demand_floor, total))
-    return np.asarray(ok & relaxed, dtype=np.bool_)
-
-
-def _compiled_feasible(p: Problem, x: IntArray) -> BoolArray:
-    """The compiled bounds check (`_kernels.feasible`), with or without the strict limits."""
-    ok = _kernels.feasible(
-        x,
-        p.maxima,
-        p.spot_count,
-        x.shape[0],
-        x.shape[1],
-        p.reachable_min,
-        p.total_max,
-        p.spot_limits,
-        p.spot_max_fraction,
-        p.on_demand_floor,
-    )
-    return np.frombuffer(ok, dtype=np.bool_)
+    x = np.asarray(plans, dtype=np.int64)
+    maxima = p._unsigned_maxima
+    if maxima is None:
+        return np.zeros(x.shape[0], dtype=np.bool_)
+    # A row's "any count past its maximum" as a boolean matmul: it stops at the first.
+    past = (x.view(np.uint64) > maxima) @ np.ones(x.shape[1], dtype=np.bool_)
+    ok: BoolArray = x @ p.spot_count <= p._spot_caps.take(x.sum(axis=1), mode="clip")
+    ok &= ~past
+    return ok
 
 
 def fits(p: Problem, plan: IntArray) -> bool:
-    """Whether one plan is within every hard bound (`feasible` for a single row)."""
-    return bool(feasible(p, plan[None, :])[0])
+    """Whether one plan is within every hard bound (`feasible` for a single row), in plain
+    Python: the keep-alive and make-before-break loops test one plan at a time."""
+    x: list[int] = plan.tolist()
+    _, spot_flags, maxima = p.as_lists
+    if not all(0 <= v <= m for v, m in zip(x, maxima, strict=True)):
+        return False
+    total = sum(x)
+    if not p.reachable_min <= total <= p.total_max:
+        return False
+    if not (p.spot_limits or p.spot_relaxed):
+        return True
+    spot = sum(v for v, s in zip(x, spot_flags, strict=True) if s)
+    share = math.floor(p.spot_max_fraction * total + 1e-9)
+    if p.spot_relaxed:
+        share = max(share, total - p.on_demand_capacity)
+    return spot <= share and total - spot >= min(p.on_demand_floor, total)
 
 
 def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:

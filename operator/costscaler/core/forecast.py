@@ -13,13 +13,16 @@ not sized on a point.
 
 from __future__ import annotations
 
+import bisect
 import math
+import operator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtr
 
-from costscaler.core import _kernels
 from costscaler.core.types import FloatArray
 
 # Probability bins of the demand sample: finer in the upper tail, where SLO quantiles live.
@@ -30,7 +33,7 @@ GRID = _QS.size
 MIN_ERRORS = 12
 MAX_POINTS = 1440
 PRIOR_REL_SD = 0.25
-LEVEL_SPANS_S = (60.0, 300.0, 900.0)  # three: `_kernels.best_level` scores three
+LEVEL_SPANS_S = (60.0, 300.0, 900.0)
 DAY_SECONDS = 86400.0
 _UNIT = np.linspace(0.0, 1.0, 33)  # the quantile search's grid over a bracket
 
@@ -56,13 +59,15 @@ class DemandForecast:
 
     def exceedance(self, capacity: FloatArray, bound: bool = False) -> FloatArray:
         """P(demand > capacity) for each capacity (req/s), same shape as `capacity`; with
-        `bound`, samples at or above the capacity count 1/2 (`exact.risk_bound`). Compiled
-        (`_kernels.c`): ten samples, where numpy's calls cost more than the sums."""
-        c = np.ascontiguousarray(capacity, dtype=np.float64)
-        out = _kernels.exceedance(
-            self.samples, self.weights, c, self.samples.size, c.size, self.bandwidth, bound
-        )
-        return np.frombuffer(out, dtype=np.float64).reshape(c.shape)
+        `bound`, samples at or above the capacity count 1/2 (`exact.risk_bound`)."""
+        c = np.asarray(capacity, dtype=np.float64)
+        z = self.samples - c[..., None]
+        z /= self.bandwidth
+        if bound:
+            # Phi(0) is exactly 1/2; fmin, not minimum: a NaN capacity counts 1/2 too, the
+            # weakest bound (it prunes nothing).
+            np.fmin(z, 0.0, out=z)
+        return np.asarray(ndtr(z, out=z) @ self.weights)
 
     @cached_property
     def weights(self) -> FloatArray:
@@ -74,25 +79,38 @@ class DemandForecast:
         """Where the demand's support ends, for `quantile`'s search (req/s)."""
         return float(self.samples[-1]) + 8.0 * self.bandwidth
 
+    @cached_property
+    def _support(self) -> tuple[FloatArray, list[float]]:
+        """`quantile`'s first pass, the same for every q: exceedance over the whole support."""
+        grid = self._top * _UNIT
+        return grid, self.exceedance(grid).tolist()
+
     def quantile(self, q: float) -> float:
         """The demand (req/s) exceeded with probability 1 - q (memoised per q).
 
-        Exceedance is monotone in capacity: evaluate it on a grid over the support, then on a
-        finer grid inside the bracket, and interpolate linearly. Compiled (`_kernels.c`).
+        Exceedance is monotone in capacity: evaluate it on a grid over the support (once per
+        forecast), then on a finer grid inside the bracket, and interpolate linearly.
         """
         hit = self._memo.get(q)
         if hit is not None:
             return hit
-        value = _kernels.quantile(
-            self.samples,
-            self.weights,
-            self.samples.size,
-            self.bandwidth,
-            self._top,
-            _UNIT,
-            _UNIT.size,
-            q,
-        )
+        tail = 1.0 - q
+        lo, hi = 0.0, self._top
+        grid, ex = self._support
+        value = lo
+        for first in (True, False):
+            if not first:
+                grid = lo + (hi - lo) * _UNIT
+                ex = self.exceedance(grid).tolist()
+            # The first point whose exceedance is below the tail (it descends): numpy's
+            # searchsorted(-ex, -tail, side="right"), on Python floats.
+            k = bisect.bisect_right(ex, -tail, key=operator.neg)
+            if k == 0 or k >= len(ex):
+                value = lo if k == 0 else hi
+                break
+            lo, hi = float(grid[k - 1]), float(grid[k])
+            share = (ex[k - 1] - tail) / max(ex[k - 1] - ex[k], 1e-300)
+            value = lo + (hi - lo) * min(max(share, 0.0), 1.0)
         self._memo[q] = value
         return value
 
@@ -165,22 +183,40 @@ def _best_level(r: FloatArray, dt: float, trend: float, lag: int) -> tuple[Float
     # forecast errors of a level that wanders grow like a random walk's with the lead time.
     fit = min(lag, max(1, r.size - MIN_ERRORS))
     widen = math.sqrt(lag / fit)
-    short, mid, long = (max(1, round(span / dt)) for span in LEVEL_SPANS_S)
-    # Compiled (`_kernels.c`): per span, the trailing mean from one cumulative sum, with the
-    # half span it lags a trend by added back, and its mean squared error `fit` samples ahead.
-    level, errors = _kernels.best_level(
-        np.ascontiguousarray(r, dtype=np.float64),
-        r.size,
-        short,
-        mid,
-        long,
-        dt,
-        trend,
-        fit,
-        widen,
-        MIN_ERRORS,
-    )
-    return np.frombuffer(level, dtype=np.float64), np.frombuffer(errors, dtype=np.float64)
+    # Per span (a row each), the trailing mean from one cumulative sum, with the half span it
+    # lags a trend by added back, and its errors `fit` samples ahead.
+    n = r.size
+    spans = tuple(max(1, round(span / dt)) for span in LEVEL_SPANS_S)
+    lo, count = _trailing(n, spans)
+    csum = np.empty(n + 1)
+    csum[0] = 0.0
+    np.cumsum(r, out=csum[1:])
+    levels = csum[1:] - csum.take(lo)
+    levels /= count
+    levels += np.array([trend * (min(m, n) - 1) * dt / 2.0 for m in spans])[:, None]
+    errors = levels[:, : n - fit] + trend * fit * dt
+    np.subtract(r[fit:], errors, out=errors)
+    errors *= widen
+    best, best_score = 0, math.inf
+    if errors.shape[1] >= MIN_ERRORS:
+        # The first span of the least mean squared error (a later one must be strictly less).
+        for k, row in enumerate(errors):
+            score = float(row @ row) / row.size
+            if k == 0 or score < best_score:
+                best, best_score = k, score
+    return levels[best], errors[best]
+
+
+@lru_cache(maxsize=64)
+def _trailing(n: int, spans: tuple[int, ...]) -> tuple[NDArray[np.intp], FloatArray]:
+    """Per span (rows) and sample i (columns) of a window of `n`: where its trailing mean
+    starts in the cumulative sum, and how many samples it averages (fewer at the start).
+    Memoised: every decision of a deployment has the same window and spans."""
+    hi = np.arange(1, n + 1)
+    lo = np.maximum(hi - np.array(spans)[:, None], 0)
+    count = (hi - lo).astype(np.float64)
+    lo.flags.writeable = count.flags.writeable = False
+    return lo, count
 
 
 def _coarsen(t: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:

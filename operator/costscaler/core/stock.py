@@ -27,7 +27,6 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-from costscaler.core import _kernels
 from costscaler.core.types import FloatArray
 
 STALL_FACTOR = 2.0
@@ -41,20 +40,18 @@ def stalled(
     Progress is a sample with nothing warming or with more replicas ready than the sample
     before; the first sample counts as progress (what came before is unknown).
     """
-    n, t = ready.shape
+    n = ready.shape[0]
     if times.size == 0 or n == 0:
         return np.zeros(n, dtype=np.bool_)
-    # Compiled (`_kernels.c`): a scan of a few pools over the window, where numpy's calls
-    # cost more than the loop.
-    flags = _kernels.stalled(
-        np.ascontiguousarray(times, dtype=np.float64),
-        np.ascontiguousarray(ready, dtype=np.float64),
-        np.ascontiguousarray(warming, dtype=np.float64),
-        np.ascontiguousarray(STALL_FACTOR * cold_start_s, dtype=np.float64),
-        n,
-        t,
-    )
-    return np.frombuffer(flags, dtype=np.bool_).copy()
+    # NaN counts as 0 replicas; a NaN time is no sample (fmax skips it).
+    warming_now = warming > 0
+    r = np.where(np.isnan(ready), 0.0, ready)
+    grew = np.ones(r.shape, dtype=np.bool_)
+    np.greater(r[:, 1:], r[:, :-1], out=grew[:, 1:])
+    progress = ~warming_now | grew
+    last = np.fmax.accumulate(np.where(progress, times, -np.inf), axis=1)
+    wait = STALL_FACTOR * np.asarray(cold_start_s, dtype=np.float64)
+    return np.asarray((warming_now & (times - last > wait[:, None])).any(axis=1))
 
 
 # Back-off of an out-of-stock pool's retries (s): the first after a minute, then doubling,

@@ -1,7 +1,8 @@
-"""The compiled kernels (`core/_kernels.c`) against the numpy formulas they replace: the level
-loop keeps exactly the partial plans the bounds of `core/exact.py` keep, to the bit, and gives
-up at the same points; a plan's spend, risk and objective agree to rounding (numpy summed
-with BLAS, in an order of its own)."""
+"""The compiled kernels left (`core/_kernels.c`: the branch and bound's and the risk's) against
+the numpy formulas they replace: the level loop keeps exactly the partial plans the bounds of
+`core/exact.py` keep, to the bit, and gives up at the same points; a plan's spend, risk and
+objective agree to rounding (numpy summed with BLAS, in an order of its own). The hot paths
+that are numpy again are checked in test_formulas.py."""
 
 from __future__ import annotations
 
@@ -18,11 +19,8 @@ from test_exact import _problem
 from test_properties import FAST, planners, rates
 
 from costscaler.core import Planner, _kernels
-from costscaler.core.allocate import HARD, SOFT, evaluate, feasible
-from costscaler.core.capacity import replicas_needed
+from costscaler.core.allocate import HARD, SOFT, evaluate
 from costscaler.core.exact import Tree
-from costscaler.core.fill import cheapest_on_demand, fill, max_spot
-from costscaler.core.forecast import LEVEL_SPANS_S, MIN_ERRORS, _best_level
 from costscaler.core.local import first_plan
 from costscaler.core.step import start_plans
 
@@ -289,29 +287,6 @@ def test_the_evaluate_kernel_refuses_plans_that_are_not_int64():
         _kernels.evaluate(plans, prob.columns, *args, 0.0, 1.0, 0.0, 0.0, math.inf, 0.0, False)
 
 
-def reference_feasible(p, plans):
-    """`allocate.feasible` as numpy (the engine's before it was compiled)."""
-    total = plans.sum(axis=1)
-    ok = ((plans >= 0) & (plans <= p.max_replicas)).all(axis=1)
-    ok &= (total >= p.reachable_min) & (total <= p.total_max)
-    if p.spot_limits or p.spot_relaxed:
-        spot = plans @ p.spot_count
-        share = np.floor(p.spot_max_fraction * total + 1e-9)
-        if p.spot_relaxed:  # on-demand quota forces spot past its share (issue #14)
-            share = np.maximum(share, total - p.on_demand_capacity)
-        ok &= spot <= share
-        ok &= total - spot >= np.minimum(p.on_demand_floor, total)
-    return ok
-
-
-@settings(FAST, max_examples=200)
-@given(planners(), st.integers(0, 2**32 - 1))
-def test_the_compiled_bounds_check_matches_the_numpy_formulas(pl, seed):
-    prob = _problem(pl, 10.0)
-    plans = np.random.default_rng(seed).integers(-1, 22, size=(40, len(pl.names)))
-    assert feasible(prob, plans).tolist() == reference_feasible(prob, plans).tolist()
-
-
 def reference_tables(grid, cost, rho):
     """`RiskCost.tables` as numpy (the engine's before it was compiled)."""
     upper = cost[1:]
@@ -332,78 +307,6 @@ def test_the_compiled_bound_tables_match_the_numpy_formulas_to_the_bit(pl, rate)
     rho = [*t.levels[:, RATIO], *t.levels[:, RATIO_PAST], math.inf, 0.0, 1e-3]
     got = t.bound.tables(rho)
     assert got.tobytes() == reference_tables(t.bound.grid, t.bound.cost, rho).tobytes()
-
-
-@FAST
-@given(planners(), rates, st.lists(st.floats(-10.0, 200.0), min_size=1, max_size=40))
-def test_the_compiled_exceedance_and_bound_agree_with_the_numpy_formulas(pl, rate, caps):
-    d = _problem(pl, rate).risk.demand
-    c = np.array(caps)
-    z = (d.samples - c[:, None]) / d.bandwidth
-    np.testing.assert_allclose(d.exceedance(c), ndtr(z) @ d.weights, rtol=1e-12, atol=1e-15)
-    bound = np.where(z < 0, ndtr(z), 0.5) @ d.weights
-    np.testing.assert_allclose(d.exceedance(c, bound=True), bound, rtol=1e-12, atol=1e-15)
-
-
-def reference_quantile(d, q):
-    """`DemandForecast.quantile` as numpy around the exceedance (before it was compiled)."""
-    unit = np.linspace(0.0, 1.0, 33)
-    top = float(d.samples[-1]) + 8.0 * d.bandwidth
-    lo, hi = 0.0, top
-    value = lo
-    for first in (True, False):
-        grid = top * unit if first else lo + (hi - lo) * unit
-        ex = d.exceedance(grid)
-        k = int(np.searchsorted(-ex, -(1.0 - q), side="right"))
-        if k == 0 or k >= grid.size:
-            return lo if k == 0 else hi
-        lo, hi = float(grid[k - 1]), float(grid[k])
-        share = (ex[k - 1] - (1.0 - q)) / max(float(ex[k - 1] - ex[k]), 1e-300)
-        value = lo + (hi - lo) * min(max(share, 0.0), 1.0)
-    return value
-
-
-@FAST
-@given(planners(), rates, st.floats(0.0, 1.0))
-def test_the_compiled_quantile_is_the_numpy_search_to_the_bit(pl, rate, q):
-    d = _problem(pl, rate).risk.demand
-    assert d.quantile(q) == reference_quantile(d, q)
-
-
-def reference_max_spot(p, demand_rps, order):
-    """`fill.max_spot` in Python (the engine's before it was compiled)."""
-    idx = order.tolist()
-    spot = [i for i in idx if p.spot[i]]
-    other = [i for i in idx if not p.spot[i]]
-    caps, eff = p.max_replicas.tolist(), p.surviving.tolist()
-
-    def build(total):
-        x = [0] * len(caps)
-        share = math.floor(p.spot_max_fraction * total + 1e-9) if p.spot_limits else total
-        floor = min(p.on_demand_floor, total) if p.spot_limits else 0
-        for pools, count in ((spot, min(share, total - floor)), (other, total)):
-            count -= sum(x)
-            for i in pools:
-                x[i] = min(caps[i], max(count, 0))
-                count -= x[i]
-        return x
-
-    lo, hi = p.reachable_min, p.total_max
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if sum(k * e for k, e in zip(build(mid), eff, strict=True)) >= demand_rps - 1e-9:
-            hi = mid
-        else:
-            lo = mid + 1
-    return build(lo)
-
-
-@settings(FAST, max_examples=200)
-@given(planners(), rates, st.floats(0.0, 150.0))
-def test_the_compiled_max_spot_start_is_the_python_one(pl, rate, demand):
-    prob = _problem(pl, rate)
-    got = max_spot(prob, demand, prob.merit)
-    assert got.tolist() == reference_max_spot(prob, demand, prob.merit)
 
 
 def _after(values, op, empty):
@@ -482,118 +385,3 @@ def test_the_compiled_levels_are_the_python_ones_to_the_bit(pl, rate, cur, twins
     rows, per_od, per_spot = reference_levels(prob, t.cap, prob.current, prob.start_cost)
     assert t.levels.tobytes() == rows.tobytes()
     assert (t.per_od, t.per_spot) == (per_od, per_spot)
-
-
-def reference_best_level(r, dt, trend, lag):
-    """`forecast._best_level` as numpy (the engine's before it was compiled)."""
-    fit = min(lag, max(1, r.size - MIN_ERRORS))
-    widen = math.sqrt(lag / fit)
-    csum = np.concatenate(([0.0], np.cumsum(r)))
-    idx = np.arange(1, r.size + 1)
-    scored = []
-    for span in LEVEL_SPANS_S:
-        m = max(1, round(span / dt))
-        lo = np.maximum(idx - m, 0)
-        level = (csum[idx] - csum[lo]) / (idx - lo) + trend * (min(m, r.size) - 1) * dt / 2.0
-        errors = r[fit:] - (level[:-fit] + trend * fit * dt) if r.size > fit else np.zeros(0)
-        errors = errors * widen
-        score = float(errors @ errors) / errors.size if errors.size >= MIN_ERRORS else math.inf
-        scored.append((score, level, errors))
-    _, level, errors = min(scored, key=lambda s: s[0])
-    return level, errors
-
-
-@settings(FAST, max_examples=200)
-@given(
-    st.lists(st.floats(0.0, 100.0), min_size=1, max_size=300),
-    st.sampled_from([5.0, 15.0, 60.0]),
-    st.floats(-0.05, 0.05),
-    st.integers(1, 40),
-)
-def test_the_compiled_level_is_the_numpy_one(rates_, dt, trend, lag):
-    r = np.array(rates_)
-    level, errors = _best_level(r, dt, trend, lag)
-    want_level, want_errors = reference_best_level(r, dt, trend, lag)
-    assert level.tobytes() == want_level.tobytes()
-    assert errors.tobytes() == want_errors.tobytes()
-
-
-class _Filler:
-    """fill.py's Python filler (the engine's before `_kernels.fill`)."""
-
-    def __init__(self, p):
-        self.p = p
-        self.eff, self.spot, self.cap = p.as_lists
-        self.x = [0] * len(self.eff)
-        self.total = self.nspot = 0
-        self.rps = 0.0
-        self.limits = p.spot_limits and p.spot_max_fraction < 1.0
-
-    def spot_room(self):
-        if not self.limits:
-            return 1 << 40
-        f = self.p.spot_max_fraction
-        return max(0, math.floor((f * self.total - self.nspot) / (1.0 - f) + 1e-9))
-
-    def add(self, i, want):
-        if want <= 0:
-            return 0
-        room = min(self.cap[i] - self.x[i], self.p.total_max - self.total)
-        k = max(0, min(want, room, self.spot_room() if self.spot[i] else room))
-        self.x[i] += k
-        self.total += k
-        self.nspot += k if self.spot[i] else 0
-        self.rps += k * self.eff[i]
-        return k
-
-    def need(self, i, demand):
-        gap = demand - self.rps
-        return 0 if gap <= 1e-9 else max(1, replicas_needed(gap, self.eff[i]))
-
-
-def reference_fill(p, demand_rps, order, use_spot):
-    f, idx = _Filler(p), order.tolist()
-    want = p.on_demand_floor if p.spot_limits else 0
-    for i in idx:
-        if not f.spot[i]:
-            want -= f.add(i, want)
-    for _ in range(2):
-        for i in idx:
-            if f.rps >= demand_rps - 1e-9:
-                break
-            if use_spot or not f.spot[i]:
-                f.add(i, f.need(i, demand_rps))
-    for i in idx:
-        if f.total >= p.reachable_min:
-            break
-        if use_spot or not f.spot[i]:
-            f.add(i, p.reachable_min - f.total)
-    return f.x
-
-
-def reference_cheapest_on_demand(p):
-    f = _Filler(p)
-    order = [i for i in p.merit.tolist() if not f.spot[i]]
-    for i in order:
-        f.add(i, f.need(i, p.floor_demand))
-    cap = p.risk.capacity.tolist()
-    for i in sorted(order, key=lambda i: -float(p.price[i])):
-        while f.x[i] > 0 and f.total > p.reachable_min and f.rps - cap[i] >= p.floor_demand:
-            f.x[i] -= 1
-            f.total -= 1
-            f.rps -= cap[i]
-    for i in order:
-        if f.total >= p.reachable_min:
-            break
-        f.add(i, p.reachable_min - f.total)
-    return f.x
-
-
-@settings(FAST, max_examples=300)
-@given(planners(), rates, st.floats(0.0, 150.0), st.booleans())
-def test_the_compiled_fill_and_the_on_demand_plan_are_the_python_ones(pl, rate, demand, spot):
-    prob = _problem(pl, rate)
-    assert fill(prob, demand, prob.merit, use_spot=spot).tolist() == reference_fill(
-        prob, demand, prob.merit, spot
-    )
-    assert cheapest_on_demand(prob).tolist() == reference_cheapest_on_demand(prob)
