@@ -34,7 +34,9 @@ or move one replica between two pools, all moves evaluated at once, until no mov
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -121,12 +123,15 @@ class Problem:
         return np.ascontiguousarray(self.spot, dtype=np.int64)
 
     @cached_property
-    def _unsigned_maxima(self) -> NDArray[np.uint64] | None:
-        """`max_replicas` as uint64, for `feasible`: a negative count read as uint64 is past
-        every maximum, so one comparison checks 0 <= x_i <= max_i. None when a maximum is
-        negative: then no plan is within the bounds."""
+    def _bounds(self) -> tuple[NDArray[np.uint64], BoolArray, IntArray] | None:
+        """What `feasible` reads per pool: the maxima as uint64 (a negative count read as
+        uint64 is past every maximum, so one comparison checks 0 <= x_i <= max_i), and
+        ones as booleans and as integers (a row's "any" and its sum, as matmuls). None when
+        a maximum is negative: then no plan is within the bounds."""
         maxima = np.asarray(self.max_replicas, dtype=np.int64)
-        return None if min(maxima.tolist(), default=0) < 0 else maxima.view(np.uint64)
+        if min(maxima.tolist(), default=0) < 0:
+            return None
+        return maxima.view(np.uint64), np.ones(maxima.size, np.bool_), np.ones_like(maxima)
 
     @cached_property
     def _spot_caps(self) -> IntArray:
@@ -215,29 +220,33 @@ def feasible(p: Problem, plans: IntArray) -> BoolArray:
     tens of small batches, where each numpy call costs more than its arithmetic.
     """
     x = np.asarray(plans, dtype=np.int64)
-    maxima = p._unsigned_maxima
-    if maxima is None:
+    if x.shape[0] == 1:  # a single plan: plain Python beats a dozen numpy calls
+        return np.array([fits(p, x[0])])
+    if p._bounds is None:
         return np.zeros(x.shape[0], dtype=np.bool_)
-    # A row's "any count past its maximum" as a boolean matmul: it stops at the first.
-    past = (x.view(np.uint64) > maxima) @ np.ones(x.shape[1], dtype=np.bool_)
-    ok: BoolArray = x @ p.spot_count <= p._spot_caps.take(x.sum(axis=1), mode="clip")
+    maxima, any_of, sum_of = p._bounds
+    # Matmuls, not reductions along rows: the boolean one stops at a row's first count
+    # past its maximum, and both are faster than numpy's sum and any on small batches.
+    past = (x.view(np.uint64) > maxima) @ any_of
+    ok: BoolArray = x @ p.spot_count <= p._spot_caps.take(x @ sum_of, mode="clip")
     ok &= ~past
     return ok
 
 
 def fits(p: Problem, plan: IntArray) -> bool:
     """Whether one plan is within every hard bound (`feasible` for a single row), in plain
-    Python: the keep-alive and make-before-break loops test one plan at a time."""
+    Python: the keep-alive and make-before-break loops test one plan at a time, and on a
+    handful of pools Python's integers beat numpy's per-call cost."""
     x: list[int] = plan.tolist()
     _, spot_flags, maxima = p.as_lists
-    if not all(0 <= v <= m for v, m in zip(x, maxima, strict=True)):
+    if min(x, default=0) < 0 or any(map(operator.gt, x, maxima)):
         return False
     total = sum(x)
     if not p.reachable_min <= total <= p.total_max:
         return False
     if not (p.spot_limits or p.spot_relaxed):
         return True
-    spot = sum(v for v, s in zip(x, spot_flags, strict=True) if s)
+    spot = sum(itertools.compress(x, spot_flags))
     share = math.floor(p.spot_max_fraction * total + 1e-9)
     if p.spot_relaxed:
         share = max(share, total - p.on_demand_capacity)

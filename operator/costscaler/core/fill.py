@@ -103,20 +103,21 @@ def max_spot(p: Problem, demand_rps: float, order: NDArray[np.intp]) -> IntArray
     limits, fraction, floor_ = p.spot_limits, p.spot_max_fraction, p.on_demand_floor
 
     def build(total: int) -> tuple[list[int], float]:
-        """The plan of `total` replicas and its capacity (req/s)."""
+        """The plan of `total` replicas and its capacity (req/s). Maxima are never negative
+        (pool limits are validated, caps are replica counts): once a pass's count is used
+        up, its pools left get none."""
         x = [0] * len(caps)
         rps = 0.0
         share = math.floor(fraction * total + 1e-9) if limits else total
         count = min(share, total - (min(floor_, total) if limits else 0))
-        for i in spot:
-            k = x[i] = min(caps[i], max(count, 0))
-            count -= k
-            rps += k * eff[i]
-        count = total - sum(x)
-        for i in other:
-            k = x[i] = min(caps[i], max(count, 0))
-            count -= k
-            rps += k * eff[i]
+        for pools in (spot, other):  # spot up to its share, then on-demand for the rest
+            for i in pools:
+                if count <= 0:
+                    break
+                k = x[i] = caps[i] if caps[i] < count else count
+                count -= k
+                rps += k * eff[i]
+            count = total - sum(x)
         return x, rps
 
     lo, hi = p.reachable_min, p.total_max
