@@ -242,3 +242,37 @@ def test_slo_window_counts_come_from_the_histogram_and_reach_status(kube, tmp_pa
         twin.stop()
         op.stop()
         prom.stop()
+
+
+def test_a_stated_ttft_without_its_series_holds_naming_it(kube, tmp_path: Path):
+    # Issue 17: the load twin serves vLLM's end-to-end histogram, requests waiting and
+    # running, but no TTFT histogram. A deployment stating spec.slo.ttft cannot check it: the
+    # reading is bad data naming the objective and the query, and the replicas hold. The fast
+    # signals of the twin reach status while the metrics are good.
+    ns = new_namespace(kube)
+    prom = Prometheus(kube, tmp_path)
+    op = Operator(kube, ns, tmp_path / "op.log", prom.url)
+    twin = LoadTwin(kube, f"{ns}/llama-3-1-8b", TRACE, speed=1, log=tmp_path / "twin.log")
+    try:
+        wait_for("operator", op.healthy, timeout=30)
+        spec = llama(ns, "Enforce", [OD], replicas={"min": 1, "max": 8})
+        spec["spec"]["workload"]["modelLoadSeconds"] = 3
+        apply(kube, spec)
+        wait_for("scaled up for the load", lambda: replicas(kube, ns) >= 2, timeout=120)
+        observed = get(kube, "infd", "llama-3-1-8b", "-n", ns)["status"]["observed"]
+        assert observed["queueDepth"] >= 0 and "ttftSeconds" not in observed
+        held = replicas(kube, ns)
+        spec["spec"]["slo"]["ttft"] = {"quantile": 0.95, "thresholdSeconds": 2}
+        apply(kube, spec)
+        cond = wait_for("MetricsAvailable=False", lambda: (c := conditions(kube, ns)[
+            "MetricsAvailable"])["status"] == "False" and c, timeout=60)  # fmt: skip
+        assert cond["reason"] == "NoData"
+        assert "no TTFT series for" in cond["message"] and "spec.slo.ttft" in cond["message"]
+        assert "vllm:time_to_first_token_seconds_bucket" in cond["message"]
+        for _ in range(4):  # two ticks each: never below what it had
+            time.sleep(2)
+            assert replicas(kube, ns) >= held
+    finally:
+        twin.stop()
+        op.stop()
+        prom.stop()

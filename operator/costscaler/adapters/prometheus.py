@@ -50,7 +50,8 @@ class PromClient(Protocol):
 
 @dataclass(frozen=True)
 class Target:
-    """One deployment to read: its key, its queries and its SLO (quantile, threshold in s)."""
+    """One deployment to read: its key, its queries and its SLO (quantile, threshold in s);
+    `ttft` and `itl` the (quantile, threshold s) of those objectives when stated."""
 
     key: Key
     queries: QuerySet
@@ -58,6 +59,8 @@ class Target:
     threshold_seconds: float
     window_seconds: float = 3600.0  # forecast window: how far back a backfill reaches
     slo_window_seconds: float = 0.0  # the SLO window its `slo_counts` query covers
+    ttft: tuple[float, float] | None = None
+    itl: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,31 @@ class Reading:
     message: str = ""
     slo_good: float | None = None  # requests within the threshold over the SLO window
     slo_total: float | None = None  # all requests over the SLO window
+    # The TTFT and ITL objectives' quantiles (s) and shares within their thresholds; None when
+    # not stated or no request was observed.
+    ttft_seconds: float | None = None
+    ttft_attainment: float | None = None
+    itl_seconds: float | None = None
+    itl_attainment: float | None = None
+    # Fast signals per pool (absent: not exported): requests waiting, mean KV-cache use (0-1).
+    queue_by_pool: dict[str, float] = field(default_factory=dict)
+    kv_cache_by_pool: dict[str, float] = field(default_factory=dict)
+    prompt_token_rate: float | None = None  # input tokens/s; `token_rate` is output tokens/s
 
     @property
     def request_rate(self) -> float | None:
         """Requests/s over all pools, or None when the reading is unusable."""
         return None if self.problem else sum(self.rate_by_pool.values())
+
+    @property
+    def queue_depth(self) -> float | None:
+        """Requests waiting over all pools, or None when not exported."""
+        return sum(self.queue_by_pool.values()) if self.queue_by_pool else None
+
+    @property
+    def kv_cache_usage(self) -> float | None:
+        """The KV-cache use of the fullest pool (0-1), or None when not exported."""
+        return max(self.kv_cache_by_pool.values()) if self.kv_cache_by_pool else None
 
 
 @dataclass
@@ -268,12 +291,77 @@ class PrometheusSource:
             tokens = (
                 self._per_pool(t.key, vectors[q.token_rate], "token rate") if q.token_rate else {}
             )
-            latency, attainment = self._latency(t, vectors, idle=sum(rates.values()) == 0)
+            idle = sum(rates.values()) == 0
+            latency, attainment = self._latency(t, vectors, idle=idle)
+            ttft = self._token_latency(t, vectors, q.ttft_buckets, q.ttft, t.ttft, "ttft", idle)
+            itl = self._token_latency(t, vectors, q.itl_buckets, q.itl, t.itl, "itl", idle)
         except BadDataError as bad:
             return Reading(problem=bad.reason, message=str(bad))
         token_rate = sum(tokens.values()) if tokens else None
         good, total = self._slo_counts(t, vectors)
-        return Reading(rates, latency, attainment, token_rate, slo_good=good, slo_total=total)
+        prompt = self._signal(t, vectors, q.prompt_token_rate, "prompt token rate")
+        return Reading(
+            rates,
+            latency,
+            attainment,
+            token_rate,
+            slo_good=good,
+            slo_total=total,
+            ttft_seconds=ttft[0],
+            ttft_attainment=ttft[1],
+            itl_seconds=itl[0],
+            itl_attainment=itl[1],
+            queue_by_pool=self._signal(t, vectors, q.queue_depth, "queue depth"),
+            kv_cache_by_pool=self._signal(t, vectors, q.kv_cache_usage, "KV-cache usage"),
+            prompt_token_rate=sum(prompt.values()) if prompt else None,
+        )
+
+    def _token_latency(
+        self,
+        t: Target,
+        vectors: dict[str, Grouped],
+        buckets: str | None,
+        direct: str | None,
+        slo: tuple[float, float] | None,
+        name: str,
+        idle: bool,
+    ) -> tuple[float | None, float | None]:
+        """(quantile s, share within the threshold) of a stated TTFT or ITL objective.
+
+        The objective must hold, so its series must exist: none is bad data (`NoData`, naming
+        the query), as for the request rate, and the engine holds. Without traffic the
+        histogram is there with rates of 0 and the quantile is undefined (None), not missing.
+        """
+        if slo is None or not (buckets or direct):
+            return None, None
+        quantile, threshold = slo
+        text = buckets or direct or ""
+        try:
+            found = list(self._mine(t.key, vectors[text]))
+        except BadDataError:
+            if idle and not buckets:  # a user's histogram_quantile is NaN without traffic
+                return None, None
+            raise
+        if not found:
+            raise BadDataError("NoData", _missing(t, name, text))
+        if buckets:
+            pairs = self._buckets(t, vectors[text])
+            return histogram_quantile(quantile, pairs), share_within(threshold, pairs)
+        if len(found) > 1:
+            raise BadDataError("MultipleSeries", f"{name}: {len(found)} series, expected one")
+        return found[0][1], None
+
+    def _signal(
+        self, t: Target, vectors: dict[str, Grouped], text: str | None, what: str
+    ) -> dict[str, float]:
+        """A fast signal per pool; empty when not exported, failed or malformed (the signals
+        only hasten decisions, so their absence never makes a reading unusable)."""
+        if text is None or text not in vectors:
+            return {}
+        try:
+            return self._per_pool(t.key, vectors[text], what)
+        except BadDataError:
+            return {}
 
     def _slo_counts(
         self, t: Target, vectors: dict[str, Grouped]
@@ -347,6 +435,15 @@ class PrometheusSource:
                 f"newest sample is {max(ages):.0f} s old, over the {self.max_age:.0f} s limit "
                 "(two scrape intervals)",
             )
+
+
+def _missing(t: Target, name: str, text: str) -> str:
+    """The message of a stated TTFT or ITL objective without a series."""
+    return (
+        f"no {name.upper()} series for {t.key[0]}/{t.key[1]}, which spec.slo.{name} needs: "
+        f"{text} returned nothing for it (does the model server export it, and does the "
+        "scrape keep the deployment's labels?)"
+    )
 
 
 def _value(sample: dict[str, Any], key: Key) -> float:

@@ -2,10 +2,16 @@
 
 Every preset query is written once for all InferenceDeployments: it aggregates `by` the series
 labels that name the deployment and the pool (`SeriesLabels`), so one query per metric per tick
-serves every deployment whatever its number. The latency histogram is fetched as bucket rates
+serves every deployment whatever its number. The latency histograms (end-to-end, and time to
+first token and inter-token latency when the SLO states them) are fetched as bucket rates
 (`sum by (namespace, deployment, le)`) rather than as `histogram_quantile(q, ...)`, because each
 deployment has its own quantile and threshold: the quantile and the share of requests within
 the threshold are computed here from the same buckets, with Prometheus's interpolation.
+
+A server that renamed a metric (vLLM's `gpu_cache_usage_perc` became `kv_cache_usage_perc`,
+`time_per_output_token_seconds` became `inter_token_latency_seconds`) is read under either
+name in one query: `(new) or (old)` keeps the old name's series only where no series of the
+same labels has the new name, so a server exporting both is not counted twice.
 
 The SLO window's good and total request counts come from the same histogram: its buckets'
 `increase` over the window (`spec.slo.window`), one query per distinct window for all
@@ -20,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from costscaler.adapters.promql_scope import UnscopedQueryError, scope_query
-from costscaler.api.deployment import Metrics, MetricsPreset
+from costscaler.api.deployment import SLO, Metrics, MetricsPreset
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ class QuerySet:
     buckets' cumulative request counts over the SLO window (with `le`), or None when there
     is no histogram (Triton, a user latency query) or no window was asked for; unlike the
     others it is optional: its failure leaves the counts unknown, not the reading unusable.
+    `ttft_buckets`/`ttft` and `itl_buckets`/`itl` are the pair `latency_buckets`/`latency` is
+    for time to first token and inter-token latency, set only when the SLO states them
+    (required then). The fast signals, per pool, are optional like `slo_counts`:
+    `queue_depth` (requests waiting), `kv_cache_usage` (mean share of the KV cache in use, 0-1)
+    and `prompt_token_rate` (input tokens/s).
     """
 
     request_rate: str
@@ -55,17 +66,26 @@ class QuerySet:
     token_rate: str | None
     freshness: str | None
     slo_counts: str | None = None
+    ttft_buckets: str | None = None
+    ttft: str | None = None
+    itl_buckets: str | None = None
+    itl: str | None = None
+    queue_depth: str | None = None
+    kv_cache_usage: str | None = None
+    prompt_token_rate: str | None = None
 
     def required(self) -> list[str]:
         """The query texts a usable reading needs (without duplicates, in a stable order)."""
         found = [self.request_rate, self.latency_buckets, self.latency, self.token_rate]
-        found.append(self.freshness)
+        found += [self.freshness, self.ttft_buckets, self.ttft, self.itl_buckets, self.itl]
         return list(dict.fromkeys(q for q in found if q))
 
     def texts(self) -> list[str]:
-        """Every instant query text of this set: the required ones, then `slo_counts`."""
-        optional = [self.slo_counts] if self.slo_counts else []
-        return list(dict.fromkeys([*self.required(), *optional]))
+        """Every instant query text of this set: the required ones, then the optional ones
+        (`slo_counts` and the fast signals)."""
+        optional = [self.slo_counts, self.queue_depth, self.kv_cache_usage]
+        optional.append(self.prompt_token_rate)
+        return list(dict.fromkeys([*self.required(), *(q for q in optional if q)]))
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,14 @@ class _Preset:
     latency_mean: tuple[str, str, float] | None  # (duration counter, count counter, to seconds)
     tokens: str | None  # counter of generated tokens
     alive: str  # a gauge or counter every server exports on every scrape
+    # Names, newest first, of: the time-to-first-token and inter-token-latency histogram
+    # buckets (s), the gauge of requests waiting, the KV-cache usage gauge (0-1) and the prompt
+    # token counter. Empty: the server exports none.
+    ttft: tuple[str, ...] = ()
+    itl: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+    kv_cache: tuple[str, ...] = ()
+    prompt_tokens: tuple[str, ...] = ()
 
 
 PRESETS: dict[MetricsPreset, _Preset] = {
@@ -84,6 +112,14 @@ PRESETS: dict[MetricsPreset, _Preset] = {
         latency_mean=None,
         tokens="vllm:generation_tokens_total",
         alive="vllm:num_requests_running",
+        ttft=("vllm:time_to_first_token_seconds_bucket",),
+        itl=(
+            "vllm:inter_token_latency_seconds_bucket",
+            "vllm:time_per_output_token_seconds_bucket",
+        ),
+        waiting=("vllm:num_requests_waiting",),
+        kv_cache=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+        prompt_tokens=("vllm:prompt_tokens_total",),
     ),
     MetricsPreset.SGLANG: _Preset(
         requests="sglang:num_requests_total",
@@ -91,14 +127,24 @@ PRESETS: dict[MetricsPreset, _Preset] = {
         latency_mean=None,
         tokens="sglang:generation_tokens_total",
         alive="sglang:num_running_reqs",
+        ttft=("sglang:time_to_first_token_seconds_bucket",),
+        itl=("sglang:inter_token_latency_seconds_bucket",),
+        waiting=("sglang:num_queue_reqs",),
+        kv_cache=("sglang:token_usage",),
+        prompt_tokens=("sglang:prompt_tokens_total",),
     ),
-    # TGI counts generated tokens only as a histogram per request: its _sum is the counter.
+    # TGI counts tokens only as histograms per request (their _sum is the counter), exports
+    # no TTFT and no KV-cache gauge; its inter-token latency is each request's mean time per
+    # output token.
     MetricsPreset.TGI: _Preset(
         requests="tgi_request_success",
         buckets="tgi_request_duration_bucket",
         latency_mean=None,
         tokens="tgi_request_generated_tokens_sum",
         alive="tgi_queue_size",
+        itl=("tgi_request_mean_time_per_token_duration_bucket",),
+        waiting=("tgi_queue_size",),
+        prompt_tokens=("tgi_request_input_length_sum",),
     ),
     # Triton exports no latency histogram by default: the mean (a lower bound of any quantile
     # above the median) is the best it offers; override `latency` where histograms are enabled.
@@ -118,13 +164,15 @@ def build_queries(
     window: str,
     namespace: str | None = None,
     slo_window: str | None = None,
+    slo: SLO | None = None,
 ) -> QuerySet:
     """The queries for one deployment's `spec.metrics`; `window` is the rate range, e.g. "1m",
     and `slo_window` the SLO window (`spec.slo.window`, e.g. "7d") the counts cover, if any.
+    TTFT and ITL are read only when `slo` states them (histograms are the largest answers).
 
-    Explicit `requestRate`, `latency` and `tokenRate` override the preset and run scoped to
-    `namespace`: every selector gets the namespace matcher (`promql_scope`), so a user reads
-    only their own namespace's series. A user query may return one series or series labelled
+    Explicit `requestRate`, `latency`, `tokenRate`, `ttft` and `itl` override the preset and run
+    scoped to `namespace`: every selector gets the namespace matcher (`promql_scope`), so a user
+    reads only their own namespace's series. A user query may return one series or series labelled
     with the deployment's labels. Raises `UnscopedQueryError` for a user query that cannot be
     scoped, or when there is one and `namespace` is None (presets need no namespace: they
     group by it and each deployment takes only its own series).
@@ -135,6 +183,8 @@ def build_queries(
             ("request_rate", metrics.request_rate),
             ("latency", metrics.latency),
             ("token_rate", metrics.token_rate),
+            ("ttft", metrics.ttft),
+            ("itl", metrics.itl),
         )
         if text
     }
@@ -162,7 +212,32 @@ def build_queries(
     fresh = None
     if preset and not metrics.request_rate:
         fresh = f"time() - max by ({by_pool}) (timestamp({preset.alive}))"
-    return QuerySet(request_rate, buckets, latency, tokens, fresh, counts)
+
+    def either(names: tuple[str, ...], template: str) -> str | None:
+        return " or ".join(f"({template.format(n)})" for n in names) or None
+
+    names = preset or _Preset("", None, None, None, "")
+    histogram = f"sum by ({by_dep}, le) (rate({{}}[{window}]))"
+    ttft = itl = ttft_buckets = itl_buckets = None
+    if slo is not None and slo.ttft is not None:
+        ttft, ttft_buckets = user.get("ttft"), either(names.ttft, histogram)
+    if slo is not None and slo.itl is not None:
+        itl, itl_buckets = user.get("itl"), either(names.itl, histogram)
+    return QuerySet(
+        request_rate,
+        buckets,
+        latency,
+        tokens,
+        fresh,
+        counts,
+        ttft_buckets=None if ttft else ttft_buckets,
+        ttft=ttft,
+        itl_buckets=None if itl else itl_buckets,
+        itl=itl,
+        queue_depth=either(names.waiting, f"sum by ({by_pool}) ({{}})"),
+        kv_cache_usage=either(names.kv_cache, f"avg by ({by_pool}) ({{}})"),
+        prompt_token_rate=either(names.prompt_tokens, f"sum by ({by_pool}) (rate({{}}[{window}]))"),
+    )
 
 
 def _scoped(query: str, labels: SeriesLabels, namespace: str | None) -> str:

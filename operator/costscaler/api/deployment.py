@@ -701,6 +701,15 @@ class ObservedLoad(ApiModel):
     request_rate: float | None = Field(default=None, description="Requests/s.")
     latency_seconds: float | None = Field(default=None, description="SLO-quantile latency, s.")
     token_rate: float | None = Field(default=None, description="Output tokens/s.")
+    ttft_seconds: float | None = Field(
+        default=None, description="spec.slo.ttft quantile of TTFT, s."
+    )
+    itl_seconds: float | None = Field(default=None, description="spec.slo.itl quantile of ITL, s.")
+    queue_depth: float | None = Field(default=None, description="Requests waiting, all pools.")
+    kv_cache_usage: float | None = Field(
+        default=None, description="KV-cache use of the fullest pool (0-1)."
+    )
+    prompt_token_rate: float | None = Field(default=None, description="Input tokens/s.")
 
 
 class CostSummary(ApiModel):

@@ -17,7 +17,10 @@ from costscaler.adapters.children import ChildState
 from costscaler.adapters.prometheus import Reading
 from costscaler.core import Observations
 
-TIME, RATE, LATENCY, TOKENS = range(4)
+TIME, RATE, LATENCY, TOKENS, TTFT, ITL, QUEUE, KV_CACHE, PROMPT = range(9)
+# The LLM signals: an Observations array each, None while the window holds none of it.
+_SIGNALS = {TTFT: "ttft", ITL: "itl", QUEUE: "queue_depth", KV_CACHE: "kv_cache_usage"}
+_SIGNALS[PROMPT] = "prompt_token_rate"
 READY, WARMING, DESIRED, UNFULFILLABLE = range(4)
 
 
@@ -31,7 +34,8 @@ class History:
     def __init__(self, window_seconds: float, interval_seconds: float = 15.0) -> None:
         self.window = window_seconds
         rows = int(window_seconds // max(interval_seconds, 1.0)) + 2
-        self.load = np.full((rows, 4), np.nan)  # time, rate, latency, tokens
+        # time, rate, latency, tokens, then the LLM signals (NaN when not reported)
+        self.load = np.full((rows, 9), np.nan)
         # Per pool: ready, warming, desired, unfulfillable; float32 holds counts exactly and
         # halves the size.
         self.replicas = np.zeros((rows, 0, 4), dtype=np.float32)
@@ -62,6 +66,9 @@ class History:
         row[RATE] = _or_nan(reading.request_rate if usable else None)
         row[LATENCY] = _or_nan(reading.latency_seconds if usable else None)
         row[TOKENS] = _or_nan(reading.token_rate if usable else None)
+        signals = [reading.ttft_seconds, reading.itl_seconds, reading.queue_depth]
+        signals += [reading.kv_cache_usage, reading.prompt_token_rate]
+        row[TTFT:] = [_or_nan(v if usable else None) for v in signals]
         self.replicas[self.n] = 0
         for c in children:
             col = self._column(c.pool)  # may grow the array: index it afterwards
@@ -84,6 +91,7 @@ class History:
         for column, values in ((TIME, past.times), (RATE, past.rate), (LATENCY, past.latency)):
             self.load[:rows, column] = values[start:]
         self.load[:rows, TOKENS] = past.tokens[start:]
+        self.load[:rows, TTFT:] = np.nan  # not backfilled: only the latest ones are read
         for c in children:
             col = self._column(c.pool)
             self.replicas[:rows, col] = (c.ready, 0, c.desired, 0)
@@ -101,6 +109,7 @@ class History:
         """The window as the engine's arrays (ready, warming, spot losses and unplaceable
         replicas per pool)."""
         load, reps = self.load[: self.n], self.replicas[: self.n]
+        signals = {name: _column(load, col) for col, name in _SIGNALS.items()}
         return Observations(
             times=load[:, TIME].copy(),
             request_rate=load[:, RATE].copy(),
@@ -112,7 +121,17 @@ class History:
             unfulfillable={
                 p: reps[:, i, UNFULFILLABLE].astype(float) for i, p in enumerate(self.pools)
             },
+            ttft=signals["ttft"],
+            itl=signals["itl"],
+            queue_depth=signals["queue_depth"],
+            kv_cache_usage=signals["kv_cache_usage"],
+            prompt_token_rate=signals["prompt_token_rate"],
         )
+
+
+def _column(load: np.ndarray, col: int) -> np.ndarray | None:
+    """A copy of one signal's column, or None when the window holds none of it."""
+    return load[:, col].copy() if np.isfinite(load[:, col]).any() else None
 
 
 def _losses(pool: np.ndarray) -> np.ndarray:

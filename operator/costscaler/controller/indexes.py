@@ -73,9 +73,25 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
             return {}
         s = infd.spec
         queries = build_queries(
-            s.metrics, settings.series_labels(), settings.rate_window, namespace or "", s.slo.window
+            s.metrics,
+            settings.series_labels(),
+            settings.rate_window,
+            namespace or "",
+            s.slo.window,
+            s.slo,
         )
         quantile, threshold = s.slo.latency.quantile, s.slo.latency.threshold_seconds
         window, slo_window = s.forecast.window_seconds, window_seconds(s.slo.window)
-        key = (namespace or "", name)
-        return {None: Target(key, queries, quantile, threshold, window, slo_window)}
+        ttft, itl = s.slo.ttft, s.slo.itl
+        return {
+            None: Target(
+                (namespace or "", name),
+                queries,
+                quantile,
+                threshold,
+                window,
+                slo_window,
+                ttft=None if ttft is None else (ttft.quantile, ttft.threshold_seconds),
+                itl=None if itl is None else (itl.quantile, itl.threshold_seconds),
+            )
+        }

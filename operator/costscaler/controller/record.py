@@ -59,19 +59,31 @@ def _conditions(
         metrics = Cond(METRICS_AVAILABLE, False, r.problem, r.message + "; holding replicas")
     else:
         metrics = Cond(METRICS_AVAILABLE, True, "MetricsFresh", "Prometheus readings usable")
-    met: bool | None
-    if r.problem or (r.attainment is None and r.latency_seconds is None):
-        met, slo_c = None, Cond(SLO_MET, None, "NoLatencyData", "no requests or no usable latency")
+    met: bool | None = None
+    checks = [
+        ("latency", slo.latency.quantile, slo.latency.threshold_seconds, r.latency_seconds,
+         r.attainment),
+    ]  # fmt: skip
+    for name, stated, seconds, share in (
+        ("TTFT", slo.ttft, r.ttft_seconds, r.ttft_attainment),
+        ("ITL", slo.itl, r.itl_seconds, r.itl_attainment),
+    ):
+        if stated is not None:
+            checks.append((name, stated.quantile, stated.threshold_seconds, seconds, share))
+    texts = []
+    for name, quantile, threshold, seconds, share in checks:
+        if r.problem or (share is None and seconds is None):
+            continue  # not measured: no requests, or no usable series
+        # Every stated objective must hold: the share within its threshold against the
+        # attainment when the histogram gives it, else its quantile against the threshold.
+        ok = share >= slo.attainment if share is not None else (seconds or 0.0) <= threshold
+        met = ok if met is None else met and ok
+        text = f"p{quantile * 100:g} {name} {seconds} s"
+        texts.append(text + (f", {share:.4f} within {threshold} s" if share is not None else ""))
+    if met is None:
+        slo_c = Cond(SLO_MET, None, "NoLatencyData", "no requests or no usable latency")
     else:
-        met = (
-            r.attainment >= slo.attainment
-            if r.attainment is not None
-            else (r.latency_seconds or 0.0) <= slo.latency.threshold_seconds
-        )
-        text = f"p{slo.latency.quantile * 100:g} latency {r.latency_seconds} s"
-        if r.attainment is not None:
-            text += f", {r.attainment:.4f} within {slo.latency.threshold_seconds} s"
-        slo_c = Cond(SLO_MET, met, "WithinSLO" if met else "SLOMissed", text)
+        slo_c = Cond(SLO_MET, met, "WithinSLO" if met else "SLOMissed", "; ".join(texts))
     supply = capacity_conditions(d, target, t.schedulable)
     return [ready_c, slo_c, _budget_condition(t, d), metrics, *supply], met
 
@@ -226,6 +238,11 @@ def status_for(
             "requestRate": rate,
             "latencySeconds": r.latency_seconds,
             "tokenRate": r.token_rate,
+            "ttftSeconds": r.ttft_seconds,
+            "itlSeconds": r.itl_seconds,
+            "queueDepth": r.queue_depth,
+            "kvCacheUsage": r.kv_cache_usage,
+            "promptTokenRate": r.prompt_token_rate,
         }
     if not enforce:
         status["lastDecision"]["message"] = "Recommend mode, not applied. " + d.message[:1900]

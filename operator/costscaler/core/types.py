@@ -54,6 +54,11 @@ class Observations:
     since the start of the rolling SLO window (`spec.slo.window`), as counts; None when
     unknown (the error budget then leaves the attainment target at the SLO's,
     `core.errorbudget`).
+    An LLM server's signals, aligned with `times`, each None when not reported: `ttft` and
+    `itl` (the SLO quantiles of time to first token and inter-token latency, s, when the SLO
+    states them; NaN when not measured), `queue_depth` (requests waiting, all pools),
+    `kv_cache_usage` (the KV-cache use of the fullest pool, 0-1) and `prompt_token_rate`
+    (input tokens/s); `generation_token_rate` is `token_rate` (output tokens/s).
     Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
     sample is bad data (see `core.validate`); such samples are skipped elsewhere.
     """
@@ -68,6 +73,16 @@ class Observations:
     unfulfillable: Mapping[str, FloatArray] = field(default_factory=dict)
     slo_good: float | None = None
     slo_total: float | None = None
+    ttft: FloatArray | None = None
+    itl: FloatArray | None = None
+    queue_depth: FloatArray | None = None
+    kv_cache_usage: FloatArray | None = None
+    prompt_token_rate: FloatArray | None = None
+
+    @property
+    def generation_token_rate(self) -> FloatArray | None:
+        """Output tokens/s: `token_rate` under the name that pairs with `prompt_token_rate`."""
+        return self.token_rate
 
     @staticmethod
     def single(

@@ -24,8 +24,11 @@ def check_shapes(obs: Observations) -> None:
     """Raise ValueError when arrays do not line up with `times` (a caller bug, not bad data)."""
     n = obs.times.shape
     named = [("request_rate", obs.request_rate), ("latency", obs.latency)]
-    if obs.token_rate is not None:
-        named.append(("token_rate", obs.token_rate))
+    optional = ("token_rate", "ttft", "itl", "queue_depth", "kv_cache_usage", "prompt_token_rate")
+    for name in optional:
+        arr = getattr(obs, name)
+        if arr is not None:
+            named.append((name, arr))
     for group, arrays in (("ready", obs.ready), ("warming", obs.warming), ("lost", obs.lost)):
         named.extend((f"{group}[{k}]", v) for k, v in arrays.items())
     for name, arr in named:

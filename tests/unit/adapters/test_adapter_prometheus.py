@@ -67,7 +67,8 @@ def test_healthy_reading_sums_pools_and_computes_quantile_and_attainment():
     assert r.latency_seconds == pytest.approx(1.9)
     assert r.attainment == pytest.approx(0.5)
     assert r.token_rate == 100
-    assert (report.queries, report.errors) == (4, 0)
+    # Four a reading needs, three fast signals (queue, KV cache, prompt tokens).
+    assert (report.queries, report.errors) == (7, 0)
 
 
 def test_one_query_per_metric_whatever_the_number_of_deployments():
@@ -77,7 +78,7 @@ def test_one_query_per_metric_whatever_the_number_of_deployments():
             answers[text] = answers[text] + vector
     client = RecordingProm(answers)
     readings, report = fetch(client, *[("ml", f"d{i}") for i in range(50)])
-    assert len(client.sent) == 4 == report.queries
+    assert len(client.sent) == 7 == report.queries
     assert all(r.problem is None and r.request_rate == 4.0 for r in readings.values())
 
 
@@ -206,7 +207,7 @@ def test_a_hung_prometheus_fails_the_fetch_by_its_deadline_without_a_queue():
             readings, report = asyncio.run(source.fetch(targets))
             assert time.monotonic() - started < 1.0  # the deadline, not a 10 s read timeout
             assert readings[("ml", "llama")].problem == "QueryFailed"
-            assert report.errors == len(VLLM.texts()) == 4
+            assert report.errors == len(VLLM.texts()) == 7
         # Two threads each hold one query; the ones that found no thread were dropped, and
         # the held ones were not sent again: nothing waits to be sent when Prometheus returns.
         assert len(client.sent) == 2
@@ -260,7 +261,7 @@ def test_one_counts_query_per_window_for_every_deployment():
         for i in range(20)
     ]
     readings, report = asyncio.run(source.fetch(targets))
-    assert report.queries == len(client.sent) == 6  # 4 per tick + one per distinct window
+    assert report.queries == len(client.sent) == 9  # 7 per tick + one per distinct window
     assert WEEK.slo_counts in client.sent and DAY.slo_counts in client.sent
     assert {(r.slo_good, r.slo_total) for r in readings.values()} == {(9000.0, 10000.0)}
 
@@ -312,12 +313,13 @@ def test_window_counts_are_asked_again_only_when_due():
         assert report.queries == len(client.sent) - sent
         return report.queries, (r.slo_good, r.slo_total)
 
-    assert round_(week, 0) == (5, (9000.0, 10000.0))
-    assert round_(week, 15) == (4, (9000.0, 10000.0))  # reused
-    assert round_(week, 284) == (4, (9000.0, 10000.0))
-    assert round_(week, 1) == (5, (9000.0, 10000.0))  # 300 s: due again
-    assert round_(hour, 15) == (4, (9000.0, 10000.0))  # an hour's window: every 36 s
-    assert round_(hour, 21) == (5, (9000.0, 10000.0))
+    # 7 a tick (4 a reading needs, 3 fast signals), 8 with the counts.
+    assert round_(week, 0) == (8, (9000.0, 10000.0))
+    assert round_(week, 15) == (7, (9000.0, 10000.0))  # reused
+    assert round_(week, 284) == (7, (9000.0, 10000.0))
+    assert round_(week, 1) == (8, (9000.0, 10000.0))  # 300 s: due again
+    assert round_(hour, 15) == (7, (9000.0, 10000.0))  # an hour's window: every 36 s
+    assert round_(hour, 21) == (8, (9000.0, 10000.0))
     client.fail = {WEEK.slo_counts}
-    assert round_(hour, 36) == (5, (None, None))  # failed: unknown, and asked next round
-    assert round_(hour, 15) == (5, (None, None))
+    assert round_(hour, 36) == (8, (None, None))  # failed: unknown, and asked next round
+    assert round_(hour, 15) == (8, (None, None))

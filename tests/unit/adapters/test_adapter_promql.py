@@ -67,7 +67,10 @@ def test_vllm_preset_groups_by_deployment_and_pool_labels():
     assert q.freshness == (
         "time() - max by (namespace, deployment, pool) (timestamp(vllm:num_requests_running))"
     )
-    assert len(q.texts()) == 4
+    assert len(q.required()) == 4
+    assert q.queue_depth == "(sum by (namespace, deployment, pool) (vllm:num_requests_waiting))"
+    assert "vllm:prompt_tokens_total[1m]" in (q.prompt_token_rate or "")
+    assert len(q.texts()) == 7  # and the three fast signals
 
 
 def test_triton_preset_uses_mean_latency_in_seconds():
@@ -118,7 +121,8 @@ def test_window_counts_are_one_query_per_window_grouped_by_deployment():
     assert q.slo_counts == (
         "sum by (namespace, deployment, le) (increase(vllm:e2e_request_latency_seconds_bucket[7d]))"
     )
-    assert q.texts() == [*q.required(), q.slo_counts] and q.slo_counts not in q.required()
+    assert q.texts()[: len(q.required()) + 1] == [*q.required(), q.slo_counts]
+    assert q.slo_counts not in q.required()
     # No histogram, no counts: Triton's mean, or a user latency query.
     triton = build_queries(Metrics(preset=MetricsPreset.TRITON), SeriesLabels(), "1m", None, "7d")
     assert triton.slo_counts is None
