@@ -80,39 +80,49 @@ class DemandForecast:
         return float(self.samples[-1]) + 8.0 * self.bandwidth
 
     @cached_property
-    def _support(self) -> tuple[FloatArray, list[float]]:
-        """`quantile`'s first pass, the same for every q: exceedance over the whole support."""
+    def _passes(self) -> dict[int, tuple[FloatArray, list[float]]]:
+        """`quantile`'s grids and their exceedance, shared between every q: the first pass
+        over the whole support (key -1), and the second inside each bracket k of it."""
         grid = self._top * _UNIT
-        return grid, self.exceedance(grid).tolist()
+        return {-1: (grid, self.exceedance(grid).tolist())}
 
     def quantile(self, q: float) -> float:
         """The demand (req/s) exceeded with probability 1 - q (memoised per q).
 
-        Exceedance is monotone in capacity: evaluate it on a grid over the support (once per
-        forecast), then on a finer grid inside the bracket, and interpolate linearly.
+        Exceedance is monotone in capacity: evaluate it on a grid over the support, then on a
+        finer grid inside the bracket, and interpolate linearly. The grids' exceedance is
+        kept per forecast: a decision asks for two q, often in the same bracket.
         """
         hit = self._memo.get(q)
         if hit is not None:
             return hit
         tail = 1.0 - q
-        lo, hi = 0.0, self._top
-        grid, ex = self._support
-        value = lo
-        for first in (True, False):
-            if not first:
-                grid = lo + (hi - lo) * _UNIT
-                ex = self.exceedance(grid).tolist()
-            # The first point whose exceedance is below the tail (it descends): numpy's
-            # searchsorted(-ex, -tail, side="right"), on Python floats.
-            k = bisect.bisect_right(ex, -tail, key=operator.neg)
-            if k == 0 or k >= len(ex):
-                value = lo if k == 0 else hi
-                break
+        passes = self._passes
+        grid, ex = passes[-1]
+        k, value = _interpolate(grid, ex, tail, 0.0, self._top)
+        if 0 < k < len(ex):
             lo, hi = float(grid[k - 1]), float(grid[k])
-            share = (ex[k - 1] - tail) / max(ex[k - 1] - ex[k], 1e-300)
-            value = lo + (hi - lo) * min(max(share, 0.0), 1.0)
+            if k not in passes:
+                fine = lo + (hi - lo) * _UNIT
+                passes[k] = fine, self.exceedance(fine).tolist()
+            value = _interpolate(*passes[k], tail, lo, hi)[1]
         self._memo[q] = value
         return value
+
+
+def _interpolate(
+    grid: FloatArray, ex: list[float], tail: float, lo: float, hi: float
+) -> tuple[int, float]:
+    """The first point k of `grid` whose exceedance `ex` (descending) is below `tail`, and
+    the capacity where the exceedance crosses it, interpolated linearly between points k - 1
+    and k (`lo` or `hi` when the grid starts below it or never gets there)."""
+    # numpy's searchsorted(-ex, -tail, side="right"), on Python floats.
+    k = bisect.bisect_right(ex, -tail, key=operator.neg)
+    if k == 0 or k >= len(ex):
+        return k, lo if k == 0 else hi
+    lo, hi = float(grid[k - 1]), float(grid[k])
+    share = (ex[k - 1] - tail) / max(ex[k - 1] - ex[k], 1e-300)
+    return k, lo + (hi - lo) * min(max(share, 0.0), 1.0)
 
 
 def _trend(times: FloatArray, rate: FloatArray) -> float:

@@ -131,7 +131,7 @@ def test_the_quantile_is_the_numpy_search_and_inverts_the_exceedance(pl, rate, q
     """Several q on one forecast (the first pass is shared between them), each to the bit;
     and P(D > quantile(q)) is 1 - q to within the search's resolution."""
     d = _problem(pl, rate).risk.demand
-    for q in qs:
+    for q in [*qs, *(min(q + 1e-6, 1.0) for q in qs)]:  # the latter in the same bracket
         value = d.quantile(q)
         assert value == reference_quantile(d, q)
         if 0.0 < value < float(d.samples[-1]) + 8.0 * d.bandwidth:
