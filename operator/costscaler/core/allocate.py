@@ -131,7 +131,7 @@ class Problem:
         maxima = np.asarray(self.max_replicas, dtype=np.int64)
         if min(maxima.tolist(), default=0) < 0:
             return None
-        return maxima.view(np.uint64), np.ones(maxima.size, np.bool_), np.ones_like(maxima)
+        return (maxima.view(np.uint64), *_ones(maxima.size))
 
     @cached_property
     def _spot_caps(self) -> IntArray:
@@ -179,6 +179,14 @@ class Plan:
     spend: float
     risk: float
     objective: float
+
+
+@lru_cache(maxsize=64)
+def _ones(n: int) -> tuple[BoolArray, IntArray]:
+    """n ones as booleans and as int64, read-only (memoised: a deployment's pool count)."""
+    flags, ints = np.ones(n, dtype=np.bool_), np.ones(n, dtype=np.int64)
+    flags.flags.writeable = ints.flags.writeable = False
+    return flags, ints
 
 
 @lru_cache(maxsize=256)
