@@ -730,6 +730,16 @@ class CostSummary(ApiModel):
         default=None, alias="per1kRequests", description="Cost per 1,000 requests."
     )
     per_million_tokens: Money | None = Field(default=None, description="Cost per 1M output tokens.")
+    per_million_input_tokens: Money | None = Field(
+        default=None,
+        description="Cost per 1M input (prompt) tokens: the cost per hour's prefill share "
+        "over the input tokens served (OpenCost's inference cost view).",
+    )
+    per_million_output_tokens: Money | None = Field(
+        default=None,
+        description="Cost per 1M output tokens: the cost per hour's decode share over the "
+        "output tokens served (OpenCost's inference cost view).",
+    )
     idle_accelerator_hours: float | None = Field(
         default=None, ge=0, description="Accelerator-hours paid but not needed, this period."
     )

@@ -67,6 +67,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--slo-total", type=_count, metavar="N", help="all requests in the SLO window so far"
     )
+    parser.add_argument(
+        "--input-tokens",
+        type=_tokens,
+        metavar="N",
+        help="mean prompt tokens per request: with output tokens, prices $/1M input and "
+        "output tokens; default none",
+    )
+    parser.add_argument(
+        "--output-tokens",
+        type=_tokens,
+        metavar="N",
+        help="mean output tokens per request (default spec.workload.meanOutputTokens)",
+    )
     parser.add_argument("--name", help="which InferenceDeployment, when -f holds several")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -89,6 +102,7 @@ def _non_negative(unit: str) -> Callable[[str], float]:
 
 _rate, _dollars = _non_negative("requests/s"), _non_negative("$/h")
 _count = _non_negative("a request count")
+_tokens = _non_negative("tokens per request")
 
 
 def _slo_counts(args: argparse.Namespace) -> tuple[float | None, float | None]:
@@ -99,6 +113,18 @@ def _slo_counts(args: argparse.Namespace) -> tuple[float | None, float | None]:
     if good is not None and total is not None and good > total:
         raise UserError(f"--slo-good {good:g} is more than --slo-total {total:g}")
     return good, total
+
+
+def _token_rates(args: argparse.Namespace, dep: InferenceDeployment, n: int) -> dict[str, Any]:
+    """Input and output tokens/s at --rate, from the tokens per request, for `Observations`
+    (the engine prices $/1M input and output tokens from them)."""
+    output = args.output_tokens or dep.spec.workload.mean_output_tokens
+    rates: dict[str, Any] = {}
+    if args.input_tokens is not None:
+        rates["prompt_token_rate"] = np.full(n, args.rate * args.input_tokens)
+    if output is not None:
+        rates["token_rate"] = np.full(n, args.rate * output)
+    return rates
 
 
 def _budget(args: argparse.Namespace) -> BudgetConstraint | None:
@@ -166,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         ready={k: np.full(n, float(v)) for k, v in current.items()},
         slo_good=good,
         slo_total=total,
+        **_token_rates(args, dep, n),
     )
     # No engine state: every surplus replica's keep-alive clock starts now, and the --current
     # replicas are all ready, so moves pay make-before-break as the operator's first tick would.
@@ -233,6 +260,8 @@ def to_json(
         "budget_limited": decision.budget_limited,
         "spot_limit_relaxed": decision.spot_limit_relaxed,
         "cost_per_1k_requests": _num(decision.cost_per_1k_requests),
+        "cost_per_million_input_tokens": _num(decision.cost_per_million_input_tokens),
+        "cost_per_million_output_tokens": _num(decision.cost_per_million_output_tokens),
         "quantile": _num(decision.quantile),
         "demand_rps": _num(decision.demand_rps),
         "horizon_s": decision.horizon_s,

@@ -65,6 +65,8 @@ def _as_dict(row: ChargebackRow) -> dict[str, Any]:
         "marginal_cost_per_hour": _money(row.marginal_cost_per_hour),
         "cost_per_1k_requests": _money(row.cost_per_1k_requests),
         "cost_per_million_tokens": _money(row.cost_per_million_tokens),
+        "cost_per_million_input_tokens": _money(row.cost_per_million_input_tokens),
+        "cost_per_million_output_tokens": _money(row.cost_per_million_output_tokens),
     }
 
 
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         "MARGINAL $/H",
         "$/1K REQ",
         "$/1M TOK",
+        "$/1M IN",
+        "$/1M OUT",
     )
     lines = [header] + [
         (
@@ -103,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             _money(r.marginal_cost_per_hour),
             _money(r.cost_per_1k_requests),
             _money(r.cost_per_million_tokens),
+            _money(r.cost_per_million_input_tokens),
+            _money(r.cost_per_million_output_tokens),
         )
         for r in rows
     ]

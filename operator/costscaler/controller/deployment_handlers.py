@@ -162,6 +162,8 @@ def _export(rt: rt_mod.Runtime, infd: InferenceDeployment, result: Any, usable: 
     m.cost_per_hour.labels(ns, name).set(d.cost_per_hour)
     m.marginal_cost_per_hour.labels(ns, name).set(d.marginal_cost_per_hour)
     m.projected_monthly.labels(ns, name).set(d.cost_per_hour * HOURS_PER_MONTH)
+    m.cost_per_million_input_tokens.labels(ns, name).set(d.cost_per_million_input_tokens)
+    m.cost_per_million_output_tokens.labels(ns, name).set(d.cost_per_million_output_tokens)
     m.slo_risk.labels(ns, name).set(d.slo_risk)
     m.metrics_available.labels(ns, name).set(1.0 if usable else 0.0)
     window = result.status.get("errorBudget") or {}

@@ -29,6 +29,8 @@ class OperatorMetrics:
     cost_per_hour: Gauge
     marginal_cost_per_hour: Gauge
     projected_monthly: Gauge
+    cost_per_million_input_tokens: Gauge
+    cost_per_million_output_tokens: Gauge
     slo_risk: Gauge
     metrics_available: Gauge
     slo_attainment: Gauge
@@ -79,6 +81,20 @@ class OperatorMetrics:
             projected_monthly=Gauge(
                 "costscaler_projected_monthly_cost",
                 "Cost per hour x 730, $/month.",
+                DEP,
+                registry=r,
+            ),
+            cost_per_million_input_tokens=Gauge(
+                "costscaler_cost_per_million_input_tokens",
+                "Allocated cost per 1M input tokens, $: the prefill share of the cost per hour "
+                "over the input tokens served (NaN without token counters).",
+                DEP,
+                registry=r,
+            ),
+            cost_per_million_output_tokens=Gauge(
+                "costscaler_cost_per_million_output_tokens",
+                "Allocated cost per 1M output tokens, $: the decode share of the cost per hour "
+                "over the output tokens served (NaN without token counters).",
                 DEP,
                 registry=r,
             ),
@@ -149,6 +165,8 @@ class OperatorMetrics:
             self.cost_per_hour,
             self.marginal_cost_per_hour,
             self.projected_monthly,
+            self.cost_per_million_input_tokens,
+            self.cost_per_million_output_tokens,
             self.slo_risk,
             *self.window_gauges(),
         ):

@@ -21,7 +21,12 @@ from costscaler.controller.status import (
     slo_state,
 )
 from costscaler.core import Decision, errorbudget
-from costscaler.core.cost import cost_per_million_tokens, cost_per_thousand_requests
+from costscaler.core.cost import (
+    cost_per_million_input_output,
+    cost_per_million_tokens,
+    cost_per_thousand_requests,
+)
+from costscaler.core.pools import pool_views, token_capacity
 
 if TYPE_CHECKING:
     from costscaler.controller.tick_input import TickInput
@@ -167,6 +172,27 @@ def _ratio(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 6)
 
 
+def _requested(t: TickInput) -> dict[str, int]:
+    """Replicas asked of each pool now (what runs in Recommend mode)."""
+    return {c.pool: c.desired for c in t.children}
+
+
+def _token_costs(t: TickInput, running: float, replicas: Mapping[str, int]) -> dict[str, str]:
+    """perMillionInputTokens and perMillionOutputTokens of what runs, when the server reports
+    both token rates (`cost.cost_per_million_input_output`)."""
+    r = t.reading
+    if r.problem or r.prompt_token_rate is None or r.token_rate is None:
+        return {}
+    views = pool_views(t.infd.spec, list(t.pools.values()))
+    prefill, decode = token_capacity(views, replicas)
+    per_input, per_output = cost_per_million_input_output(
+        running, r.prompt_token_rate, r.token_rate, prefill, decode
+    )
+    if not (math.isfinite(per_input) and math.isfinite(per_output)):
+        return {}
+    return {"perMillionInputTokens": money(per_input), "perMillionOutputTokens": money(per_output)}
+
+
 def status_for(
     t: TickInput, d: Decision, target: dict[str, int], missing: list[str], enforce: bool
 ) -> dict[str, Any]:
@@ -199,6 +225,7 @@ def status_for(
     per_1m = cost_per_million_tokens(running, r.token_rate or 0.0)
     if math.isfinite(per_1m):
         cost["perMillionTokens"] = money(per_1m)
+    cost.update(_token_costs(t, running, target if enforce else _requested(t)))
     status: dict[str, Any] = {
         "observedGeneration": t.infd.metadata.generation,
         "conditions": conditions(

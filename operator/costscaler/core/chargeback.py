@@ -34,6 +34,12 @@ class ChargebackRow:
     marginal_cost_per_hour: Decimal = ZERO
     request_rate: float = 0.0
     token_rate: float = 0.0
+    # Deployments with input/output token costs in status: their $/h on each phase and the
+    # tokens/s it was spread over.
+    input_cost_per_hour: Decimal = ZERO
+    output_cost_per_hour: Decimal = ZERO
+    input_token_rate: float = 0.0
+    output_token_rate: float = 0.0
     names: list[str] = field(default_factory=list)
 
     @property
@@ -49,6 +55,31 @@ class ChargebackRow:
         if self.token_rate <= 0:
             return None
         return self.cost_per_hour * Decimal(1_000_000) / Decimal(str(self.token_rate * 3600))
+
+    @property
+    def cost_per_million_input_tokens(self) -> Decimal | None:
+        """$ per 1M input tokens over the deployments that report them; None without."""
+        return _per_million(self.input_cost_per_hour, self.input_token_rate)
+
+    @property
+    def cost_per_million_output_tokens(self) -> Decimal | None:
+        """$ per 1M output tokens over the deployments that report them; None without."""
+        return _per_million(self.output_cost_per_hour, self.output_token_rate)
+
+
+def _per_million(cost_per_hour: Decimal, token_rate: float) -> Decimal | None:
+    if token_rate <= 0:
+        return None
+    return cost_per_hour * Decimal(1_000_000) / Decimal(str(token_rate * 3600))
+
+
+def _phase(per_million: str | None, token_rate: float | None) -> tuple[Decimal, float] | None:
+    """A deployment's ($/h, tokens/s) on one phase, back from its status figure."""
+    if per_million is None or not token_rate or token_rate <= 0:
+        return None
+    return to_decimal(per_million) * Decimal(str(token_rate * 3600)) / Decimal(
+        1_000_000
+    ), token_rate
 
 
 def _spent(budgets: Sequence[CostBudget]) -> dict[tuple[str, str], Decimal]:
@@ -109,4 +140,13 @@ def chargeback(
         observed = status.observed if status else None
         row.request_rate += (observed.request_rate or 0.0) if observed else 0.0
         row.token_rate += (observed.token_rate or 0.0) if observed else 0.0
+        costs = status.cost if status else None
+        if costs and observed:
+            found = _phase(costs.per_million_input_tokens, observed.prompt_token_rate)
+            out = _phase(costs.per_million_output_tokens, observed.token_rate)
+            if found and out:  # both or neither, so the two figures cover the same deployments
+                row.input_cost_per_hour += found[0]
+                row.input_token_rate += found[1]
+                row.output_cost_per_hour += out[0]
+                row.output_token_rate += out[1]
     return sorted(rows.values(), key=lambda r: (-r.spent, r.group))

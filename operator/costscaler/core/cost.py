@@ -81,6 +81,41 @@ def cost_per_million_tokens(cost_per_hour: float, token_rate: float) -> float:
     return cost_per_hour / (token_rate * 3600.0) * 1e6
 
 
+def cost_per_million_input_output(
+    cost_per_hour: float,
+    prompt_rate: float,
+    generation_rate: float,
+    prefill_capacity: float = math.nan,
+    decode_capacity: float = math.nan,
+) -> tuple[float, float]:
+    """($ per 1M input tokens, $ per 1M output tokens) of a deployment's allocated cost.
+
+    OpenCost's inference cost view (llm-d "Track Inference Cost": allocation cost joined with
+    vLLM's prompt and generation token counters, per phase): the deployment's cost per hour,
+    idle capacity included, divided over the tokens it served, after splitting it between the
+    prefill (input) and decode (output) phases. The split is each phase's share of busy GPU
+    time when the serving replicas have token profiles:
+
+        share_in = (P / Cp) / (P / Cp + G / Cd)
+
+    with P and G the input and output tokens/s and Cp, Cd the replicas' summed prefill and
+    decode tokens/s; without profiles (a NaN capacity) every token costs the same,
+    share_in = P / (P + G). Then $/1M input = cost_per_hour x share_in / (P x 3600) x 1e6 and
+    $/1M output = cost_per_hour x (1 - share_in) / (G x 3600) x 1e6. NaN for both unless
+    both rates are positive.
+    """
+    if not (prompt_rate > 0 and generation_rate > 0 and cost_per_hour >= 0):
+        return math.nan, math.nan
+    if prefill_capacity > 0 and decode_capacity > 0:
+        busy_in, busy_out = prompt_rate / prefill_capacity, generation_rate / decode_capacity
+    else:
+        busy_in, busy_out = prompt_rate, generation_rate
+    share_in = busy_in / (busy_in + busy_out)
+    per_input = cost_per_hour * share_in / (prompt_rate * 3600.0) * 1e6
+    per_output = cost_per_hour * (1.0 - share_in) / (generation_rate * 3600.0) * 1e6
+    return per_input, per_output
+
+
 def idle_accelerator_hours(
     provisioned_accelerators: float, needed_accelerators: float, seconds: float
 ) -> float:

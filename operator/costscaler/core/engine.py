@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from costscaler.api.deployment import InferenceDeploymentSpec, window_seconds
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool
 from costscaler.core import cost, hazard
-from costscaler.core.pools import PoolView, pool_views
+from costscaler.core.pools import PoolView, pool_views, token_capacity
 from costscaler.core.step import step
 from costscaler.core.types import BudgetConstraint, Decision, EngineState, Observations
 
@@ -127,7 +127,31 @@ class Planner:
     ) -> Decision:
         """One decision at time `now` (s); see `core.step.step` for how it is made. With
         `alternatives=False` the decision lists none (the simulator's replays)."""
-        return step(self, observations, current, now, state or EngineState(), budget, alternatives)
+        decision = step(
+            self, observations, current, now, state or EngineState(), budget, alternatives
+        )
+        return token_costs(self.pools, observations, decision)
+
+
+def token_costs(views: Sequence[PoolView], obs: Observations, decision: Decision) -> Decision:
+    """The decision with its $/1M input and output tokens: its allocated $/h over the latest
+    input and output token rates, split by the chosen replicas' token profiles
+    (`cost.cost_per_million_input_output`)."""
+    if obs.prompt_token_rate is None or obs.generation_token_rate is None:
+        return decision
+    prefill, decode = token_capacity(views, decision.replicas)
+    per_input, per_output = cost.cost_per_million_input_output(
+        decision.cost_per_hour,
+        float(obs.prompt_token_rate[-1]),
+        float(obs.generation_token_rate[-1]),
+        prefill,
+        decode,
+    )
+    return replace(
+        decision,
+        cost_per_million_input_tokens=per_input,
+        cost_per_million_output_tokens=per_output,
+    )
 
 
 _planners: OrderedDict[tuple[int, ...], tuple[Planner, object, tuple[object, ...]]] = OrderedDict()

@@ -6,7 +6,8 @@ on plain numbers, so tests and the simulator can build `PoolView`s directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from costscaler.api.deployment import InferenceDeploymentSpec
@@ -29,6 +30,8 @@ class PoolView:
     takes to serve. `interruption_rate_per_hour`: the declared spot hazard per instance-hour.
     `replicas_per_node`: replicas one node holds (countPerNode // acceleratorsPerReplica); a
     node bills whole from its first replica, the prices above are per replica of a full node.
+    `prefill_tokens_per_second`, `decode_tokens_per_second`: one replica's token profile, None
+    when the workload declares none for this accelerator.
     """
 
     name: str
@@ -49,6 +52,8 @@ class PoolView:
     # and warm spares can spare it (`core.warm`).
     launches_nodes: bool = False
     node_cold_start_s: float = 0.0
+    prefill_tokens_per_second: float | None = None
+    decode_tokens_per_second: float | None = None
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:
@@ -150,9 +155,26 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 replicas_per_node=per_node,
                 launches_nodes=pool.spec.node_pool is not None,
                 node_cold_start_s=float(pool.spec.cold_start.node_seconds),
+                prefill_tokens_per_second=profile.prefill_tokens_per_second,
+                decode_tokens_per_second=profile.decode_tokens_per_second,
             )
         )
     return views
+
+
+def token_capacity(views: Sequence[PoolView], replicas: Mapping[str, int]) -> tuple[float, float]:
+    """(prefill, decode) tokens/s of these replicas together; NaN when a pool serving any of
+    them has no token profile (`cost.cost_per_million_input_output` then splits by tokens)."""
+    prefill = decode = 0.0
+    for view in views:
+        count = replicas.get(view.name, 0)
+        if count <= 0:
+            continue
+        if view.prefill_tokens_per_second is None or view.decode_tokens_per_second is None:
+            return math.nan, math.nan
+        prefill += count * view.prefill_tokens_per_second
+        decode += count * view.decode_tokens_per_second
+    return prefill, decode
 
 
 def missing_pools(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> list[str]:

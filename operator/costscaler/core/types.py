@@ -280,7 +280,10 @@ class Decision:
     `budget_limited`: True when the budget changed the plan or the plan is past it (the
     reason is then a budget one). `cost_per_1k_requests` and `cost_per_million_tokens` ($):
     the plan's cost per hour over the latest request and token rates (NaN without traffic
-    or tokens). `idle_accelerators`: accelerators of the plan that the latest request rate
+    or tokens). `cost_per_million_input_tokens` and `cost_per_million_output_tokens` ($): the
+    plan's cost per hour split between prefill and decode and spread over the latest input and
+    output token rates (`cost.cost_per_million_input_output`; NaN without both).
+    `idle_accelerators`: accelerators of the plan that the latest request rate
     leaves idle (fractional; integrate over time with `cost.idle_accelerator_hours`).
     `spot_limit_relaxed`: True when on-demand quota is too small to carry replicas.min at
     spot.maxFraction, so spot may pass its share as far as that forces (`core.allocate`;
@@ -312,6 +315,8 @@ class Decision:
     spot_limit_relaxed: bool = False
     cost_per_1k_requests: float = math.nan
     cost_per_million_tokens: float = math.nan
+    cost_per_million_input_tokens: float = math.nan
+    cost_per_million_output_tokens: float = math.nan
     idle_accelerators: float = 0.0
     out_of_stock: tuple[str, ...] = ()
     quota_shortfall: int = 0

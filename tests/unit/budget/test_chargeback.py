@@ -69,3 +69,18 @@ def test_owned_capacity_shows_its_tco_and_forecasts_at_the_margin() -> None:
     (row,) = chargeback([_budget({"llama-3-1-8b": "10"})], [dep], "team", NOW)
     assert (row.cost_per_hour, row.marginal_cost_per_hour) == (Decimal("5.77"), Decimal("1.9"))
     assert row.forecast == Decimal(10) + Decimal("1.9") * 12  # budgets accrue the margin
+
+
+def test_input_and_output_token_costs_add_up_over_the_deployments_reporting_them() -> None:
+    # Issue 17: $/1M input and output tokens per group, from each deployment's status
+    # figures weighted by the tokens it served; a deployment without them is left out.
+    llama = _dep("llama-3-1-8b", "3.6", 4.0, 1000.0)
+    assert llama.status is not None and llama.status.cost and llama.status.observed
+    llama.status.cost.per_million_input_tokens = "0.1"  # 0.1 $ x 14.4 M/h = 1.44 $/h
+    llama.status.cost.per_million_output_tokens = "0.6"  # 0.6 $ x 3.6 M/h = 2.16 $/h
+    llama.status.observed.prompt_token_rate = 4000.0
+    other = _dep("llama-3-1-8b", "1", 1.0, 500.0)  # no split in its status
+    (row,) = chargeback([], [llama, other], "team", NOW)
+    assert row.cost_per_million_input_tokens == Decimal("0.1")
+    assert row.cost_per_million_output_tokens == Decimal("0.6")
+    assert row.cost_per_million_tokens == Decimal("4.6") * Decimal(10**6) / Decimal(1500 * 3600)

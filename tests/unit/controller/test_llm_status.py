@@ -79,3 +79,22 @@ def test_a_reading_with_a_problem_records_no_signals(pools):
     bad = Reading(problem="NoData", message="no TTFT series")
     tick(infd(), pools, [], engine, reading=bad, history=history)
     assert engine.calls[-1]["obs"].queue_depth is None
+
+
+def test_status_prices_input_and_output_tokens_of_what_runs(pools):
+    # Enforce runs the decision: 2 L4 replicas (3,800 prefill and 400 decode tokens/s each)
+    # at the engine's 1.6 $/h, over 3,000 input and 800 output tokens/s.
+    reading = replace(LLM, token_rate=800.0)
+    result, _ = tick(infd(), pools, [], FakeEngine({SPOT: 2}), reading=reading)
+    cost = result.status["cost"]
+    busy_in, busy_out = 3000 / 7600, 800 / 800
+    share_in = busy_in / (busy_in + busy_out)
+    assert float(cost["perMillionInputTokens"]) == pytest.approx(
+        1.6 * share_in / (3000 * 3600) * 1e6, abs=1e-4
+    )
+    assert float(cost["perMillionOutputTokens"]) == pytest.approx(
+        1.6 * (1 - share_in) / (800 * 3600) * 1e6, abs=1e-4
+    )
+    no_prompt = replace(reading, prompt_token_rate=None)
+    result, _ = tick(infd(), pools, [], FakeEngine({SPOT: 2}), reading=no_prompt)
+    assert "perMillionInputTokens" not in result.status["cost"]
