@@ -130,13 +130,18 @@ def test_default_values_render_and_the_apiserver_accepts_them(namespaces: Any) -
     docs = _render(cluster, {}, ns, "--include-crds")
     kinds = sorted(d["kind"] for d in docs)
     # Namespaced mode by default (issue 18): workload access only in the listed `default`.
+    # The node layer's Role (CapacityBuffers and PodTemplates, issue 16) is the second pair.
     assert kinds == sorted([
         "KopfPeering", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap",
+        "Role", "RoleBinding",
         "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
         "CustomResourceDefinition", "CustomResourceDefinition", "Deployment", "Service",
         "ServiceAccount",
     ])  # fmt: skip
-    assert [d["metadata"]["namespace"] for d in docs if d["kind"] == "Role"] == ["default"]
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Role"}
+    assert {r["metadata"]["namespace"] for r in roles.values()} == {"default"}
+    warm = roles["cs-costscaler-warm"]["rules"]
+    assert {r["resources"][0] for r in warm} == {"capacitybuffers", "podtemplates"}
     (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
     assert deploy["spec"]["strategy"]["type"] == "Recreate"
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
@@ -155,7 +160,9 @@ def test_cluster_wide_mode_denies_writes_in_protected_namespaces(namespaces: Any
     values = {"operator": {"allNamespaces": True, "extraProtectedNamespaces": ["monitoring"]}}
     docs = _render(cluster, values, ns)
     by_kind = {d["kind"]: d for d in docs}
-    assert "Role" not in by_kind and by_kind["ClusterKopfPeering"]
+    # No workload Role: a ClusterRole; only the node layer's warm-buffer Role is namespaced.
+    roles = [d["metadata"]["name"] for d in docs if d["kind"] == "Role"]
+    assert roles == ["cs-costscaler-warm"] and by_kind["ClusterKopfPeering"]
     policy = by_kind["ValidatingAdmissionPolicy"]["spec"]
     (selector,) = policy["matchConstraints"]["namespaceSelector"]["matchExpressions"]
     assert selector["key"] == "kubernetes.io/metadata.name" and selector["operator"] == "In"
@@ -193,8 +200,12 @@ def test_every_option_renders_and_the_apiserver_accepts_it(namespaces: Any, tmp_
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
-    # Namespaced mode: Roles only in the watched namespaces, no cluster-wide workload access.
-    assert sorted(r["metadata"]["namespace"] for r in by_kind["Role"]) == sorted([a, b])
+    # Namespaced mode: Roles only in the watched namespaces, no cluster-wide workload access;
+    # the node layer's (CapacityBuffers, PodTemplates) only in the first of them.
+    workloads = [r for r in by_kind["Role"] if r["metadata"]["name"].endswith("-workloads")]
+    assert sorted(r["metadata"]["namespace"] for r in workloads) == sorted([a, b])
+    warm = [r for r in by_kind["Role"] if r["metadata"]["name"].endswith("-warm")]
+    assert [r["metadata"]["namespace"] for r in warm] == [a]
     assert sorted(r["metadata"]["namespace"] for r in by_kind["KopfPeering"]) == sorted([a, b])
     assert [r["metadata"]["name"] for r in by_kind["ClusterRole"]] == ["cs-costscaler-cluster"]
     (deploy,) = by_kind["Deployment"]
@@ -218,6 +229,40 @@ def test_every_option_renders_and_the_apiserver_accepts_it(namespaces: Any, tmp_
     _dry_run(cluster, docs)
     _check_service_monitor(by_kind)
     _check_prometheus_rule(by_kind, tmp_path)
+
+
+def test_the_node_layer_off_asks_for_no_karpenter_access(namespaces: Any) -> None:
+    cluster, ns, a, _ = namespaces
+    on = _render(cluster, {"nodes": {"warmNamespace": a}}, ns)
+    off = _render(cluster, {"nodes": {"enabled": False}}, ns)
+
+    def groups(docs: list[dict[str, Any]]) -> set[str]:
+        return {
+            g
+            for d in docs
+            if d["kind"] in ("ClusterRole", "Role")
+            for r in d["rules"]
+            for g in r["apiGroups"]
+        }
+
+    assert {"karpenter.sh", "autoscaling.x-k8s.io"} <= groups(on)
+    assert not {"karpenter.sh", "autoscaling.x-k8s.io"} & groups(off)
+    # No Node writes either way: Karpenter launches and removes the nodes.
+    for d in on:
+        for r in d.get("rules", []) if d["kind"] == "ClusterRole" else []:
+            if "nodes" in r["resources"]:
+                assert set(r["verbs"]) <= {"get", "list", "watch"}
+
+    def env(docs: list[dict[str, Any]]) -> dict[str, str]:
+        (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+        (container,) = deploy["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert env(on)["COSTSCALER_NODE_LAYER"] == "true"
+    assert env(on)["COSTSCALER_WARM_NAMESPACE"] == a
+    assert env(off)["COSTSCALER_NODE_LAYER"] == "false"
+    assert "COSTSCALER_WARM_NAMESPACE" not in env(off)
+    _dry_run(cluster, off)
 
 
 def test_an_existing_serviceaccount_is_bound_and_not_created(namespaces: Any) -> None:
@@ -281,6 +326,8 @@ def _check_prometheus_rule(by_kind: dict[str, list[dict[str, Any]]], tmp: Path) 
         ({"resources": {"requests": {"memory": "-128Mi"}}}, "memory"),
         ({"resources": {"limits": {"memory": -1}}}, "memory"),
         ({"priorityClassName": "system-node-critical"}, "priorityClassName"),
+        ({"nodes": {"warmNamespace": "Not_A_Namespace"}}, "warmNamespace"),
+        ({"nodes": {"enabled": "yes"}}, "enabled"),
     ],
 )
 def test_wrong_values_are_rejected_naming_the_field(

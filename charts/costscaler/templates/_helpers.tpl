@@ -56,3 +56,15 @@ ones. A JSON list, for `fromJsonArray`.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Where the warm nodes' CapacityBuffers and PodTemplates live: nodes.warmNamespace, else the
+first served namespace (default in cluster-wide mode). */}}
+{{- define "costscaler.warmNamespace" -}}
+{{- if .Values.nodes.warmNamespace -}}
+{{- .Values.nodes.warmNamespace -}}
+{{- else if and (not .Values.operator.allNamespaces) .Values.operator.namespaces -}}
+{{- first .Values.operator.namespaces -}}
+{{- else -}}
+default
+{{- end -}}
+{{- end -}}

@@ -1,5 +1,5 @@
-"""Karpenter objects for CapacityPools: the NodePool a Managed pool owns, the CapacityBuffer
-that keeps its warm nodes, and what NodeClaims and Nodes say about launches and losses.
+"""Karpenter objects for CapacityPools: the NodePool a Managed pool owns, and the
+CapacityBuffer (and its PodTemplate) that keeps its warm nodes.
 
 The builders are pure (a CapacityPool in, a manifest dict out); `NodePools` does the writes,
 refusing to touch a NodePool that costscaler does not own (a Reference pool's, or anyone's).
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
@@ -28,9 +27,9 @@ INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
-DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
-# Taints Karpenter puts on a node it is about to take away (consolidation, drift, expiry).
-DISRUPTION_TAINT = "karpenter.sh/disrupted"
+GPU_RESOURCE = "nvidia.com/gpu"
+# The buffer's pods are never run (Karpenter only sizes nodes by them): any small image.
+WARM_IMAGE = "registry.k8s.io/pause:3.10"
 KARPENTER_CAPACITY = {CapacityType.ON_DEMAND: "on-demand", CapacityType.SPOT: "spot"}
 
 
@@ -128,64 +127,59 @@ def nodepool_manifest(pool: CapacityPool) -> dict[str, Any]:
     }
 
 
-def buffer_name(child: str) -> str:
-    """The CapacityBuffer holding warm nodes for a child Deployment."""
-    return f"{child}-warm"[:253]
+def warm_name(pool: CapacityPool) -> str:
+    """The CapacityBuffer and PodTemplate that hold the pool's warm spare nodes."""
+    return f"costscaler-warm-{pool.name}"[:253]
 
 
-def buffer_manifest(
-    pool: CapacityPool, namespace: str, child: str, child_uid: str, replicas: int
-) -> dict[str, Any]:
-    """A CapacityBuffer keeping room for `replicas` more pods shaped like the child's: Karpenter
-    keeps that many spare slots on launched nodes (scalableRef: the pods' template is the
-    child's, so a warm node fits exactly what the next scale-up places). The child owns it,
-    so deleting the child deletes its buffer."""
+def warm_pod_template(pool: CapacityPool, namespace: str) -> dict[str, Any]:
+    """The PodTemplate a warm node is sized by: a whole node's accelerators, the pool's
+    placement, so that each buffer chunk holds exactly one spare node of the pool."""
+    placement = pool.spec.placement
+    gpus = str(pool.spec.accelerator.count_per_node)
     return {
-        "apiVersion": f"{BUFFER_GROUP}/{BUFFER_VERSION}",
-        "kind": "CapacityBuffer",
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
         "metadata": {
-            "name": buffer_name(child),
+            "name": warm_name(pool),
             "namespace": namespace,
             "labels": {MANAGED_BY: MANAGER, POOL_LABEL: pool.name},
-            "ownerReferences": [
-                {"apiVersion": "apps/v1", "kind": "Deployment", "name": child, "uid": child_uid}
-            ],
         },
-        "spec": {
-            "scalableRef": {"apiGroup": "apps", "kind": "Deployment", "name": child},
-            "replicas": replicas,
+        "template": {
+            "metadata": {"labels": {POOL_LABEL: pool.name}},
+            "spec": {
+                "nodeSelector": dict(placement.node_selector),
+                "tolerations": [
+                    t.model_dump(by_alias=True, exclude_none=True) for t in placement.tolerations
+                ],
+                "containers": [
+                    {
+                        "name": "warm",
+                        "image": WARM_IMAGE,
+                        # Requests, not only limits: the buffer sizes its chunks by requests.
+                        "resources": {
+                            "requests": {GPU_RESOURCE: gpus},
+                            "limits": {GPU_RESOURCE: gpus},
+                        },
+                    }
+                ],
+            },
         },
     }
 
 
-@dataclass(frozen=True)
-class ClaimView:
-    """What the node facts need of a NodeClaim: its NodePool, whether it launched, and why not."""
-
-    name: str
-    nodepool: str
-    launched: bool
-    insufficient_capacity: bool
-    created: float
-
-
-def claim_view(body: dict[str, Any], created: float) -> ClaimView:
-    """A ClaimView from a NodeClaim object (`created`: its creation time, epoch seconds)."""
-    meta, status = body.get("metadata") or {}, body.get("status") or {}
-    conds = {c.get("type"): c for c in status.get("conditions") or []}
-    launched = conds.get("Launched", {})
-    # Karpenter deletes a claim that cannot launch; until then Launched is False with the
-    # provider's reason (InsufficientCapacity, or NodeClassNotReady).
-    short = launched.get("status") == "False" and "Insufficient" in str(
-        launched.get("reason", "")
-    ) + str(launched.get("message", ""))
-    return ClaimView(
-        name=str(meta.get("name", "")),
-        nodepool=str((meta.get("labels") or {}).get(NODEPOOL_LABEL, "")),
-        launched=launched.get("status") == "True",
-        insufficient_capacity=short,
-        created=created,
-    )
+def buffer_manifest(pool: CapacityPool, namespace: str, nodes: int) -> dict[str, Any]:
+    """A CapacityBuffer keeping `nodes` spare nodes of the pool launched and empty."""
+    return {
+        "apiVersion": f"{BUFFER_GROUP}/{BUFFER_VERSION}",
+        "kind": "CapacityBuffer",
+        "metadata": {
+            "name": warm_name(pool),
+            "namespace": namespace,
+            "labels": {MANAGED_BY: MANAGER, POOL_LABEL: pool.name},
+        },
+        "spec": {"podTemplateRef": {"name": warm_name(pool)}, "replicas": nodes},
+    }
 
 
 class NodePools:
@@ -272,6 +266,53 @@ class NodePools:
             return False
 
         return await self._call(call)
+
+    async def keep_warm(self, pool: CapacityPool, namespace: str, nodes: int) -> None:
+        """Hold `nodes` warm spare nodes for the pool: its PodTemplate and CapacityBuffer in
+        `namespace` (created on the first spare, then kept, at 0 when none pays)."""
+        template = warm_pod_template(pool, namespace)
+        buffer = buffer_manifest(pool, namespace, nodes)
+        name = warm_name(pool)
+
+        def call() -> None:
+            try:
+                live: Any = self.custom.get_namespaced_custom_object(
+                    BUFFER_GROUP, BUFFER_VERSION, namespace, "capacitybuffers", name
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                if nodes == 0:
+                    return
+                self._put_template(namespace, name, template)
+                self.custom.create_namespaced_custom_object(
+                    BUFFER_GROUP, BUFFER_VERSION, namespace, "capacitybuffers", buffer
+                )
+                return
+            self._put_template(namespace, name, template)
+            if (live.get("spec") or {}).get("replicas") != nodes:
+                self.custom.patch_namespaced_custom_object(
+                    BUFFER_GROUP,
+                    BUFFER_VERSION,
+                    namespace,
+                    "capacitybuffers",
+                    name,
+                    {"spec": {"replicas": nodes}},
+                )
+
+        await self._call(call)
+
+    def _put_template(self, namespace: str, name: str, template: Any) -> None:
+        try:
+            live = self.core.read_namespaced_pod_template(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.core.create_namespaced_pod_template(namespace, template)
+            return
+        wire = self.core.api_client.sanitize_for_serialization(live)
+        if not _contains(wire.get("template") or {}, template["template"]):
+            self.core.replace_namespaced_pod_template(name, namespace, template)
 
 
 def _contains(live: Any, wanted: Any) -> bool:

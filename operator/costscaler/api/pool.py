@@ -350,8 +350,27 @@ class CapacityPoolStatus(ApiModel):
         description="Marginal cost of one node per hour, what decisions pay: the price, or for "
         "OnPrem and Reserved energy and per-use operations (capex is paid whether used or not).",
     )
+    node_pool: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The Karpenter NodePool behind the pool (spec.nodePool), when the node "
+        "layer is on; condition NodePoolReady says whether it is written (Managed) or found "
+        "(Reference) and launches nodes.",
+    )
+    warm_nodes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Warm spare nodes kept launched and empty (a CapacityBuffer), sized over "
+        "every deployment on the pool: kept while a spare costs less than the SLO misses its "
+        "node cold start would cause.",
+    )
+    warm_hourly_cost: Money | None = Field(
+        default=None, description="What the warm spare nodes cost per hour (marginal)."
+    )
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16, description="Ready and other conditions."
+        default_factory=list,
+        max_length=16,
+        description="Ready, NodePoolReady (with spec.nodePool) and other conditions.",
     )
 
 

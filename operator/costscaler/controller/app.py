@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import kopf
 
 from costscaler.adapters.backfill import Past, fetch_backfill
+from costscaler.adapters.karpenter import NodePools
 from costscaler.adapters.kube import Kube, load_config
 from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Target, connect
 from costscaler.controller import budgets, handlers, session
@@ -56,9 +57,12 @@ def build_runtime(settings: Settings) -> Runtime:
 
     # One fetch per interval serves every deployment's tick (their phases are spread).
     cache = ReadingCache(source, list, settings.interval_seconds, on_fetch)
-    kube = Kube(load_config(settings.kubeconfig), workers=settings.kube_connections)
+    api_client = load_config(settings.kubeconfig)
+    kube = Kube(api_client, workers=settings.kube_connections)
     health = Health(stuck_after_seconds=max(60.0, 10 * settings.interval_seconds))
-    return Runtime(settings, kube, cache, metrics, health, _backfill(settings, client, source))
+    rt = Runtime(settings, kube, cache, metrics, health, _backfill(settings, client, source))
+    rt.nodepools = NodePools(api_client) if settings.node_layer else None
+    return rt
 
 
 def _backfill(settings: Settings, client: Any, source: PrometheusSource) -> Backfill:

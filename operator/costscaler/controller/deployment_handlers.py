@@ -88,6 +88,7 @@ def register_deployment_handlers(reg: kopf.OperatorRegistry, settings: Settings)
         rt: rt_mod.Runtime = memo.runtime
         failures.forget((namespace or "default", name))
         rt.histories.pop((namespace or "", name), None)
+        rt.warm_needs.pop((namespace or "default", name), None)
         rt.backfill.forget((namespace or "", name))
         rt.metrics.forget(namespace or "", name, [p["name"] for p in spec.get("pools", [])])
 
@@ -109,6 +110,10 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     t = TickInput(infd, pools_of(kw), children, reading, history, status, now(), budget)
     t.schedulable = rt.pool_nodes
     result = await run_tick(t, decide, rt.kube)
+    if result.decision.warm_need is None:
+        rt.warm_needs.pop((ns, name), None)
+    else:
+        rt.warm_needs[(ns, name)] = result.decision.warm_need
     if status_due(status, result.status, t.now, settings.status_interval_seconds):
         rt.kube.write_status(ns, name, result.status)
     if result.event:

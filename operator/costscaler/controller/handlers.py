@@ -19,4 +19,4 @@ def register(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register every InferenceDeployment and CapacityPool handler in `reg`."""
     register_indexes(reg, settings)
     register_deployment_handlers(reg, settings)
-    register_pool_handlers(reg, settings.interval_seconds)
+    register_pool_handlers(reg, settings)

@@ -31,6 +31,10 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     # every watch event of thousands of objects.
     @kopf.index(GROUP, VERSION, POOLS, id="pools_index", registry=reg)
     async def pools_index(body: kopf.Body, name: str, **_: Any) -> dict[str, CapacityPool]:
+        # A pool being deleted (held by its NodePool's finalizer) takes no more replicas: the
+        # ticks drain its children as for a pool that is gone.
+        if dict(body.get("metadata") or {}).get("deletionTimestamp"):
+            return {}
         pool = parse_pool(body)
         return {name: pool} if pool else {}
 

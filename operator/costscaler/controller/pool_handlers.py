@@ -1,20 +1,36 @@
-"""The CapacityPool timer: its status from the Nodes matching its placement."""
+"""The CapacityPool handlers: the status timer (the Nodes matching its placement, and with the
+node layer its NodePool and warm spare nodes), and a Managed pool's deletion (its replicas
+drained first, then its NodePool removed)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
 
+from costscaler.adapters import karpenter
 from costscaler.api import GROUP, VERSION
+from costscaler.controller import node_layer
 from costscaler.controller import runtime as rt_mod
 from costscaler.controller.indexes import POOLS
+from costscaler.controller.node_layer import NODEPOOL_READY
 from costscaler.controller.objects import now, parse_pool
 from costscaler.controller.pools import pool_status
+from costscaler.controller.settings import Settings
+from costscaler.controller.status import Cond, conditions, money
+
+DRAIN_RETRY_SECONDS = 10.0
 
 
-def register_pool_handlers(reg: kopf.OperatorRegistry, interval: float) -> None:
-    """Register the CapacityPool status timer in `reg`, every `interval` s (10 s at least)."""
+def _managed(spec: kopf.Spec, **_: Any) -> bool:
+    return dict(spec.get("nodePool") or {}).get("mode") == "Managed"
+
+
+def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Register the CapacityPool status timer (every interval, 10 s at least) in `reg`, and
+    with the node layer on, the deletion of Managed pools."""
+    interval = settings.interval_seconds
 
     @kopf.timer(
         GROUP,
@@ -33,11 +49,72 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, interval: float) -> None:
         nodes = list(kw["nodes_index"].get(None, []))
         prev = dict(body.get("status") or {})
         gen = dict(body.get("metadata") or {}).get("generation")
-        new = pool_status(pool, nodes, list(prev.get("conditions") or []), gen, now())
         rt: rt_mod.Runtime = memo.runtime
+        extra: list[Cond] = []
+        layer = None
+        if rt.nodepools is not None:
+            pending = [p for store in kw["pending_index"].values() for p in store]
+            claims = {k: len(v) for k, v in kw.get("claims_index", {}).items()}
+            last = next(
+                (c for c in prev.get("conditions") or [] if c.get("type") == NODEPOOL_READY), None
+            )
+            layer = await node_layer.reconcile(
+                pool,
+                rt.nodepools,
+                pending,
+                claims,
+                list(rt.warm_needs.values()),
+                settings.warm_namespace,
+                time.time(),
+                None
+                if last is None
+                else Cond(
+                    NODEPOOL_READY,
+                    last.get("status") == "True",
+                    last.get("reason", ""),
+                    last.get("message", ""),
+                ),
+            )
+            if layer is not None:
+                extra.append(layer.condition)
+        new = pool_status(pool, nodes, list(prev.get("conditions") or []), gen, now())
+        if extra:
+            before = list(prev.get("conditions") or [])
+            new["conditions"] = new["conditions"] + conditions(extra, before, gen, now())
+        if layer is not None:
+            new.update(node_layer.status_fields(layer, money))
         rt.metrics.pool_nodes.labels(pool.name).set(new["nodes"])
         rt.pool_nodes[pool.name] = int(new["nodes"])
         rt.metrics.pool_hourly_cost.labels(pool.name).set(float(new["effectiveHourlyCost"]))
         if any(prev.get(k) != v for k, v in new.items()):
             for key, value in new.items():
                 patch.status[key] = value
+
+    if not settings.node_layer:
+        return
+
+    @kopf.index(
+        karpenter.KARPENTER_GROUP, karpenter.KARPENTER_VERSION, "nodeclaims",
+        id="claims_index", registry=reg,
+    )  # fmt: skip
+    async def claims_index(body: kopf.Body, name: str, **_: Any) -> dict[str, str]:
+        labels = dict(dict(body.get("metadata") or {}).get("labels") or {})
+        pool = labels.get(karpenter.NODEPOOL_LABEL)
+        return {pool: name} if pool else {}
+
+    @kopf.on.delete(GROUP, VERSION, POOLS, id="pool_nodepool", when=_managed, registry=reg)
+    async def pool_deleted(body: kopf.Body, memo: Any, **kw: Any) -> None:
+        """Drain the pool's replicas (the ticks no longer see it), then delete its NodePool."""
+        pool = parse_pool(body, report=False)
+        rt: rt_mod.Runtime = memo.runtime
+        if pool is None or rt.nodepools is None:
+            return
+        children = [c for store in kw["children_index"].values() for c in store]
+        if not node_layer.drained(pool.name, children):
+            raise kopf.TemporaryError(
+                f"waiting for the replicas on {pool.name} to drain before its NodePool goes",
+                delay=DRAIN_RETRY_SECONDS,
+            )
+        name = karpenter.nodepool_name(pool)
+        if name is not None and not await rt.nodepools.delete(pool.name, name):
+            raise kopf.TemporaryError(f"NodePool {name} is being deleted", delay=5.0)

@@ -13,12 +13,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from costscaler.adapters.backfill import Past
+from costscaler.adapters.karpenter import NodePools
 from costscaler.adapters.kube import Kube
 from costscaler.adapters.prometheus import FetchReport, Key, PrometheusSource, Reading, Target
 from costscaler.controller.budget_tick import BudgetBook
 from costscaler.controller.history import History
 from costscaler.controller.metrics import Health, OperatorMetrics
 from costscaler.controller.settings import Settings
+from costscaler.core.types import WarmNeed
 
 log = logging.getLogger(__name__)
 NOT_YET = Reading(problem="NoData", message="no reading yet for this deployment")
@@ -177,6 +179,10 @@ class Runtime:
     # Ready nodes matching each CapacityPool's placement, as its status timer last counted.
     pool_nodes: dict[str, int] = field(default_factory=dict)
     last_tick: float | None = None
+    # The node layer's writer (None when it is off), and each deployment's latest use for
+    # warm spare nodes, which the pool timer sizes the pools' buffers from.
+    nodepools: NodePools | None = None
+    warm_needs: dict[Key, WarmNeed] = field(default_factory=dict)
 
     def history(self, key: Key, window_seconds: float, now: float) -> History:
         """The observation window of a deployment at `now` (epoch s), created on first use.

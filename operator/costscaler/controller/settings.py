@@ -39,6 +39,18 @@ class Settings(BaseSettings):
     label_pool: str = Field(default="pool", description="Series label: CapacityPool name.")
     namespaces: list[str] = Field(default_factory=list, description="Namespaces to serve.")
     all_namespaces: bool = Field(default=False, description="Serve every namespace.")
+    node_layer: bool = Field(
+        default=True,
+        description="Drive Karpenter for pools with spec.nodePool: write Managed NodePools, "
+        "read Reference ones, keep warm CapacityBuffers. Off: pools are the nodes that match "
+        "their placement, as without spec.nodePool.",
+    )
+    warm_namespace: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Namespace of the warm spare nodes' CapacityBuffers and PodTemplates.",
+    )
     interval_seconds: float = Field(
         default=15.0, ge=1, le=3600, description="Seconds between two decisions of a deployment."
     )

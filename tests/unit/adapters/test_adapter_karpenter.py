@@ -1,4 +1,4 @@
-"""A Managed CapacityPool maps to the NodePool it owns; claims that cannot launch are seen."""
+"""A Managed CapacityPool maps to the NodePool it owns; a warm node is one buffer chunk."""
 
 from __future__ import annotations
 
@@ -86,38 +86,15 @@ def test_reference_pools_and_plain_pools_have_no_manifest() -> None:
     assert karpenter.nodepool_name(POOLS["g6-xlarge-l4-spot"]) is None
 
 
-def test_buffer_points_at_the_child_and_is_owned_by_it() -> None:
-    buf = karpenter.buffer_manifest(POOLS["g6-xlarge-l4-spot"], "ml", "llama-spot", "uid-1", 2)
-    assert buf["spec"] == {
-        "scalableRef": {"apiGroup": "apps", "kind": "Deployment", "name": "llama-spot"},
-        "replicas": 2,
-    }
-    assert buf["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert buf["metadata"]["name"] == "llama-spot-warm"
-
-
-@pytest.mark.parametrize(
-    ("launched", "short"),
-    [
-        ({"type": "Launched", "status": "True"}, False),
-        (
-            {
-                "type": "Launched",
-                "status": "False",
-                "reason": "InsufficientCapacityError",
-                "message": "all requested instance types were unavailable during launch",
-            },
-            True,
-        ),
-        ({"type": "Launched", "status": "Unknown"}, False),
-    ],
-)
-def test_claims_that_cannot_launch_for_lack_of_capacity(launched: dict, short: bool) -> None:
-    body = {
-        "metadata": {"name": "c1", "labels": {"karpenter.sh/nodepool": "np"}},
-        "status": {"conditions": [launched]},
-    }
-    view = karpenter.claim_view(body, 10.0)
-    assert view.nodepool == "np"
-    assert view.insufficient_capacity is short
-    assert view.launched is (launched["status"] == "True")
+def test_a_warm_node_is_one_buffer_chunk_of_a_whole_nodes_accelerators() -> None:
+    pool = POOLS["p4d-24xlarge-a100-ondemand"]
+    buf = karpenter.buffer_manifest(pool, "ml", 2)
+    assert buf["metadata"]["name"] == "costscaler-warm-p4d-24xlarge-a100-ondemand"
+    assert buf["spec"] == {"podTemplateRef": {"name": buf["metadata"]["name"]}, "replicas": 2}
+    tmpl = karpenter.warm_pod_template(pool, "ml")["template"]["spec"]
+    # Requests too: a buffer sizes its chunks by requests, and limits alone fit anywhere.
+    assert tmpl["containers"][0]["resources"]["requests"] == {"nvidia.com/gpu": "8"}
+    assert tmpl["nodeSelector"] == pool.spec.placement.node_selector
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
+        tmpl["tolerations"]
+    )

@@ -1,0 +1,165 @@
+"""The node layer: each pool's Karpenter NodePool (Managed: written; Reference: read) and its
+warm spare nodes as a CapacityBuffer, reported as CapacityPool conditions and status.
+
+Called from the CapacityPool timer when the node layer is on (`Settings.node_layer`). A pool
+whose NodePool cannot be written or found gets `NodePoolReady=False` naming the field to fix;
+the other pools, and the deployments' decisions, go on as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from costscaler.adapters import karpenter
+from costscaler.adapters.children import ChildState
+from costscaler.adapters.pending import PendingPod
+from costscaler.api import CapacityPool
+from costscaler.controller.status import Cond
+from costscaler.core import warm
+from costscaler.core.types import WarmNeed, WarmNodes
+
+log = logging.getLogger(__name__)
+NODEPOOL_READY = "NodePoolReady"
+NO_OFFERING = "NoOfferingLaunched"
+# Karpenter creates a NodeClaim within its batching window (10 s at most) of a pod it can
+# place; a pod pending this long with no claim at all is one no offering fits. Shorter than
+# the stock-out grace, so the pool says why before its replicas move elsewhere.
+NO_CLAIM_AFTER_S = 30.0
+
+
+@dataclass(frozen=True)
+class NodeLayerStatus:
+    """What the pool's status shows of its node layer."""
+
+    condition: Cond
+    node_pool: str
+    warm: WarmNodes | None
+
+
+def _api_message(exc: ApiException) -> str:
+    body = getattr(exc, "body", None) or ""
+    return f"{exc.status} {exc.reason}: {str(body)[:400]}"
+
+
+def no_launch(
+    pool: CapacityPool, pending: Iterable[PendingPod], claims: int, now: float
+) -> str | None:
+    """Why nothing launches for the pool's replicas, when its pods have waited
+    `NO_CLAIM_AFTER_S` and its NodePool has no NodeClaim: the instance type, capacity type or
+    zones match no offering of the provider."""
+    late = [p for p in pending if p.pool == pool.name and now - p.since > NO_CLAIM_AFTER_S]
+    if not late or claims > 0:
+        return None
+    zones = pool.spec.node_pool.zones if pool.spec.node_pool else []
+    return (
+        f"{len(late)} replicas waited {NO_CLAIM_AFTER_S:.0f} s and no node was launched: "
+        f"spec.instanceType {pool.spec.instance_type} ({pool.spec.capacity_type}"
+        + (f", spec.nodePool.zones {', '.join(zones)}" if zones else "")
+        + ") matches no offering of the provider; fix the instance type or zones"
+    )
+
+
+async def reconcile(
+    pool: CapacityPool,
+    nodepools: karpenter.NodePools,
+    pending: Iterable[PendingPod],
+    claims: Mapping[str, int],
+    needs: Iterable[WarmNeed],
+    warm_namespace: str,
+    now: float,
+    previous: Cond | None = None,
+) -> NodeLayerStatus | None:
+    """Write or read the pool's NodePool and keep its warm buffer; None without a nodePool.
+
+    `previous`: the pool's last NodePoolReady, to keep saying no offering launched after its
+    replicas moved elsewhere (the pods that showed it are gone) until a NodeClaim appears.
+    """
+    name = karpenter.nodepool_name(pool)
+    if name is None:
+        return None
+    if karpenter.managed(pool):
+        cond = await _apply(pool, name, nodepools)
+    else:
+        cond = await _read(pool, name, nodepools)
+    if cond.status:
+        launched = claims.get(name, 0)
+        why = no_launch(pool, pending, launched, now)
+        if why is None and previous is not None and previous.reason == NO_OFFERING:
+            why = previous.message if launched == 0 else None
+        if why is not None:
+            cond = Cond(NODEPOOL_READY, False, NO_OFFERING, why)
+    spare = warm.spares([n for n in needs if n.pool == pool.name]).get(pool.name)
+    try:
+        await nodepools.keep_warm(pool, warm_namespace, spare.nodes if spare else 0)
+    except (ApiException, HTTPError, OSError) as exc:
+        log.warning("warm buffer of pool %s not written: %s", pool.name, exc)
+        return NodeLayerStatus(cond, name, None)
+    return NodeLayerStatus(cond, name, spare)
+
+
+async def _apply(pool: CapacityPool, name: str, nodepools: karpenter.NodePools) -> Cond:
+    try:
+        manifest = karpenter.nodepool_manifest(pool)
+        done = await nodepools.apply(pool.name, manifest)
+    except ValueError as exc:
+        return Cond(NODEPOOL_READY, False, "InvalidPlacement", str(exc))
+    except karpenter.NodePoolNotOwnedError as exc:
+        return Cond(NODEPOOL_READY, False, "NodePoolNotOwned", str(exc))
+    except ApiException as exc:
+        if exc.status == 404:
+            return Cond(NODEPOOL_READY, False, "KarpenterMissing", _MISSING)
+        return Cond(
+            NODEPOOL_READY,
+            False,
+            "NodePoolRejected",
+            f"NodePool {name} was refused ({_api_message(exc)}): fix spec.nodePool",
+        )
+    except (HTTPError, OSError) as exc:
+        return Cond(NODEPOOL_READY, False, "ApiUnavailable", f"NodePool {name} not written: {exc}")
+    return Cond(NODEPOOL_READY, True, "NodePoolApplied", f"NodePool {name} {done}")
+
+
+async def _read(pool: CapacityPool, name: str, nodepools: karpenter.NodePools) -> Cond:
+    try:
+        live = await nodepools.read(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return Cond(NODEPOOL_READY, False, "KarpenterMissing", _MISSING)
+        return Cond(NODEPOOL_READY, False, "ApiUnavailable", _api_message(exc))
+    except (HTTPError, OSError) as exc:
+        return Cond(NODEPOOL_READY, False, "ApiUnavailable", str(exc))
+    if live is None:
+        return Cond(
+            NODEPOOL_READY,
+            False,
+            "NodePoolNotFound",
+            f"NodePool {name} does not exist: fix spec.nodePool.name of {pool.name}",
+        )
+    return Cond(NODEPOOL_READY, True, "NodePoolFound", f"NodePool {name} is read, never written")
+
+
+_MISSING = (
+    "the NodePool API (karpenter.sh/v1) is not served: install Karpenter, or remove "
+    "spec.nodePool (or install the chart with nodes.enabled=false)"
+)
+
+
+def drained(pool: str, children: Iterable[ChildState]) -> bool:
+    """Whether no child Deployment still asks for replicas on `pool`."""
+    return not any(c.pool == pool and c.desired > 0 for c in children)
+
+
+def status_fields(layer: NodeLayerStatus, money: Any) -> dict[str, Any]:
+    """The CapacityPool status keys of the node layer (`money` formats $/h)."""
+    spare = layer.warm
+    return {
+        "nodePool": layer.node_pool,
+        "warmNodes": spare.nodes if spare else 0,
+        "warmHourlyCost": money(spare.cost_per_hour if spare else 0.0),
+    }

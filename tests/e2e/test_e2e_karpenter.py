@@ -1,0 +1,148 @@
+"""Karpenter provisions the nodes (issue 16), on the session cluster's real Karpenter (KWOK
+provider, 8 s node cold start): the operator writes a Managed pool's NodePool; the replicas it
+places there wait Pending for a NodeClaim's node, which registers after the cold start; a pool
+whose instance type matches no offering reports it on its condition while the other pool
+serves; once the replicas go, consolidation removes the empty nodes; deleting the pool removes
+its NodePool."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import NODE_COLD_START_S
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from operator_harness import (  # noqa: F401 - kube_fixture provides the `kube` fixture
+    TRACES,
+    LoadTwin,
+    Operator,
+    Prometheus,
+    apply,
+    children,
+    get,
+    kube_fixture,
+    llama,
+    new_namespace,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+OD = "g6-xlarge-l4-ondemand"
+TRACE = TRACES / "azure-llm-2023-conv" / "trace.csv"
+NODE_CLASS = {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}
+
+
+def managed_pool(name: str, instance_type: str, price: str) -> dict[str, Any]:
+    """An L4 on-demand pool whose nodes only Karpenter launches (no static node has its label)."""
+    return {
+        "apiVersion": "costscaler.dev/v1alpha1",
+        "kind": "CapacityPool",
+        "metadata": {"name": name},
+        "spec": {
+            "accelerator": {"type": "L4", "countPerNode": 1, "memoryGiB": 24},
+            "instanceType": instance_type,
+            "capacityType": "OnDemand",
+            "price": {"hourly": price},
+            "coldStart": {"nodeSeconds": int(NODE_COLD_START_S)},
+            "placement": {
+                "nodeSelector": {"costscaler.dev/pool": name},
+                "tolerations": [
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                ],
+            },
+            "limits": {"maxNodes": 6},
+            "nodePool": {"mode": "Managed", "nodeClassRef": NODE_CLASS, "consolidateAfter": "5s"},
+        },
+    }
+
+
+def _claims(kube: Any, nodepool: str) -> list[dict[str, Any]]:
+    items = get(kube, "nodeclaims", "-l", f"karpenter.sh/nodepool={nodepool}")["items"]
+    return list(items)
+
+
+def _condition(kube: Any, pool: str, kind: str) -> dict[str, Any]:
+    status = get(kube, "capacitypool", pool).get("status") or {}
+    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+
+
+def _stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_path: Path):
+    tag = uuid.uuid4().hex[:6]
+    good, bad = f"kp-{tag}", f"kp-none-{tag}"
+    apply(kube, managed_pool(good, "g6.xlarge", "0.1000"))
+    apply(kube, managed_pool(bad, "g9.nowhere", "0.0500"))  # cheapest: the engine tries it first
+    ns = new_namespace(kube)
+    prom = Prometheus(kube, tmp_path)
+    op = Operator(kube, ns, tmp_path / "op.log", prom.url)
+    twin = LoadTwin(kube, f"{ns}/llama-3-1-8b", TRACE, speed=1, log=tmp_path / "twin.log")
+    try:
+        wait_for("operator", op.healthy, timeout=30)
+        nodepool = wait_for("the Managed pool's NodePool", lambda: get(kube, "nodepool", good))
+        assert nodepool["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "costscaler"
+        reqs = {r["key"]: r["values"] for r in nodepool["spec"]["template"]["spec"]["requirements"]}
+        assert reqs["node.kubernetes.io/instance-type"] == ["g6.xlarge"]
+        assert reqs["karpenter.sh/capacity-type"] == ["on-demand"]
+        assert nodepool["spec"]["limits"] == {"nodes": "6"}
+
+        spec = llama(ns, "Enforce", [bad, good, OD], replicas={"min": 1, "max": 6})
+        spec["spec"]["workload"]["modelLoadSeconds"] = 3
+        apply(kube, spec)
+
+        # No offering for g9.nowhere: nothing launches, the condition names the field, and the
+        # replicas move on to the next pool (the stock-out signal from Pending pods).
+        cond = wait_for("NodePoolReady=False on the pool with no offering", lambda: (
+            c := _condition(kube, bad, "NodePoolReady")).get("reason") == "NoOfferingLaunched"
+            and c, timeout=240)  # fmt: skip
+        assert cond["status"] == "False" and "spec.instanceType g9.nowhere" in cond["message"]
+        assert _claims(kube, bad) == []
+
+        # The good pool's replicas wait for Karpenter's node, then run on it.
+        kids = wait_for("a ready replica on the Managed pool", lambda: (k := children(
+            kube, ns, "llama-3-1-8b")).get(good, {}).get("status", {}).get("readyReplicas", 0)
+            >= 1 and k, timeout=240)  # fmt: skip
+        assert kids[good]["spec"]["replicas"] >= 1
+        claims = _claims(kube, good)
+        assert claims, "no NodeClaim for the Managed pool's NodePool"
+        pods = get(kube, "pods", "-n", ns, "-l", f"costscaler.dev/pool={good}")["items"]
+        on = {p["spec"].get("nodeName") for p in pods if p["status"].get("phase") == "Running"}
+        nodes = [get(kube, "node", n) for n in on if n]
+        assert nodes and all(
+            n["metadata"]["labels"]["karpenter.sh/nodepool"] == good for n in nodes
+        )
+        # The node cold start really happened: the node registered after its claim + delay.
+        by_claim = {c["status"].get("nodeName"): c for c in claims}
+        for node in nodes:
+            claim = by_claim[node["metadata"]["name"]]
+            waited = _stamp(node["metadata"]["creationTimestamp"]) - _stamp(
+                claim["metadata"]["creationTimestamp"]
+            )
+            assert waited >= NODE_COLD_START_S - 1.0
+        assert _condition(kube, good, "NodePoolReady").get("status") == "True"
+        pool_status = get(kube, "capacitypool", good)["status"]
+        assert pool_status["nodePool"] == good and pool_status["warmNodes"] == 0
+
+        # The replicas go: consolidation removes the empty nodes.
+        kube.kubectl("delete", "infd", "llama-3-1-8b", "-n", ns, "--wait=true", timeout=120)
+        wait_for("consolidation of the empty nodes", lambda: not _claims(kube, good), timeout=180)
+    finally:
+        twin.stop()
+        for pool in (good, bad):
+            kube.kubectl("delete", "capacitypool", pool, "--wait=false", check=False)
+        # The operator's finalizer removes each pool's NodePool once its replicas drained.
+        try:
+            wait_for("the Managed pools' NodePools removed", lambda: kube.kubectl(
+                "get", "nodepool", good, bad, "--ignore-not-found", "-o", "name",
+                check=False).stdout.strip() == "", timeout=60)  # fmt: skip
+        finally:
+            op.stop()
+            prom.stop()

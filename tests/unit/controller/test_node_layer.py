@@ -1,0 +1,55 @@
+"""The node layer's decisions that need no cluster: when a NodePool launches nothing, when a
+pool is drained, and how its status reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from costscaler.adapters.children import ChildState
+from costscaler.adapters.pending import PendingPod
+from costscaler.api import CapacityPool, load_manifests
+from costscaler.controller import node_layer
+from costscaler.controller.status import Cond, money
+from costscaler.core.types import WarmNodes
+
+ROOT = Path(__file__).resolve().parents[3]
+POOL = next(
+    m
+    for m in load_manifests(ROOT / "examples" / "pools")
+    if isinstance(m, CapacityPool) and m.name == "g6-xlarge-l4-spot"
+)
+GRACE = node_layer.NO_CLAIM_AFTER_S
+
+
+def _pod(since: float, pool: str = "g6-xlarge-l4-spot") -> PendingPod:
+    return PendingPod(namespace="ml", owner="llama", pool=pool, since=since)
+
+
+def test_no_launch_names_the_instance_type_once_pods_waited_with_no_claim() -> None:
+    now = 1000.0
+    why = node_layer.no_launch(POOL, [_pod(now - GRACE - 1)], claims=0, now=now)
+    assert why is not None and "spec.instanceType g6.xlarge" in why
+    # Within the grace, with a NodeClaim on its way, or for another pool's pods: nothing yet.
+    assert node_layer.no_launch(POOL, [_pod(now - GRACE + 5)], claims=0, now=now) is None
+    assert node_layer.no_launch(POOL, [_pod(now - GRACE - 1)], claims=1, now=now) is None
+    assert node_layer.no_launch(POOL, [_pod(0.0, "other")], claims=0, now=now) is None
+
+
+def test_a_pool_is_drained_when_no_child_asks_for_replicas_on_it() -> None:
+    def child(pool: str, desired: int) -> ChildState:
+        return ChildState("ml", f"llama-{pool}", "llama", pool, desired, 0, 0, "h")
+
+    assert node_layer.drained("a", [child("a", 0), child("b", 3)])
+    assert not node_layer.drained("a", [child("a", 1)])
+
+
+def test_status_shows_the_nodepool_and_the_warm_nodes_cost() -> None:
+    cond = Cond(node_layer.NODEPOOL_READY, True, "NodePoolApplied", "NodePool x created")
+    warm = node_layer.NodeLayerStatus(cond, "x", WarmNodes(nodes=2, cost_per_hour=0.8))
+    assert node_layer.status_fields(warm, money) == {
+        "nodePool": "x",
+        "warmNodes": 2,
+        "warmHourlyCost": money(0.8),
+    }
+    cold = node_layer.NodeLayerStatus(cond, "x", None)
+    assert node_layer.status_fields(cold, money)["warmNodes"] == 0
