@@ -312,6 +312,7 @@ def table(
         f"warm nodes {_warm_line(decision)}",
         f"SLO risk   {_pct(decision.slo_risk)}",
         f"SLO window {_window_line(decision)}",
+        f"tokens     {_tokens_line(decision)}",
         f"reason     {decision.reason}: {decision.message}",
         "",
         f"{'ALTERNATIVE':<20} {'$/H':>10} {'MARGINAL':>10} {'RISK':>8}  REPLICAS",
@@ -331,6 +332,16 @@ def _window_line(decision: Decision) -> str:
     if left is None or burn is None:
         return f"{target} (no counts: --slo-good N --slo-total N)"
     return f"{target}; error budget left {left:.1%}, burn rate {burn:.2f}"
+
+
+def _tokens_line(decision: Decision) -> str:
+    per_in, per_out = (
+        decision.cost_per_million_input_tokens,
+        decision.cost_per_million_output_tokens,
+    )
+    if not (math.isfinite(per_in) and math.isfinite(per_out)):
+        return "no token costs (give --input-tokens N; output defaults to meanOutputTokens)"
+    return f"${per_in:.4f} per 1M input, ${per_out:.4f} per 1M output (docs/metrics.md)"
 
 
 def _warm_line(decision: Decision) -> str:

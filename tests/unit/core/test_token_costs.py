@@ -93,3 +93,12 @@ def test_plan_json_has_input_and_output_token_costs(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["cost_per_million_input_tokens"] is None
     assert data["cost_per_million_output_tokens"] is None
+
+
+def test_plan_table_has_a_tokens_line(capsys):
+    args = ["plan", "-f", DEP, "-p", POOLS, "--rate", "4"]
+    assert main([*args, "--input-tokens", "1000"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tokens"))
+    assert line.startswith("tokens     $") and "per 1M input, $" in line
+    assert main(args) == 0
+    assert "tokens     no token costs (give --input-tokens N" in capsys.readouterr().out
