@@ -49,7 +49,13 @@ SPOT = {
     "g6-xlarge-l4-spot": "aws-p3.2xlarge-4node-2023-08/us-east-2a.csv",
     "g5-xlarge-a10g-spot": "aws-p3.2xlarge-4node-2023-08/us-west-2c.csv",
 }
-BASELINES = {"hpa": "hpa_utilisation", "keda": "keda_utilisation", "kpa": "kpa_utilisation"}
+BASELINES = {
+    "hpa": "hpa_utilisation",
+    "keda": "keda_utilisation",
+    "kpa": "kpa_utilisation",
+    "hpa-karpenter-spot": "hpa_utilisation",
+    "keda-karpenter-spot": "keda_utilisation",
+}
 
 
 def _trace_file(name: str) -> Path:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from costscaler.api import CapacityPool, InferenceDeployment, OnConflict, load_manifests
 from costscaler.errors import UserError
@@ -19,6 +23,7 @@ from costscaler.sim.budget import SimBudget
 from costscaler.sim.cluster import SpotBursts, SpotReplay
 from costscaler.sim.lineup import ORACLES, POLICIES, SERVING, Lineup, Settings
 from costscaler.sim.report import plot, spread_table, summarise
+from costscaler.sim.scenario import MANIFEST, Outage, Scenario, scenario_from
 from costscaler.sim.traces import load_spot_trace, load_trace
 
 
@@ -123,6 +128,40 @@ def register(subparsers: Any) -> None:
         default="least",
         help="with --serving batching: least outstanding requests, or round-robin",
     )
+    p.add_argument(
+        "--scenario",
+        metavar="FILE",
+        help="YAML or JSON scenario: name, capacityError, coldStartTail, stockouts and "
+        "outages ([{startSeconds, durationSeconds, kind}]); the flags below override it",
+    )
+    p.add_argument(
+        "--capacity-error",
+        type=float,
+        default=None,
+        help="true capacity of every pool relative to its declared profile (0.8: 20%% less)",
+    )
+    p.add_argument(
+        "--cold-start-tail",
+        type=float,
+        default=None,
+        help="cold starts drawn from a heavy tail: the 95th percentile's multiple of the "
+        "declared ones (the declared are the fastest; 1: as declared)",
+    )
+    p.add_argument(
+        "--stockout",
+        action="append",
+        default=[],
+        metavar="START:DURATION",
+        help="no spot capacity in any spot pool from START for DURATION seconds (repeatable)",
+    )
+    p.add_argument(
+        "--metrics-outage",
+        action="append",
+        default=[],
+        metavar="START:DURATION[:KIND]",
+        help="a metrics outage (repeatable); KIND: down (Prometheus unreachable, default), "
+        "gap (no samples), nan (NaN samples), stale (values frozen)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="PNG", help="write a plot")
     p.set_defaults(func=run)
@@ -200,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         burn_in_s=args.burn_in,
         serving=args.serving,
         router=args.router,
+        scenario=_scenario_of(args),
     )
     lineup = Lineup(_deployment(args.file), pools, settings)
     names = args.policy or list(POLICIES + ORACLES)
@@ -219,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
             "replicas": start.replicas[lineup.single],
             "warm": start.warm,
         },
-        "scenario": _scenario(args),
+        "scenario": {**settings.scenario.as_json(), **_setup(args)},
     }
     rows = summarise(runs, meta)
     if args.json:
@@ -230,8 +270,54 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scenario(args: argparse.Namespace) -> dict[str, Any]:
-    """How the replayed world was set up, named for the JSON output."""
+def _span(text: str, flag: str, kinds: bool = False) -> tuple[float, float, str]:
+    """START:DURATION[:KIND] of a flag, or a clear error naming it."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in ((2, 3) if kinds else (2,)):
+            raise ValueError
+        kind = parts[2] if len(parts) == 3 else "down"
+        return float(parts[0]), float(parts[1]), kind
+    except ValueError:
+        form = "START:DURATION[:KIND]" if kinds else "START:DURATION"
+        raise UserError(f"{flag} {text!r}: expected {form} in seconds") from None
+
+
+def _scenario_of(args: argparse.Namespace) -> Scenario:
+    """The scenario from --scenario, then the flags; errors name the flag or the file."""
+    base = MANIFEST
+    if args.scenario:
+        try:
+            data = yaml.safe_load(Path(args.scenario).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"--scenario {args.scenario}: cannot read ({exc})") from exc
+        if not isinstance(data, dict):
+            raise UserError(f"--scenario {args.scenario}: expected a mapping of fields")
+        try:
+            base = scenario_from(data, args.scenario)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    stockouts = [_span(s, "--stockout")[:2] for s in args.stockout]
+    outages = [Outage(*_span(o, "--metrics-outage", kinds=True)) for o in args.metrics_outage]  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    if args.capacity_error is not None:
+        changes["capacity_error"] = args.capacity_error
+    if args.cold_start_tail is not None:
+        changes["cold_start_tail"] = args.cold_start_tail
+    if stockouts:
+        changes["stockouts"] = (*base.stockouts, *stockouts)
+    if outages:
+        changes["outages"] = (*base.outages, *outages)
+    if changes and base.name == MANIFEST.name:
+        changes["name"] = "flags"
+    try:
+        return replace(base, **changes)
+    except ValueError as exc:
+        raise UserError(f"scenario: {exc}") from exc
+
+
+def _setup(args: argparse.Namespace) -> dict[str, Any]:
+    """How the replay was set up besides the scenario, named for the JSON output."""
     return {
         "spot_burst_share": args.spot_burst_share,
         "spot_burst_size": args.spot_burst_size,

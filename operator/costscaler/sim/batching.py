@@ -22,7 +22,8 @@ the next in turn (`round-robin`). Each replica runs continuous batching as vLLM 
 The model is fluid within a step (iterations of one length per phase) and vectorised across
 replicas and in-flight requests: a step is a few dozen numpy calls whatever the load.
 Requests on a replica that goes away (scale-down, spot loss) are sent again by the client:
-they keep their arrival time and start over on another replica.
+they keep their arrival time and start over on another replica. A request still waiting for
+a batch `timeout_s` (600 s) after it arrived is given up: it leaves at infinite latency.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 Router = Literal["least", "round-robin"]
+# Clients give up on a request not yet in a batch after this long (s): it counts as late,
+# and a replay of an overloaded deployment keeps a bounded queue.
+TIMEOUT_S = 600.0
 ROUTERS: tuple[Router, ...] = ("least", "round-robin")
 
 
@@ -188,10 +192,16 @@ class Serving:
     step t.
     """
 
-    def __init__(self, hardware: list[Hardware], dt: float, router: Router = "least") -> None:
+    def __init__(
+        self,
+        hardware: list[Hardware],
+        dt: float,
+        router: Router = "least",
+        timeout_s: float = TIMEOUT_S,
+    ) -> None:
         if router not in ROUTERS:
             raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
-        self.pools, self.dt, self.router = hardware, dt, router
+        self.pools, self.dt, self.router, self.timeout_s = hardware, dt, router, timeout_s
         self.turn = 0
         self.alive: list[list[int]] = [[] for _ in hardware]  # slot ids per pool, oldest first
         self.slot_pool: list[int] = []
@@ -285,15 +295,30 @@ class Serving:
         )
         self._adm[order[fits & ~adm]] = True
 
+    def _give_up(self, t0: float) -> Finished:
+        """Requests still waiting for a batch `timeout_s` after they arrived: the client gives
+        up; they leave as finished at infinite latency (late by any threshold)."""
+        r = self._reqs
+        old = ~self._adm & (t0 - r["arr"] > self.timeout_s)
+        if not old.any():
+            return Finished(*(np.zeros(0) for _ in range(4)))
+        inf = np.full(int(old.sum()), np.inf)
+        gone = Finished(r["arr"][old].copy(), inf, inf, inf)
+        keep = ~old
+        for k in r:
+            r[k] = r[k][keep]
+        self._rep, self._adm = self._rep[keep], self._adm[keep]
+        return gone
+
     def step(self, t: int, new: Arrivals) -> StepStats:
         """Serve step t (from t x dt to (t + 1) x dt) with `new` arriving in it."""
         dt, t0, size = self.dt, t * self.dt, self.up.size
+        gone = self._give_up(t0)
         self._append(new)
         self._route()
         placed = np.flatnonzero(self._rep >= 0)
-        empty = Finished(*(np.zeros(0) for _ in range(4)))
         if placed.size == 0:
-            return StepStats(empty, self.in_system, 0, np.zeros(size))
+            return StepStats(gone, self.in_system, 0, np.zeros(size))
         order = placed[np.argsort(self._rep[placed], kind="stable")]
         reps = self._rep[order]
         self._admit(order, reps)
@@ -347,7 +372,16 @@ class Serving:
         e2e = t0 + end[done] - r["arr"][fin]
         ttft_fin = np.minimum(ttft[done], e2e)
         itl = np.where(out[done] > 1, (e2e - ttft_fin) / np.maximum(1.0, out[done] - 1.0), 0.0)
-        finished = Finished(r["arr"][fin].copy(), ttft_fin, itl, e2e)
+        finished = Finished(
+            *(
+                np.concatenate((a, b))
+                for a, b in zip(
+                    (gone.arrival_s, gone.ttft_s, gone.itl_s, gone.e2e_s),
+                    (r["arr"][fin].copy(), ttft_fin, itl, e2e),
+                    strict=True,
+                )
+            )
+        )
         busy = np.zeros(size)
         busy[reps[adm]] = 1.0
         keep = np.ones(self._rep.size, dtype=bool)

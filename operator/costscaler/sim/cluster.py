@@ -4,7 +4,8 @@ Each replica is paid from the step it is requested to the step it ends and serve
 step it is ready. Replicas pack onto a pool's nodes, `replicas_per_node` each: a new replica
 takes the next free slot, on a node that may itself still be starting, and when every open
 node is full it opens a new one that is ready after `node_cold_s`; either way it then loads
-the model (`load_s`). A node emptied by releases is gone (consolidation), and the run bills
+the model (`load_s`); a scenario may draw both from a heavy tail above the declared ones.
+A node emptied by releases is gone (consolidation), and the run bills
 whole nodes (`run`). Replica counts per step are kept as
 difference arrays (+1 where an interval starts, -1 where it ends), so a run of steps between
 two decisions is one cumulative sum: the twin never loops over steps.
@@ -12,11 +13,12 @@ two decisions is one cumulative sum: the twin never loops over steps.
 Spot interruptions come from a seeded Poisson clock per replica (the pool's rate per
 instance-hour), optionally with part of that hazard as seeded pool-wide bursts (`SpotBursts`:
 real GPU spot losses come in correlated bursts, ../shared/spot/README.md), or from a
-replayed capacity trace (a drop in `available` preempts that many
-spot replicas; while `available` is 0 no new spot replica can be had: the request waits,
-unpaid, like a pod Pending on a node that never launches, and `unplaced` reports it as the
-node layer reports a launch that failed for want of capacity). On the notice the ReplicaSet
-creates a replacement at once while the doomed replica keeps serving until it is reclaimed.
+replayed capacity trace, or from a scenario's stock-outs (`sim.scenario`; a drop in
+`available` preempts that many spot replicas; while `available` is 0 no new spot replica
+can be had: the request waits, unpaid, like a pod Pending on a node that never launches,
+and `unplaced` reports it as the node layer reports a launch that failed for want of
+capacity). On the notice the ReplicaSet creates a replacement at once while the doomed
+replica keeps serving until it is reclaimed.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim.pools import PoolModel
+from costscaler.sim.scenario import MANIFEST, Scenario
 from costscaler.sim.traces import SpotTrace
 
 IntArray = NDArray[np.int64]
+ALL = 1 << 30  # a drop that takes every live replica (a stock-out)
 
 
 @dataclass
@@ -109,6 +113,7 @@ class ClusterTwin:
     # Independent losses unless a run asks for bursts (`run.simulate` passes the pools' own).
     bursts: SpotBursts = field(default_factory=lambda: SpotBursts(0.0))
     scale_events: int = 0
+    scenario: Scenario = MANIFEST
 
     def __post_init__(self) -> None:
         n = len(self.pools)
@@ -137,6 +142,20 @@ class ClusterTwin:
         for p in self._burst_rngs:
             if self.bursts.share_of(self.pools[p]) > 0:
                 self._schedule_bursts(p)
+        self._cold_rngs = [
+            np.random.default_rng(np.random.SeedSequence([self.seed, i, 17])) for i in range(n)
+        ]
+        # Stock-outs: every spot replica gets its notice to be gone at the start; none can be
+        # placed until the end (`add` moves the request there, unpaid).
+        self._stockouts = [
+            (self._steps_of(start), self._steps_of(start + length))
+            for start, length in self.scenario.stockouts
+        ]
+        for start, _ in self._stockouts:
+            for p, m in enumerate(self.pools):
+                if m.spot and start < self.steps:
+                    notice = max(0, start - self._steps_of(m.notice_s))
+                    self._push(notice, "drop", p, None, ALL)
 
     def _schedule_bursts(self, pool: int) -> None:
         """Draw the pool's burst times for the whole run (one seeded stream per pool)."""
@@ -164,6 +183,10 @@ class ClusterTwin:
         replay = self.replays.get(pool)
         if replay is not None and step < self.steps:
             step = int(replay.next_open[step])
+        if model.spot:  # from the stock-out's notice on, no new spot capacity either
+            lead = self._steps_of(model.notice_s)
+            for start, end in self._stockouts:
+                step = end if start - lead <= step < end else step
         rep = _Replica(pool, step, self._slot(pool, step, warm))
         self._live[pool].append(rep)
         self._mark(self._held, pool, step, 1)
@@ -182,11 +205,14 @@ class ClusterTwin:
         model, alive = self.pools[pool], len(self._live[pool])
         nodes, k = self._nodes[pool], model.replicas_per_node
         del nodes[-(-alive // k) :]  # packed: nodes past the live replicas' were emptied
+        draw = self.scenario.cold_multiplier
         if alive // k >= len(nodes):
-            nodes.append(step if warm else step + self._steps_of(model.node_cold_s))
+            cold = 0.0 if warm else model.node_cold_s * draw(self._cold_rngs[pool])
+            nodes.append(step + self._steps_of(cold))
         if warm:
             return step
-        return max(step, nodes[alive // k]) + self._steps_of(model.load_s)
+        load = model.load_s * draw(self._cold_rngs[pool])
+        return max(step, nodes[alive // k]) + self._steps_of(load)
 
     def _end(self, rep: _Replica, step: int) -> None:
         if rep.end is not None:

@@ -12,6 +12,10 @@ Follows kubernetes pkg/controller/podautoscaler (replica_calculator.go, horizont
 - Sync every 15 s; the HPA does not act at 0 replicas (KEDA's activation does).
 KEDA polls Prometheus every 30 s (the HPA reads the cached value), scales 0 -> 1 when the
 value exceeds activationThreshold and back to 0 after cooldownPeriod (300 s) without it.
+Metrics outages (`sim.scenario`): the HPA holds when its metric is unavailable; KEDA reads
+an empty result as 0 with `ignoreNullValues` (default true), and when the query fails (or
+`ignoreNullValues` is false) it holds, or after `failureThreshold` (3) failed polls scales
+to `fallback.replicas` when a fallback is set.
 """
 
 from __future__ import annotations
@@ -111,9 +115,10 @@ class HPA:
         if current == 0:
             return list(view.desired)
         ready, warming = view.ready[self.pool], view.warming[self.pool]
-        raw = pods_metric_replicas(
-            current, ready, warming, view.rate(self.rate_window_s), self._target(view)
-        )
+        rate = view.rate(self.rate_window_s)
+        if math.isnan(rate):
+            return list(view.desired)  # the metrics API fails: the HPA cannot compute, holds
+        raw = pods_metric_replicas(current, ready, warming, rate, self._target(view))
         new = self.behavior.normalize(view.now_s, current, raw)
         return one_pool(view.pools, self.pool, new)
 
@@ -129,6 +134,9 @@ class KEDA:
     activation_threshold: float = 0.0
     polling_s: float = 30.0
     cooldown_s: float = 300.0
+    fallback_replicas: int | None = None
+    failure_threshold: int = 3
+    ignore_null_values: bool = True
     name: str = "keda"
     interval_s: float = SYNC_S
     rate_window_s: float = RATE_WINDOW_S  # the trigger query's rate() range
@@ -138,6 +146,7 @@ class KEDA:
         self._value = 0.0
         self._polled = -math.inf
         self._last_active = 0.0
+        self._failures = 0
 
     def initial(self, view: ClusterView) -> list[int]:
         """Holds the running replicas; its HPA's history starts with them (horizontal.go)."""
@@ -149,13 +158,29 @@ class KEDA:
         now, current = view.now_s, view.desired[self.pool]
         if now - self._polled >= self.polling_s:
             self._polled = now
-            self._value = view.rate(self.rate_window_s)
+            value = view.rate(self.rate_window_s)
+            empty = view.metrics in ("gap", "nan")
+            if math.isnan(value) and empty and self.ignore_null_values:
+                value = 0.0  # an empty result reads as 0 (ignoreNullValues, the default)
+            if math.isnan(value):
+                self._failures += 1
+                fallback = self.fallback_replicas
+                if fallback is not None and self._failures >= self.failure_threshold:
+                    return one_pool(view.pools, self.pool, fallback)
+                return list(view.desired)  # the scaler errors: the HPA holds
+            self._failures = 0
+            self._value = value
             if self._value > self.activation_threshold:
                 self._last_active = now
             elif self.min_replicas == 0 and now - self._last_active >= self.cooldown_s:
                 return one_pool(view.pools, self.pool, 0)
             if current == 0 and self._value > self.activation_threshold:
                 return one_pool(view.pools, self.pool, 1)
+        elif self._failures:  # between polls the HPA reads what the last poll served
+            fallback = self.fallback_replicas
+            if fallback is not None and self._failures >= self.failure_threshold:
+                return one_pool(view.pools, self.pool, fallback)
+            return list(view.desired)
         if current == 0:
             return list(view.desired)
         raw = external_metric_replicas(current, self._value, self.threshold_rps)

@@ -1,7 +1,10 @@
 """The policies by name, built for one deployment, and a run of several on one trace.
 
 HPA, KEDA, KPA, static and `costscaler-single` run on the cheapest on-demand pool (their
-real counterparts cannot mix pools); `costscaler` gets every eligible pool, and
+real counterparts cannot mix pools); `hpa-karpenter-spot` and `keda-karpenter-spot` run the
+same HPA and KEDA over that pool and its spot twin as a node autoscaler places them
+(`sim.karpenter`: an on-demand base, a fixed spot share); `costscaler` gets every eligible
+pool, and
 `costscaler-ondemand` every eligible pool but the spot ones (the value of spot, apart).
 `oracle` is the lower bound on all pools at the attainment `costscaler` reached (or the SLO
 target when it did not run); `oracle-single` the bound on the cheapest on-demand pool at the
@@ -11,7 +14,7 @@ attainment of the first single-pool policy run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from costscaler.api import CapacityPool, InferenceDeployment
 from costscaler.errors import UserError
@@ -20,6 +23,7 @@ from costscaler.sim.budget import SimBudget
 from costscaler.sim.cluster import SpotBursts, SpotReplay
 from costscaler.sim.engine_policy import CostScaler
 from costscaler.sim.hpa import HPA, KEDA, RATE_WINDOW_S
+from costscaler.sim.karpenter import Placed, spot_partner
 from costscaler.sim.knative import KPA
 from costscaler.sim.oracle import SpotLimits, idle_accelerator_hours, lower_bound
 from costscaler.sim.policy import Policy
@@ -31,6 +35,7 @@ from costscaler.sim.pools import (
     pool_models,
 )
 from costscaler.sim.run import Costs, Outcome, Start, burn_in_steps, simulate
+from costscaler.sim.scenario import MANIFEST, Scenario
 from costscaler.sim.serving import ServingSetup, TokenDraw
 from costscaler.sim.static import Static, peak_rate
 from costscaler.sim.traces import Trace, load_accelerators
@@ -43,6 +48,8 @@ POLICIES = (
     "keda",
     "kpa",
     "static",
+    "hpa-karpenter-spot",
+    "keda-karpenter-spot",
 )
 ORACLES = ("oracle", "oracle-single")
 SERVING = ("fluid", "batching")
@@ -63,7 +70,8 @@ class Settings:
     seconds left out of every total (the oracle bounds the rest of the trace). `serving`:
     `fluid` (one queue at the profiles' declared capacity, `sim.service`) or `batching`
     (requests one by one, continuous batching on each replica's hardware, `sim.batching`,
-    spread by `router`).
+    spread by `router`). `scenario`: how the world differs from the manifest, for every
+    policy and the oracle alike (`sim.scenario`).
     """
 
     hpa_utilisation: float = 0.7
@@ -77,6 +85,7 @@ class Settings:
     burn_in_s: float = 0.0
     serving: str = "fluid"
     router: Router = "least"
+    scenario: Scenario = MANIFEST
 
 
 @dataclass
@@ -149,6 +158,18 @@ class Lineup:
         if name == "keda":
             threshold = self.settings.keda_utilisation * rated
             return KEDA(single, threshold, lo, hi, rate_window_s=self.settings.rate_window_s)
+        if name in ("hpa-karpenter-spot", "keda-karpenter-spot"):
+            partner = spot_partner(self.models, single)
+            if partner is None:
+                raise UserError(
+                    f"{name}: no spot pool with the accelerator of {self.models[single].name}"
+                )
+            inner = self.policy(name.split("-")[0], trace)
+            assert isinstance(inner, (HPA, KEDA))
+            inner = replace(inner, pool=0)  # the one pool of the summed view
+            limits = spec.spot
+            base = limits.min_on_demand_replicas
+            return Placed(inner, single, partner, base, limits.max_fraction, name=name)
         if name == "kpa":
             return KPA(single, self.settings.kpa_utilisation, lo, hi)
         if name == "static":
@@ -177,6 +198,7 @@ class Lineup:
                 bursts=self.settings.bursts,
                 burn_in_s=self.settings.burn_in_s,
                 serving=self.serving,
+                scenario=self.settings.scenario,
                 keep_timeline=keep_timeline,
             )
             for n in names
@@ -200,9 +222,13 @@ class Lineup:
         """The oracle's bound as an outcome row (no latency or scale events: it is a bound).
 
         It bounds the trace after the burn-in: whatever a policy ran before, its schedule
-        from then on satisfies the bound's constraints over that stretch.
+        from then on satisfies the bound's constraints over that stretch. It sees the
+        scenario's true capacity; its cold starts are the declared ones, the fastest a
+        scenario draws, and it may use spot through stock-outs: both only lower the bound.
         """
         trace = trace.after(burn_in_steps(self.settings.burn_in_s, trace.dt, trace.steps))
+        err = self.settings.scenario.capacity_error
+        pools = [replace(p, capacity_rps=p.capacity_rps * err) for p in pools]
         limits = self.deployment.spec.spot
         spot = SpotLimits(limits.max_fraction, limits.min_on_demand_replicas)
         bound = lower_bound(

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from costscaler.sim.pools import PoolModel
+from costscaler.sim.scenario import OutageKind
 
 # Bucket edges a Prometheus histogram might have (s): 15 % apart from 50 ms to ~2 h.
 VIEW_EDGES_S = 0.05 * 1.15 ** np.arange(82)
@@ -34,7 +35,10 @@ class ClusterView:
     [lo, hi) (synced).
     Only steps before `step` are ever read, so a policy cannot look ahead. `unplaced`: per
     pool, replicas the cluster cannot place now (no spot capacity), as the operator sees
-    Pending pods past their grace.
+    Pending pods past their grace. `metrics`: a metrics outage now (`sim.scenario`), since
+    step `metrics_since`: Prometheus reads (`rate`, `token_rate`, `attainment`,
+    `latency_quantile`) are NaN while it is `down`, a `gap` or `nan`, and as of
+    `metrics_since` while `stale`; `concurrency` (Knative's queue-proxies) is unaffected.
     """
 
     step: int
@@ -52,6 +56,8 @@ class ClusterView:
     histogram: Callable[[int, int], NDArray[np.float64]]
     sync: Callable[[int], None]
     unplaced: list[int] = field(default_factory=list)
+    metrics: OutageKind | None = None
+    metrics_since: int = 0
 
     @property
     def now_s(self) -> float:
@@ -63,28 +69,51 @@ class ClusterView:
         lo = max(0, self.step - steps)
         return lo, (self.step - lo) * self.dt
 
+    def _prometheus(self, window_s: float) -> tuple[int, int, float] | None:
+        """The window Prometheus answers for, (lo, hi, span), or None when it cannot."""
+        if self.metrics in ("down", "gap", "nan"):
+            return None
+        hi = self.metrics_since if self.metrics == "stale" else self.step
+        steps = max(1, round(window_s / self.dt))
+        lo = max(0, hi - steps)
+        return lo, hi, (hi - lo) * self.dt
+
     def rate(self, window_s: float) -> float:
-        """Arrivals per second over the last `window_s` seconds (Prometheus `rate`); 0 at t=0."""
-        lo, span = self._window(window_s)
+        """Arrivals per second over the last `window_s` seconds (Prometheus `rate`); 0 at t=0,
+        NaN in an outage without data."""
+        got = self._prometheus(window_s)
+        if got is None:
+            return math.nan
+        lo, hi, span = got
         if span <= 0:
             return 0.0
-        return float(self.cum_arrivals[self.step] - self.cum_arrivals[lo]) / span
+        return float(self.cum_arrivals[hi] - self.cum_arrivals[lo]) / span
 
     def token_rate(self, window_s: float) -> float | None:
-        """Output tokens per second over the window, or None when the trace has no tokens."""
-        lo, span = self._window(window_s)
-        if self.cum_tokens is None or span <= 0:
+        """Output tokens per second over the window, or None when the trace has no tokens
+        (NaN in an outage without data)."""
+        got = self._prometheus(window_s)
+        if self.cum_tokens is None:
             return None
-        return float(self.cum_tokens[self.step] - self.cum_tokens[lo]) / span
+        if got is None:
+            return math.nan
+        lo, hi, span = got
+        if span <= 0:
+            return None
+        return float(self.cum_tokens[hi] - self.cum_tokens[lo]) / span
 
     def attainment(self, window_s: float) -> float | None:
-        """Share of the window's arrivals within the latency threshold; None with no arrivals."""
-        lo, _ = self._window(window_s)
-        self.sync(self.step)
-        n = float(self.cum_arrivals[self.step] - self.cum_arrivals[lo])
+        """Share of the window's arrivals within the latency threshold; None with no arrivals
+        (NaN in an outage without data)."""
+        got = self._prometheus(window_s)
+        if got is None:
+            return math.nan
+        lo, hi, _ = got
+        self.sync(hi)
+        n = float(self.cum_arrivals[hi] - self.cum_arrivals[lo])
         if n <= 0:
             return None
-        return float(self.cum_met[self.step] - self.cum_met[lo]) / n
+        return float(self.cum_met[hi] - self.cum_met[lo]) / n
 
     def concurrency(self, window_s: float) -> float:
         """Mean requests in the system over the window: in service (Little) plus waiting.
@@ -101,11 +130,15 @@ class ClusterView:
     def latency_quantile(self, quantile: float, window_s: float) -> float:
         """The latency (s) at `quantile` of requests started in the window (to 15 %).
 
-        NaN when none started, as a histogram quantile of no requests is undefined.
+        NaN when none started, as a histogram quantile of no requests is undefined, and in an
+        outage without data.
         """
-        lo, _ = self._window(window_s)
-        counts = self.histogram(lo, self.step)
-        total = self.completed(lo, self.step)
+        got = self._prometheus(window_s)
+        if got is None:
+            return math.nan
+        lo, hi, _ = got
+        counts = self.histogram(lo, hi)
+        total = self.completed(lo, hi)
         if total <= 0:
             return math.nan
         return float(VIEW_EDGES_S[min(int(np.searchsorted(counts, quantile * total)), EDGE_LAST)])

@@ -9,7 +9,7 @@ items and egress are added so totals are TCO, the same terms for every policy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,7 @@ from costscaler.sim.cluster import ClusterTwin, SpotBursts, SpotReplay
 from costscaler.sim.policy import VIEW_EDGES_S, ClusterView, Policy
 from costscaler.sim.pools import PoolModel
 from costscaler.sim.record import Record
+from costscaler.sim.scenario import MANIFEST, Scenario
 from costscaler.sim.serving import ServingRecord, ServingSetup
 from costscaler.sim.traces import Trace
 
@@ -89,9 +90,12 @@ class Outcome:
     latency: Latencies = Latencies()
 
 
-def _view(rec: Record | ServingRecord, twin: ClusterTwin, step: int) -> ClusterView:
-    """What a policy sees at `step`."""
+def _view(
+    rec: Record | ServingRecord, twin: ClusterTwin, step: int, scenario: Scenario
+) -> ClusterView:
+    """What a policy sees at `step` (metrics through the scenario's outages)."""
     ready, warming = twin.counts(step)
+    outage, since_s = scenario.metrics_at(step * twin.dt)
     return ClusterView(
         step,
         twin.dt,
@@ -108,6 +112,8 @@ def _view(rec: Record | ServingRecord, twin: ClusterTwin, step: int) -> ClusterV
         rec.histogram,
         rec.sync,
         twin.unplaced(step),
+        outage,
+        min(step, math.ceil(since_s / twin.dt - 1e-9)),
     )
 
 
@@ -150,6 +156,7 @@ def simulate(
     bursts: SpotBursts | None = None,
     burn_in_s: float = 0.0,
     serving: ServingSetup | None = None,
+    scenario: Scenario = MANIFEST,
     keep_timeline: bool = False,
 ) -> Outcome:
     """Replay `trace` through `policy` on `pools` from `start`; deterministic for a `seed`.
@@ -164,14 +171,23 @@ def simulate(
     if len(start.replicas) != len(pools):
         raise ValueError(f"start.replicas has {len(start.replicas)} pools, expected {len(pools)}")
     burn = burn_in_steps(burn_in_s, dt, n)
-    twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}), bursts or SpotBursts())
+    bursts = bursts or SpotBursts()
+    twin = ClusterTwin(pools, n, dt, seed, dict(replays or {}), bursts, scenario=scenario)
+    err = scenario.capacity_error
+    truth = [replace(p, capacity_rps=p.capacity_rps * err) for p in pools]
     rec: Record | ServingRecord = (
-        Record(trace.arrivals, trace.output_tokens, pools, costs.threshold_s, dt, VIEW_EDGES_S)
+        Record(trace.arrivals, trace.output_tokens, truth, costs.threshold_s, dt, VIEW_EDGES_S)
         if serving is None
-        else ServingRecord(trace, pools, serving, costs.threshold_s, seed)
+        else ServingRecord(
+            trace,
+            pools,
+            replace(serving, hardware=tuple(h.slower(err) for h in serving.hardware)),
+            costs.threshold_s,
+            seed,
+        )
     )
     twin.start(list(start.replicas), warm=start.warm)
-    first = policy.initial(_view(rec, twin, 0))
+    first = policy.initial(_view(rec, twin, 0, scenario))
     if first != twin.desired:
         twin.set_desired(0, first)
     events = 0
@@ -179,7 +195,7 @@ def simulate(
     for t in range(0, n, interval):
         if t > 0:
             before = twin.scale_events
-            twin.set_desired(t, policy.decide(_view(rec, twin, t)))
+            twin.set_desired(t, policy.decide(_view(rec, twin, t, scenario)))
             events += twin.scale_events - before if t >= burn else 0
         rec.store(t, *twin.advance(t, min(n, t + interval)))
     rec.sync(n)

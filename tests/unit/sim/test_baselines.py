@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from costscaler.sim.hpa import Behavior, external_metric_replicas, pods_metric_replicas
+from costscaler.sim.karpenter import split
 from costscaler.sim.knative import KPA
 from costscaler.sim.static import peak_rate
 
@@ -86,3 +88,44 @@ def test_static_peak_is_the_busiest_minute():
     arrivals[100:160] = 5.0
     arrivals[300] = 200.0  # one-second spike: averaged over its minute
     assert peak_rate(arrivals, 1.0) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    ("total", "base", "share", "unplaced", "want"),
+    [
+        (10, 1, 0.6, 0, (5, 5)),  # base 1, then floor(9 x 0.6) = 5 on spot
+        (1, 1, 0.6, 0, (1, 0)),
+        (10, 0, 0.5, 2, (7, 3)),  # two spot replicas cannot be placed: on demand instead
+        (4, 2, 1.0, 9, (4, 0)),
+        (7, 1, 0.0, 0, (7, 0)),
+    ],
+)
+def test_karpenter_placement_splits_by_base_and_share(total, base, share, unplaced, want):
+    assert split(total, base, share, unplaced) == want
+
+
+def test_hpa_with_karpenter_places_the_hpa_count_on_spot_and_on_demand(lineup):
+    from sim_helpers import trace
+
+    from costscaler.sim.run import simulate
+    from costscaler.sim.scenario import Scenario
+
+    t = trace(np.full(1800, 40.0))
+    policy = lineup.policy("hpa-karpenter-spot", t)
+    od, spot = policy.on_demand, policy.spot  # type: ignore[attr-defined]
+    assert lineup.models[od].accelerator == lineup.models[spot].accelerator
+    assert lineup.models[spot].spot and not lineup.models[od].spot
+    out = simulate(
+        t,
+        lineup.models,
+        policy,
+        lineup.costs,
+        start=lineup.start(t),
+        scenario=Scenario(stockouts=((900.0, 3600.0),)),
+        keep_timeline=True,
+    )
+    ready = out.timeline.ready  # type: ignore[union-attr]
+    total = ready[od, 800] + ready[spot, 800]
+    # pods stay where they started (on demand); the scale-up went to spot, within its share
+    assert 0 < ready[spot, 800] <= split(int(total), 1, 0.6)[1]
+    assert ready[spot, 1700] == 0 and ready[od, 1700] >= total  # spot gone: on demand instead

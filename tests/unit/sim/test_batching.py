@@ -116,3 +116,15 @@ def test_requests_on_a_removed_replica_start_over_and_none_is_lost():
 def test_unknown_accelerator_names_the_data_file():
     with pytest.raises(ValueError, match=r"accelerators\.json"):
         hardware(DATA, "TPU-v5e")
+
+
+def test_clients_give_up_on_requests_left_waiting():
+    hw = hardware(DATA, "L4")
+    serving = Serving([hw], 1.0, timeout_s=30.0)
+    serving.set_ready([1])
+    late = 0
+    for t in range(200):
+        stats = serving.step(t, _fixed(t, 10, 1000, 200))  # far past one L4's capacity
+        late += int(np.isinf(stats.finished.e2e_s).sum())
+    assert late > 1000
+    assert serving.in_system < 10 * 31 + hw.max_seqs  # bounded by the timeout

@@ -40,6 +40,8 @@ def test_every_policy_reports_and_no_one_beats_its_oracle(capsys, trace_file, tm
     assert set(by) == {"costscaler", "costscaler-ondemand", "costscaler-single", "hpa", "keda"} | {
         "kpa",
         "static",
+        "hpa-karpenter-spot",
+        "keda-karpenter-spot",
         "oracle",
         "oracle-single",
     }
@@ -187,3 +189,35 @@ def test_batching_serves_each_request_with_its_tokens(capsys, trace_file):
     assert fluid[0]["ttft_p50_s"] is None  # the fluid queue has no tokens to time
     robin = run_json(capsys, *args, "--serving", "batching", "--router", "round-robin")
     assert robin[0]["requests"] == rows[0]["requests"]
+
+
+def test_scenario_flags_and_file_are_named_in_the_output(capsys, trace_file, tmp_path):
+    spec = tmp_path / "bad-day.yaml"
+    spec.write_text(
+        "name: bad day\ncapacityError: 0.8\ncoldStartTail: 2\n"
+        "stockouts: [{startSeconds: 100, durationSeconds: 300}]\n"
+    )
+    args = ("--trace", str(trace_file), "--policy", "static", "--policy", "hpa")
+    base = run_json(capsys, *args)
+    rows = run_json(capsys, *args, "--scenario", str(spec), "--metrics-outage", "200:120:stale")
+    scenario = rows[0]["scenario"]
+    assert scenario["name"] == "bad day" and scenario["capacity_error"] == 0.8
+    assert scenario["stockouts"] == [[100.0, 300.0]]
+    assert scenario["outages"] == [{"start_s": 200.0, "duration_s": 120.0, "kind": "stale"}]
+    assert rows[0]["slo_attainment"] < base[0]["slo_attainment"]  # static, 20 % short
+    flags = run_json(capsys, *args, "--capacity-error", "0.8")
+    assert flags[0]["scenario"]["name"] == "flags"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--capacity-error", "0", "capacity_error"),
+        ("--stockout", "100", "--stockout"),
+        ("--metrics-outage", "1:2:maybe", "kind"),
+    ],
+)
+def test_scenario_values_are_checked(capsys, trace_file, flag, value, message):
+    cmd = ["simulate", "-f", str(DEPLOYMENT), "-p", str(POOLS), "--trace", str(trace_file)]
+    assert main([*cmd, flag, value]) == 2
+    assert message in capsys.readouterr().err
