@@ -69,6 +69,7 @@ class History:
         signals = [reading.ttft_seconds, reading.itl_seconds, reading.queue_depth]
         signals += [reading.kv_cache_usage, reading.prompt_token_rate]
         row[TTFT:] = [_or_nan(v if usable else None) for v in signals]
+        row[RATE] += self._queue_growth(row)
         self.replicas[self.n] = 0
         for c in children:
             col = self._column(c.pool)  # may grow the array: index it afterwards
@@ -76,6 +77,22 @@ class History:
         self.n += 1
         old = int(np.searchsorted(self.load[: self.n, TIME], now - self.window, side="left"))
         self._drop(old)
+
+    def _queue_growth(self, row: np.ndarray) -> float:
+        """Requests/s by which the waiting queue grew since the previous sample, when it did.
+
+        The fast signal (issue 17): the request rate is of finished requests over the rate
+        window (a minute), which a saturated server caps at what it serves, so a burst shows
+        in it late and in part. Requests arrive at what finishes plus what queues up: while a
+        queue grows, its growth per second is added to the rate the engine sizes for, and the
+        next decision already provisions for it instead of waiting for the rate window. A
+        draining queue adds nothing: the plan keeps what cleared it until the rate falls.
+        """
+        if self.n == 0:
+            return 0.0
+        before = self.load[self.n - 1]
+        grown = (row[QUEUE] - before[QUEUE]) / (row[TIME] - before[TIME])
+        return float(grown) if np.isfinite(grown) and grown > 0 else 0.0
 
     def backfill(self, past: Past, children: list[ChildState]) -> int:
         """Start an empty window from Prometheus's past (`adapters.backfill`); returns the rows.

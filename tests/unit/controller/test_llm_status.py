@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from test_controller_tick import GOOD, NOW, REPO, SPOT, FakeEngine, infd, tick
@@ -98,3 +99,25 @@ def test_status_prices_input_and_output_tokens_of_what_runs(pools):
     no_prompt = replace(reading, prompt_token_rate=None)
     result, _ = tick(infd(), pools, [], FakeEngine({SPOT: 2}), reading=no_prompt)
     assert "perMillionInputTokens" not in result.status["cost"]
+
+
+def test_a_growing_queue_adds_its_growth_to_the_rate_the_engine_sizes_for(pools):
+    # GOOD finishes 3 req/s. The queue grows 0 -> 30 in 15 s: 2 req/s more arrive than
+    # finish, and the engine sees 5 req/s at once, not after the rate window. Draining
+    # (30 -> 6) adds nothing, and status keeps the measured rate.
+    engine, history, start = FakeEngine({SPOT: 2}), History(3600), NOW.replace(minute=0)
+    for i, waiting in enumerate((0.0, 30.0, 6.0)):
+        reading = replace(GOOD, queue_by_pool={SPOT: waiting})
+        when = start + timedelta(seconds=15 * i)
+        result, _ = tick(infd(), pools, [], engine, reading=reading, history=history, now=when)
+        assert result.status["observed"]["requestRate"] == 3.0
+    rates = engine.calls[-1]["obs"].request_rate
+    assert list(rates) == [3.0, 5.0, 3.0]
+
+
+def test_no_queue_series_leaves_the_rate_as_measured(pools):
+    engine, history, start = FakeEngine({SPOT: 2}), History(3600), NOW.replace(minute=0)
+    for i in range(2):
+        when = start + timedelta(seconds=15 * i)
+        tick(infd(), pools, [], engine, reading=GOOD, history=history, now=when)
+    assert list(engine.calls[-1]["obs"].request_rate) == [3.0, 3.0]
