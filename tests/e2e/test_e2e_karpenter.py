@@ -1,8 +1,9 @@
 """Karpenter provisions the nodes (issue 16), on the session cluster's real Karpenter (KWOK
 provider, 8 s node cold start): the operator writes a Managed pool's NodePool; the replicas it
 places there wait Pending for a NodeClaim's node, which registers after the cold start; a pool
-whose instance type matches no offering reports it on its condition while the other pool
-serves; once the replicas go, consolidation removes the empty nodes; deleting the pool removes
+whose instance type matches no offering reports it on its condition and its share moves to
+the next pool within two ticks; a deleted spot node is replaced while the on-demand floor
+holds; once the replicas go, consolidation removes the empty nodes; deleting the pool removes
 its NodePool."""
 
 from __future__ import annotations
@@ -38,16 +39,18 @@ TRACE = TRACES / "azure-llm-2023-conv" / "trace.csv"
 NODE_CLASS = {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}
 
 
-def managed_pool(name: str, instance_type: str, price: str) -> dict[str, Any]:
-    """An L4 on-demand pool whose nodes only Karpenter launches (no static node has its label)."""
-    return {
+def managed_pool(
+    name: str, instance_type: str, price: str, capacity: str = "OnDemand"
+) -> dict[str, Any]:
+    """An L4 pool whose nodes only Karpenter launches (no static node has its label)."""
+    pool = {
         "apiVersion": "costscaler.dev/v1alpha1",
         "kind": "CapacityPool",
         "metadata": {"name": name},
         "spec": {
             "accelerator": {"type": "L4", "countPerNode": 1, "memoryGiB": 24},
             "instanceType": instance_type,
-            "capacityType": "OnDemand",
+            "capacityType": capacity,
             "price": {"hourly": price},
             "coldStart": {"nodeSeconds": int(NODE_COLD_START_S)},
             "placement": {
@@ -60,6 +63,9 @@ def managed_pool(name: str, instance_type: str, price: str) -> dict[str, Any]:
             "nodePool": {"mode": "Managed", "nodeClassRef": NODE_CLASS, "consolidateAfter": "5s"},
         },
     }
+    if capacity == "Spot":
+        pool["spec"]["interruption"] = {"ratePerHour": 0.3, "noticeSeconds": 120}
+    return pool
 
 
 def _claims(kube: Any, nodepool: str) -> list[dict[str, Any]]:
@@ -79,7 +85,7 @@ def _stamp(text: str) -> float:
 def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_path: Path):
     tag = uuid.uuid4().hex[:6]
     good, bad = f"kp-{tag}", f"kp-none-{tag}"
-    apply(kube, managed_pool(good, "g6.xlarge", "0.1000"))
+    apply(kube, managed_pool(good, "g6.xlarge", "0.1000", "Spot"))
     apply(kube, managed_pool(bad, "g9.nowhere", "0.0500"))  # cheapest: the engine tries it first
     ns = new_namespace(kube)
     prom = Prometheus(kube, tmp_path)
@@ -91,10 +97,11 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
         assert nodepool["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "costscaler"
         reqs = {r["key"]: r["values"] for r in nodepool["spec"]["template"]["spec"]["requirements"]}
         assert reqs["node.kubernetes.io/instance-type"] == ["g6.xlarge"]
-        assert reqs["karpenter.sh/capacity-type"] == ["on-demand"]
+        assert reqs["karpenter.sh/capacity-type"] == ["spot"]
         assert nodepool["spec"]["limits"] == {"nodes": "6"}
 
-        spec = llama(ns, "Enforce", [bad, good, OD], replicas={"min": 1, "max": 6})
+        # The on-demand floor (minOnDemandReplicas 1) stays on the fixed g6 on-demand nodes.
+        spec = llama(ns, "Enforce", [bad, good, OD], replicas={"min": 2, "max": 6})
         spec["spec"]["workload"]["modelLoadSeconds"] = 3
         apply(kube, spec)
 
@@ -105,6 +112,10 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
             and c, timeout=240)  # fmt: skip
         assert cond["status"] == "False" and "spec.instanceType g9.nowhere" in cond["message"]
         assert _claims(kube, bad) == []
+        # No node is on its way, so the share moves at once: two ticks (2 s each), with slack
+        # for a loaded machine, not a node cold start plus a minute.
+        wait_for("the share moved off the pool with no offering", lambda: children(
+            kube, ns, "llama-3-1-8b")[bad]["spec"]["replicas"] == 0, timeout=10)  # fmt: skip
 
         # The good pool's replicas wait for Karpenter's node, then run on it.
         kids = wait_for("a ready replica on the Managed pool", lambda: (k := children(
@@ -130,6 +141,22 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
         assert _condition(kube, good, "NodePoolReady").get("status") == "True"
         pool_status = get(kube, "capacitypool", good)["status"]
         assert pool_status["nodePool"] == good and pool_status["warmNodes"] == 0
+
+        # A spot node taken away: Karpenter launches a replacement, the on-demand floor holds.
+        lost = nodes[0]["metadata"]["name"]
+        before = {c["metadata"]["name"] for c in _claims(kube, good)}
+        kube.kubectl("delete", "node", lost, "--wait=false")
+
+        floor: list[int] = []
+
+        def replaced() -> bool:
+            kids = children(kube, ns, "llama-3-1-8b")
+            floor.append((kids[OD].get("status") or {}).get("readyReplicas", 0))
+            fresh = {c["metadata"]["name"] for c in _claims(kube, good)} - before
+            return bool(fresh) and (kids[good].get("status") or {}).get("readyReplicas", 0) >= 1
+
+        wait_for("a replacement spot node and replica", replaced, timeout=180)
+        assert floor and min(floor) >= 1, f"the on-demand floor broke: {floor}"
 
         # The replicas go: consolidation removes the empty nodes.
         kube.kubectl("delete", "infd", "llama-3-1-8b", "-n", ns, "--wait=true", timeout=120)

@@ -101,7 +101,7 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     reading = await rt.cache.get((ns, name))
     children = await _children(rt, infd, kw)
     pending = kw["pending_index"].get((ns, name), []) if "pending_index" in kw else []
-    children = with_unplaced(children, pending, pools_of(kw), time.time())
+    children = with_unplaced(children, pending, pools_of(kw), time.time(), rt.stalled_pools)
     history = rt.history((ns, name), infd.spec.forecast.window_seconds, time.time())
     if not history.n and (past := await rt.backfill.past((ns, name))) is not None:
         history.backfill(past, children)

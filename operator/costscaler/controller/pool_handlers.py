@@ -77,6 +77,10 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
             )
             if layer is not None:
                 extra.append(layer.condition)
+            if layer is not None and layer.condition.reason == node_layer.NO_OFFERING:
+                rt.stalled_pools.add(pool.name)
+            else:
+                rt.stalled_pools.discard(pool.name)
         new = pool_status(pool, nodes, list(prev.get("conditions") or []), gen, now())
         if extra:
             before = list(prev.get("conditions") or [])

@@ -183,6 +183,9 @@ class Runtime:
     # warm spare nodes, which the pool timer sizes the pools' buffers from.
     nodepools: NodePools | None = None
     warm_needs: dict[Key, WarmNeed] = field(default_factory=dict)
+    # Pools whose NodePool launches nothing for their waiting pods (condition
+    # NoOfferingLaunched): their Pending pods are a stock-out at once (`shortfall`).
+    stalled_pools: set[str] = field(default_factory=set)
 
     def history(self, key: Key, window_seconds: float, now: float) -> History:
         """The observation window of a deployment at `now` (epoch s), created on first use.

@@ -2,8 +2,10 @@
 
 Input: per pool, the child pods Pending unscheduled past a grace (the pool's node cold
 start plus `GRACE_MARGIN_S`: a pod waiting for a node that is being launched is not yet a
-stock-out) become `ChildState.unfulfillable`, which the history hands to the engine
-(`core.stock`: the pool is out of stock at once, retried with back-off).
+stock-out), or at once on a pool whose NodePool launches nothing for them (no NodeClaim
+30 s after a pod began waiting: `node_layer`), become `ChildState.unfulfillable`, which the
+history hands to the engine (`core.stock`: the pool is out of stock at once, retried with
+back-off).
 
 Conditions: `CapacityAvailable` is False when replicas.min is past the pools' maxima
 (ReplicasMinBeyondQuota), when a pool is out of stock (PoolOutOfStock), or when the plan
@@ -14,7 +16,7 @@ spot.maxFraction, so spot passes its share (`Decision.spot_limit_relaxed`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 
 from costscaler.adapters.children import ChildState
@@ -39,13 +41,18 @@ def with_unplaced(
     pending: Iterable[PendingPod],
     pools: Mapping[str, CapacityPool],
     now: float,
+    stalled: Collection[str] = (),
 ) -> list[ChildState]:
     """`children` with `unfulfillable` set: their pods unscheduled past the pool's grace (at
-    most the replicas the child asks for, so pods on their way out are not counted twice)."""
+    most the replicas the child asks for, so pods on their way out are not counted twice).
+
+    `stalled`: pools whose NodePool launches nothing for pods that wait (`node_layer`): no
+    node is on its way, so their pending pods count at once, not after a cold start.
+    """
     late: dict[str, int] = {}
     for pod in pending:
         pool = pools.get(pod.pool)
-        if pool is not None and now - pod.since > grace_seconds(pool):
+        if pool is not None and (pod.pool in stalled or now - pod.since > grace_seconds(pool)):
             late[pod.pool] = late.get(pod.pool, 0) + 1
     return [
         replace(c, unfulfillable=min(late[c.pool], c.desired)) if c.pool in late else c

@@ -84,6 +84,18 @@ def test_pods_past_the_pools_grace_are_unfulfillable_capped_at_desired(pools):
     assert out == {SPOT: 3, OD: 0}
 
 
+def test_on_a_pool_whose_nodepool_launches_nothing_waiting_pods_count_at_once(pools):
+    # Issue 16: no node is on its way, so the pool's grace (a node cold start) is no reason
+    # to wait: the share moves on the next tick.
+    obj = infd()
+    now = NOW.timestamp()
+    fresh = [PendingPod("default", "llama-3-1-8b", OD, now - 1)] * 2
+    children = [child(obj, pools, SPOT, 1, ready=1), child(obj, pools, OD, 2, ready=0)]
+    out = {c.pool: c.unfulfillable for c in with_unplaced(children, fresh, pools, now, {OD})}
+    assert out == {SPOT: 0, OD: 2}
+    assert all(c.unfulfillable == 0 for c in with_unplaced(children, fresh, pools, now))
+
+
 def test_the_engine_sees_unfulfillable_replicas_per_pool(pools):
     obj = infd()
     engine = FakeEngine({SPOT: 0, OD: 4})
