@@ -296,6 +296,13 @@ def test_cost_budget_status_written(install: Install) -> None:
 def test_alerts_and_dashboard_use_only_metrics_the_operator_exposes(install: Install) -> None:
     a = install.watched[0]
     _wait("a decision", lambda: _status(install.cluster, "infd", "llama-3-1-8b", a)["lastDecision"])
+    # The error-budget gauges have samples once the SLO window's counts are known (the
+    # histogram's first increase): an unknown budget exports no made-up figure.
+    _wait(
+        "the SLO window's counts",
+        lambda: _status(install.cluster, "infd", "llama-3-1-8b", a)["errorBudget"],
+        timeout=120,
+    )
     url = f"http://127.0.0.1:{install.metrics_port}/metrics"
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     used = set()

@@ -242,17 +242,24 @@ class PrometheusSource:
         return readings, report
 
     def _counts_kept(self, targets: Sequence[Target], now: float) -> dict[str, Grouped]:
-        """The SLO window counts answered recently enough to reuse this round."""
+        """The SLO window counts answered recently enough to reuse this round.
+
+        An answer without a series for one of its deployments (one created since, or whose
+        histogram had no sample yet) is asked again at once: reusing it would leave that
+        deployment's error budget unknown for a whole refresh period."""
         kept: dict[str, Grouped] = {}
+        stale: set[str] = set()
         for t in targets:
             text = t.queries.slo_counts
             if text is None or text not in self.counted:
                 continue
             every = min(self.COUNTS_EVERY_S, t.slo_window_seconds / 100)
             taken, vector = self.counted[text]
-            if now - taken < every:
+            if now - taken >= every or t.key not in vector.by_key:
+                stale.add(text)
+            elif text not in stale:
                 kept[text] = vector
-        return kept
+        return {text: vector for text, vector in kept.items() if text not in stale}
 
     def _send(self, text: str) -> Future[Series | str]:
         future = self.pool.submit(self._run, text)

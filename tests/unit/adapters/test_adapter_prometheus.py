@@ -323,3 +323,23 @@ def test_window_counts_are_asked_again_only_when_due():
     client.fail = {WEEK.slo_counts}
     assert round_(hour, 36) == (8, (None, None))  # failed: unknown, and asked next round
     assert round_(hour, 15) == (8, (None, None))
+
+
+def test_counts_without_a_deployments_series_are_asked_again_next_round():
+    """Before, an answer with no series for a deployment (no sample yet, or created since)
+    was reused for the whole refresh period: its error budget stayed unknown for 5 min."""
+    now = [1000.0]
+    answers = counted()
+    answers[WEEK.slo_counts] = []  # the histogram has no sample yet
+    client = RecordingProm(answers)
+    source = PrometheusSource(client, LABELS, max_age_seconds=4.0, clock=lambda: now[0])
+    week = [Target(("ml", "llama"), WEEK, 0.95, 1.0, slo_window_seconds=7 * 86400.0)]
+    r, report = asyncio.run(source.fetch(week))
+    assert report.queries == 8 and r[("ml", "llama")].slo_total is None
+    client.answers[WEEK.slo_counts] = counted()[WEEK.slo_counts]
+    now[0] += 15
+    r, report = asyncio.run(source.fetch(week))
+    assert report.queries == 8, "asked again at once"
+    assert (r[("ml", "llama")].slo_good, r[("ml", "llama")].slo_total) == (9000.0, 10000.0)
+    now[0] += 15
+    assert asyncio.run(source.fetch(week))[1].queries == 7, "then reused while fresh"
