@@ -118,7 +118,10 @@ class Lineup:
             except ValueError as exc:
                 raise UserError(f"--serving batching: {exc}") from exc
             draw = TokenDraw(mean_output=spec.workload.mean_output_tokens or 250.0)
-            self.serving = ServingSetup(hw, self.settings.router, draw)
+            slo = spec.slo
+            ttft = slo.ttft.threshold_seconds if slo.ttft else None
+            itl = slo.itl.threshold_seconds if slo.itl else None
+            self.serving = ServingSetup(hw, self.settings.router, draw, ttft, itl)
 
     def start(self, trace: Trace) -> Start:
         """The allocation every policy starts from: replicas on the cheapest on-demand pool.
@@ -255,4 +258,5 @@ class Lineup:
             idle_accelerator_hours=idle,
             scale_events=None,
             p99_latency_s=None,
+            oracle_block_s=bound.block_steps * trace.dt,
         )

@@ -42,17 +42,19 @@ def as_row(outcome: Outcome) -> dict[str, Any]:
     """One outcome as the `--json` object (ARCHITECTURE §5 keys, plus replica cost, the
     total with owned and reserved nodes at their marginal cost, and the latency percentiles:
     `p50_latency_s`, `p95_latency_s` end to end, `ttft_*` and `itl_*` with per-request serving, and
-    `ttft_attainment` / `itl_attainment` when the SLO declares those thresholds)."""
+    `ttft_attainment` / `itl_attainment` when the SLO declares those thresholds, and for
+    an oracle row its block length `oracle_block_s`)."""
     row = {k: _clean(getattr(outcome, k)) for k in COLUMNS}
     row["replica_cost"] = _clean(outcome.replica_cost)
     row["marginal_cost"] = _clean(outcome.marginal_cost)
     for key in LATENCY:
         row[key] = _clean(getattr(outcome.latency, key))
+    row["oracle_block_s"] = outcome.oracle_block_s
     return row
 
 
 LATENCY = tuple(f.name for f in fields(Latencies) if f.name != "p99_latency_s")
-NUMBERS = (*COLUMNS[1:], "replica_cost", "marginal_cost", *LATENCY)  # averaged over seeds
+NUMBERS = (*COLUMNS[1:], "replica_cost", "marginal_cost", *LATENCY, "oracle_block_s")
 
 
 def summarise(runs: list[list[Outcome]], meta: dict[str, Any]) -> list[dict[str, Any]]:

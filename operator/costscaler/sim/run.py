@@ -88,6 +88,7 @@ class Outcome:
     # whether used or not); total_cost charges them at TCO, as chargeback does.
     marginal_cost: float | None = None
     latency: Latencies = Latencies()
+    oracle_block_s: float | None = None  # the oracle's block length (s); None for a policy
 
 
 def _view(

@@ -95,7 +95,9 @@ class ServingRecord:
             r = trace.requests
             self.t_s, self.inp, self.out = r.time_s, r.input_tokens, r.output_tokens
         else:
-            counts = trace.arrivals.astype(np.int64)
+            # whole requests: fractional arrivals (a scaled fluid trace) carry over
+            cum = np.floor(np.concatenate(([0.0], np.cumsum(trace.arrivals))) + 1e-9)
+            counts = np.diff(cum).astype(np.int64)
             step = np.repeat(np.arange(trace.steps), counts)
             self.t_s = (step + rng.random(step.size)) * trace.dt
             self.t_s.sort()

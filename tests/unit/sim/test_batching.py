@@ -128,3 +128,32 @@ def test_clients_give_up_on_requests_left_waiting():
         late += int(np.isinf(stats.finished.e2e_s).sum())
     assert late > 1000
     assert serving.in_system < 10 * 31 + hw.max_seqs  # bounded by the timeout
+
+
+def test_ttft_and_itl_attainment_when_the_slo_declares_them(lineup):
+    from sim_helpers import trace
+
+    from costscaler.api.deployment import TokenLatencySLO
+    from costscaler.sim.lineup import Lineup, Settings
+
+    spec = lineup.deployment.spec
+    slo = spec.slo.model_copy(
+        update={
+            "ttft": TokenLatencySLO(threshold_seconds=0.5),
+            "itl": TokenLatencySLO(threshold_seconds=0.05),
+        }
+    )
+    deployment = lineup.deployment.model_copy(update={"spec": spec.model_copy(update={"slo": slo})})
+    world = Lineup(deployment, lineup.pools, Settings(serving="batching"))
+    t = trace(np.full(900, 0.4))  # static: one A10G replica, within its true capacity
+    rows = {o.policy: o for o in world.run(["static", "oracle"], t)}
+    got = rows["static"].latency
+    assert got.ttft_attainment is not None and got.itl_attainment is not None
+    assert 0 < got.ttft_attainment <= 1 and 0 < got.itl_attainment <= 1
+    assert got.ttft_p95_s is not None
+    assert (got.ttft_p95_s <= 0.5) == (got.ttft_attainment >= 0.95)
+    bare = slo.model_copy(update={"ttft": None, "itl": None})
+    none = lineup.deployment.model_copy(update={"spec": spec.model_copy(update={"slo": bare})})
+    plain = Lineup(none, lineup.pools, Settings(serving="batching"))
+    assert plain.run(["static"], t)[0].latency.ttft_attainment is None
+    assert rows["oracle"].oracle_block_s == 1.0  # 900 steps: one step a block
