@@ -5,7 +5,9 @@ rate and the SLO-quantile latency over the last `rate_window_s`, a minute as the
 default PromQL range, so bursts shorter than that are averaged away; ready and warming
 replicas, spot losses and unplaceable replicas per pool, for `forecast.windowSeconds`) and
 carries the engine state from one decision to the next, so a replayed decision is the
-deployed decision.
+deployed decision. The error budget reads the replay's own counts over `spec.slo.window`:
+requests measured within the latency threshold and all requests measured, as the
+controller reads them from the SLO histogram (unknown in a metrics outage).
 `costscaler-single` is the same engine offered only the cheapest on-demand pool.
 """
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from costscaler.api import CapacityPool, InferenceDeploymentSpec
+from costscaler.api.deployment import window_seconds
 from costscaler.api.money import to_float
 from costscaler.core import EngineState, Observations
 from costscaler.core.cost import fixed_hourly
@@ -111,8 +114,11 @@ class CostScaler:
         )
         self._filled += 1
 
-    def observations(self, has_tokens: bool) -> Observations:
-        """The window as the engine takes it."""
+    def observations(
+        self, has_tokens: bool, slo: tuple[float, float] | None = None
+    ) -> Observations:
+        """The window as the engine takes it; `slo`: good and total requests since the start
+        of the rolling SLO window, for the error budget (None: unknown)."""
         data = self._buf[:, max(0, self._filled - self._keep) : self._filled]
         n = len(self.pool_names)
         rows = [data[4 + k * n : 4 + (k + 1) * n] for k in range(4)]
@@ -127,6 +133,8 @@ class CostScaler:
             warming=per_pool[1],
             lost=per_pool[2],
             unfulfillable=per_pool[3],
+            slo_good=None if slo is None else slo[0],
+            slo_total=None if slo is None else slo[1],
         )
 
     def decide(self, view: ClusterView) -> list[int]:
@@ -134,7 +142,8 @@ class CostScaler:
         self._sample(view)
         desired = view.desired
         current = {n: desired[i] for n, i in zip(self.pool_names, self._columns(view), strict=True)}
-        obs = self.observations(view.cum_tokens is not None)
+        window = float(window_seconds(self.spec.slo.window))
+        obs = self.observations(view.cum_tokens is not None, view.slo_counts(window))
         budget = self._meter.allowance(view.now_s) if self._meter else None
         decision = decide(
             self._spec,

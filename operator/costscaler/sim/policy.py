@@ -115,6 +115,16 @@ class ClusterView:
             return None
         return float(self.cum_met[hi] - self.cum_met[lo]) / n
 
+    def slo_counts(self, window_s: float) -> tuple[float, float] | None:
+        """Requests within the latency threshold and all requests measured over the window
+        (the SLO histogram's `le` bucket and count); None in an outage without data."""
+        got = self._prometheus(window_s)
+        if got is None:
+            return None
+        lo, hi, _ = got
+        self.sync(hi)
+        return float(self.cum_met[hi] - self.cum_met[lo]), self.completed(lo, hi)
+
     def concurrency(self, window_s: float) -> float:
         """Mean requests in the system over the window: in service (Little) plus waiting.
 

@@ -46,3 +46,23 @@ def test_spot_pools_without_capacity_are_left_within_a_tick(lineup):
     state = policy._state
     assert state is not None and state.stockouts  # the back-off clocks live in the state
     assert all(wait > 60.0 for _, wait in state.stockouts.values())  # retries failed: doubled
+
+
+def test_the_error_budget_reads_the_replays_own_counts(lineup):
+    arrivals = np.random.default_rng(4).poisson(10.0, 1800).astype(float)
+    policy = lineup.policy("costscaler", trace(arrivals))
+    seen = []
+    inner = policy.observations
+
+    def spy(has_tokens, slo=None):
+        seen.append(slo)
+        return inner(has_tokens, slo)
+
+    policy.observations = spy  # type: ignore[method-assign]
+    simulate(
+        trace(arrivals), lineup.models, policy, lineup.costs, start=lineup.start(trace(arrivals))
+    )
+    good, total = seen[-1]
+    # the 7d window covers the whole run: every request measured up to the last tick
+    assert 0 < good <= total <= arrivals[: 1800 - 15].sum() + 1e-9
+    assert total >= arrivals[: 1800 - 60].sum() - 1e-6
