@@ -12,9 +12,8 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-# The editable install also compiles operator/costscaler/core/_kernels.c in place: a change to
-# it (or to the build files) reinstalls.
-$(VENV)/.installed: pyproject.toml setup.py operator/costscaler/core/_kernels.c
+# Pure Python (numpy, scipy): no C compiler needed; a change to pyproject.toml reinstalls.
+$(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ".[dev]"

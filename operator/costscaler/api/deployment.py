@@ -197,7 +197,8 @@ class CapacityProfile(ApiModel):
         default=None,
         gt=0,
         le=3600,
-        description="End-to-end latency of one request on an idle replica, seconds.",
+        description="End-to-end latency of one request on an idle replica, seconds; below "
+        "slo.latency.thresholdSeconds. Unset: half the threshold (the engine's latency model).",
     )
     prefill_tokens_per_second: float | None = Field(
         default=None,
@@ -629,6 +630,19 @@ class InferenceDeploymentSpec(ApiModel):
             message="targetRef scales one Deployment: list exactly one pool",
             check=lambda m: m.target_ref is None or len(m.pools) == 1,
             field_path=".pools",
+        ),
+        Rule(
+            cel="self.workload.capacity.all(c, !has(c.baseLatencySeconds) || "
+            "c.baseLatencySeconds < self.slo.latency.thresholdSeconds)",
+            message="workload.capacity[].baseLatencySeconds must be below "
+            "slo.latency.thresholdSeconds (a replica that is already slower when idle meets "
+            "the SLO at no load): lower it or raise the threshold",
+            check=lambda m: all(
+                c.base_latency_seconds is None
+                or c.base_latency_seconds < m.slo.latency.threshold_seconds
+                for c in m.workload.capacity
+            ),
+            field_path=".workload.capacity",
         ),
         Rule(
             cel="self.spot.minOnDemandReplicas <= self.replicas.max",

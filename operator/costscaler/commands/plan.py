@@ -249,6 +249,8 @@ def to_json(
         "cost_per_hour": _num(decision.cost_per_hour),
         "marginal_cost_per_hour": _num(decision.marginal_cost_per_hour),
         "slo_risk": _num(decision.slo_risk),
+        "expected_attainment": _num(decision.expected_attainment),
+        "violating_share": _num(decision.violating_share),
         "reason": str(decision.reason),
         "message": decision.message,
         "budget": None
@@ -310,12 +312,13 @@ def table(
         f"budget     {_budget_line(decision, budget)}",
         f"spot share {spot_share(reps, kinds):.0%}",
         f"warm nodes {_warm_line(decision)}",
-        f"SLO risk   {_pct(decision.slo_risk)}",
+        f"attainment {_pct(decision.expected_attainment)} expected ("
+        f"{_pct(decision.violating_share)} of requests over the latency threshold)",
         f"SLO window {_window_line(decision)}",
         f"tokens     {_tokens_line(decision)}",
         f"reason     {decision.reason}: {decision.message}",
         "",
-        f"{'ALTERNATIVE':<20} {'$/H':>10} {'MARGINAL':>10} {'RISK':>8}  REPLICAS",
+        f"{'ALTERNATIVE':<20} {'$/H':>10} {'MARGINAL':>10} {'OVER L':>8}  REPLICAS",
     ]
     for alt in decision.alternatives:
         plan = ", ".join(f"{p}={n}" for p, n in alt.replicas.items() if n) or "none"

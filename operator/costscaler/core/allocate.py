@@ -1,23 +1,32 @@
 """Replicas per pool that minimise expected cost per hour within every bound.
 
-    minimise  J(x) = sum_i price_i x_i + sloMissCostPerHour x risk(x)          [$/h]
+    minimise  J(x) = spend(x) + warm(x) + s V(x) / (1 - a)                        [$/h]
     subject to 0 <= x_i <= max_i, min <= sum x <= max,
                spot(x) <= floor(maxFraction x sum x), onDemand(x) >= min(minOnDemand, sum x),
-               risk(x) <= 1 - attainment (the SLO floor), price . x <= budget  (soft, ranked)
+               V(x) <= 1 - a (the SLO), spend(x) <= budget  (soft, ranked)
 
-`floor_demand` is the demand (req/s) at the attainment quantile: past the floor, the share of
-it that a plan's expected capacity misses is added to the floor's penalty, so that plans
-whose risk is the same (~1 when demand is out of reach of the bounds) still rank by capacity.
+`spend` pays whole nodes, sum_i P_i ceil(x_i / k_i) (P_i a node's expected marginal $/h,
+k_i replicas per node, `core.nodes`); `V` is the expected share of requests over the
+latency threshold (`core.risk`), a the attainment target this tick (`core.step`), s the
+SLO miss cost ($/h). The miss cost is per unit of violating requests: at V = 1 - a, the
+most the SLO allows, it costs s; a plan missing twice as many requests pays twice. Spend
+is per unit of capacity by construction (each replica pays its own node share), so no
+ratio of a deployment-wide cost to a replica's price enters (the old newsvendor fractile
+mixed those units and is gone: the exact optimum needs no demand quantile to size for).
 
-A replica started beyond what runs now (`current`) also pays its warm-up once, `start_cost`
-($/h: the warm-up amortised over one horizon, the shortest time a plan governs): running
-replicas are sunk, so a move between pools must pay back its cold start within the horizon,
-and the search neither swaps pools on a sliver of saving nor re-buys what it just released.
+A replica started beyond what runs now (`current`) also pays its warm-up once, amortised
+over the time the demand that needs it is expected to last (`start_cost`, $/h per replica;
+`core.step.problem`), so a move between pools must pay back its cold start within the
+replica's expected lifetime, not within a constant few minutes.
 
-`price_i` is the expected $/h of a replica: its effective price, plus for spot the warm-up
-paid again for each interruption (rate x cold start). `risk` is `core.risk`. The SLO floor and
-the budget are penalties with lexicographic weights: the one `onConflict` prefers outranks the
-other, and both outrank money, so each holds whenever it can.
+`price_i` is the expected $/h of a replica: its marginal price, plus for spot the warm-up
+paid again for each interruption (rate x cold start). The SLO and the budget are penalties
+with lexicographic weights: the one `onConflict` prefers outranks the other, and both
+outrank money, so each holds whenever it can. Past the SLO the penalty is the violating
+share over 1 - a plus the share of requests beyond capacity (`RiskModel.evaluate`): when
+no plan within the bounds meets the SLO, the plan with the least V wins, a plan with more
+capacity wins among those that all miss every request (V = 1), and cost breaks what is
+left of a tie.
 
 The on-demand floor is min(minOnDemand, what on-demand pools hold, sum x). When on-demand
 pools hold too little to carry replicas.min at the allowed spot share, the share yields only
@@ -25,11 +34,7 @@ as far as that quota forces: spot(x) <= max(floor(maxFraction x T), T - onDemand
 so every on-demand replica the quota allows is used before spot passes its share
 (`Problem.spot_relaxed`); with no on-demand pool at all, spot is unlimited.
 
-The search starts from plans filled to the demand at the newsvendor critical fractile
-q = max(attainment, s / (s + c)), s the SLO miss cost and c the cheapest replica's $/h
-(`core.fill`: merit order, each pool first, most spot, on-demand only, and the current
-allocation), then improves the best by local search (`core.local`): add one, remove one,
-or move one replica between two pools, all moves evaluated at once, until no move lowers J.
+`core.exact` returns the exact minimiser.
 """
 
 from __future__ import annotations
@@ -49,7 +54,6 @@ from costscaler.core.types import FloatArray
 BoolArray = NDArray[np.bool_]
 HARD = 1e9
 SOFT = 1e6
-MAX_STEPS = 500
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Problem:
     prefer_slo: bool = True
     current: IntArray | None = None
     start_cost: FloatArray | None = None
+    per_node: IntArray | None = None
 
     @cached_property
     def spot_limits(self) -> bool:
@@ -146,13 +151,17 @@ class Problem:
         )
 
     @cached_property
-    def columns(self) -> FloatArray:
-        """Per-pool rows for the compiled `evaluate` (`RiskModel.columns`)."""
-        if self.current is None or self.start_cost is None:  # no warm-up term
-            current = start = np.zeros(self.price.size)
-        else:
-            current, start = self.current.astype(np.float64), self.start_cost
-        return self.risk.columns(self.price, self.surviving, current, start)
+    def node_size(self) -> IntArray:
+        """Replicas per node per pool (1 when the caller gave none)."""
+        if self.per_node is None:
+            return np.ones(self.price.size, dtype=np.int64)
+        return np.asarray(self.per_node, dtype=np.int64)
+
+    @cached_property
+    def divisor(self) -> float:
+        """1 - a, the violating share the SLO allows, floored at 1e-4 so that an attainment
+        target of 1 prices a miss at 10,000 x the miss cost rather than dividing by 0."""
+        return max(self.risk_floor, 1e-4)
 
     @cached_property
     def as_lists(self) -> tuple[list[float], list[bool], list[int]]:
@@ -261,46 +270,54 @@ def fits(p: Problem, plan: IntArray) -> bool:
     return spot <= share and total - spot >= min(p.on_demand_floor, total)
 
 
+def penalties(p: Problem) -> tuple[float, float]:
+    """(SLO weight, budget weight): the one `onConflict` prefers outranks the other."""
+    return (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
+
+
+def risk_terms(p: Problem, violating: FloatArray, overflow: FloatArray) -> FloatArray:
+    """s V / (1 - a) plus, past the SLO, its penalty: w ((V - (1 - a)) + overflow).
+
+    Non-decreasing in V and in overflow, so bounds on both bound it (`core.exact`)."""
+    slo_w, _ = penalties(p)
+    past = violating > p.risk_floor
+    over = np.where(past, violating - p.risk_floor + overflow, 0.0)
+    return np.asarray(p.slo_miss_cost * violating / p.divisor + slo_w * over, dtype=np.float64)
+
+
 def evaluate(p: Problem, plans: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(spend $/h, risk, penalised objective) of each plan, compiled (`core/_kernels.c`):
+    """(spend $/h, violating share V, objective J) of each plan (rows: plans):
 
-        J = spend + warm-up + s risk + w_floor over_floor + w_budget max(spend - budget, 0)
+        J = whole-node spend + warm-up + risk_terms(V, overflow) + w_budget (spend - budget)+
 
-    over_floor = risk - floor + missing past the floor, else 0: the capacity still missing
-    to the floor's demand quantile (a share of it) ranks plans whose risk is the same (all ~1
-    when demand is out of the bounds' reach)."""
-    floor_w, budget_w = (HARD, SOFT) if p.prefer_slo else (SOFT, HARD)
-    warm = p.current is not None and p.start_cost is not None
-    return p.risk.evaluate(
-        plans,
-        p.columns,
-        p.floor_demand,
-        p.risk_floor,
-        p.slo_miss_cost,
-        floor_w,
-        p.budget,
-        budget_w,
-        warm,
-    )
+    `spend` is per replica (price . x), as `Plan.spend` holds it; `core.billing` adds the
+    node slots a plan leaves empty, which J pays (`money`)."""
+    x = np.asarray(plans, dtype=np.int64)
+    spend = np.asarray(x @ p.price, dtype=np.float64)
+    whole = nodes_spend(p, x)
+    violating, overflow = p.risk.evaluate(x)
+    obj = money(p, x, whole) + risk_terms(p, violating, overflow)
+    if math.isfinite(p.budget):
+        obj = obj + penalties(p)[1] * np.maximum(whole - p.budget, 0.0)
+    return spend, violating, obj
 
 
-def money(p: Problem, plans: IntArray, spend: FloatArray | None = None) -> FloatArray:
-    """The objective's terms that are not risk (spend and warm-up): a lower bound on it.
-    `spend` is plans @ price when the caller has it."""
-    money = plans @ p.price if spend is None else spend
+def nodes_spend(p: Problem, plans: IntArray) -> FloatArray:
+    """$/h of each plan with whole nodes paid: sum_i price_i k_i ceil(x_i / k_i)."""
+    k = p.node_size
+    return np.asarray((-(-plans // k) * k) @ p.price, dtype=np.float64)
+
+
+def money(p: Problem, plans: IntArray, whole: FloatArray | None = None) -> FloatArray:
+    """The objective's terms that are not risk: whole-node spend and warm-up ($/h), a lower
+    bound on it. `whole` is `nodes_spend(p, plans)` when the caller has it."""
+    out = nodes_spend(p, plans) if whole is None else whole
     if p.current is not None and p.start_cost is not None:
-        money = money + np.maximum(plans - p.current, 0) @ p.start_cost
-    return np.asarray(money, dtype=np.float64)
+        out = out + np.maximum(plans - p.current, 0) @ p.start_cost
+    return np.asarray(out, dtype=np.float64)
 
 
 def plan_of(p: Problem, replicas: IntArray) -> Plan:
     """Evaluate one plan."""
     spend, risk, obj = evaluate(p, replicas[None, :])
     return Plan(replicas, float(spend[0]), float(risk[0]), float(obj[0]))
-
-
-def newsvendor_quantile(slo_miss_cost: float, replica_cost: float, attainment: float) -> float:
-    """Critical fractile s / (s + c), floored at the SLO attainment target."""
-    total = slo_miss_cost + replica_cost
-    fractile = slo_miss_cost / total if total > 0 else 1.0
-    return max(attainment, fractile)

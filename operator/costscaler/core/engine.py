@@ -17,7 +17,7 @@ import numpy as np
 from costscaler.api.deployment import InferenceDeploymentSpec, window_seconds
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool
-from costscaler.core import cost, hazard
+from costscaler.core import cost, hazard, latency
 from costscaler.core.pools import PoolView, pool_views, token_capacity
 from costscaler.core.step import step
 from costscaler.core.types import BudgetConstraint, Decision, EngineState, Observations
@@ -105,6 +105,21 @@ class Planner:
         default = hazard.DEFAULT_BURST_SHARE
         shares = [default if p.burst_share is None else p.burst_share for p in pools]
         self.burst_priors = {self.names[i]: hazard.burst_prior(shares[i]) for i in self.spot_index}
+        # Idle latency per pool (`core.latency`); the threshold must leave room for queueing.
+        base = [
+            latency.default_base_latency(settings.latency_threshold_s)
+            if p.base_latency_s is None
+            else p.base_latency_s
+            for p in pools
+        ]
+        for p, b in zip(pools, base, strict=True):
+            if not b < settings.latency_threshold_s:
+                raise ValueError(
+                    f"pool {p.name}: base latency {b} s is not below the SLO threshold "
+                    f"{settings.latency_threshold_s} s, so no load meets it: lower "
+                    "workload.capacity[].baseLatencySeconds or raise slo.latency.thresholdSeconds"
+                )
+        self.base_latency_s = np.array(base, dtype=np.float64)
         # Capacity asked for now serves after the slowest eligible pool's cold start.
         self.horizon_s = float(self.cold_start_s.max())
 

@@ -1,273 +1,351 @@
-"""The exact optimum of an allocation problem, by branch and bound over pools.
+"""The exact optimum of an allocation problem: a vectorised branch and bound over pools.
 
-An incumbent plan (the best start, `local.first_plan`) has objective J*. No plan x can beat
-it unless a lower bound on its objective is below J*. The bound rests on R(C), a lower bound
-on `RiskModel.of` that depends only on C(x) = sum_i x_i c_i (1 - f_i), the capacity left after
-the expected independent spot losses f_i: every term of the risk is Phi((D_g + B - C(x)) / sd)
-with B >= 0 (a burst only adds shortfall) and sd >= the kernel bandwidth bw. For D_g < C the
-argument is at least (D_g - C) / bw (a negative number over a larger sd is nearer 0); for
-D_g >= C it is at least 0, where Phi is 1/2. The scenario weights sum to 1, so
+Pools are assigned one at a time, cheapest $/h per req/s first. A partial plan (the counts
+of the pools assigned, the rest 0) is a row; a level expands every row by every count of
+the next pool at once (a matrix of rows), drops the rows no completion can make better than
+the best complete plan found (the incumbent, objective J*), and goes on with the survivors,
+best bound first, a chunk of rows at a time (depth first between chunks, so a good plan is
+found early and memory stays bounded). Complete plans left are evaluated exactly, best
+bound first. Nothing is dropped that could beat J*, so the plan returned is a minimiser of
+J (`core.allocate`) over every plan within the hard bounds.
 
-    R(C) = sum_g k_g x (Phi((D_g - C) / bw) if D_g < C else 1/2),  non-increasing in C,
+The bound. Write a plan as a partial plan p (pools assigned) plus a completion q (the rest).
+Let C(x) = sum_i x_i c_i (1 - indep_loss_i) be its capacity with no burst. Then
 
-and the objective is at least money(x) + s R(C(x)) + w max(R(C(x)) - floor, 0), with w the
-SLO floor's weight (`allocate.evaluate`; the budget term is >= 0 and dropped).
+    J(p + q) >= money(p) + money(q) + R(C(p) + C(q)),  R(C) = risk_terms(Vlow(C), O(C)),
 
-Pools are assigned one at a time, cheapest per req/s first, every count of a pool under every
-partial plan, counts capped by what the spend leaves under J*. A partial plan
-is dropped when its money plus the least the pools left must still pay reaches J*: either the
-cheapest way to add capacity at their best $/h per req/s against the risk terms (`RiskCost`),
-or the on-demand replicas its spot replicas owe under spot.maxFraction. The complete plans
-left are evaluated exactly, best bound first, so the result is the optimum. When the tree
-grows past `max_nodes` partial plans at a level, `solve` gives up (None) and the local search's
-plan stands.
+because money (whole nodes, warm-up) is a sum over pools, the budget term is >= 0, and the
+risk terms are non-decreasing in V and in the overflow, which are at least Vlow and O at the
+plan's capacity (`core.risk`: every scenario has at most C(x), every pool's table is
+non-decreasing in 1 / C and the pool shares sum to 1). R is non-increasing in C. The rest's
+money is at least rho C(q) (rho the least $/h per req/s among the pools left: a whole node
+costs at least its replicas' share, warm-up is >= 0), and at least pmin (replicas.min -
+count(p))+ (pmin the least $/h of a replica left: the total must reach its minimum). So
 
-The level loop itself is compiled (`_kernels.c`): as numpy it was ~30 array calls a level,
-whose per-call cost was a third of a decision. Its arithmetic is the numpy formulas', in
-the same order, so the plans kept and the give-up points are the same to the bit
-(tests/unit/core/test_kernels.py replays it against them).
+    J(p + q) >= money(p) + max( min_{C' >= C(p)} [rho (C' - C(p)) + R(C')],
+                                pmin (min - count(p))+ ).
+
+The inner minimum is bounded on a grid G_0 < ... < G_K of capacity (0 to the most the pools
+can hold): for C(p) in cell j (G_j <= C(p) < G_{j+1}) and C' in cell k >= j, R(C') >=
+R(G_{k+1}) (non-increasing) and rho (C' - C(p)) >= rho (G_k - G_{j+1}) for k > j, >= 0 for
+k = j, so the inner minimum is at least
+
+    L_j = min( R(G_{j+1}),  min_{k > j} (rho G_k + R(G_{k+1})) - rho G_{j+1} ),
+
+one suffix minimum per level (`_tables`). A row whose bound is >= J* cannot beat J* and is
+dropped. Rows also go when their count passes replicas.max or cannot reach replicas.min
+with what the pools left hold. The leaves' other bounds (spot share, on-demand floor) are
+checked exactly (`allocate.feasible`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from costscaler.core import _kernels
-from costscaler.core.allocate import HARD, SOFT, Plan, Problem, evaluate, feasible, money
-from costscaler.core.local import descend, first_plan
+from costscaler.core.allocate import BoolArray, Plan, Problem, evaluate, feasible, risk_terms
 from costscaler.core.risk import IntArray
 from costscaler.core.types import FloatArray
 
-MAX_NODES = 1024
-_GRID = 129
-_UNIT = np.linspace(0.0, 1.0, _GRID)  # the capacity grid, as a share of its top
-_CHUNK = 64
-_SMALL = 256
-_BRUTE = 65536
-_DOUBLINGS = 6
-MAX_WAIT = 16
-_RATIO, _RATIO_PAST = 7, 8  # columns of a level row (the C enum's order)
+GRID = 1025
+REACH = 4.0  # the grid ends at this many times the largest demand sample
+CHUNK = 8192  # rows of a level expanded at a time
+LEAF_CHUNK = 512  # complete plans evaluated at a time
 
 
-def risk_bound(p: Problem, capacity: FloatArray) -> FloatArray:
-    """R(C): a lower bound on the risk of any plan of nominal capacity C (see the module)."""
-    return p.risk.demand.exceedance(capacity, bound=True)
+@dataclass(frozen=True)
+class _Level:
+    """One pool's level: its index, the money and capacity of each count, what the pools
+    after it can add, and the bound table for them."""
+
+    pool: int
+    spot: bool
+    money: FloatArray
+    capacity: FloatArray
+    rest_count: int
+    rest_on_demand: int
+    pmin: float
+    pmin_on_demand: float
+    table: FloatArray
+    linear: FloatArray
 
 
-def _bound(p: Problem, risk: FloatArray) -> FloatArray:
-    """The objective's risk terms as a function of a risk lower bound."""
-    floor_w = HARD if p.prefer_slo else SOFT
-    return np.asarray(
-        p.slo_miss_cost * risk + floor_w * np.maximum(risk - p.risk_floor, 0.0), dtype=np.float64
-    )
+def _money_of_counts(p: Problem, i: int, top: int) -> FloatArray:
+    """money of 0..top replicas of pool i alone: whole nodes plus warm-up ($/h)."""
+    k = np.arange(top + 1)
+    size = int(p.node_size[i])
+    out = -(-k // size) * size * float(p.price[i])
+    if p.current is not None and p.start_cost is not None:
+        out = out + np.maximum(k - int(p.current[i]), 0) * float(p.start_cost[i])
+    return np.asarray(out, dtype=np.float64)
 
 
-class RiskCost:
-    """Lower bounds on what a partial plan must still pay, as functions of its capacity.
-
-    B(C) = the risk terms of the objective at R(C), tabulated on a capacity grid G. For the
-    pools left to assign, with best ratio rho ($/h per req/s), a partial plan at capacity C
-    pays at least g(C) = min over C' >= C of (C' - C) rho + B(C'). Between grid points,
-    B(C') >= B(G_{k+1}) and C' >= G_k, so per cell j (G_j <= C < G_{j+1}):
-    g >= min(B_{j+1}, min_{k>j} (G_k rho + B_{k+1}) - G_{j+1} rho), a valid bound.
-    """
-
-    def __init__(self, p: Problem) -> None:
-        d = p.risk.demand
-        self.grid = (float(d.samples[-1]) + 10.0 * d.bandwidth) * _UNIT
-        self.step = float(self.grid[1])
-        self.cost = _bound(p, risk_bound(p, self.grid))
-
-    def tables(self, rho: list[float]) -> FloatArray:
-        """L_j per cell for each ratio in `rho` (rows), and 0 past the grid, where capacity
-        may be anything. An infinite ratio (no pool left) leaves B itself. Compiled
-        (`_kernels.c`): one pass from the top cell down keeps the running minimum."""
-        r = np.asarray(rho, dtype=np.float64)
-        out = _kernels.tables(self.grid, self.cost, r, self.grid.size, r.size)
-        return np.frombuffer(out, dtype=np.float64).reshape(r.size, self.grid.size)
+def _tables(grid: FloatArray, bound: FloatArray, rho: float) -> FloatArray:
+    """L_j per cell j of `grid` (see the module) for ratio `rho` ($/h per req/s), made
+    non-increasing by a running minimum (lower, so still a bound; the search reads ranges
+    of counts off it)."""
+    nxt = bound[1:]
+    if not math.isfinite(rho):
+        return np.asarray(np.minimum.accumulate(nxt), dtype=np.float64)
+    a = rho * grid[:-1] + nxt  # rho G_k + R(G_{k+1}), k = 0 .. K-1
+    suffix = np.minimum.accumulate(a[::-1])[::-1]  # min over k >= j
+    after = np.concatenate((suffix[1:], [math.inf]))  # min over k > j
+    out = np.minimum(nxt, after - rho * grid[1:])
+    return np.asarray(np.minimum.accumulate(out), dtype=np.float64)
 
 
-class Tree:
-    """What a search of `p` needs besides the incumbent (built once, shared by searches).
-
-    `levels`: one row per level (`_kernels.grow`'s columns), pools cheapest per req/s first,
-    identical pools next to each other, each row with what the pools after it can still add
-    as lower bounds (`_kernels.setup`, compiled: a handful of pools, where Python's per-pool
-    loops were a tenth of a decision):
-
-    - `ratio`: the least $/h per req/s of any pool left;
-    - with spot.maxFraction f < 1, spot replicas beyond a row's allowance (f / (1 - f) spot
-      per on-demand replica it holds) each bring (1 - f) / f on-demand replicas (`per_spot`),
-      so capacity past the allowance costs at least `ratio_past` = min(the on-demand pools'
-      ratio, the best spot and on-demand pair at the share's limit: the LP of the cheapest
-      mix within the share has at most two pools); `spot_cap`, the largest spot capacity left;
-    - a row already past its allowance owes the on-demand replicas at the cheapest price left
-      (`od_price`), adding at most the largest on-demand capacity left (`od_cap`);
-    - `twin`: the level's pool is identical to the one before (same price, capacity, losses,
-      bounds, running replicas and warm-up), so a plan holds no more of it than of that one.
-    """
-
-    def __init__(self, p: Problem) -> None:
-        r = p.risk
-        self.cap = r.capacity * (1.0 - r.indep_loss)
-        self.bound = RiskCost(p)
-        size = self.cap.size
-        cur = p.current if p.current is not None else np.zeros(size, dtype=np.int64)
-        start = p.start_cost if p.start_cost is not None else np.zeros(size)
-        pools = np.column_stack(
-            (p.price, self.cap, p.spot, r.indep_loss, r.burst_prob, p.max_replicas, cur, start)
-        ).astype(np.float64)
-        f = p.spot_max_fraction
-        levels, self.per_od, self.per_spot = _kernels.setup(
-            np.ascontiguousarray(pools), size, p.total_max, f, p.spot_limits and f < 1.0
-        )
-        self.levels = np.frombuffer(levels, dtype=np.float64).reshape(size, -1)
-        ratio, past = self.levels[:, _RATIO], self.levels[:, _RATIO_PAST]
-        self.tables = self.bound.tables([*ratio.tolist(), *past.tolist(), math.inf])
-
-
-def solve(
-    p: Problem,
-    incumbent: Plan,
-    max_nodes: int = MAX_NODES,
-    ceiling: float = math.inf,
-    tree: Tree | None = None,
-) -> Plan | None:
-    """The optimum if the tree stays within `max_nodes` partial plans per level, else None.
-
-    The incumbent must be feasible with a finite objective; the result is never worse.
-    With a `ceiling` below the incumbent's objective, only plans under it are searched: the
-    result is then the optimum if its objective is under the ceiling, else the incumbent.
-    Each partial plan is a row of (money $/h, capacity req/s, replicas, spot replicas).
-    `tree` is `Tree(p)`, when the caller searches `p` more than once.
-    """
-    best = min(incumbent.objective, ceiling)
-    if not math.isfinite(best):
-        return None
-    t = tree if tree is not None else Tree(p)
-    tables = t.tables
-    grown = _kernels.grow(
-        best,
-        max_nodes,
-        p.total_max,
-        t.per_od,
-        t.per_spot,
-        t.levels,
-        t.bound.step,
-        tables,
-        tables.shape[1],
-        t.cap.size,
-    )
-    if grown is None:
-        return None
-    plans = np.frombuffer(grown[0], dtype=np.int64).reshape(-1, t.cap.size)
-    lower = np.frombuffer(grown[1], dtype=np.float64)
-    return _best_leaf(p, plans, lower, incumbent, best)
-
-
-def _best_leaf(
-    p: Problem, plans: IntArray, lower: FloatArray, incumbent: Plan, cutoff: float = math.inf
-) -> Plan:
-    """The best of the complete plans left under `cutoff` (and the incumbent), evaluated in
-    order of their lower bound a chunk at a time, until the next chunk's bound cannot beat
-    the best found; the incumbent if none does."""
-    bar = min(incumbent.objective, cutoff)
-    ok = (lower < bar - 1e-9) & feasible(p, plans)
-    plans, lower = plans[ok], lower[ok]
-    ranked = np.argsort(lower, kind="stable")
-    best = incumbent
-    for lo in range(0, ranked.size, _CHUNK):
-        chunk = ranked[lo : lo + _CHUNK]
-        if not lower[chunk[0]] < bar - 1e-9:
-            break
-        spend, risk, obj = evaluate(p, plans[chunk])
-        k = int(np.argmin(obj))
-        if obj[k] < bar - 1e-9:
-            bar = float(obj[k])
-            best = Plan(plans[chunk[k]], float(spend[k]), float(risk[k]), float(obj[k]))
+def _blended(unit: FloatArray, eff: FloatArray, spot: BoolArray, f: float) -> float:
+    """The least $/h per req/s of any mix with at most a share f of spot replicas: the LP
+    min sum u_i x_i / sum e_i x_i subject to spot(x) <= f sum x has a basic optimum with at
+    most two pools, one on-demand alone or a spot and an on-demand pool at share f."""
+    od = ~spot
+    best = float((unit[od] / np.maximum(eff[od], 1e-12)).min())
+    us, es = unit[spot][:, None], eff[spot][:, None]
+    uo, eo = unit[od][None, :], eff[od][None, :]
+    if us.size and f > 0:
+        pair = (f * us + (1.0 - f) * uo) / np.maximum(f * es + (1.0 - f) * eo, 1e-12)
+        best = min(best, float(pair.min()))
     return best
 
 
-def _every(p: Problem, tops: IntArray, incumbent: Plan) -> Plan:
-    """The best plan of the whole space (counts below `tops`), cheapest spend first."""
-    every = np.indices(tops.tolist()).reshape(tops.size, -1).T
-    return _best_leaf(p, every, money(p, every), incumbent)
+class _Search:
+    """One branch and bound over `p` from an incumbent (see the module)."""
+
+    def __init__(self, p: Problem, incumbent: Plan | None) -> None:
+        self.p = p
+        self.best = incumbent
+        self.bar = math.inf if incumbent is None else incumbent.objective
+        eff = p.risk.effective
+        tops = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
+        # $/h a replica of each pool adds at least: its price, plus its warm-up when the pool
+        # runs none now (every replica added is then new).
+        unit = p.price.copy()
+        if p.current is not None and p.start_cost is not None:
+            unit = unit + np.where(p.current <= 0, p.start_cost, 0.0)
+        ratio = unit / np.maximum(eff, 1e-12)
+        spot = p.spot.tolist()
+        # On-demand pools first: the spot share then prunes spot rows as they are made.
+        order = sorted(range(ratio.size), key=lambda i: (spot[i], float(ratio[i])))
+        self.share = p.spot_limits
+        demand = p.risk.samples[0]
+        top = float(tops @ eff)
+        if demand.size:
+            top = min(top, REACH * float(demand.max()))
+        self.grid = np.linspace(0.0, max(top, 1e-9), GRID)
+        self.step = float(self.grid[1])
+        low = p.risk.low(self.grid)
+        bound = risk_terms(p, low, p.risk.overflow_at(self.grid))
+        # The miss cost alone, linear in V: split across the burst scenarios (the module).
+        linear = p.slo_miss_cost / p.divisor * low
+        weights, scenario_cap = p.risk.scenarios
+        self.weights = weights
+        self.lost = eff[:, None] - scenario_cap  # capacity each pool's replica loses per s
+        # Past the grid the risk terms are only known to be >= 0.
+        self.beyond = 0.0
+        # Under the spot share, every plan's money is at least rho_b C (the LP of the cheapest
+        # capacity with spot replicas <= f of all: at most one spot and one on-demand pool).
+        self.blend: FloatArray | None = None
+        if self.share and p.spot_max_fraction < 1.0:
+            rho_b = _blended(unit, eff, p.spot, p.spot_max_fraction)
+            self.blend = rho_b * self.grid[:-1] + _tables(self.grid, bound, rho_b)
+        self.levels: list[_Level] = []
+        for pos, i in enumerate(order):
+            rest = order[pos + 1 :]
+            od = [j for j in rest if not spot[j]]
+            self.levels.append(
+                _Level(
+                    pool=i,
+                    spot=spot[i],
+                    money=_money_of_counts(p, i, int(tops[i])),
+                    capacity=np.arange(int(tops[i]) + 1, dtype=np.float64) * float(eff[i]),
+                    rest_count=int(tops[rest].sum()) if rest else 0,
+                    rest_on_demand=int(tops[od].sum()) if od else 0,
+                    pmin=float(unit[rest].min()) if rest else math.inf,
+                    pmin_on_demand=float(unit[od].min()) if od else math.inf,
+                    table=_tables(self.grid, bound, float(ratio[rest].min()) if rest else math.inf),
+                    linear=_tables(
+                        self.grid, linear, float(ratio[rest].min()) if rest else math.inf
+                    ),
+                )
+            )
+
+    def root(self) -> float:
+        """A lower bound on the objective of every plan (the empty plan's bound)."""
+        lv = self.levels[0]
+        zero = np.zeros(1, dtype=np.int64)
+        return float(self._lower(lv, lv.money[:1], lv.capacity[:1], zero, zero)[0])
+
+    def run(self, ceiling: float = math.inf) -> Plan | None:
+        """The best plan with objective under min(ceiling, the incumbent's): the optimum when
+        one is under it (None when none is)."""
+        held = math.inf if self.best is None else self.best.objective
+        self.bar = min(held, ceiling)
+        n = self.p.price.size
+        zero = np.zeros(1, dtype=np.int64)
+        self._descend(0, np.zeros((1, n), dtype=np.int64), np.zeros(1), np.zeros(1), zero, zero)
+        best = self.best
+        return best if best is not None and best.objective < ceiling else None
+
+    def _look(self, table: FloatArray, cap: FloatArray) -> FloatArray:
+        cell = (cap / self.step).astype(np.int64)
+        return np.asarray(
+            np.where(cell < GRID - 1, table[np.minimum(cell, GRID - 2)], self.beyond),
+            dtype=np.float64,
+        )
+
+    def _lower(
+        self,
+        lv: _Level,
+        money: FloatArray,
+        cap: FloatArray,
+        count: IntArray,
+        spot: IntArray,
+        lost: FloatArray | None = None,
+    ) -> FloatArray:
+        """Lower bounds on the objective of every completion of each row (see the module);
+        `lost`: per row, the capacity each burst scenario takes from its assigned pools."""
+        p = self.p
+        risk = self._look(lv.table, cap)
+        if lost is not None and self.weights.size > 1:
+            burst = self._look(lv.linear, np.maximum(cap[:, None] - lost, 0.0)) @ self.weights
+            risk = np.maximum(risk, burst)
+        need = np.maximum(p.reachable_min - count, 0)
+        if self.share:
+            # On-demand replicas still owed: the spot share's (spot (1 - f) / f of them) and
+            # the on-demand floor's; each costs at least the cheapest on-demand replica left.
+            f = p.spot_max_fraction
+            owed = np.full(count.shape, min(p.on_demand_floor, p.reachable_min), dtype=np.float64)
+            if f > 1e-12:  # (with f ~ 0 no row holding spot is left: `_descend`)
+                owed = np.maximum(owed, np.ceil(spot * ((1.0 - f) / f) - 1e-9))
+            owed = np.maximum(owed - (count - spot), 0.0)
+            extra = owed * lv.pmin_on_demand if math.isfinite(lv.pmin_on_demand) else 0.0
+            extra = np.where(owed > 0, extra, 0.0) + np.maximum(need - owed, 0) * (
+                lv.pmin if math.isfinite(lv.pmin) else 0.0
+            )
+            risk = np.maximum(risk, extra)
+        elif math.isfinite(lv.pmin):
+            risk = np.maximum(risk, need * lv.pmin)
+        return np.asarray(money + risk, dtype=np.float64)
+
+    def _descend(
+        self,
+        level: int,
+        rows: IntArray,
+        money: FloatArray,
+        cap: FloatArray,
+        count: IntArray,
+        spot: IntArray,
+    ) -> None:
+        p, lv = self.p, self.levels[level]
+        # The counts of this pool worth trying for each row form a range: money only grows
+        # with the count (k <= hi) and the capacity bound only falls (k >= lo, `_Level.table`
+        # non-increasing); the whole bound is then checked on the range alone.
+        room = self.bar - money
+        hi = np.searchsorted(lv.money, room, side="left") - 1
+        hi = np.minimum(hi, p.total_max - count)
+        first = np.searchsorted(-lv.table, -room, side="right")  # first cell under room
+        reach = np.where(first < GRID - 1, self.grid[np.minimum(first, GRID - 1)], self.grid[-1])
+        reach = np.where(room > self.beyond, reach, np.inf)
+        step = max(lv.capacity[1] if lv.capacity.size > 1 else 1.0, 1e-12)
+        lo = np.ceil((reach - cap) / step) - 1.0  # one less: rounding never drops a count
+        lo = np.maximum(np.maximum(lo, 0.0), p.reachable_min - count - lv.rest_count)
+        lo = np.where(np.isfinite(lo), lo, hi + 1).astype(np.int64)
+        width = np.maximum(hi - lo + 1, 0)
+        total = int(width.sum())
+        parent = np.repeat(np.arange(rows.shape[0]), width)
+        k = lo[parent] + np.arange(total) - np.repeat(np.cumsum(width) - width, width)
+        m = money[parent] + lv.money[k]
+        c = cap[parent] + lv.capacity[k]
+        t = count[parent] + k
+        sp = spot[parent] + (k if lv.spot else 0)
+        ok = m + self._look(lv.table, c) < self.bar
+        if self.share:  # the spot share must still be reachable with the on-demand left
+            f = p.spot_max_fraction
+            ok &= sp * (1.0 - f) <= f * (t - sp + lv.rest_on_demand) + 1e-9
+        if self.blend is not None:
+            ok &= self._look(self.blend, c) < self.bar
+        parent, k, m, c, t, sp = parent[ok], k[ok], m[ok], c[ok], t[ok], sp[ok]
+        lost = (rows @ self.lost)[parent] + np.outer(k, self.lost[lv.pool])
+        lower = self._lower(lv, m, c, t, sp, lost)
+        keep = lower < self.bar
+        order = np.flatnonzero(keep)[np.argsort(lower[keep], kind="stable")]
+        last = level == len(self.levels) - 1
+        size = LEAF_CHUNK if last else CHUNK
+        for head in range(0, order.size, size):
+            chunk = order[head : head + size]
+            if not lower[chunk[0]] < self.bar:
+                break
+            child = rows[parent[chunk]]
+            child[:, lv.pool] = k[chunk]
+            if last:
+                self._leaves(child)
+            else:
+                self._descend(level + 1, child, m[chunk], c[chunk], t[chunk], sp[chunk])
+
+    def _leaves(self, plans: IntArray) -> None:
+        ok = feasible(self.p, plans)
+        if not ok.any():
+            return
+        plans = plans[ok]
+        spend, risk, obj = evaluate(self.p, plans)
+        j = int(np.argmin(obj))
+        if obj[j] < self.bar:
+            self.bar = float(obj[j])
+            self.best = Plan(plans[j].copy(), float(spend[j]), float(risk[j]), float(obj[j]))
 
 
-def _within_floor(p: Problem, past: Plan, tree: Tree) -> Plan | None:
-    """The optimum when the incumbent is past the SLO floor, or None.
+def incumbent(p: Problem, starts: list[IntArray]) -> Plan | None:
+    """The best of `starts` within the hard bounds (None when none is)."""
+    if not starts:
+        return None
+    stack = np.minimum(np.stack(starts).astype(np.int64), p.max_replicas)
+    ok = feasible(p, stack)
+    if not ok.any():
+        return None
+    stack = stack[ok]
+    spend, risk, obj = evaluate(p, stack)
+    j = int(np.argmin(obj))
+    return Plan(stack[j].copy(), float(spend[j]), float(risk[j]), float(obj[j]))
 
-    Past the floor the incumbent's objective carries the floor's penalty, so it prunes
-    nothing. A plan within the floor costs at most its spend + s x floor: search under a
-    ceiling of that form, from the incumbent's spend up, doubling; the first plan found under
-    a ceiling is the optimum (every plan under it was in the tree).
-    """
-    spend = max(float(money(p, past.replicas[None, :])[0]), float(p.price.min()), 1e-6)
-    for _ in range(_DOUBLINGS):
-        ceiling = 1.25 * spend + p.slo_miss_cost * p.risk_floor
-        if ceiling >= past.objective:
-            return None
-        found = solve(p, past, ceiling=ceiling, tree=tree)
-        if found is None:
-            return None
-        if found.objective < ceiling:
+
+def optimum(p: Problem, starts: list[IntArray] | None = None) -> Plan:
+    """The plan minimising J within every hard bound (`core.allocate`), exactly.
+
+    `starts` are plans to begin from (the better, the fewer rows the search keeps); they do
+    not change the result's objective. Ceilings from the root's lower bound up, doubling,
+    keep the tree narrow when no start is near the optimum. With no plan within the hard
+    bounds (replicas.min beyond what the pools hold), the pools' maxima: the caller reports
+    the shortfall."""
+    first = incumbent(p, starts or [])
+    search = _Search(p, first)
+    # A far incumbent (a start past the SLO prices its penalty) prunes nothing: search under
+    # ceilings from the root's bound up, doubling; the first plan found under a ceiling is
+    # the optimum, since every plan under it was in the tree.
+    ceiling = max(search.root(), 1e-6) * 1.25
+    while first is None or (first.risk > p.risk_floor and ceiling < first.objective):
+        found = search.run(ceiling)
+        if found is not None:
             return found
-        spend *= 2.0
-    return None
+        if not math.isfinite(ceiling):
+            break
+        ceiling = ceiling * 2.0 if ceiling < 1e12 else math.inf
+    found = search.run()
+    if found is not None:
+        return found
+    fallback = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
+    spend, risk, obj = evaluate(p, fallback[None, :])
+    return Plan(fallback, float(spend[0]), float(risk[0]), float(obj[0]))
 
 
-def optimum(p: Problem, starts: list[IntArray]) -> Plan:
-    """The optimum of `p`, or the best the local search finds when the tree is too wide."""
-    return optimum_or_search(p, starts, attempt=True)[0]
-
-
-def optimum_or_search(
-    p: Problem, starts: list[IntArray], attempt: bool, narrow: bool = False
-) -> tuple[Plan, bool | None]:
-    """The plan, and whether it is proven optimal (None: the exact search was not tried).
-
-    The local search descends from the best start (the current allocation is one: the
-    optimum is usually near it after a small change of demand); its plan is the branch and
-    bound's incumbent, and the better the incumbent the narrower the tree. A tree too
-    wide in a small space (a start past the SLO floor) tries every plan instead. A space of
-    `_SMALL` plans or fewer is always searched whole; otherwise the exact search runs only
-    when `attempt` (see `backoff`). With `narrow` (the last search of this deployment
-    succeeded), it first tries from the best start directly, on a quarter of the node
-    budget: a narrow tree needs no local search to prove its optimum.
-    """
-    first = first_plan(p, starts)
+def brute_force(p: Problem) -> Plan | None:
+    """Every plan evaluated (small problems only: the tests' reference)."""
     tops = np.minimum(p.max_replicas, p.total_max) + 1
-    space = math.prod(tops.tolist())
-    if space <= _SMALL:  # one or two small pools: try every plan
-        return _every(p, tops, first), True
-    tree = Tree(p) if attempt else None
-    if tree is not None and narrow:
-        quick = solve(p, first, MAX_NODES // 4, tree=tree)
-        if quick is not None:
-            return quick, True
-    found = descend(p, first)
-    if tree is None:
-        return found, None
-    exact = solve(p, found, tree=tree)
-    if exact is None and found.risk > p.risk_floor and p.prefer_slo:
-        exact = _within_floor(p, found, tree)
-    if exact is None and space <= _BRUTE:
-        exact = _every(p, tops, found)
-    return (found, False) if exact is None else (exact, True)
-
-
-def backoff(misses: int, wait: int, proven: bool | None) -> tuple[int, int]:
-    """(misses, wait) after a decision: how many exact searches in a row gave up, and how
-    many decisions to skip before the next try.
-
-    A deployment whose trees are too wide to search (many pools, loose bounds) stays so from
-    one tick to the next: each failed try doubles the ticks skipped (up to `MAX_WAIT`) so
-    the engine does not pay for a search that gives up; one success resets it.
-    """
-    if proven is None:
-        return misses, max(wait - 1, 0)
-    if proven:
-        return 0, 0
-    return misses + 1, min(2 ** (misses + 1), MAX_WAIT) - 1
+    every = np.indices(tops.tolist()).reshape(tops.size, -1).T.astype(np.int64)
+    every = every[feasible(p, every)]
+    if every.shape[0] == 0:
+        return None
+    spend, risk, obj = evaluate(p, every)
+    j = int(np.argmin(obj))
+    return Plan(every[j], float(spend[j]), float(risk[j]), float(obj[j]))

@@ -34,8 +34,8 @@ def alternatives(
     fixed: float,
 ) -> tuple[Alternative, ...]:
     """The chosen plan, the plan before keep-alive (if different), the cheapest all-on-demand
-    plan meeting the SLO floor, the maximum-spot plan (`most_spot`, from `fill.max_spot`)
-    and the current allocation."""
+    plan covering the demand at the attainment quantile, the maximum-spot plan (`most_spot`,
+    from `fill.max_spot`) and the current allocation."""
     names, plans = ["chosen"], [chosen.replicas]
     if not np.array_equal(chosen.replicas, target.replicas):
         names.append("without-keep-alive")
@@ -92,8 +92,8 @@ def explain(
     head = (
         f"Demand {_rps(demand.level)} req/s now, {_rps(demand.quantile(q))} req/s at the "
         f"{q:.1%} quantile in {pl.horizon_s:.0f} s: {_allocation(pl, chosen.replicas)} "
-        f"for {_priced(pl, prob, chosen, fixed)}, SLO risk "
-        f"{chosen.risk:.2%}."
+        f"for {_priced(pl, prob, chosen, fixed)}, expected attainment "
+        f"{1.0 - chosen.risk:.2%} ({chosen.risk:.2%} of requests over the latency threshold)."
     )
     at_risk = chosen.risk > prob.risk_floor + 1e-9
     relaxed = _relaxed(prob, chosen.replicas)
@@ -190,7 +190,11 @@ def _budget(
         )
     if not (limited or trimmed):
         return None
-    note = " The SLO risk is above its floor." if chosen.risk > prob.risk_floor + 1e-9 else ""
+    note = (
+        " The expected attainment is below the SLO target."
+        if chosen.risk > prob.risk_floor + 1e-9
+        else ""
+    )
     if trimmed:
         kept = int(np.maximum(chosen.replicas - target.replicas, 0).sum())
         note += (

@@ -90,7 +90,7 @@ def keep(
         return target.replicas, {}
     capped = np.minimum(cur, prob.max_replicas)
     hold_s = keepalive.hold_seconds(
-        pl.cold_start_s, prob.price, prob.slo_miss_cost, prob.risk.marginal(capped)
+        pl.cold_start_s, prob.price, prob.slo_miss_cost / prob.divisor, prob.risk.marginal(capped)
     )
     final, clocks = keepalive.apply(
         pl.names, target.replicas, capped, state.idle_since, now, hold_s

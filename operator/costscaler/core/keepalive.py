@@ -2,8 +2,9 @@
 
 Holding an idle replica of pool i costs its price c_i ($/h) for as long as it is held (rent).
 Releasing it and needing it back costs a re-acquisition (buy): the cold start T_i paid while
-warming, c_i x T_i, plus the SLO risk of serving without it meanwhile, s x delta_i x T_i,
-where s is the SLO miss cost ($/h) and delta_i the risk one replica of pool i removes from
+warming, c_i x T_i, plus the SLO misses of serving without it meanwhile, s x delta_i x T_i,
+where s is the SLO miss cost per violating share ($/h over 1 - attainment) and delta_i the
+violating share one replica of pool i removes from
 the allocation held now (`RiskModel.marginal` at the current replicas), under the demand
 forecast over the horizon — whose band already prices how likely demand is to come back.
 A deep surplus removes no risk (delta ~ 0) and is held one cold start; a thin one, held

@@ -28,6 +28,8 @@ class PoolView:
     `max_replicas`: the deployment's per-pool max and the pool's node quota folded together
     (None: unlimited). `cold_start_s`: node cold start + model load, the time new capacity
     takes to serve. `interruption_rate_per_hour`: the declared spot hazard per instance-hour.
+    `base_latency_s`: end-to-end latency of a request on an idle replica (None: the engine
+    assumes `latency.default_base_latency` of the threshold).
     `replicas_per_node`: replicas one node holds (countPerNode // acceleratorsPerReplica); a
     node bills whole from its first replica, the prices above are per replica of a full node.
     `prefill_tokens_per_second`, `decode_tokens_per_second`: one replica's token profile, None
@@ -54,6 +56,7 @@ class PoolView:
     node_cold_start_s: float = 0.0
     prefill_tokens_per_second: float | None = None
     decode_tokens_per_second: float | None = None
+    base_latency_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:
@@ -62,6 +65,8 @@ class PoolView:
             raise ValueError(f"pool {self.name}: replica_cost_per_hour must be >= 0")
         if not self.decision_cost_per_hour >= 0:
             raise ValueError(f"pool {self.name}: marginal_cost_per_hour must be >= 0")
+        if self.base_latency_s is not None and not self.base_latency_s > 0:
+            raise ValueError(f"pool {self.name}: base_latency_s must be > 0")
         if self.replicas_per_node < 1:
             raise ValueError(f"pool {self.name}: replicas_per_node must be >= 1")
 
@@ -157,6 +162,7 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 node_cold_start_s=float(pool.spec.cold_start.node_seconds),
                 prefill_tokens_per_second=profile.prefill_tokens_per_second,
                 decode_tokens_per_second=profile.decode_tokens_per_second,
+                base_latency_s=profile.base_latency_seconds,
             )
         )
     return views

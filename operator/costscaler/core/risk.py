@@ -1,39 +1,47 @@
-"""SLO risk of a plan: P(capacity < demand at the horizon), spot losses within it counted.
+"""The violating share of a plan: the expected share of requests over the latency threshold.
 
-Demand D at the horizon is the forecast's kernel-smoothed sample (`core.forecast`). Capacity
-C = sum_i replicas_i x capacity_i, minus what spot loses before replacements can be ready:
+Units: capacity and demand in req/s, shares and probabilities dimensionless, times in s.
 
-- independent losses: each spot replica is lost with probability `indep_loss_i`; their sum L
-  is approximated as normal (mean m, variance v) and folded into the kernel's spread;
-- bursts: with probability `burst_prob_i` the provider reclaims the whole pool i at once.
-  Scenarios: no burst, exactly one pool's burst, and (conservatively) every spot pool lost
-  for the remaining probability of two or more bursts. Pools are independent of each other,
-  so spreading spot across pools lowers the risk of the burst scenarios.
+Demand. The forecast (`core.forecast`) gives the level now, the point at the horizon H and
+a weighted sample of errors e_g at H plus a kernel spread bw. Between now and H demand is
+sampled at lead times tau_j H (tau = 1/3, 2/3, 1), the spread growing like a random walk's:
 
-risk = sum_s w_s x mean_g [D_g > 0] x r_s(D_g),  sd = sqrt(bw^2 + v),
-  r_0 = Phi((D_g + m - C) / sd)  (no burst: the chance that capacity falls short),
-  r_s = max(r_0, late_s + drain_s)  for a burst, 0 where it leaves no overload:
-  late_s  = [1 - g C'_s / (D_g - C'_s)]+   the share of the outage whose requests are late,
-  drain_s = [(D_g - C'_s - g C) / (C - D_g)]+   the backlog's drain after it (1 if C <= D_g),
-with C = capacity after the expected independent losses, C'_s = C - B_s what the burst of
-scenario s leaves, and g = `grace` = latency threshold L / outage T (a replacement's cold
-start). Evaluated for a batch of plans at once in C (`_kernels.c`: a few pools, ten demand
-samples, where numpy calls cost more than the sums).
+    D_jgz = level + (point - level) tau_j + (e_g + z bw) sqrt(tau_j),
 
-Why: a burst scenario's weight is the chance of a burst within T, i.e. the share of time a
-pool is down, so its term is the share of that time in which requests miss. A backlog grows
-at D - C' and a request waits backlog / C', so requests are late from L C' / (D - C') into
-the outage; once the pool is back the backlog (D - C') T drains at C - D, late until it is
-under L C. Counted as P(C' < D), as before, a burst that overloads by one request/s weighed
-like one that takes every replica: once one pool's burst chance passed the SLO floor every
-plan such a burst leaves short was infeasible at once and the plan flipped (a 25 % cost
-cliff at 0.26/h, issue #14). This term is 0 for an overload the outage cannot turn into
-late requests and grows with the capacity a burst takes, so the risk, and the cost of the
-plan that meets the floor, are continuous in the hazard. (The plain expected overflow,
-(D - C')+ / D, is smooth too, but without load shedding a backlog makes every request late,
-not only the overflow: in the simulator it let attainment under bursts fall to 0.96.) A
-burst term is never below the no-burst one, so `core.exact`'s bound (every term >= Phi of
-the no-burst argument) still holds.
+z over three Gauss-Hermite nodes (0, +-sqrt 3; weights 2/3, 1/6, 1/6) for the kernel. Each
+sample weighs its bin's mass x its node's weight x D (requests, not instants: a busy
+minute has more requests to miss), normalised so the weights times D sum to 1.
+
+Capacity. A plan x (replicas per pool) has per-pool capacity c_i (calibrated req/s per
+replica, `core.latency`'s saturation rate). Spot losses, each lasting a replacement's cold
+start T (the probability of a loss x T is the share of time capacity is missing):
+
+- independent losses: a share `indep_loss_i` of pool i's replicas is down at any time, so
+  its replicas serve c_i (1 - indep_loss_i) on average;
+- bursts: pool i is down whole for a share `burst_prob_i` of the time. Scenarios: no burst,
+  exactly one pool's burst, and (conservatively) every spot pool down for the rest of the
+  probability of two or more. A scenario s leaves capacity C_s(x) = sum_i x_i c_is.
+
+Violating share. Least-outstanding routing spreads demand D over the C_s serving so that
+every replica runs at utilisation D / C_s, and pool i's replicas miss the threshold on a
+share v_i(D / C_s) of their requests (`core.latency`). Pool i serves x_i c_is / C_s of them:
+
+    V(x) = sum_s w_s sum_i (x_i c_is / C_s) T_i(1 / C_s),
+    T_i(r) = sum_jgz omega_jgz D_jgz v_i(min(D_jgz r, 1)),
+
+T_i tabulated on a uniform grid of r = 1 / C from 0 to 1 / min D (past it every sample
+overloads: T = 1) and interpolated linearly (the model optimised is that interpolant;
+non-decreasing in r because v_i is). A scenario with no capacity misses every request.
+`overflow(x)` = sum_s w_s sum omega (D - C_s)+, the share of requests beyond capacity,
+ranks plans that all miss (V = 1) by how far they fall short.
+
+Bounds (`core.exact`): every scenario's capacity is at most C(x) = C_0(x), r_s >= 1 / C(x),
+each T_i is non-decreasing in r and the pool shares within a scenario sum to 1, so
+
+    V(x) >= min_i T_i(1 / C(x)) =: Vlow(C(x))   and   overflow(x) >= overflow at C(x),
+
+functions of the plan's capacity alone (the pointwise minimum of the tables, interpolated,
+is at most each interpolant, so Vlow computed from it is still a lower bound).
 """
 
 from __future__ import annotations
@@ -45,130 +53,181 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from costscaler.core import _kernels
+from costscaler.core import latency
 from costscaler.core.forecast import DemandForecast
 from costscaler.core.types import FloatArray
 
 IntArray = NDArray[np.int64]
 
+LEADS = np.array([1.0 / 3.0, 2.0 / 3.0, 1.0])
+_NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
+_NODE_W = np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0])
+TABLE = 129  # points of the r = 1 / C grid
+MIN_RPS = 1e-9  # a demand sample below this is no demand (its inverse would overflow)
+
 
 @dataclass(frozen=True)
 class RiskModel:
-    """Per-pool loss model and the demand forecast; `of(plans)` evaluates the risk of each.
+    """Per-pool capacity, spot losses and latency models, and the demand forecast.
 
-    `capacity` (req/s per replica), `indep_loss` and `burst_prob` (probabilities within the
-    horizon, 0 for pools that cannot be interrupted).
+    `capacity` (req/s per replica, calibrated), `indep_loss` and `burst_prob` (shares of
+    time, 0 for pools that cannot be interrupted), `base_latency_s` (idle latency per pool,
+    s), `threshold_s` (the SLO's latency threshold, s).
     """
 
     capacity: FloatArray
     indep_loss: FloatArray
     burst_prob: FloatArray
     demand: DemandForecast
-    # Latency threshold over a burst's outage (the replacement's cold start): the share of
-    # the outage a backlog takes to make requests late, per unit of overload (0: at once).
-    grace: float = 0.0
+    base_latency_s: FloatArray
+    threshold_s: float
 
     @cached_property
-    def _scenarios(self) -> tuple[FloatArray, list[list[float]], list[float]]:
-        """Scenario weights (no burst, each pool's burst, two or more); per pool, a replica's
-        capacity shift in each scenario (expected independent losses plus what the scenario's
-        bursts take, negated: plans @ shift = m + B_s); each replica's contribution to the
-        variance of independent losses. Plain Python over a handful of pools, where numpy's
-        per-call cost would dominate; the same numbers as the array formulas, to the bit
-        (tests/unit/core/test_kernels.py)."""
-        burst, cap = self.burst_prob.tolist(), self.capacity.tolist()
-        loss = self.indep_loss.tolist()
-        idx = [i for i, b in enumerate(burst) if b > 0]
-        none = 1.0
-        for i in idx:
-            none *= 1.0 - burst[i]
-        single = [none * burst[i] / (1.0 - burst[i]) for i in idx]
-        # numpy's sum to the bit: sequential below 8 terms, pairwise from 8.
-        total = sum(single) if len(single) < 8 else float(np.sum(single))
-        weights = np.array([none, *single, max(0.0, 1.0 - none - total)])
-        column = {i: k for k, i in enumerate(idx, start=1)}
-        shift = []
-        for i, (c, f) in enumerate(zip(cap, loss, strict=True)):
-            kept, gone = c * (f - 1.0), c * (1.0 + (f - 1.0))
-            row = [kept] * (len(idx) + 2)
-            if i in column:  # its own burst, and two or more: every spot pool lost
-                row[column[i]] = row[-1] = gone
-            shift.append(row)
-        variance = [c * c * (f * (1.0 - f)) for c, f in zip(cap, loss, strict=True)]
-        return weights, shift, variance
-
-    def columns(
-        self, price: FloatArray, surviving: FloatArray, current: FloatArray, start: FloatArray
-    ) -> FloatArray:
-        """Per-pool rows as `_kernels` takes them: price, variance, surviving capacity,
-        current replicas, warm-up cost, then the scenarios' capacity shifts."""
-        _, shift, variance = self._scenarios
-        rows = zip(
-            price.tolist(),
-            variance,
-            surviving.tolist(),
-            current.tolist(),
-            start.tolist(),
-            shift,
-            strict=True,
-        )
-        return np.array([[p, v, s, c, t, *sh] for p, v, s, c, t, sh in rows], dtype=np.float64)
+    def effective(self) -> FloatArray:
+        """Req/s a replica serves on average in the no-burst scenario: c_i (1 - indep_loss_i)."""
+        return np.asarray(self.capacity * (1.0 - self.indep_loss), dtype=np.float64)
 
     @cached_property
-    def _risk_columns(self) -> FloatArray:
-        zero = np.zeros(self.capacity.size)
-        return self.columns(zero, zero, zero, zero)
+    def scenarios(self) -> tuple[FloatArray, FloatArray]:
+        """(weights (S,), per-pool capacity per scenario (N, S)): no burst, each spot pool's
+        burst alone, two or more (every bursting pool down)."""
+        b = self.burst_prob
+        idx = np.flatnonzero(b > 0)
+        none = float(np.prod(1.0 - b[idx]))
+        single = none * b[idx] / (1.0 - b[idx])
+        weights = np.concatenate(([none], single, [max(0.0, 1.0 - none - float(single.sum()))]))
+        cap = np.repeat(self.effective[:, None], idx.size + 2, axis=1)
+        cap[idx, 1 + np.arange(idx.size)] = 0.0
+        cap[idx, -1] = 0.0
+        if idx.size == 0:  # no bursts: one scenario
+            return np.ones(1), cap[:, :1].copy()
+        return weights, cap
 
-    def evaluate(
-        self,
-        plans: IntArray,
-        columns: FloatArray,
-        floor_demand: float = 0.0,
-        risk_floor: float = 1.0,
-        slo_miss_cost: float = 0.0,
-        floor_weight: float = 0.0,
-        budget: float = math.inf,
-        budget_weight: float = 0.0,
-        warm: bool = False,
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(spend, risk, objective) of each plan (rows: plans, columns: pools), compiled
-        (`_kernels.c`), from per-pool `columns` (`columns`); the objective's terms are
-        `allocate.evaluate`'s, and without them it is the spend."""
-        x = np.ascontiguousarray(plans, dtype=np.int64)
-        weights, d = self._scenarios[0], self.demand
-        out = _kernels.evaluate(
-            x,
-            columns,
-            d.samples,
-            d.weights,
-            weights,
-            x.shape[0],
-            x.shape[1],
-            weights.size,
-            d.weights.size,
-            d.bandwidth,
-            floor_demand,
-            risk_floor,
-            slo_miss_cost,
-            floor_weight,
-            budget,
-            budget_weight,
-            warm,
-            self.grace,
+    @cached_property
+    def samples(self) -> tuple[FloatArray, FloatArray]:
+        """(demand samples D (req/s), request weights omega with sum omega D = 1); empty
+        when no demand is expected."""
+        d = self.demand
+        tau = LEADS[:, None, None]
+        e = (d.samples - d.point)[None, :, None] + d.bandwidth * _NODES[None, None, :]
+        demand = d.level + (d.point - d.level) * tau + e * np.sqrt(tau)
+        demand = np.maximum(demand, 0.0).ravel()
+        mass = (d.weights[None, :, None] * _NODE_W[None, None, :] / LEADS.size).repeat(
+            LEADS.size, axis=0
         )
-        spend, risk, obj = np.frombuffer(out, dtype=np.float64).reshape(3, -1)
-        return spend, risk, obj
+        w = mass.ravel() * demand
+        keep = (w > 0) & (demand > MIN_RPS)
+        total = float(w[keep].sum())
+        if total <= 0:
+            return np.zeros(0), np.zeros(0)
+        return demand[keep], mass.ravel()[keep] / total
+
+    @cached_property
+    def _grid(self) -> tuple[float, FloatArray]:
+        """(top r, per-pool tables T_i (N, TABLE)) on r = 0 .. top (see the module)."""
+        demand, omega = self.samples
+        n = self.capacity.size
+        if demand.size == 0:
+            return 1.0, np.zeros((n, TABLE))
+        top = 1.0 / float(demand.min())
+        r = np.linspace(0.0, top, TABLE)
+        u = np.minimum(demand[:, None] * r[None, :], 1.0) * (latency.GRID - 1)
+        lo = np.minimum(u.astype(np.int64), latency.GRID - 2)
+        frac = u - lo
+        weight = (omega * demand)[:, None]
+        tables = np.empty((n, TABLE))
+        done: dict[tuple[float, float], FloatArray] = {}
+        for i in range(n):
+            key = (float(self.capacity[i]), float(self.base_latency_s[i]))
+            row = done.get(key)
+            if row is None:
+                v = latency.curve(key[0], key[1], self.threshold_s)
+                row = ((v[lo] * (1.0 - frac) + v[lo + 1] * frac) * weight).sum(axis=0)
+                row[-1] = 1.0  # every sample overloads at the top: exactly 1
+                done[key] = row
+            tables[i] = row
+        return top, tables
+
+    @cached_property
+    def _low_table(self) -> FloatArray:
+        return np.asarray(self._grid[1].min(axis=0), dtype=np.float64)
+
+    def _interp(self, tables: FloatArray, capacity: FloatArray) -> FloatArray:
+        """Tables (rows) at r = 1 / capacity; shape (rows, *capacity.shape). 1 where the
+        capacity is 0 or the grid ends."""
+        top, _ = self._grid
+        with np.errstate(divide="ignore"):
+            r = np.where(capacity > 0, 1.0 / np.maximum(capacity, 1e-300), np.inf)
+        pos = np.minimum(r / top, 1.0) * (TABLE - 1)
+        lo = np.minimum(pos.astype(np.int64), TABLE - 2)
+        frac = pos - lo
+        out = tables[:, lo] * (1.0 - frac) + tables[:, lo + 1] * frac
+        return np.asarray(out, dtype=np.float64)
+
+    def low(self, capacity: FloatArray) -> FloatArray:
+        """Vlow(C): a lower bound on V of any plan whose no-burst capacity is C (module)."""
+        c = np.asarray(capacity, dtype=np.float64)
+        if self.samples[0].size == 0:
+            return np.zeros_like(c)
+        return np.asarray(self._interp(self._low_table[None, :], c)[0], dtype=np.float64)
+
+    def capacity_for(self, share: float) -> float:
+        """The least capacity (req/s, on the table's grid) at which Vlow is at most `share`:
+        no plan with less meets it (inf when no capacity does; 0 without demand)."""
+        if self.samples[0].size == 0:
+            return 0.0
+        top, _ = self._grid
+        ok = np.flatnonzero(self._low_table <= share)
+        if ok.size == 0 or ok[-1] == 0:
+            return math.inf
+        return float((TABLE - 1) / (top * ok[-1]))
+
+    def overflow_at(self, capacity: FloatArray) -> FloatArray:
+        """Share of requests beyond `capacity` (req/s), sum omega (D - C)+, any shape: from
+        the samples sorted and their suffix sums, sum_{D > C} omega D - C sum_{D > C} omega."""
+        c = np.asarray(capacity, dtype=np.float64)
+        demand, _, mass_above, load_above = self._sorted
+        if demand.size == 0:
+            return np.zeros_like(c)
+        k = np.searchsorted(demand, c, side="right")
+        out = load_above[k] - c * mass_above[k]
+        return np.asarray(np.maximum(out, 0.0), dtype=np.float64)
+
+    @cached_property
+    def _sorted(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Samples ascending, their weights, and suffix sums of omega and omega D (with a
+        trailing 0)."""
+        demand, omega = self.samples
+        order = np.argsort(demand, kind="stable")
+        d, w = demand[order], omega[order]
+        mass = np.concatenate((np.cumsum(w[::-1])[::-1], [0.0]))
+        load = np.concatenate((np.cumsum((w * d)[::-1])[::-1], [0.0]))
+        return d, w, mass, load
+
+    def evaluate(self, plans: IntArray) -> tuple[FloatArray, FloatArray]:
+        """(V, overflow) of each plan (rows: plans, columns: pools)."""
+        x = np.asarray(plans, dtype=np.float64)
+        if self.samples[0].size == 0:
+            zero = np.zeros(x.shape[0])
+            return zero, zero.copy()
+        weights, cap = self.scenarios
+        _, tables = self._grid
+        total = x @ cap  # (P, S)
+        t = self._interp(tables, total)  # (N, P, S)
+        served = np.einsum("pi,is,ips->ps", x, cap, t)
+        share = np.where(total > 0, served / np.where(total > 0, total, 1.0), 1.0)
+        v = np.minimum(share, 1.0) @ weights
+        return np.asarray(v, dtype=np.float64), self.overflow_at(total) @ weights
 
     def of(self, plans: IntArray) -> FloatArray:
-        """P(capacity < demand) for each plan (rows: plans, columns: pools)."""
-        return self.evaluate(plans, self._risk_columns)[1]
+        """V for each plan."""
+        return self.evaluate(plans)[0]
 
     def marginal(self, plan: IntArray) -> FloatArray:
-        """Risk one replica of each pool removes at `plan`'s capacity (no spot losses counted).
-
-        P(D > C - capacity_i) - P(D > C): what the last replica of pool i held in `plan` is
-        worth against the demand forecast (the keep-alive's buy price).
-        """
-        total = float(plan @ self.capacity)
-        ex = self.demand.exceedance(np.concatenate(([total], total - self.capacity)))
-        return np.asarray(np.maximum(ex[1:] - ex[0], 0.0), dtype=np.float64)
+        """V one replica of each pool removes at `plan` (0 for a pool it holds none of): what
+        the last replica of pool i is worth against the demand forecast (the keep-alive's
+        buy price, `core.keepalive`)."""
+        n = plan.size
+        less = plan[None, :] - np.eye(n, dtype=np.int64)
+        v = self.of(np.vstack((plan[None, :], np.maximum(less, 0))))
+        return np.asarray(np.where(plan > 0, np.maximum(v[1:] - v[0], 0.0), 0.0))

@@ -92,11 +92,10 @@ def step(
     prob = problem(
         pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur, attainment
     )
-    q = allocate.newsvendor_quantile(prob.slo_miss_cost, float(prob.price.min()), attainment)
+    q = attainment  # the demand quantile reported and filled to by the starts
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
-    prob, target, limited, state = optimise(prob, starts, fixed, budget, state)
-    target = nodes.repack(prob, target, starts, pl.per_node)  # whole nodes (`core.nodes`)
+    prob, target, limited = optimise(prob, starts, fixed, budget)
     final, clocks, trimmed = holds.hold(pl, prob, target, cur, ready, state, now, budget, fixed)
     final = nodes.fill(prob, final, pl.per_node)  # a paid node's free slots serve too
     chosen = target if np.array_equal(final, target.replicas) else allocate.plan_of(prob, final)
@@ -113,6 +112,8 @@ def step(
         replicas=replicas,
         cost_per_hour=spend,
         slo_risk=chosen.risk,
+        expected_attainment=1.0 - chosen.risk,
+        violating_share=chosen.risk,
         reason=reason,
         message=message,
         out_of_stock=out,
@@ -163,31 +164,25 @@ def optimise(
     starts: list[IntArray],
     fixed: float,
     budget: BudgetConstraint | None,
-    state: EngineState,
-) -> tuple[Problem, Plan, bool, EngineState]:
+) -> tuple[Problem, Plan, bool]:
     """The cost-optimal plan; if it breaks the budget's burn rate, the best plan within it.
 
-    Returns the problem solved (with the budget when it bound), the plan, whether the
-    budget bound, and the state with the exact search's backoff (`exact.backoff`). `fixed`
-    ($/h) is what the plan pays besides accelerators.
+    Returns the problem solved (with the budget when it bound), the plan (the exact optimum,
+    `core.exact`) and whether the budget bound. `fixed` ($/h) is what the plan pays besides
+    accelerators.
     """
-    attempt, narrow = state.exact_wait <= 0, state.exact_misses == 0
-    target, proven = exact.optimum_or_search(prob, starts, attempt, narrow)
+    target = exact.optimum(prob, starts)
     limited = budget is not None and target.spend + fixed > budget.allowed_per_hour + 1e-9
     if budget is not None and limited:
         prefer_slo = budget.on_conflict == OnConflict.PREFER_SLO
         prob = replace(prob, budget=budget.allowed_per_hour - fixed, prefer_slo=prefer_slo)
         least = allowance.cheapest(prob)
-        starts = [*starts, target.replicas, least]
-        target, again = exact.optimum_or_search(prob, starts, attempt, narrow)
-        proven = None if again is None else bool(proven and again)
+        target = exact.optimum(prob, [*starts, target.replicas, least])
         cheapest = allocate.plan_of(prob, least)
-        # PreferBudget: nothing above the allowance unless even the cheapest plan is (a search
-        # that gave up may stop at a dearer plan: the cheapest plan is then the answer).
+        # PreferBudget: nothing above the allowance unless even the cheapest plan is.
         if not prefer_slo and target.spend > max(prob.budget, cheapest.spend) + 1e-9:
             target = cheapest
-    misses, wait = exact.backoff(state.exact_misses, state.exact_wait, proven)
-    return prob, target, limited, replace(state, exact_misses=misses, exact_wait=wait)
+    return prob, target, limited
 
 
 def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
@@ -237,10 +232,10 @@ def problem(
     cur: IntArray | None = None,
     attainment: float | None = None,
 ) -> Problem:
-    """The allocation problem with calibrated capacity and learned spot hazards; per-pool
-    `maxima` (`_deliverable`; the pools' own by default) and, with the running replicas
-    `cur`, the warm-up a replica started beyond them pays. `attainment` is this tick's
-    target (`core.errorbudget`; the SLO's by default)."""
+    """The allocation problem with calibrated capacity, learned spot hazards and the
+    `attainment` target (`core.errorbudget`; the SLO's by default); per-pool `maxima`
+    (`supply.deliverable`; the pools' own by default) and, with the running replicas `cur`,
+    the warm-up a replica started beyond them pays (`warm_up_cost`)."""
     rate = np.array(
         [
             hazard.rate(state.hazard[n]) if pl.spot[i] and n in state.hazard else 0.0
@@ -257,6 +252,7 @@ def problem(
     )
     s = pl.settings
     attainment = s.attainment if attainment is None else attainment
+    capacity = pl.capacity * state.capacity_scale
     return Problem(
         price=pl.price * (1.0 + exposure),
         spot=pl.spot,
@@ -268,32 +264,55 @@ def problem(
         slo_miss_cost=s.slo_miss_cost_per_hour,
         risk_floor=1.0 - attainment,
         risk=RiskModel(
-            capacity=pl.capacity * state.capacity_scale,
+            capacity=capacity,
+            # A loss is out for a replacement's cold start: the share of time capacity misses.
             indep_loss=1.0 - np.exp(-(1.0 - share) * exposure),
             burst_prob=1.0 - np.exp(-share * exposure),
             demand=demand,
-            # A burst's outage lasts a replacement's cold start: the share of it before a
-            # backlog makes requests late, per unit of overload (`core.risk`).
-            grace=s.latency_threshold_s / pl.horizon_s if pl.horizon_s > 0 else math.inf,
+            base_latency_s=pl.base_latency_s,
+            threshold_s=s.latency_threshold_s,
         ),
         floor_demand=demand.quantile(attainment),
         current=cur,
-        start_cost=None if cur is None else pl.price * pl.cold_start_s / max(pl.horizon_s, 1.0),
+        start_cost=None if cur is None else warm_up_cost(pl, demand, capacity),
+        per_node=pl.per_node,
     )
+
+
+def warm_up_cost(pl: Planner, demand: DemandForecast, capacity: FloatArray) -> FloatArray:
+    """$/h a replica started now pays for its warm-up: price x cold start / lifetime.
+
+    The lifetime (s) is how long the demand that needs the replica is expected to last. With
+    demand falling at the forecast's trend, one replica's worth of it (its capacity, req/s)
+    is gone after capacity / -trend; with demand flat or rising, it lasts at least as long as
+    the observation window has seen it (`forecast.windowSeconds`), which caps the lifetime. A
+    replica never lives less than the horizon (the shortest time a plan governs).
+    """
+    falling = max(-demand.trend, 0.0)
+    with np.errstate(divide="ignore"):
+        life = np.where(falling > 0, capacity / max(falling, 1e-300), np.inf)
+    life = np.clip(life, max(pl.horizon_s, 1.0), max(pl.settings.window_s, pl.horizon_s, 1.0))
+    return np.asarray(pl.price * pl.cold_start_s / life, dtype=np.float64)
 
 
 def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) -> list[IntArray]:
     """Where the search starts (the best is the branch and bound's first incumbent): the
-    maximum-spot plan (first: the alternatives report it), merit-order fills of all pools and
-    of on-demand pools only, and the current allocation."""
+    maximum-spot plan at `demand_rps` (first: the alternatives report it), then merit-order
+    fills of all pools and of on-demand pools only, and maximum-spot plans, sized to the
+    least capacity at which any pool's latency curve meets the SLO and a seventh more
+    (`RiskModel.capacity_for`: the queueing slack a plan needs over demand), and the
+    current allocation. They change how fast the exact search is, not its result."""
     merit = prob.merit
     if prob.spot_relaxed:  # the compiled starts would break the relaxed share
         most = fill.relaxed(prob, demand_rps, merit)
         least = fill.relaxed(prob, demand_rps, merit, use_spot=False)
         return [most, most.copy(), least, np.minimum(cur, prob.max_replicas)]
-    return [
-        fill.max_spot(prob, demand_rps, merit),
-        fill.fill(prob, demand_rps, merit),
-        fill.fill(prob, demand_rps, merit, use_spot=False),
-        np.minimum(cur, prob.max_replicas),
-    ]
+    plans = [fill.max_spot(prob, demand_rps, merit)]
+    need = prob.risk.capacity_for(prob.risk_floor)
+    for rps in (need, need * 8.0 / 7.0) if math.isfinite(need) else (demand_rps,):
+        plans += [
+            fill.max_spot(prob, rps, merit),
+            fill.fill(prob, rps, merit),
+            fill.fill(prob, rps, merit, use_spot=False),
+        ]
+    return [*plans, np.minimum(cur, prob.max_replicas)]

@@ -123,7 +123,8 @@ class BudgetConstraint:
 @dataclass(frozen=True)
 class Alternative:
     """A plan the engine weighed: replicas per pool, allocated $/h (`Decision.cost_per_hour`),
-    P(capacity < demand), and the marginal $/h the engine compared plans by."""
+    its violating share (`Decision.violating_share`), and the marginal $/h the engine
+    compared plans by."""
 
     name: str
     replicas: Mapping[str, int]
@@ -147,7 +148,6 @@ class EngineState:
     of the hazard that comes in bursts, prior included (`core.hazard.bursts`; also up to
     `hazard_until`).
     `last_replicas`: the last allocation decided on good data, held when data goes bad.
-    `exact_misses`, `exact_wait`: the exact search's backoff (`core.exact.backoff`).
     `stockouts`: pool -> (retry at (s), back-off (s)) of pools found out of stock
     (`core.stock.backoff`).
     """
@@ -159,8 +159,6 @@ class EngineState:
     hazard_until: float = -math.inf
     burst: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     last_replicas: Mapping[str, int] = field(default_factory=dict)
-    exact_misses: int = 0
-    exact_wait: int = 0
     stockouts: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,8 +172,6 @@ class EngineState:
             "hazardUntil": _opt_time(self.hazard_until),
             "burst": {k: [a, b] for k, (a, b) in self.burst.items()},
             "lastReplicas": dict(self.last_replicas),
-            "exactMisses": self.exact_misses,
-            "exactWait": self.exact_wait,
             "stockouts": {k: [a, b] for k, (a, b) in self.stockouts.items()},
         }
 
@@ -214,8 +210,6 @@ class EngineState:
                 last_replicas={
                     str(k): int(v) for k, v in dict(data.get("lastReplicas", {})).items()
                 },
-                exact_misses=max(int(data.get("exactMisses", 0)), 0),
-                exact_wait=max(int(data.get("exactWait", 0)), 0),
                 stockouts=stockouts,
             )
         except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
@@ -271,8 +265,10 @@ class Decision:
     TCO share with capex) plus fixed, storage and egress items. `marginal_cost_per_hour`
     ($/h): what the decision pays, the figure plans are compared and budgets held by — owned
     and reserved capacity at energy and per-use operations only. Both pay whole nodes:
-    `nodes` is pool -> nodes the replicas open (`core.nodes`). `slo_risk`:
-    P(capacity < demand at the horizon), spot losses within it counted. `reason` is CamelCase
+    `nodes` is pool -> nodes the replicas open (`core.nodes`). `violating_share`: the plan's
+    expected share of requests over the SLO's latency threshold across the horizon, demand
+    and spot losses integrated (`core.risk`); `expected_attainment` = 1 - that; `slo_risk`
+    is the violating share too (the name status and metrics have always used). `reason` is CamelCase
     (a condition reason), `message` says why for people. `alternatives`: the plans weighed
     (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
     was sized for; `demand_rps`: that demand at the horizon; `horizon_s`: the horizon;
@@ -327,6 +323,8 @@ class Decision:
     burn_rate: float | None = None
     warm_nodes: Mapping[str, WarmNodes] = field(default_factory=dict)
     warm_need: WarmNeed | None = None
+    expected_attainment: float = math.nan
+    violating_share: float = math.nan
 
     @property
     def total_replicas(self) -> int:

@@ -64,6 +64,13 @@ BUDGET = ("CostBudget", "team-ml")
         (DEP, "spec.slo.latency.thresholdSeconds", -1, "spec.slo.latency.thresholdSeconds"),
         (DEP, "spec.slo.latency.quantil", 0.9, "spec.slo.latency.quantil: unknown field"),
         (DEP, "spec.workload.capacity", [], "spec.workload.capacity"),
+        # Issue 13: an idle replica already past the threshold meets the SLO at no load.
+        (
+            DEP,
+            "spec.workload.capacity",
+            [{"accelerator": "L4", "requestsPerSecond": 1.6, "baseLatencySeconds": 15}],
+            "baseLatencySeconds must be below slo.latency.thresholdSeconds",
+        ),
         (DEP, "spec.slo", _DELETE, "spec.slo: required field is missing"),
         (DEP, "spec.costModel.sloMissCostPerHour", 50.5, "sloMissCostPerHour"),
         (DEP, "spec.costModel.sloMissCostPerHour", "-3", "sloMissCostPerHour"),

@@ -48,6 +48,6 @@ def steady(
 
 def planner(pools: list[PoolView] | None = None, **settings: object) -> Planner:
     """A planner over `pools` (default: on-demand + two spot pools) with Settings overrides."""
-    base: dict[str, object] = {"latency_threshold_s": 1.0}
+    base: dict[str, object] = {"latency_threshold_s": 10.0}
     base.update(settings)
     return Planner(pools or [OD, SPOT_A, SPOT_B], Settings(**base))  # type: ignore[arg-type]

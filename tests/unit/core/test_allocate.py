@@ -13,7 +13,7 @@ from test_properties import FAST, planners, rates
 
 from costscaler.api.budget import OnConflict
 from costscaler.core import BudgetConstraint, PoolView, hazard
-from costscaler.core.allocate import feasible, fits, newsvendor_quantile
+from costscaler.core.allocate import evaluate, feasible, fits
 from costscaler.core.forecast import forecast
 from costscaler.core.step import learn, problem
 from costscaler.core.types import EngineState
@@ -140,8 +140,9 @@ def test_budget_exhausted(on_conflict: OnConflict, reason: str):
     assert d.total_replicas >= 1  # the replica minimum is a bound, the budget is not
     if on_conflict == OnConflict.PREFER_BUDGET:
         assert d.total_replicas == 1 and d.budget_limited
-    else:
-        assert d.replicas == free.replicas
+    else:  # the SLO holds; the budget's weight takes what the miss cost alone would buy
+        assert d.violating_share <= 1.0 - 0.99 + 1e-12
+        assert d.total_replicas <= free.total_replicas
 
 
 def test_budget_shifts_to_cheaper_pools_before_lowering_the_quantile():
@@ -166,16 +167,28 @@ def test_generous_budget_changes_nothing():
     assert d.replicas == free.replicas and not d.budget_limited
 
 
-@pytest.mark.parametrize(
-    ("s", "c", "attainment", "expected"),
-    [
-        pytest.param(99.0, 1.0, 0.5, 0.99, id="fractile"),
-        pytest.param(1.0, 1.0, 0.9, 0.9, id="attainment-floor"),
-        pytest.param(0.0, 0.0, 0.95, 1.0, id="free-capacity"),
-    ],
-)
-def test_newsvendor_quantile(s: float, c: float, attainment: float, expected: float):
-    assert newsvendor_quantile(s, c, attainment) == pytest.approx(expected)
+@pytest.mark.parametrize("size", [1.0, 2.0, 4.0])
+def test_the_miss_cost_is_per_unit_of_violating_requests_whatever_the_replica_size(size):
+    """Issue 13 item 4: J = spend + s V / (1 - a). The old newsvendor fractile divided the
+    deployment's miss cost by one replica's price, so its answer moved with replica size.
+    Here a pool of replicas `size` times larger at `size` times the price, serving the same
+    capacity, prices the same violating share at the same miss cost."""
+    pool = PoolView(
+        "p",
+        spot=False,
+        replica_cost_per_hour=1.0 * size,
+        capacity_rps=2.0 * size,
+        cold_start_s=300.0,
+        base_latency_s=5.0,
+    )
+    pl = planner([pool], latency_threshold_s=10.0, slo_miss_cost_per_hour=40.0)
+    state = learn(pl, steady(6.0), EngineState())
+    prob = problem(pl, state, forecast(np.arange(240.0) * 15, np.full(240, 6.0), 300.0))
+    plans = np.array([[int(8 / size)]], dtype=np.int64)
+    spend, violating, obj = evaluate(prob, plans)
+    assert violating[0] < 0.01  # within the SLO: no penalty term
+    assert obj[0] == pytest.approx(spend[0] + 40.0 * violating[0] / 0.01, rel=1e-12)
+    assert spend[0] == pytest.approx(8.0)
 
 
 def test_feasible_rejects_every_bound():

@@ -1,38 +1,31 @@
-"""The branch and bound finds the optimum: checked against brute force on small problems."""
+"""The branch and bound returns the exact optimum: against brute force on 1,000 random small
+problems, against an independent MILP on wide ones, and the bound it prunes with."""
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from core_helpers import steady
 from hypothesis import given
-from hypothesis import strategies as st
+from scipy import optimize, sparse
 from test_properties import FAST, planners, rates
 
 from costscaler.core import Planner, PoolView, Settings
-from costscaler.core.allocate import Plan, evaluate, feasible
-from costscaler.core.exact import (
-    _BRUTE,
-    MAX_WAIT,
-    backoff,
-    optimum,
-    risk_bound,
-    solve,
-)
+from costscaler.core.allocate import Problem, evaluate, feasible, penalties, risk_terms
+from costscaler.core.exact import optimum
 from costscaler.core.forecast import forecast
-from costscaler.core.local import first_plan
 from costscaler.core.step import learn, problem, start_plans
-from costscaler.core.types import EngineState
+from costscaler.core.types import EngineState, Observations
 
 
-def _problem(pl: Planner, rate: float, current: list[int] | None = None):
+def _problem(pl: Planner, rate: float, current: list[int] | None = None) -> Problem:
     obs = steady(rate)
     state = learn(pl, obs, EngineState())
-    prob = problem(pl, state, forecast(obs.times, obs.request_rate, pl.horizon_s))
+    demand = forecast(obs.times, obs.request_rate, pl.horizon_s)
+    prob = problem(pl, state, demand)
     if current is not None:
         cur = np.array(current, dtype=np.int64)
         prob = replace(
@@ -41,128 +34,234 @@ def _problem(pl: Planner, rate: float, current: list[int] | None = None):
     return prob
 
 
-def _brute(prob) -> float:
+def _every(prob: Problem) -> np.ndarray:
     tops = [int(min(m, prob.total_max)) for m in prob.max_replicas]
     plans = np.array(list(itertools.product(*(range(t + 1) for t in tops))), dtype=np.int64)
-    plans = plans[feasible(prob, plans)]
+    return plans[feasible(prob, plans)]
+
+
+def _brute(prob: Problem) -> float:
+    plans = _every(prob)
     return float(evaluate(prob, plans)[2].min()) if plans.size else np.inf
 
 
-def _starts(pl: Planner, prob, rate: float) -> list[np.ndarray]:
-    cur = prob.current if prob.current is not None else np.zeros(len(pl.names), dtype=np.int64)
-    return start_plans(pl, prob, rate, cur)
+def _random_problem(rng: np.random.Generator) -> tuple[Problem, Planner]:
+    """A small random problem: 1-3 pools (spot or not, nodes of 1-3 replicas), noisy demand,
+    running replicas, and now and then a budget."""
+    n = int(rng.integers(1, 4))
+    threshold = float(rng.uniform(2.0, 20.0))
+    pools = []
+    for i in range(n):
+        spot = bool(rng.random() < 0.5)
+        pools.append(
+            PoolView(
+                f"p{i}",
+                spot=spot,
+                replica_cost_per_hour=float(rng.uniform(0.2, 4.0)),
+                capacity_rps=float(rng.uniform(0.5, 8.0)),
+                cold_start_s=float(rng.uniform(0.0, 600.0)),
+                max_replicas=int(rng.integers(1, 7)),
+                interruption_rate_per_hour=float(rng.uniform(0.0, 2.0)) if spot else 0.0,
+                burst_share=float(rng.uniform(0.0, 1.0)),
+                replicas_per_node=int(rng.integers(1, 4)),
+                base_latency_s=float(rng.uniform(0.05, 0.95)) * threshold,
+            )
+        )
+    lo = int(rng.integers(0, 4))
+    settings = Settings(
+        latency_threshold_s=threshold,
+        attainment=float(rng.choice([0.9, 0.95, 0.99, 0.999])),
+        slo_miss_cost_per_hour=float(rng.uniform(0.0, 200.0)),
+        replicas_min=lo,
+        replicas_max=int(rng.integers(max(lo, 1), 12)),
+        spot_max_fraction=float(rng.choice([0.0, 0.3, 0.5, 1.0])),
+        min_on_demand=int(rng.integers(0, 3)),
+    )
+    pl = Planner(pools, settings)
+    rate = float(rng.uniform(0.0, 30.0))
+    times = 3600.0 - 15.0 * np.arange(240)[::-1]
+    noisy = np.maximum(rate * (1.0 + 0.2 * rng.standard_normal(240)), 0.0)
+    obs = Observations(times=times, request_rate=noisy, latency=np.full(240, 1.0))
+    demand = forecast(obs.times, obs.request_rate, pl.horizon_s)
+    cur = rng.integers(0, 4, size=n).astype(np.int64)
+    prob = problem(pl, learn(pl, obs, EngineState()), demand, None, cur, settings.attainment)
+    if rng.random() < 0.3:
+        prob = replace(
+            prob, budget=float(rng.uniform(0.0, 20.0)), prefer_slo=bool(rng.random() < 0.5)
+        )
+    return prob, pl
+
+
+def test_the_optimum_equals_brute_force_on_a_thousand_random_problems():
+    rng = np.random.default_rng(20261205)
+    for case in range(1000):
+        prob, pl = _random_problem(rng)
+        cur = prob.current if prob.current is not None else np.zeros(prob.price.size, np.int64)
+        starts = start_plans(pl, prob, prob.floor_demand, cur)
+        found = optimum(prob, starts)
+        best = _brute(prob)
+        if not np.isfinite(best):  # nothing within the hard bounds: the maxima come back
+            continue
+        assert abs(found.objective - best) <= 1e-9 * max(1.0, abs(best)), case
+        assert bool(feasible(prob, found.replicas[None, :])[0]), case
 
 
 @FAST
-@given(planners(), rates, st.lists(st.integers(0, 8), min_size=4, max_size=4), st.booleans())
-def test_the_optimum_is_never_beaten_by_any_plan(pl: Planner, rate: float, cur, warm: bool):
-    """Exact within the space the engine guarantees (`exact._BRUTE` plans: it tries every
-    plan there when the tree is too wide); beyond it, never worse than where it started."""
-    prob = _problem(pl, rate, cur[: len(pl.names)] if warm else None)
-    starts = _starts(pl, prob, rate)
-    found = optimum(prob, starts)
-    tops = np.minimum(prob.max_replicas, prob.total_max) + 1
-    if math.prod(tops.tolist()) <= _BRUTE:
-        assert found.objective <= _brute(prob) + 1e-6 * max(1.0, abs(found.objective))
+@given(planners(), rates)
+def test_starts_change_the_time_not_the_optimum(pl: Planner, rate: float):
+    prob = _problem(pl, rate)
+    plain = optimum(prob, [])
+    started = optimum(prob, start_plans(pl, prob, rate, np.zeros(len(pl.names), np.int64)))
+    assert abs(plain.objective - started.objective) <= 1e-9 * max(1.0, abs(plain.objective))
+
+
+@FAST
+@given(planners(), rates)
+def test_the_capacity_bound_never_exceeds_the_violating_share(pl: Planner, rate: float):
+    """Vlow(C) and the overflow at C bound V and the overflow of every plan of capacity C
+    (`core.risk`), so the risk terms at them bound the plan's (`core.exact`)."""
+    prob = _problem(pl, rate)
+    tops = [int(min(m, prob.total_max, 6)) for m in prob.max_replicas]
+    plans = np.array(list(itertools.product(*(range(t + 1) for t in tops))), dtype=np.int64)
+    cap = plans @ prob.risk.effective
+    violating, overflow = prob.risk.evaluate(plans)
+    assert (prob.risk.low(cap) <= violating + 1e-12).all()
+    assert (prob.risk.overflow_at(cap) <= overflow + 1e-12).all()
+    low = risk_terms(prob, prob.risk.low(cap), prob.risk.overflow_at(cap))
+    exact = risk_terms(prob, violating, overflow)
+    assert (low <= exact + 1e-9 * np.maximum(1.0, np.abs(exact))).all()
+
+
+def _milp_at(prob: Problem, total: int) -> float:
+    """min J over plans of exactly `total` replicas, as a MILP: all pools have the same
+    capacity e, so C = e T is fixed and V = sum_i x_i T_i(1 / C) / T is linear in x.
+
+    Variables: x_i (replicas), n_i (nodes), w_i (replicas started), p (V past the floor),
+    b (spend past the budget). J = sum P_i n_i + start_i w_i + s V / (1 - a) + w_slo (p +
+    [V > floor] overflow) + w_budget b; V > floor is decided per level by the sign of p.
+    """
+    n = prob.price.size
+    e = float(prob.risk.effective[0])
+    cap = e * total
+    if total == 0:
+        slope = np.zeros(n)
+        overflow = float(prob.risk.overflow_at(np.array([0.0]))[0])
     else:
-        assert found.objective <= first_plan(prob, starts).objective + 1e-9
+        tables = prob.risk._interp(prob.risk._grid[1], np.array([cap]))[:, 0]
+        slope = tables / total
+        overflow = float(prob.risk.overflow_at(np.array([cap]))[0])
+    if total == 0:
+        violating_const = 1.0 if prob.risk.samples[0].size else 0.0
+    else:
+        violating_const = 0.0
+    k = prob.node_size.astype(np.float64)
+    slo_w, budget_w = penalties(prob)
+    s = prob.slo_miss_cost / prob.divisor
+    cur = prob.current if prob.current is not None else np.zeros(n)
+    start = prob.start_cost if prob.start_cost is not None else np.zeros(n)
+    best = np.inf
+    for past in (False, True):  # V within the floor, or past it (its overflow then paid)
+        # x (n), nodes (n), started (n), p, b
+        c = np.concatenate((s * slope, prob.price * k, start, [slo_w, budget_w]))
+        const = s * violating_const + (slo_w * overflow if past else 0.0)
+        rows: list[np.ndarray] = []
+        lo: list[float] = []
+        hi: list[float] = []
+
+        def add(coef: dict[int, float], low: float, high: float, out=(rows, lo, hi)) -> None:
+            row = np.zeros(3 * n + 2)
+            for j, v in coef.items():
+                row[j] = v
+            out[0].append(row)
+            out[1].append(low)
+            out[2].append(high)
+
+        add({i: 1.0 for i in range(n)}, total, total)
+        for i in range(n):
+            add({i: 1.0, n + i: -k[i]}, -np.inf, 0.0)  # x_i <= k_i n_i
+            add({2 * n + i: 1.0, i: -1.0}, -cur[i], np.inf)  # w_i >= x_i - cur_i
+        spot = prob.spot.astype(np.float64)
+        if prob.spot_limits or prob.spot_relaxed:
+            share = np.floor(prob.spot_max_fraction * total + 1e-9)
+            if prob.spot_relaxed:
+                share = max(share, total - prob.on_demand_capacity)
+            add({i: spot[i] for i in range(n)}, -np.inf, share)
+            floor_od = min(prob.on_demand_floor, total)
+            add({i: 1.0 - spot[i] for i in range(n)}, floor_od, np.inf)
+        vio = {i: slope[i] for i in range(n)}
+        if past:  # p >= V - floor, V > floor
+            add({**vio, 3 * n: -1.0}, -np.inf, prob.risk_floor - violating_const)
+            add(vio, prob.risk_floor - violating_const + 1e-12, np.inf)
+        else:
+            add(vio, -np.inf, prob.risk_floor - violating_const)
+        if np.isfinite(prob.budget):  # b >= spend - budget
+            add(
+                {**{n + i: prob.price[i] * k[i] for i in range(n)}, 3 * n + 1: -1.0},
+                -np.inf,
+                prob.budget,
+            )
+        ub = np.concatenate(
+            (
+                np.minimum(prob.max_replicas, prob.total_max),
+                np.full(n, np.inf),
+                np.full(n, np.inf),
+                [np.inf, np.inf],
+            )
+        )
+        integrality = np.concatenate((np.ones(2 * n), np.zeros(n + 2)))
+        res = optimize.milp(
+            c,
+            constraints=optimize.LinearConstraint(sparse.csr_array(np.array(rows)), lo, hi),
+            integrality=integrality,
+            bounds=optimize.Bounds(np.zeros(3 * n + 2), ub),
+            options={"mip_rel_gap": 0.0},
+        )
+        if res.status == 0:
+            best = min(best, float(res.fun) + const)
+    return best
 
 
-def test_the_dominated_plan_the_local_search_returned_is_fixed():
-    """Found by hypothesis in CI (#3): the search stopped at {p0: 2, p1: 5} for 25.5 $/h
-    although {p0: 4, p1: 2} carries as much for 23 $/h."""
+@pytest.mark.parametrize("seed", range(12))
+def test_the_optimum_matches_an_independent_milp_on_wide_spaces(seed: int):
+    """Eight pools of up to 30 replicas (30^8 plans: far past brute force). With every
+    pool's replica serving the same req/s, a plan's capacity is fixed by its total T, and at
+    a fixed capacity V is linear in the replicas (each pool's table read at 1 / C): the
+    objective is then a MILP in (replicas, nodes, warm-ups), solved by HiGHS per T. The two
+    formulations share only the tables; they agree to 1e-6 relative (HiGHS's tolerance)."""
+    rng = np.random.default_rng(seed)
+    threshold = 10.0
     pools = [
-        PoolView("p0", spot=False, replica_cost_per_hour=4.0, capacity_rps=9.875, cold_start_s=0),
-        PoolView("p1", spot=False, replica_cost_per_hour=3.5, capacity_rps=6.5, cold_start_s=0),
+        PoolView(
+            f"p{i}",
+            spot=bool(i % 3 == 2),
+            replica_cost_per_hour=float(rng.uniform(0.5, 3.0)),
+            capacity_rps=3.0,
+            cold_start_s=float(rng.uniform(60.0, 300.0)),
+            max_replicas=int(rng.integers(5, 31)),
+            replicas_per_node=int(rng.integers(1, 5)),
+            base_latency_s=float(rng.uniform(1.0, 8.0)),
+        )
+        for i in range(8)
     ]
     pl = Planner(
         pools,
         Settings(
-            latency_threshold_s=1.0,
-            attainment=0.9375,
-            slo_miss_cost_per_hour=55.0,
-            replicas_min=0,
-            replicas_max=7,
+            latency_threshold_s=threshold,
+            attainment=float(rng.choice([0.95, 0.99])),
+            slo_miss_cost_per_hour=float(rng.uniform(10.0, 200.0)),
+            replicas_min=1,
+            replicas_max=40,
+            spot_max_fraction=0.5,
+            min_on_demand=1,
         ),
     )
-    prob = _problem(pl, 50.5)
-    stuck = np.array([2, 5], dtype=np.int64)
-    spend, risk, obj = evaluate(prob, stuck[None, :])
-    start = Plan(stuck, float(spend[0]), float(risk[0]), float(obj[0]))
-    solved = solve(prob, start)
-    assert solved is not None and solved.objective < start.objective
-    assert solved.objective <= _brute(prob) + 1e-9
-
-
-@given(planners(), rates, st.floats(0.0, 200.0))
-@FAST
-def test_the_risk_bound_never_exceeds_the_risk(pl: Planner, rate: float, _unused: float):
-    prob = _problem(pl, rate)
-    tops = [int(min(m, prob.total_max, 6)) for m in prob.max_replicas]
-    plans = np.array(list(itertools.product(*(range(t + 1) for t in tops))), dtype=np.int64)
-    bound = risk_bound(prob, plans @ (prob.risk.capacity * (1.0 - prob.risk.indep_loss)))
-    assert (bound <= prob.risk.of(plans) + 1e-12).all()
-
-
-def test_a_start_past_the_floor_still_finds_the_cheapest_plan_within_it():
-    """Found by hypothesis: every start leaned on a spot pool whose burst alone breaks the
-    floor; the local search stayed past it (objective ~55,000) and the tree was too wide
-    from there. The space is small, so every plan is tried."""
-    pools = [
-        PoolView("p0", spot=True, replica_cost_per_hour=1.0, capacity_rps=2.0, cold_start_s=0),
-        PoolView("p1", spot=True, replica_cost_per_hour=2.0, capacity_rps=4.0, cold_start_s=0),
-        PoolView(
-            "p2",
-            spot=True,
-            replica_cost_per_hour=0.5,
-            capacity_rps=2.0,
-            cold_start_s=458.0,
-            interruption_rate_per_hour=0.5,
-        ),
-    ]
-    settings = Settings(
-        latency_threshold_s=1.0,
-        attainment=0.96875,
-        slo_miss_cost_per_hour=0.0,
-        replicas_min=0,
-        replicas_max=17,
-        spot_max_fraction=0.0,
-    )
-    pl = Planner(pools, settings)
-    prob = _problem(pl, 14.0)
-    found = optimum(prob, _starts(pl, prob, 14.0))
-    assert found.risk <= prob.risk_floor
-    assert found.objective <= _brute(prob) + 1e-9
-
-
-@pytest.mark.parametrize(
-    ("misses", "wait", "proven", "expected"),
-    [
-        pytest.param(0, 0, True, (0, 0), id="proven-stays-exact"),
-        pytest.param(0, 0, False, (1, 1), id="first-give-up-skips-one"),
-        pytest.param(1, 0, False, (2, 3), id="second-skips-three"),
-        pytest.param(9, 0, False, (10, MAX_WAIT - 1), id="bounded"),
-        pytest.param(3, 5, None, (3, 4), id="skipped-counts-down"),
-        pytest.param(3, 0, True, (0, 0), id="success-resets"),
-    ],
-)
-def test_backoff(misses: int, wait: int, proven, expected):
-    assert backoff(misses, wait, proven) == expected
-
-
-def test_the_engine_backs_off_where_the_tree_is_too_wide_and_says_so_in_its_state():
-    """Twenty pools alike but for price: the tree is far too wide to search exactly."""
-    pools = [
-        PoolView(
-            f"p{i}",
-            spot=False,
-            replica_cost_per_hour=1.0 + 0.01 * i,
-            capacity_rps=2.0,
-            cold_start_s=60.0,
-        )
-        for i in range(20)
-    ]
-    pl = Planner(pools, Settings(latency_threshold_s=1.0, replicas_max=60))
-    d = pl.decide(steady(50.0), {}, 3600.0)
-    assert (d.state.exact_misses, d.state.exact_wait) == (1, 1)
-    assert EngineState.from_dict(d.state.to_dict()) == d.state
+    rate = float(rng.uniform(5.0, 60.0))
+    times = 3600.0 - 15.0 * np.arange(240)[::-1]
+    noisy = np.maximum(rate * (1.0 + 0.15 * rng.standard_normal(240)), 0.0)
+    obs = Observations(times=times, request_rate=noisy, latency=np.full(240, 1.0))
+    demand = forecast(obs.times, obs.request_rate, pl.horizon_s)
+    cur = rng.integers(0, 6, size=8).astype(np.int64)
+    prob = problem(pl, learn(pl, obs, EngineState()), demand, None, cur, 0.99)
+    found = optimum(prob, start_plans(pl, prob, prob.floor_demand, cur))
+    milp = min(_milp_at(prob, t) for t in range(prob.reachable_min, prob.total_max + 1))
+    assert found.objective == pytest.approx(milp, rel=1e-6, abs=1e-6)

@@ -28,6 +28,9 @@ def test_json_has_the_contract_fields(capsys):
         assert key in data
     # No example pool has a nodePool: nothing launches nodes, so no warm spares.
     assert data["warm_nodes"] == {}
+    # Issue 13: the plan's expected share of requests within the threshold, and the rest.
+    assert data["expected_attainment"] == pytest.approx(1.0 - data["violating_share"])
+    assert data["violating_share"] == data["slo_risk"]
     assert sum(data["replicas"].values()) >= 5  # 12 req/s at <= 2.6 req/s per replica
     assert data["reason"] == "CostOptimal"
     names = {a["name"] for a in data["alternatives"]}
@@ -52,7 +55,8 @@ def test_table_shows_pools_cost_risk_and_alternatives(capsys):
         "g5-xlarge-a10g-spot",
         "spot share",
         "warm nodes",
-        "SLO risk",
+        "attainment",
+        "of requests over the latency threshold",
         "ALTERNATIVE",
         "max-spot",
     ):
