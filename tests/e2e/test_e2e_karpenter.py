@@ -1,10 +1,10 @@
 """Karpenter provisions the nodes (issue 16), on the session cluster's real Karpenter (KWOK
 provider, 8 s node cold start): the operator writes a Managed pool's NodePool; the replicas it
-places there wait Pending for a NodeClaim's node, which registers after the cold start; a pool
-whose instance type matches no offering reports it on its condition and its share moves to
-the next pool within two ticks; a deleted spot node is replaced while the on-demand floor
-holds; once the replicas go, consolidation removes the empty nodes; deleting the pool removes
-its NodePool."""
+places there wait Pending for a NodeClaim's node, which registers after the cold start; they
+load under do-not-disrupt, released once Ready; a pool whose instance type matches no offering
+reports it on its condition and its share moves to the next pool within two ticks; a deleted
+spot node is replaced while the on-demand floor holds; once the replicas go, consolidation
+removes the empty nodes; deleting the pool removes its NodePool."""
 
 from __future__ import annotations
 
@@ -138,6 +138,15 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
                 claim["metadata"]["creationTimestamp"]
             )
             assert waited >= NODE_COLD_START_S - 1.0
+        # Replicas load under karpenter.sh/do-not-disrupt; once Ready the operator drops it.
+        template = kids[good]["spec"]["template"]["metadata"]
+        assert template["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+        wait_for("do-not-disrupt released from the ready replicas", lambda: all(
+            "karpenter.sh/do-not-disrupt" not in (p["metadata"].get("annotations") or {})
+            for p in get(kube, "pods", "-n", ns, "-l", f"costscaler.dev/pool={good}")["items"]
+            if any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in p["status"].get("conditions", []))
+        ), timeout=20)  # fmt: skip
         assert _condition(kube, good, "NodePoolReady").get("status") == "True"
         pool_status = get(kube, "capacitypool", good)["status"]
         assert pool_status["nodePool"] == good and pool_status["warmNodes"] == 0

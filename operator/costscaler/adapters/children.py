@@ -87,6 +87,9 @@ def child_name(owner: str, pool: str, current: str | None = None) -> str:
     return current if current in names else names[0]
 
 
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+
+
 def _merge_placement(pod_spec: dict[str, Any], pool: CapacityPool) -> None:
     placement = pool.spec.placement
     selector = dict(pod_spec.get("nodeSelector") or {})
@@ -130,6 +133,11 @@ def child_manifest(
         pod = copy.deepcopy(template)
     meta = pod.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    if pool.spec.node_pool is not None:
+        # Karpenter launches this pool's nodes: it must not take one away while a replica on
+        # it is still loading. The operator removes the annotation once the pod is Ready
+        # (`adapters.pending.settled_pod`), so consolidation may move serving replicas.
+        meta["annotations"] = {**(meta.get("annotations") or {}), DO_NOT_DISRUPT: "true"}
     _merge_placement(pod.setdefault("spec", {}), pool)
     _quantities_as_strings(pod["spec"])
     body: dict[str, Any] = {

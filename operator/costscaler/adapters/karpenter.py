@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
+from costscaler.adapters.children import DO_NOT_DISRUPT
 from costscaler.api import CapacityPool
 from costscaler.api.pool import CapacityType, NodePoolMode
 
@@ -313,6 +314,20 @@ class NodePools:
         wire = self.core.api_client.sanitize_for_serialization(live)
         if not _contains(wire.get("template") or {}, template["template"]):
             self.core.replace_namespaced_pod_template(name, namespace, template)
+
+    async def release(self, namespace: str, pods: list[str]) -> None:
+        """Drop `karpenter.sh/do-not-disrupt` from these Ready pods (a pod gone is fine)."""
+        patch = {"metadata": {"annotations": {DO_NOT_DISRUPT: None}}}
+
+        def call() -> None:
+            for name in pods:
+                try:
+                    self.core.patch_namespaced_pod(name, namespace, patch)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+
+        await self._call(call)
 
 
 def _contains(live: Any, wanted: Any) -> bool:

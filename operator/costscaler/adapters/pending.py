@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from costscaler.adapters.children import LABEL_DEPLOYMENT, LABEL_POOL
+from costscaler.adapters.children import DO_NOT_DISRUPT, LABEL_DEPLOYMENT, LABEL_POOL
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,18 @@ def pending_pod(body: dict[str, Any]) -> PendingPod | None:
     return PendingPod(
         meta.get("namespace", ""), labels[LABEL_DEPLOYMENT], labels[LABEL_POOL], since
     )
+
+
+def settled_pod(body: dict[str, Any]) -> str | None:
+    """The pod's name when it is a child pod that is Ready and still carries
+    `karpenter.sh/do-not-disrupt` (set while it loads its model), else None."""
+    meta = body.get("metadata") or {}
+    if LABEL_DEPLOYMENT not in (meta.get("labels") or {}) or meta.get("deletionTimestamp"):
+        return None
+    if (meta.get("annotations") or {}).get(DO_NOT_DISRUPT) != "true":
+        return None
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (body.get("status") or {}).get("conditions") or []
+    )
+    return str(meta.get("name", "")) if ready else None

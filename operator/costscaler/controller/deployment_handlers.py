@@ -8,6 +8,7 @@ kopf retry with a traceback per tick.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import kopf
 
 from costscaler.adapters.children import ChildState, deployment_state
+from costscaler.adapters.karpenter import NodePools
+from costscaler.adapters.kube import API_ERRORS
 from costscaler.adapters.targetref import check_target
 from costscaler.api import GROUP, VERSION, InferenceDeployment, Mode
 from costscaler.controller import budgets
@@ -28,6 +31,8 @@ from costscaler.controller.status import HOURS_PER_MONTH, status_due
 from costscaler.controller.tick import converge, eligible_pools, no_pools, run_tick
 from costscaler.controller.tick_input import TickInput
 from costscaler.core import decide
+
+log = logging.getLogger(__name__)
 
 
 def register_deployment_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -102,6 +107,9 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     children = await _children(rt, infd, kw)
     pending = kw["pending_index"].get((ns, name), []) if "pending_index" in kw else []
     children = with_unplaced(children, pending, pools_of(kw), time.time(), rt.stalled_pools)
+    settled = list(kw["settled_index"].get((ns, name), [])) if "settled_index" in kw else []
+    if settled and rt.nodepools is not None:
+        await _release(rt.nodepools, ns, settled)
     history = rt.history((ns, name), infd.spec.forecast.window_seconds, time.time())
     if not history.n and (past := await rt.backfill.past((ns, name))) is not None:
         history.backfill(past, children)
@@ -121,6 +129,15 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     _export(rt, infd, result, reading.problem is None)
     rt.metrics.reconcile.observe(time.perf_counter() - started)
     rt.health.beat()
+
+
+async def _release(nodepools: NodePools, ns: str, pods: list[str]) -> None:
+    """Let Karpenter disrupt replicas that finished loading (a failed patch is retried next
+    tick: the pod stays in the index until its annotation is gone)."""
+    try:
+        await nodepools.release(ns, pods)
+    except API_ERRORS as exc:
+        log.warning("do-not-disrupt not removed from %s in %s: %s", pods, ns, exc)
 
 
 def _failed(

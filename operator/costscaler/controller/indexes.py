@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from costscaler.adapters.children import LABEL_DEPLOYMENT, child_state
-from costscaler.adapters.pending import pending_pod
+from costscaler.adapters.pending import pending_pod, settled_pod
 from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
 from costscaler.api import GROUP, VERSION, CapacityPool
@@ -62,6 +62,24 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     async def pending_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         pod = pending_pod(dict(body))
         return {(pod.namespace, pod.owner): pod} if pod else {}
+
+    if settings.node_layer:
+        # Ready child pods still marked do-not-disrupt: the tick lets Karpenter move them.
+        @kopf.index(
+            "",
+            "v1",
+            "pods",
+            labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+            id="settled_index",
+            registry=reg,
+        )
+        async def settled_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+            name = settled_pod(dict(body))
+            if name is None:
+                return {}
+            meta = dict(body.get("metadata") or {})
+            labels = dict(meta.get("labels") or {})
+            return {(meta.get("namespace", ""), labels[LABEL_DEPLOYMENT]): name}
 
     @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
     async def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:

@@ -1,4 +1,5 @@
-"""A Managed CapacityPool maps to the NodePool it owns; a warm node is one buffer chunk."""
+"""A Managed CapacityPool maps to the NodePool it owns; a warm node is one buffer chunk;
+replicas on a Karpenter pool load under do-not-disrupt."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 
 from costscaler.adapters import karpenter
+from costscaler.adapters.children import DO_NOT_DISRUPT, Owner, child_manifest
+from costscaler.adapters.pending import settled_pod
 from costscaler.api import CapacityPool, load_manifests
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -98,3 +101,31 @@ def test_a_warm_node_is_one_buffer_chunk_of_a_whole_nodes_accelerators() -> None
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
         tmpl["tolerations"]
     )
+
+
+def _pod(ready: bool, annotated: bool, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": "llama-spot-abc",
+        "namespace": "ml",
+        "labels": {"costscaler.dev/deployment": "llama", "costscaler.dev/pool": "p"},
+        "annotations": {"karpenter.sh/do-not-disrupt": "true"} if annotated else {},
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    cond = {"type": "Ready", "status": "True" if ready else "False"}
+    return {"metadata": meta, "status": {"conditions": [cond]}}
+
+
+def test_replicas_on_a_karpenter_pool_load_protected_and_are_released_once_ready() -> None:
+    owner = Owner("ml", "llama", "uid-1")
+    template = {"spec": {"containers": [{"name": "vllm", "image": "v"}]}}
+    managed = child_manifest(owner, template, _managed("g6-xlarge-l4-spot"))
+    annotations = managed["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {DO_NOT_DISRUPT: "true"}
+    # A pool Karpenter does not launch keeps its template (and its hash) as before.
+    plain = child_manifest(owner, template, POOLS["g6-xlarge-l4-spot"])
+    assert "annotations" not in plain["spec"]["template"]["metadata"]
+    assert settled_pod(_pod(ready=True, annotated=True)) == "llama-spot-abc"
+    assert settled_pod(_pod(ready=False, annotated=True)) is None  # still loading
+    assert settled_pod(_pod(ready=True, annotated=False)) is None  # already released
+    assert settled_pod(_pod(ready=True, annotated=True, deleting=True)) is None
