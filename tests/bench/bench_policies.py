@@ -1,13 +1,18 @@
-"""Policy benchmark: every shared trace through every policy, at equal SLO attainment.
+"""Policy benchmark: shared traces through every policy, at equal SLO attainment.
 
-Run by `make bench` (or `.venv/bin/python tests/bench/bench_policies.py [--quick]`). Each
-trace is scaled so its busiest minute needs PEAK_REPLICAS replicas of the cheapest
-on-demand pool; spot pools run with Poisson interruptions, a share of them as pool-wide
-bursts (each pool's `interruption.burstShare`, 0.6 unset: the share the engine prices),
-again without bursts, and replayed from real capacity traces in ../shared/spot (read at
-run time, never copied). HPA, KEDA and KPA are
-also searched over their target so that they reach costscaler's SLO attainment, so costs
-compare at equal SLO. Writes tests/bench/results.json, results.md and one PNG per trace.
+Run by `make bench` (or `.venv/bin/python tests/bench/bench_policies.py [--quick] [--all]
+[--trace T]`; the default runs DEFAULT_TRACES, `--all` every shared trace). Each trace is
+scaled so its busiest minute needs PEAK_REPLICAS replicas of the cheapest on-demand pool
+and replayed with seeds SEEDS (figures: mean, min and max), a BURN_IN_S burn-in and one
+warm start for every policy. Spot pools run with Poisson interruptions, a share of them as
+pool-wide bursts (each pool's `interruption.burstShare`, 0.6 unset: the share the engine
+prices), again without bursts, and replayed from real capacity traces in ../shared/spot
+(read at run time, never copied). Every baseline (HPA, KEDA and KPA on one pool, HPA and
+KEDA with Karpenter over spot and on-demand) is searched over its target until its mean
+attainment matches costscaler's, so costs compare at equal SLO; the scenario suite
+(`suite`) then runs costscaler, HPA + Karpenter at that target and the oracle in a world
+unlike the manifest. Writes tests/bench/results.json and results.md after every trace, and
+one PNG per trace.
 """
 
 from __future__ import annotations
@@ -217,26 +222,8 @@ def bench_trace(
     }
 
 
-def main() -> int:
-    """Run the benchmark and write results.json, results.md and the PNGs."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="3 hours of each trace at most")
-    parser.add_argument("--trace", action="append", choices=TRACES, help="only these traces")
-    parser.add_argument("--all", action="store_true", help="every shared trace")
-    args = parser.parse_args()
-    resources = load_manifests(REPO / "examples")
-    deployment = next(
-        r
-        for r in resources
-        if isinstance(r, InferenceDeployment) and r.metadata.name == "llama-3-1-8b"
-    )
-    pools = [r for r in resources if isinstance(r, CapacityPool)]
-    records = []
-    for name in args.trace or (TRACES if args.all else DEFAULT_TRACES):
-        record = bench_trace(name, deployment, pools, args.quick)
-        print(f"## {name} ({record['hours']:.1f} h, {record['seconds']} s)\n\n{record['table']}\n")
-        print("equal SLO: " + "; ".join(record["equal_slo"]) + "\n")
-        records.append(record)
+def _write(records: list[dict[str, object]]) -> None:
+    """results.json and results.md for the traces done so far."""
     (OUT / "results.json").write_text(json.dumps(records, indent=2) + "\n")
     lines = [
         "# Policy benchmark (`make bench`)",
@@ -265,6 +252,29 @@ def main() -> int:
             "",
         ]
     (OUT / "results.md").write_text("\n".join(lines))
+
+
+def main() -> int:
+    """Run the benchmark and write results.json, results.md and the PNGs."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="3 hours of each trace at most")
+    parser.add_argument("--trace", action="append", choices=TRACES, help="only these traces")
+    parser.add_argument("--all", action="store_true", help="every shared trace")
+    args = parser.parse_args()
+    resources = load_manifests(REPO / "examples")
+    deployment = next(
+        r
+        for r in resources
+        if isinstance(r, InferenceDeployment) and r.metadata.name == "llama-3-1-8b"
+    )
+    pools = [r for r in resources if isinstance(r, CapacityPool)]
+    records = []
+    for name in args.trace or (TRACES if args.all else DEFAULT_TRACES):
+        record = bench_trace(name, deployment, pools, args.quick)
+        print(f"## {name} ({record['hours']:.1f} h, {record['seconds']} s)\n\n{record['table']}\n")
+        print("equal SLO: " + "; ".join(record["equal_slo"]) + "\n")
+        records.append(record)
+        _write(records)  # after every trace: a run cut short keeps what it finished
     return 0
 
 
