@@ -182,12 +182,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class Plan:
-    """A plan with its accelerator spend ($/h), risk and penalised objective."""
+    """A plan with its accelerator spend ($/h), violating share, penalised objective, and
+    whether it is proven the optimum (False: the exact search stopped at its budget,
+    `core.exact.MAX_CHILDREN`, and this is the best plan it had found)."""
 
     replicas: IntArray
     spend: float
     risk: float
     objective: float
+    proven: bool = True
 
 
 @lru_cache(maxsize=64)

@@ -41,7 +41,7 @@ checked exactly (`allocate.feasible`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -51,8 +51,12 @@ from costscaler.core.types import FloatArray
 
 GRID = 1025
 REACH = 4.0  # the grid ends at this many times the largest demand sample
-CHUNK = 8192  # rows of a level expanded at a time
+CHUNK = 1024  # rows of a level expanded at a time
 LEAF_CHUNK = 512  # complete plans evaluated at a time
+# Candidate rows one decision may generate (about a second of numpy). Wide spaces of many
+# near-alike spot pools can pass it (their burst terms keep the bound loose); the search
+# then stops and returns the best plan found, marked not proven (`Plan.proven`).
+MAX_CHILDREN = 400_000
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class _Search:
         self.p = p
         self.best = incumbent
         self.bar = math.inf if incumbent is None else incumbent.objective
+        self.left = MAX_CHILDREN
+        self.stopped = False
         eff = p.risk.effective
         tops = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
         # $/h a replica of each pool adds at least: its price, plus its warm-up when the pool
@@ -254,6 +260,10 @@ class _Search:
         lo = np.where(np.isfinite(lo), lo, hi + 1).astype(np.int64)
         width = np.maximum(hi - lo + 1, 0)
         total = int(width.sum())
+        self.left -= total
+        if self.left < 0:
+            self.stopped = True
+            return
         parent = np.repeat(np.arange(rows.shape[0]), width)
         k = lo[parent] + np.arange(total) - np.repeat(np.cumsum(width) - width, width)
         m = money[parent] + lv.money[k]
@@ -275,7 +285,7 @@ class _Search:
         size = LEAF_CHUNK if last else CHUNK
         for head in range(0, order.size, size):
             chunk = order[head : head + size]
-            if not lower[chunk[0]] < self.bar:
+            if self.stopped or not lower[chunk[0]] < self.bar:
                 break
             child = rows[parent[chunk]]
             child[:, lv.pool] = k[chunk]
@@ -326,17 +336,17 @@ def optimum(p: Problem, starts: list[IntArray] | None = None) -> Plan:
     ceiling = max(search.root(), 1e-6) * 1.25
     while first is None or (first.risk > p.risk_floor and ceiling < first.objective):
         found = search.run(ceiling)
-        if found is not None:
+        if found is not None and not search.stopped:
             return found
-        if not math.isfinite(ceiling):
+        if search.stopped or not math.isfinite(ceiling):
             break
         ceiling = ceiling * 2.0 if ceiling < 1e12 else math.inf
-    found = search.run()
+    found = search.run() if not search.stopped else search.best
     if found is not None:
-        return found
+        return found if not search.stopped else replace(found, proven=False)
     fallback = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
     spend, risk, obj = evaluate(p, fallback[None, :])
-    return Plan(fallback, float(spend[0]), float(risk[0]), float(obj[0]))
+    return Plan(fallback, float(spend[0]), float(risk[0]), float(obj[0]), not search.stopped)
 
 
 def brute_force(p: Problem) -> Plan | None:

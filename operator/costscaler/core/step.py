@@ -104,6 +104,11 @@ def step(
         pl, prob, demand, q, chosen, target, (limited, trimmed), fixed, budget
     )
     reason, message, out, short = supply.annotate(pl, state, now, reason, message)
+    if not target.proven:
+        message += (
+            f" The exact search stopped at its budget of {exact.MAX_CHILDREN:,} candidate "
+            "plans: this is the best plan it found, not proven optimal."
+        )
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
@@ -112,6 +117,7 @@ def step(
         replicas=replicas,
         cost_per_hour=spend,
         slo_risk=chosen.risk,
+        optimum_proven=target.proven,
         expected_attainment=1.0 - chosen.risk,
         violating_share=chosen.risk,
         reason=reason,

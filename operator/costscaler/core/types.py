@@ -268,7 +268,9 @@ class Decision:
     `nodes` is pool -> nodes the replicas open (`core.nodes`). `violating_share`: the plan's
     expected share of requests over the SLO's latency threshold across the horizon, demand
     and spot losses integrated (`core.risk`); `expected_attainment` = 1 - that; `slo_risk`
-    is the violating share too (the name status and metrics have always used). `reason` is CamelCase
+    is the violating share too (the name status and metrics have always used).
+    `optimum_proven`: False when the exact search stopped at its budget (`core.exact`) and
+    the plan is the best it found. `reason` is CamelCase
     (a condition reason), `message` says why for people. `alternatives`: the plans weighed
     (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
     was sized for; `demand_rps`: that demand at the horizon; `horizon_s`: the horizon;
@@ -325,6 +327,7 @@ class Decision:
     warm_need: WarmNeed | None = None
     expected_attainment: float = math.nan
     violating_share: float = math.nan
+    optimum_proven: bool = True
 
     @property
     def total_replicas(self) -> int:

@@ -265,3 +265,46 @@ def test_the_optimum_matches_an_independent_milp_on_wide_spaces(seed: int):
     found = optimum(prob, start_plans(pl, prob, prob.floor_demand, cur))
     milp = min(_milp_at(prob, t) for t in range(prob.reachable_min, prob.total_max + 1))
     assert found.objective == pytest.approx(milp, rel=1e-6, abs=1e-6)
+
+
+def test_a_wide_space_of_alike_spot_pools_stops_at_the_budget_and_says_so():
+    """Twenty pools of three accelerators, half of them spot with bursts, 1 % apart in price
+    (the decide benchmark's): the bound cannot tell the spreads of spot apart and the tree
+    outgrows `exact.MAX_CHILDREN`. The search stops there (it ran for minutes before): the
+    plan is the best found, within every bound, no worse than the best start, and the
+    decision says it is not proven."""
+    kinds = [(0.805, 1.6, 4.0), (1.006, 2.6, 3.0), (4.1, 7.0, 2.0)]
+    pools = []
+    for i in range(20):
+        price, rps, base = kinds[i % 3]
+        spot = i % 2 == 1
+        pools.append(
+            PoolView(
+                f"p{i}",
+                spot=spot,
+                replica_cost_per_hour=price * (0.45 if spot else 1.0) * (1 + 0.01 * i),
+                capacity_rps=rps,
+                cold_start_s=240.0 + 10 * i,
+                max_replicas=40,
+                interruption_rate_per_hour=0.3 if spot else 0.0,
+                base_latency_s=base,
+            )
+        )
+    settings = Settings(
+        latency_threshold_s=10.0,
+        slo_miss_cost_per_hour=50.0,
+        replicas_max=60,
+        spot_max_fraction=0.6,
+        min_on_demand=1,
+    )
+    pl = Planner(pools, settings)
+    prob = _problem(pl, 30.0)
+    starts = start_plans(pl, prob, prob.floor_demand, np.zeros(20, dtype=np.int64))
+    found = optimum(prob, starts)
+    assert not found.proven
+    assert bool(feasible(prob, found.replicas[None, :])[0])
+    stack = np.stack(starts)
+    ok = feasible(prob, stack)
+    assert found.objective <= float(evaluate(prob, stack[ok])[2].min()) + 1e-9
+    d = pl.decide(steady(30.0), {}, 3600.0, alternatives=False)
+    assert not d.optimum_proven and "not proven optimal" in d.message
