@@ -9,6 +9,7 @@ removes the empty nodes; deleting the pool removes its NodePool."""
 from __future__ import annotations
 
 import sys
+import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -150,6 +151,8 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
         assert _condition(kube, good, "NodePoolReady").get("status") == "True"
         pool_status = get(kube, "capacitypool", good)["status"]
         assert pool_status["nodePool"] == good and pool_status["warmNodes"] == 0
+        exported = urllib.request.urlopen(f"http://127.0.0.1:{op.port}/metrics", timeout=5)
+        assert f'costscaler_pool_warm_nodes{{pool="{good}"}} 0.0' in exported.read().decode()
 
         # A spot node taken away: Karpenter launches a replacement, the on-demand floor holds.
         lost = nodes[0]["metadata"]["name"]

@@ -43,6 +43,8 @@ class OperatorMetrics:
     backfilled: Counter
     pool_nodes: Gauge
     pool_hourly_cost: Gauge
+    pool_warm_nodes: Gauge
+    pool_warm_hourly_cost: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry = REGISTRY) -> OperatorMetrics:
@@ -154,6 +156,18 @@ class OperatorMetrics:
             pool_hourly_cost=Gauge(
                 "costscaler_pool_node_hourly_cost",
                 "Effective cost of one node of the pool, $/h.",
+                ["pool"],
+                registry=r,
+            ),
+            pool_warm_nodes=Gauge(
+                "costscaler_pool_warm_nodes",
+                "Warm spare nodes kept for a pool whose nodes Karpenter launches.",
+                ["pool"],
+                registry=r,
+            ),
+            pool_warm_hourly_cost=Gauge(
+                "costscaler_pool_warm_hourly_cost",
+                "What a pool's warm spare nodes cost, $/h (marginal).",
                 ["pool"],
                 registry=r,
             ),

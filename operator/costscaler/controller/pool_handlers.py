@@ -87,6 +87,8 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
             new["conditions"] = new["conditions"] + conditions(extra, before, gen, now())
         if layer is not None:
             new.update(node_layer.status_fields(layer, money))
+            rt.metrics.pool_warm_nodes.labels(pool.name).set(new["warmNodes"])
+            rt.metrics.pool_warm_hourly_cost.labels(pool.name).set(float(new["warmHourlyCost"]))
         rt.metrics.pool_nodes.labels(pool.name).set(new["nodes"])
         rt.pool_nodes[pool.name] = int(new["nodes"])
         rt.metrics.pool_hourly_cost.labels(pool.name).set(float(new["effectiveHourlyCost"]))
