@@ -221,6 +221,11 @@ def _milp_at(prob: Problem, total: int) -> float:
     return best
 
 
+# Rows enough to prove the optimum on the wide spaces below (the decisions stop at
+# `exact.MAX_CHILDREN`, for speed).
+PROOF_BUDGET = 400_000
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_the_optimum_matches_an_independent_milp_on_wide_spaces(seed: int):
     """Eight pools of up to 30 replicas (30^8 plans: far past brute force). With every
@@ -262,9 +267,17 @@ def test_the_optimum_matches_an_independent_milp_on_wide_spaces(seed: int):
     demand = forecast(obs.times, obs.request_rate, pl.horizon_s)
     cur = rng.integers(0, 6, size=8).astype(np.int64)
     prob = problem(pl, learn(pl, obs, EngineState()), demand, None, cur, 0.99)
-    found = optimum(prob, start_plans(pl, prob, prob.floor_demand, cur))
+    starts = start_plans(pl, prob, prob.floor_demand, cur)
     milp = min(_milp_at(prob, t) for t in range(prob.reachable_min, prob.total_max + 1))
+    # The search is exact given the rows to prove it (here at most 400,000) ...
+    found = optimum(prob, starts, budget=PROOF_BUDGET)
+    assert found.proven
     assert found.objective == pytest.approx(milp, rel=1e-6, abs=1e-6)
+    # ... and within the decision's budget either the optimum or a plan marked unproven.
+    quick = optimum(prob, starts)
+    assert quick.objective >= milp - 1e-6 * max(1.0, abs(milp))
+    if quick.proven:
+        assert quick.objective == pytest.approx(milp, rel=1e-6, abs=1e-6)
 
 
 def test_a_wide_space_of_alike_spot_pools_stops_at_the_budget_and_says_so():
