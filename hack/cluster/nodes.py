@@ -68,19 +68,6 @@ def _labels(pool: CapacityPool, name: str) -> dict[str, str]:
     return labels
 
 
-def _taints(pool: CapacityPool) -> list[dict[str, str]]:
-    """The taints the pool's tolerations exist for (a key is required to name a taint)."""
-    taints = []
-    for tol in pool.spec.placement.tolerations:
-        if not tol.key:
-            continue
-        taint = {"key": tol.key, "effect": tol.effect or "NoSchedule"}
-        if tol.operator != "Exists" and tol.value:
-            taint["value"] = tol.value
-        taints.append(taint)
-    return taints
-
-
 def node_count(pool: CapacityPool, per_pool: int) -> int:
     """Nodes to create: the pool's maxNodes, capped to keep the fake cluster small."""
     limit = pool.spec.limits.max_nodes
@@ -103,7 +90,7 @@ def pool_nodes(pool: CapacityPool, per_pool: int) -> list[dict[str, Any]]:
                     "labels": _labels(pool, name),
                     "annotations": {"kwok.x-k8s.io/node": "fake"},
                 },
-                "spec": {"taints": _taints(pool)},
+                "spec": {"taints": pool.spec.placement.taints()},
                 "status": {"capacity": resources, "allocatable": resources},
             }
         )

@@ -57,19 +57,6 @@ def managed(pool: CapacityPool) -> bool:
     return pool.spec.node_pool is not None and pool.spec.node_pool.mode == NodePoolMode.MANAGED
 
 
-def _taints(pool: CapacityPool) -> list[dict[str, str]]:
-    """The taints the pool's tolerations exist for (a toleration without a key names none)."""
-    taints = []
-    for tol in pool.spec.placement.tolerations:
-        if not tol.key:
-            continue
-        taint = {"key": tol.key, "effect": tol.effect or "NoSchedule"}
-        if tol.operator != "Exists" and tol.value:
-            taint["value"] = tol.value
-        taints.append(taint)
-    return taints
-
-
 def _requirements(pool: CapacityPool) -> list[dict[str, Any]]:
     spec, settings = pool.spec, pool.spec.node_pool
     assert settings is not None and spec.instance_type is not None
@@ -105,7 +92,7 @@ def nodepool_manifest(pool: CapacityPool) -> dict[str, Any]:
             "spec": {
                 "nodeClassRef": settings.node_class_ref.model_dump(),
                 "requirements": _requirements(pool),
-                "taints": _taints(pool),
+                "taints": pool.spec.placement.taints(),
                 "expireAfter": "Never",
             },
         },

@@ -152,6 +152,19 @@ class Placement(ApiModel):
         default_factory=list, max_length=32, description="Tolerations for the pool's taints."
     )
 
+    def taints(self) -> list[dict[str, str]]:
+        """The taints the tolerations exist for, as a node or NodePool carries them (a
+        toleration without a key names no taint)."""
+        taints = []
+        for tol in self.tolerations:
+            if not tol.key:
+                continue
+            taint = {"key": tol.key, "effect": tol.effect or "NoSchedule"}
+            if tol.operator != "Exists" and tol.value:
+                taint["value"] = tol.value
+            taints.append(taint)
+        return taints
+
 
 class PoolLimits(ApiModel):
     """Quotas on the pool."""
