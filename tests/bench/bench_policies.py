@@ -118,8 +118,8 @@ def _at_equal_slo(
     """The baseline's target whose mean attainment over the seeds matches `goal`.
 
     Attainment falls as the target rises: bisect the target over the metric's whole range,
-    (0, TARGET_MAX], until the mean attainment is within TOLERANCE of the goal, keeping the
-    highest target that reaches it. Returns the runs and a note: how close it came, or that
+    TARGET_RANGE, MAX_BISECTIONS times, keeping the highest target whose mean attainment is
+    at least the goal less TOLERANCE. Returns the runs and a note: how close it came, or that
     even the lowest target cannot reach the goal.
     """
     lo, hi = TARGET_RANGE
@@ -127,13 +127,13 @@ def _at_equal_slo(
     if _mean(low) < goal - TOLERANCE:
         return low, f"cannot reach {goal:.4f}: {_mean(low):.4f} at target {lo}"
     best = low
+    # No early stop on the first target within the tolerance: where attainment saturates
+    # near the goal, many targets are within it, and the cheapest is the highest of them.
     for _ in range(MAX_BISECTIONS):
         mid = (lo + hi) / 2
         runs = _tuned(lineup, name, mid, traces)
         if _mean(runs) >= goal - TOLERANCE:
             lo, best = mid, runs
-            if _mean(runs) <= goal + TOLERANCE:
-                break
         else:
             hi = mid
     gap = _mean(best) - goal
