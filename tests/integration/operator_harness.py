@@ -185,6 +185,14 @@ def new_namespace(cluster: Any) -> str:
     return ns
 
 
+def release(cluster: Any, ns: str) -> None:
+    """Give back the nodes a test's replicas hold: delete the namespace's InferenceDeployments
+    (no operator is left to act on them) and Deployments, so that the next test's replicas
+    find the session's static nodes free."""
+    for kind in ("inferencedeployments", "deployments"):
+        cluster.kubectl("delete", kind, "--all", "-n", ns, "--wait=false", check=False)
+
+
 def apply(cluster: Any, obj: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
 

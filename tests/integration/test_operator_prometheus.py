@@ -23,6 +23,7 @@ from operator_harness import (  # noqa: F401 - kube_fixture provides the `kube` 
     kube_fixture,
     llama,
     new_namespace,
+    release,
     wait_for,
 )
 
@@ -75,6 +76,7 @@ def test_prometheus_stopped_holds_replicas_and_recovers(kube, tmp_path: Path):
         twin.stop()
         op.stop()
         prom.stop()
+        release(kube, ns)
 
 
 # Issue 18 measured 300 deployments and a 60 s hang; 2 cores shared with other test runs hold
@@ -163,6 +165,7 @@ def test_a_hung_prometheus_stalls_no_tick(kube, tmp_path: Path):
         twin.stop()
         op.stop()
         prom.stop()
+        release(kube, ns)
 
 
 def deciding(op: Operator, ns: str) -> list[str]:
@@ -242,6 +245,7 @@ def test_slo_window_counts_come_from_the_histogram_and_reach_status(kube, tmp_pa
         twin.stop()
         op.stop()
         prom.stop()
+        release(kube, ns)
 
 
 def test_a_stated_ttft_without_its_series_holds_naming_it(kube, tmp_path: Path):
@@ -276,3 +280,4 @@ def test_a_stated_ttft_without_its_series_holds_naming_it(kube, tmp_path: Path):
         twin.stop()
         op.stop()
         prom.stop()
+        release(kube, ns)
