@@ -342,7 +342,9 @@ def optimum(p: Problem, starts: list[IntArray] | None = None, budget: int = MAX_
     # a fraction of the budget and leaves a near-optimal incumbent, which prunes the proof
     # (on wide spaces of alike pools the starts' best was 63 $/h against an optimum of 37).
     search.chunk, search.left = DIVE_CHUNK, DIVE_BUDGET
-    search.run()
+    dived = search.run()
+    if dived is not None and not search.stopped:
+        return dived  # the dive covered the whole tree under its bar: proven, not redone
     search.chunk, search.left, search.stopped = CHUNK, budget, False
     first = search.best
     # A far incumbent (a start past the SLO prices its penalty) prunes nothing: search under
