@@ -32,10 +32,11 @@ k = j, so the inner minimum is at least
 
     L_j = min( R(G_{j+1}),  min_{k > j} (rho G_k + R(G_{k+1})) - rho G_{j+1} ),
 
-one suffix minimum per level (`_tables`). A row whose bound is >= J* cannot beat J* and is
-dropped. Rows also go when their count passes replicas.max or cannot reach replicas.min
-with what the pools left hold. The leaves' other bounds (spot share, on-demand floor) are
-checked exactly (`allocate.feasible`).
+together with rho (G_K - G_{j+1}) for completions past the grid's end G_K, whose risk
+terms are only known to be >= 0: one suffix minimum per level (`_tables`). A row whose
+bound is >= J* cannot beat J* and is dropped. Rows also go when their count passes
+replicas.max or cannot reach replicas.min with what the pools left hold. The leaves' other
+bounds (spot share, on-demand floor) are checked exactly (`allocate.feasible`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ def _tables(grid: FloatArray, bound: FloatArray, rho: float) -> FloatArray:
     a = rho * grid[:-1] + nxt  # rho G_k + R(G_{k+1}), k = 0 .. K-1
     suffix = np.minimum.accumulate(a[::-1])[::-1]  # min over k >= j
     after = np.concatenate((suffix[1:], [math.inf]))  # min over k > j
-    out = np.minimum(nxt, after - rho * grid[1:])
+    # Completions past the grid's end: their risk is only known to be >= 0 (`_Search.beyond`)
+    # and their money >= rho (G_K - G_{j+1}). Without this term a plan that needs more
+    # headroom than the grid holds (slow latency curves) was pruned by a bound above it.
+    past = rho * (grid[-1] - grid[1:])
+    out = np.minimum(np.minimum(nxt, after - rho * grid[1:]), past)
     return np.asarray(np.minimum.accumulate(out), dtype=np.float64)
 
 

@@ -106,6 +106,51 @@ def test_the_optimum_equals_brute_force_on_a_thousand_random_problems():
         assert bool(feasible(prob, found.replicas[None, :])[0]), case
 
 
+def test_a_plan_past_the_bound_grid_is_not_pruned():
+    """Single-slot replicas (capacity 1-2 req/s, base latency 0.5 s) need more headroom than
+    the grid's REACH x demand holds: the only plans within the SLO lie past its end. The bound
+    took their risk from the grid's last cell and pruned them, returning [0, 1, 9] at a 9.7e6
+    penalty, marked proven, instead of [0, 0, 4] at $12/h (found by hypothesis in CI)."""
+
+    def pool(name: str, price: float, rps: float) -> PoolView:
+        return PoolView(
+            name,
+            spot=False,
+            replica_cost_per_hour=price,
+            capacity_rps=rps,
+            cold_start_s=0.0,
+            max_replicas=None,
+            interruption_rate_per_hour=0.0,
+        )
+
+    settings = Settings(latency_threshold_s=1.0, attainment=0.9375, slo_miss_cost_per_hour=0.0,
+                        replicas_min=0, replicas_max=10, spot_max_fraction=0.0)  # fmt: skip
+    pl = Planner([pool("p0", 1.0, 1.0), pool("p1", 1.0, 1.0), pool("p2", 3.0, 2.0)], settings)
+    prob = _problem(pl, 1.0, [0, 0, 0])
+    found = optimum(prob)
+    assert found.replicas.tolist() == [0, 0, 4]
+    assert found.objective == pytest.approx(_brute(prob)) == pytest.approx(12.0)
+
+
+def test_the_optimum_equals_brute_force_with_single_slot_replicas():
+    """As above with random prices: short thresholds make every replica one M/M/1 slot."""
+    rng = np.random.default_rng(5)
+    for case in range(200):
+        pools = [
+            PoolView(f"p{i}", spot=False, replica_cost_per_hour=float(rng.uniform(0.5, 4.0)),
+                     capacity_rps=float(rng.uniform(0.5, 2.0)), cold_start_s=0.0,
+                     max_replicas=int(rng.integers(2, 10)), interruption_rate_per_hour=0.0)
+            for i in range(int(rng.integers(1, 4)))
+        ]  # fmt: skip
+        settings = Settings(latency_threshold_s=1.0, attainment=float(rng.uniform(0.9, 0.99)),
+                            slo_miss_cost_per_hour=0.0, replicas_min=0, replicas_max=12,
+                            spot_max_fraction=0.0)  # fmt: skip
+        prob = _problem(Planner(pools, settings), float(rng.uniform(0.1, 3.0)), [0] * len(pools))
+        best = _brute(prob)
+        if np.isfinite(best):
+            assert optimum(prob).objective == pytest.approx(best, rel=1e-9), case
+
+
 @FAST
 @given(planners(), rates)
 def test_starts_change_the_time_not_the_optimum(pl: Planner, rate: float):
