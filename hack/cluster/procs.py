@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,11 +14,28 @@ from pathlib import Path
 KILL_WAIT_SECONDS = 10.0
 
 
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral
+    range. A port the kernel hands out (bind to 0) is one it also gives the next outgoing
+    connection: between picking and binding, an apiserver's connection to etcd took
+    Karpenter's metrics port in CI ("bind: address already in use")."""
+    top = _ephemeral_floor()
+    for _ in range(200):
+        port = random.randrange(min(10000, top // 2), top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 below {top} after 200 tries")
 
 
 def start_time(pid: int) -> int | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from cluster.procs import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -52,12 +53,6 @@ def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
             return last
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _helm(cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
@@ -173,7 +168,7 @@ def install(
     values = {
         "operator": {**scope, "interval": 2, "logLevel": "DEBUG"},
         "prometheus": {"url": cluster.prometheus_url},
-        "metricsPort": _free_port(),
+        "metricsPort": free_port(),
     }
     (tmp / "values.yaml").write_text(yaml.safe_dump(values))
     helm = _helm(cluster, "install", release, str(CHART), "-n", ns, "--skip-crds", "-f",

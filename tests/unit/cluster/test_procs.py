@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
@@ -39,3 +40,14 @@ def test_stop_of_processes_already_gone_is_a_no_op(tmp_path: Path):
     procs.stop([ident], grace=0.2)
     procs.stop([ident], grace=0.2)
     assert not procs.alive(ident)
+
+
+def test_free_ports_lie_below_the_kernels_ephemeral_range():
+    """Outgoing connections take ports from the ephemeral range: a port picked there can be
+    gone before the component binds it (Karpenter's metrics port, in CI)."""
+    floor = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(50):
+        port = procs.free_port()
+        assert 1024 <= port < floor
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
