@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     twin.add_argument("--load", action="append", required=True, help="[NS/]NAME=TRACE.csv")
     twin.add_argument("--speed", type=float, default=10.0, help="trace seconds per wall second")
     twin.add_argument("--tick", type=float, default=1.0, help="wall seconds per step")
+    twin.add_argument(
+        "--serving",
+        choices=("fluid", "batching"),
+        default="fluid",
+        help="fluid: one queue at rated capacity; batching: per-request batching with TTFT/ITL",
+    )
     sub.add_parser("down", help="stop what `up` started and remove its state")
     sub.add_parser("env", help='print export lines: eval "$(make -s cluster-env)"')
     sub.add_parser("status", help="print endpoints and which processes are alive")
@@ -66,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print("\n".join(control.env_lines(args.state_dir)))
         elif args.command == "twin":
-            port, log = control.start_twin(args.state_dir, args.load, args.speed, args.tick)
+            port, log = control.start_twin(
+                args.state_dir, args.load, args.speed, args.tick, args.serving
+            )
             print(f"load twin on http://127.0.0.1:{port}/status (log {log})")
         elif args.command == "down":
             control.down(args.state_dir)

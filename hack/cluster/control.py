@@ -190,9 +190,14 @@ def down(state_dir: Path, progress: Progress = print, keep_logs: bool = False) -
 
 
 def start_twin(
-    state_dir: Path, loads: list[str], speed: float = 1.0, tick: float = 1.0
+    state_dir: Path,
+    loads: list[str],
+    speed: float = 1.0,
+    tick: float = 1.0,
+    serving: str = "fluid",
 ) -> tuple[int, Path]:
-    """Start a load twin for this cluster (stopped by `down`); returns its port and log."""
+    """Start a load twin for this cluster (stopped by `down`); returns its port and log.
+    `serving`: the twin's serving model, `fluid` or `batching` (`cluster.twinload`)."""
     cluster = Cluster.load(state_dir)
     if cluster is None:
         raise RuntimeError(f"no cluster in {state_dir}: run `make cluster-up` first")
@@ -202,7 +207,8 @@ def start_twin(
     name = f"loadtwin-{port}"
     cmd = [sys.executable, "-m", "cluster.loadtwin", f"--kubeconfig={cluster.kubeconfig}",
            f"--targets-dir={cluster.targets_dir}", f"--speed={speed}", f"--tick={tick}",
-           f"--port={port}", *(f"--load={load}" for load in loads)]  # fmt: skip
+           f"--port={port}", f"--serving={serving}",
+           *(f"--load={load}" for load in loads)]  # fmt: skip
     log = state_dir / "logs" / f"{name}.log"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     cluster.pids[name] = procs.spawn(cmd, log, cwd=state_dir, env=env)

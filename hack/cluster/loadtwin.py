@@ -4,13 +4,19 @@ vLLM-compatible metrics for each pod, for Prometheus to scrape.
 Every tick (wall seconds) it reads the InferenceDeployments, their pods (label
 `costscaler.dev/deployment`) and the nodes they run on from the API, advances each loaded
 deployment's trace by `tick x speed` trace seconds (time compression) with the simulator's
-queueing model (`twinload`), and writes a Prometheus file_sd target per Running pod with the
-labels the operator's queries aggregate by: namespace, deployment, pool, pod. A pod serves
+serving model (`twinload`: `--serving fluid`, the default, or `batching`), and writes a
+Prometheus file_sd target per Running pod with the labels the operator's queries aggregate
+by: namespace, deployment, pool, pod. A pod serves
 metrics only once Running for `modelLoadSeconds` (trace time); before that it answers 503,
 as vLLM does while it loads the model.
 
     python -m cluster.loadtwin --kubeconfig KC --targets-dir DIR \
-        --load default/llama-3-1-8b=../shared/traces/azure-llm-2023-conv/trace.csv --speed 10
+        --load default/llama-3-1-8b=../shared/traces/azure-llm-2023-conv/trace.csv --speed 10 \
+        [--serving batching]
+
+With `--serving batching` requests are batched one by one on each pod's accelerator and every
+pod also exports vllm:time_to_first_token_seconds, vllm:inter_token_latency_seconds,
+vllm:prompt_tokens_total and vllm:kv_cache_usage_perc.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from cluster.twinexport import render_pod
-from cluster.twinload import DeploymentLoad, PodCounters, ReadyPod
+from cluster.twinload import SERVING_MODES, DeploymentLoad, PodCounters, ReadyPod, ServingMode
 from costscaler.api import InferenceDeployment
 from costscaler.sim.traces import load_trace
 
@@ -44,11 +50,16 @@ class Twin:
     """The twin's state: loads per deployment, counters per pod, and what to scrape."""
 
     def __init__(
-        self, api: client.ApiClient, loads: dict[str, Path], speed: float, tick: float
+        self,
+        api: client.ApiClient,
+        loads: dict[str, Path],
+        speed: float,
+        tick: float,
+        serving: ServingMode = "fluid",
     ) -> None:
         self.api = api
         self.core, self.custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        self.traces, self.speed, self.tick = loads, speed, tick
+        self.traces, self.speed, self.tick, self.serving = loads, speed, tick, serving
         self.loads: dict[str, DeploymentLoad] = {}
         self.counters: dict[str, PodCounters] = {}
         self.meta: dict[str, dict[str, str]] = {}  # pod key -> labels, for serving and targets
@@ -97,7 +108,15 @@ class Twin:
             started = datetime.fromisoformat(status["startTime"]).timestamp()
             if (now - started) * self.speed >= spec.spec.workload.model_load_seconds:
                 service_s = profile.base_latency_seconds or 0.0
-                ready.append(ReadyPod(key, profile.requests_per_second, service_s))
+                ready.append(
+                    ReadyPod(
+                        key,
+                        profile.requests_per_second,
+                        service_s,
+                        profile.accelerator,
+                        profile.accelerators_per_replica,
+                    )
+                )
         return ready, running
 
     def step(self) -> None:
@@ -109,7 +128,7 @@ class Twin:
         for key, spec in self._deployments().items():
             if key not in self.loads:
                 trace = load_trace(self.traces[key], dt=self.tick * self.speed)
-                self.loads[key] = DeploymentLoad(spec, trace)
+                self.loads[key] = DeploymentLoad(spec, trace, self.serving)
             mine = [
                 p for p in pods
                 if p["metadata"]["namespace"] == spec.metadata.namespace
@@ -203,9 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="trace seconds per wall second")
     parser.add_argument("--tick", type=float, default=1.0, help="wall seconds per step")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--serving",
+        choices=SERVING_MODES,
+        default="fluid",
+        help="fluid: one queue at the profiles' rated capacity (no TTFT/ITL); batching: "
+        "requests batched per pod on its accelerator, with TTFT and ITL histograms",
+    )
     args = parser.parse_args(argv)
     api = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
-    twin = Twin(api, _parse_loads(args.load), args.speed, args.tick)
+    twin = Twin(api, _parse_loads(args.load), args.speed, args.tick, args.serving)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(twin))
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -13,7 +13,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from cluster.twinload import LATENCY_EDGES_S, PodCounters
+from cluster.twinload import LATENCY_EDGES_S, Histogram, PodCounters
 
 
 class _PodCollector(Collector):
@@ -38,6 +38,8 @@ class _PodCollector(Collector):
             labels=[*labels, "finished_reason"],
         )
         success.add_metric([*values, "stop"], self.c.success)
+        if self.c.per_request:
+            success.add_metric([*values, "abort"], self.c.aborted)
         yield success
         tokens = CounterMetricFamily(
             "vllm:generation_tokens", "Generation tokens processed.", labels=labels
@@ -54,6 +56,37 @@ class _PodCollector(Collector):
         ]
         latency.add_metric(values, [*buckets, ("+Inf", self.c.latency_count)], self.c.latency_sum)
         yield latency
+        if not self.c.per_request:
+            return
+        prompt = CounterMetricFamily(
+            "vllm:prompt_tokens", "Number of prefill tokens processed.", labels=labels
+        )
+        prompt.add_metric(values, self.c.prompt_tokens)
+        yield prompt
+        kv = GaugeMetricFamily(
+            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", labels=labels
+        )
+        kv.add_metric(values, self.c.kv_cache_usage)
+        yield kv
+        yield _histogram(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            self.c.ttft,
+            values,
+        )
+        yield _histogram(
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            self.c.itl,
+            values,
+        )
+
+
+def _histogram(name: str, doc: str, h: Histogram, values: list[str]) -> Metric:
+    family = HistogramMetricFamily(name, doc, labels=["model_name"])
+    buckets = [(f"{edge:g}", float(n)) for edge, n in zip(h.edges, h.buckets, strict=True)]
+    family.add_metric(values, [*buckets, ("+Inf", h.count)], h.total)
+    return family
 
 
 def render_pod(counters: PodCounters, model: str) -> bytes:

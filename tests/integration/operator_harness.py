@@ -136,13 +136,22 @@ class Prometheus(Proc):
 
 
 class LoadTwin(Proc):
-    """hack/cluster's load twin replaying a trace for one deployment, time-compressed."""
+    """hack/cluster's load twin replaying a trace for one deployment, time-compressed;
+    `serving="batching"` serves requests one by one and exports TTFT and ITL histograms."""
 
-    def __init__(self, cluster: Any, key: str, trace: Path, speed: float, log: Path) -> None:
+    def __init__(
+        self,
+        cluster: Any,
+        key: str,
+        trace: Path,
+        speed: float,
+        log: Path,
+        serving: str = "fluid",
+    ) -> None:
         args = [
             sys.executable, "-m", "cluster.loadtwin", "--kubeconfig", str(cluster.kubeconfig),
             "--targets-dir", str(cluster.targets_dir), "--load", f"{key}={trace}",
-            "--speed", str(speed), "--tick", "1",
+            "--speed", str(speed), "--tick", "1", "--serving", serving,
         ]  # fmt: skip
         env = dict(cluster.env, PYTHONPATH=str(ROOT / "hack"))
         super().__init__(args, log, env)

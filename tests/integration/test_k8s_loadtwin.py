@@ -3,7 +3,9 @@
 Two pods of a test InferenceDeployment run on KWOK L4 nodes; the twin replays a trace that
 overloads them for 20 s and then falls below capacity, so the queue builds and drains and
 latencies spread over many buckets. Prometheus must answer histogram_quantile over the twin's
-buckets with the value the simulator's model predicts for the same trace and capacity.
+buckets with the value the simulator's model predicts for the same trace and capacity. With
+`--serving batching` the same holds for the time-to-first-token and inter-token-latency
+histograms the operator's vLLM preset reads.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ import numpy as np
 import pytest
 
 from cluster import control
-from cluster.twinload import LATENCY_EDGES_S
+from cluster.twinload import (
+    ITL_EDGES_S,
+    LATENCY_EDGES_S,
+    TTFT_EDGES_S,
+    DeploymentLoad,
+    PodCounters,
+    ReadyPod,
+)
 from costscaler.adapters.promql import histogram_quantile
+from costscaler.api import InferenceDeployment
 from costscaler.sim import service
 from costscaler.sim.traces import load_trace
 
@@ -166,6 +176,77 @@ def test_prometheus_quantile_matches_the_model(crds_installed, tmp_path: Path) -
         up = _query(cluster.prometheus_url, f'up{{namespace="{ns}", deployment="loading"}}')
         assert [float(s["value"][1]) for s in up] == [0.0]
         assert _get(status)[f"{ns}/loading"]["started"] == 0
+    finally:
+        control.stop_twin(cluster.state_dir, port)
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def _write_token_trace(path: Path) -> None:
+    # 5 req/s for 20 s of 600-token prompts and 120-token answers.
+    path.write_text("timestamp_s,input_tokens,output_tokens\n")
+    with path.open("a") as out:
+        out.writelines(f"{i / 5:.6f},600,120\n" for i in range(100))
+
+
+def _offline(ns: str, trace_path: Path) -> dict[str, PodCounters]:
+    """The same replay without a cluster: two L4 pods ready from the first step."""
+    spec = InferenceDeployment.model_validate(
+        json.loads(_manifests(ns, "served", 0, PODS))["items"][0]
+    )
+    load = DeploymentLoad(spec, load_trace(trace_path, dt=TICK * SPEED), "batching")
+    pods = [ReadyPod(k, RPS_PER_POD, SERVICE_S, "L4", 1) for k in ("a", "b")]
+    counters = {p.key: PodCounters() for p in pods}
+    while not load.done:
+        load.advance(pods, counters)
+    return counters
+
+
+def test_batching_twin_exports_ttft_and_itl_through_prometheus(
+    crds_installed, tmp_path: Path
+) -> None:
+    cluster = crds_installed
+    ns = f"twinb-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", ns)
+    cluster.kubectl("apply", "-f", "-", stdin=_manifests(ns, "served", 0, PODS))
+    _wait("pods Running", lambda: _pods_running(cluster, ns, "served", PODS), 60)
+    trace = tmp_path / "trace.csv"
+    _write_token_trace(trace)
+    port, _ = control.start_twin(
+        cluster.state_dir, [f"{ns}/served={trace}"], speed=SPEED, tick=TICK, serving="batching"
+    )
+    try:
+        status = f"http://127.0.0.1:{port}/status"
+        _wait("the twin to finish the trace", lambda: _get(status)[f"{ns}/served"]["done"], 90)
+        sel = f'namespace="{ns}", deployment="served"'
+        _wait(
+            "Prometheus to scrape the final counters",
+            lambda: _query(
+                cluster.prometheus_url,
+                f"sum(vllm:inter_token_latency_seconds_count{{{sel}}}) == {100 * 119}",
+            ),
+            30,
+        )
+        want = _offline(ns, trace)
+        for metric, edges, field in (
+            ("vllm:time_to_first_token_seconds", TTFT_EDGES_S, "ttft"),
+            ("vllm:inter_token_latency_seconds", ITL_EDGES_S, "itl"),
+        ):
+            counts = sum(getattr(c, field).buckets for c in want.values())
+            total = sum(getattr(c, field).count for c in want.values())
+            expected = [*zip(edges.tolist(), counts.tolist(), strict=True), (math.inf, total)]
+            buckets = f"sum by (le) ({metric}_bucket{{{sel}}})"
+            for q in (0.5, 0.95, 0.99):
+                got = float(
+                    _query(cluster.prometheus_url, f"histogram_quantile({q}, {buckets})")[0][
+                        "value"
+                    ][1]
+                )
+                value = histogram_quantile(q, expected)
+                assert value is not None and got == pytest.approx(value, rel=1e-6), (metric, q)
+        served = _query(cluster.prometheus_url, f"sum(vllm:request_success_total{{{sel}}})")
+        assert float(served[0]["value"][1]) == 100
+        prompt = _query(cluster.prometheus_url, f"sum(vllm:prompt_tokens_total{{{sel}}})")
+        assert float(prompt[0]["value"][1]) == 100 * 600
     finally:
         control.stop_twin(cluster.state_dir, port)
         cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -130,13 +130,18 @@ class StepStats:
     """One step of the serving model: what finished, what is in the system, who was busy.
 
     `in_system`: requests waiting or running at the end of the step; `running`: of them,
-    admitted to a batch; `busy`: per replica slot, the share of the step it had work.
+    admitted to a batch; `busy`: per replica slot, the share of the step it had work;
+    `slot`, `input_tokens`, `output_tokens`: per finished request, the replica slot that
+    served it (-1: never placed) and its tokens.
     """
 
     finished: Finished
     in_system: int
     running: int
     busy: FloatArray
+    slot: IntArray
+    input_tokens: FloatArray
+    output_tokens: FloatArray
 
 
 def _group_starts(groups: IntArray) -> NDArray[np.bool_]:
@@ -226,22 +231,29 @@ class Serving:
 
     def set_ready(self, counts: list[int] | IntArray) -> None:
         """Make `counts[p]` replicas of each pool ready; requests on removed ones start over."""
-        changed = False
         gone: list[int] = []
+        added: list[int] = []
         for p, want in enumerate(counts):
             slots = self.alive[p]
-            while len(slots) > want:
-                gone.append(slots.pop())
-                changed = True
-            while len(slots) < want:
-                if self.free:
-                    slot = self.free.pop()
-                    self.slot_pool[slot] = p
-                else:
-                    slot = len(self.slot_pool)
-                    self.slot_pool.append(p)
-                slots.append(slot)
-                changed = True
+            gone += slots[int(want) :][::-1]
+            added += [p] * max(0, int(want) - len(slots))
+        self.reconfigure(gone, added)
+
+    def reconfigure(self, gone: list[int], added: list[int]) -> list[int]:
+        """Remove the replicas in slots `gone` (their requests start over) and add one ready
+        replica of each pool in `added`; returns the new replicas' slots, in that order."""
+        for slot in gone:
+            self.alive[self.slot_pool[slot]].remove(slot)
+        new: list[int] = []
+        for p in added:
+            if self.free:
+                slot = self.free.pop()
+                self.slot_pool[slot] = p
+            else:
+                slot = len(self.slot_pool)
+                self.slot_pool.append(p)
+            self.alive[p].append(slot)
+            new.append(slot)
         if gone:
             self.free.extend(gone)
             hit = np.isin(self._rep, gone)
@@ -250,8 +262,22 @@ class Serving:
             self._reqs["pre"][hit] = self._reqs["inp"][hit]
             self._reqs["gen"][hit] = 0.0
             self._reqs["ttft"][hit] = np.nan
-        if changed:
+        if gone or added:
             self._arrays(len(self.slot_pool))
+        return new
+
+    def per_slot(self) -> tuple[IntArray, IntArray, FloatArray]:
+        """Per replica slot now: requests running (admitted to its batch), requests waiting
+        at it, and the share of its KV cache reserved (0 for a slot with no replica)."""
+        size = len(self.slot_pool)
+        placed = self._rep >= 0
+        reps, adm = self._rep[placed], self._adm[placed]
+        running = np.bincount(reps[adm], minlength=size)
+        waiting = np.bincount(reps[~adm], minlength=size)
+        reserve = (self._reqs["inp"] + self._reqs["out"])[placed]
+        used = np.bincount(reps[adm], reserve[adm], minlength=size)
+        kv = np.where(self.up, used / np.maximum(self.kv, 1.0), 0.0) if size else used
+        return running.astype(np.int64), waiting.astype(np.int64), np.asarray(kv, np.float64)
 
     @property
     def in_system(self) -> int:
@@ -295,30 +321,33 @@ class Serving:
         )
         self._adm[order[fits & ~adm]] = True
 
-    def _give_up(self, t0: float) -> Finished:
+    def _give_up(self, t0: float) -> tuple[Finished, IntArray, FloatArray, FloatArray]:
         """Requests still waiting for a batch `timeout_s` after they arrived: the client gives
-        up; they leave as finished at infinite latency (late by any threshold)."""
+        up; they leave as finished at infinite latency (late by any threshold). With the slot
+        each waited at (-1: none) and their input and output tokens."""
         r = self._reqs
         old = ~self._adm & (t0 - r["arr"] > self.timeout_s)
         if not old.any():
-            return Finished(*(np.zeros(0) for _ in range(4)))
+            none = np.zeros(0)
+            return Finished(none, none, none, none), np.zeros(0, np.int64), none, none
         inf = np.full(int(old.sum()), np.inf)
         gone = Finished(r["arr"][old].copy(), inf, inf, inf)
+        slots, inp, out = self._rep[old].copy(), r["inp"][old].copy(), r["out"][old].copy()
         keep = ~old
         for k in r:
             r[k] = r[k][keep]
         self._rep, self._adm = self._rep[keep], self._adm[keep]
-        return gone
+        return gone, slots, inp, out
 
     def step(self, t: int, new: Arrivals) -> StepStats:
         """Serve step t (from t x dt to (t + 1) x dt) with `new` arriving in it."""
         dt, t0, size = self.dt, t * self.dt, self.up.size
-        gone = self._give_up(t0)
+        gone, gone_slot, gone_inp, gone_out = self._give_up(t0)
         self._append(new)
         self._route()
         placed = np.flatnonzero(self._rep >= 0)
         if placed.size == 0:
-            return StepStats(gone, self.in_system, 0, np.zeros(size))
+            return StepStats(gone, self.in_system, 0, np.zeros(size), gone_slot, gone_inp, gone_out)
         order = placed[np.argsort(self._rep[placed], kind="stable")]
         reps = self._rep[order]
         self._admit(order, reps)
@@ -384,12 +413,16 @@ class Serving:
         )
         busy = np.zeros(size)
         busy[reps[adm]] = 1.0
+        slot = np.concatenate((gone_slot, reps[done]))
+        fin_inp = np.concatenate((gone_inp, inp[done]))
+        fin_out = np.concatenate((gone_out, out[done]))
         keep = np.ones(self._rep.size, dtype=bool)
         keep[fin] = False
         for k in r:
             r[k] = r[k][keep]
         self._rep, self._adm = self._rep[keep], self._adm[keep]
-        return StepStats(finished, self.in_system, int(self._adm.sum()), busy)
+        running = int(self._adm.sum())
+        return StepStats(finished, self.in_system, running, busy, slot, fin_inp, fin_out)
 
 
 def steady_state(

@@ -49,6 +49,23 @@ class TokenDraw:
         return np.clip(inp, 1, self.max_context - out), out
 
 
+def requests(trace: Trace, tokens: TokenDraw, seed: int) -> tuple[FloatArray, ...]:
+    """Every request's arrival time (s, sorted), input and output tokens: the trace's own
+    where it lists them, else whole requests spread uniformly (seeded) over each step with
+    `tokens` drawn for them."""
+    if trace.requests is not None:
+        r = trace.requests
+        return r.time_s, r.input_tokens, r.output_tokens
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
+    # whole requests: fractional arrivals (a scaled fluid trace) carry over
+    cum = np.floor(np.concatenate(([0.0], np.cumsum(trace.arrivals))) + 1e-9)
+    counts = np.diff(cum).astype(np.int64)
+    step = np.repeat(np.arange(trace.steps), counts)
+    t_s = np.sort((step + rng.random(step.size)) * trace.dt)
+    inp, out = tokens.draw(rng, step.size)
+    return t_s, inp, out
+
+
 @dataclass(frozen=True)
 class ServingSetup:
     """How requests are served in a replay: hardware per pool, router, token draws, the
@@ -86,23 +103,9 @@ class ServingRecord:
         self.cum_done = np.zeros(n + 1, dtype=np.int64)
         self.in_flight = np.zeros(n)
         self.serving = Serving(list(setup.hardware), dt, setup.router)
-        self._requests(trace, np.random.default_rng(np.random.SeedSequence([seed, 29])))
-        self._done: list[Finished] = []
-
-    def _requests(self, trace: Trace, rng: np.random.Generator) -> None:
-        """Every request's arrival time and tokens, and where each step's begin."""
-        if trace.requests is not None:
-            r = trace.requests
-            self.t_s, self.inp, self.out = r.time_s, r.input_tokens, r.output_tokens
-        else:
-            # whole requests: fractional arrivals (a scaled fluid trace) carry over
-            cum = np.floor(np.concatenate(([0.0], np.cumsum(trace.arrivals))) + 1e-9)
-            counts = np.diff(cum).astype(np.int64)
-            step = np.repeat(np.arange(trace.steps), counts)
-            self.t_s = (step + rng.random(step.size)) * trace.dt
-            self.t_s.sort()
-            self.inp, self.out = self.setup.tokens.draw(rng, step.size)
+        self.t_s, self.inp, self.out = requests(trace, setup.tokens, seed)
         self.first = np.searchsorted(self.t_s, np.arange(trace.steps + 1) * trace.dt)
+        self._done: list[Finished] = []
 
     def store(self, t: int, ready: IntArray, held: IntArray) -> None:
         """Record replicas for steps [t, t + width) and serve those steps."""
