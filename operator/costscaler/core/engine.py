@@ -14,12 +14,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from costscaler.api.deployment import InferenceDeploymentSpec, window_seconds
+from costscaler.api.deployment import InferenceDeploymentSpec, TokenLatencySLO, window_seconds
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool
-from costscaler.core import cost, hazard, latency
+from costscaler.core import cost, hazard, latency, tokens
 from costscaler.core.pools import PoolView, pool_views, token_capacity
 from costscaler.core.step import step
+from costscaler.core.tokens import TokenObjective
 from costscaler.core.types import BudgetConstraint, Decision, EngineState, Observations
 
 _CACHE_SIZE = 256
@@ -44,6 +45,9 @@ class Settings:
     window_s: float = 3600.0
     daily_seasonality: bool = False
     slo_window_s: float = 7 * 86400.0
+    # The SLO's time-to-first-token and inter-token latency objectives (`core.tokens`).
+    ttft: TokenObjective | None = None
+    itl: TokenObjective | None = None
 
     @staticmethod
     def from_spec(spec: InferenceDeploymentSpec) -> Settings:
@@ -66,7 +70,14 @@ class Settings:
             window_s=float(spec.forecast.window_seconds),
             daily_seasonality=spec.forecast.daily_seasonality,
             slo_window_s=float(window_seconds(spec.slo.window)),
+            ttft=_objective(spec.slo.ttft),
+            itl=_objective(spec.slo.itl),
         )
+
+
+def _objective(slo: TokenLatencySLO | None) -> TokenObjective | None:
+    """A TTFT or ITL objective as plain numbers (None when the SLO states none)."""
+    return None if slo is None else TokenObjective(slo.threshold_seconds, slo.quantile)
 
 
 class Planner:
@@ -80,6 +91,8 @@ class Planner:
         self.names = tuple(p.name for p in pools)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.capacity = np.array([p.capacity_rps for p in pools], dtype=np.float64)
+        # Token profiles (`core.tokens`): NaN where a pool has none, inf where no KV bound.
+        self.prefill_tps, self.decode_tps, self.kv_bound = tokens.profiles(pools)
         # Decisions compare marginal $/h (owned capacity's capex is sunk); views also show
         # the allocated $/h (`core.billing`).
         self.price = np.array([p.decision_cost_per_hour for p in pools], dtype=np.float64)

@@ -98,3 +98,117 @@ def curve(rated_rps: float, base_s: float, threshold_s: float) -> FloatArray:
     if not math.isfinite(rated_rps * base_s * threshold_s):
         raise ValueError("latency model: rated rate, base latency and threshold must be finite")
     return _curve(float(rated_rps), float(base_s), float(threshold_s))
+
+
+# Time to first token and inter-token latency (issue 17), for pools with a token profile.
+#
+# A request waits for a batch slot, then its prompt prefills, then it decodes one token per
+# iteration, as `sim.batching` serves it. With the mix's mean prompt of I tokens and output
+# of O tokens, a replica with prefill rate P and decode rate D (tokens/s, summed over the
+# batch, at the largest batch B* = D x ITL threshold that meets the ITL objective) spends
+# I / P + O / D seconds of its time per request: c = 1 / (I / P + O / D) req/s saturates it
+# (`core.tokens.capacity`), a share f = (I / P) c of its time prefilling.
+#
+# TTFT = wait for one of m slots + prefill time I / P. The wait is the M/M/m one above, with
+# m the KV-cache bound (`maxConcurrentSequences`; else the end-to-end model's slots), so
+#
+#     v_ttft(u) = ErlangC(m, m u) x exp(-c (1 - u) (L_ttft - I / P)).
+#
+# ITL. Decode runs in the time prefill leaves, 1 - f u, so its load is
+# rho(u) = u (1 - f) / (1 - f u), which reaches 1 at saturation: at rho the batch averages
+# B* rho. Sequences in decode are taken as Poisson in number (many independent requests,
+# each decoding a while), and a request's iterations run slower than the threshold when the
+# batch it sees passes B*. A request sees the batch size-biased (N with probability
+# n P(N = n) / E N), so the share over is P(Poisson(B* rho) >= B*) = P(B*, B* rho), the
+# regularised lower incomplete gamma (`scipy.special.gammainc`), continuous in B*:
+#
+#     v_itl(u) = P(B*, B* rho(u))  for u < 1,  1 for u >= 1  (a backlog fills the batch).
+#
+# When the KV cache holds no more than B* sequences (m <= B*), the batch never passes B*
+# below saturation: v_itl is 0 there. Both curves are non-decreasing in u and in [0, 1].
+
+
+def ttft_violating(
+    u: FloatArray, rated_rps: float, slots: float, prefill_s: float, threshold_s: float
+) -> FloatArray:
+    """v_ttft(u): the share of a replica's requests whose time to first token (the wait for
+    one of `slots` batch slots, then `prefill_s` of prefill) passes `threshold_s`."""
+    if not rated_rps > 0 or not slots >= 1 or not prefill_s >= 0 or not threshold_s > 0:
+        raise ValueError(
+            f"TTFT model needs a positive rated rate ({rated_rps} req/s), slots >= 1 "
+            f"({slots}), prefill time >= 0 ({prefill_s} s) and a positive threshold "
+            f"({threshold_s} s)"
+        )
+    u = np.asarray(u, dtype=np.float64)
+    if prefill_s >= threshold_s:  # the mean prompt alone takes longer than the threshold
+        return np.ones_like(u)
+    waits = erlang_c(slots, slots * np.clip(u, 0.0, 1.0))
+    tail = np.exp(-rated_rps * np.clip(1.0 - u, 0.0, 1.0) * (threshold_s - prefill_s))
+    return np.asarray(np.where(u >= 1.0, 1.0, np.minimum(waits * tail, 1.0)), dtype=np.float64)
+
+
+def itl_violating(
+    u: FloatArray, prefill_share: float, batch_at_itl: float, slots: float = math.inf
+) -> FloatArray:
+    """v_itl(u): the share of a replica's requests decoding at a batch past `batch_at_itl`
+    (B*, the largest batch that meets the ITL threshold), with `prefill_share` (f) of a
+    saturated replica's time spent prefilling and at most `slots` sequences at once."""
+    if not 0.0 <= prefill_share < 1.0 or not batch_at_itl > 0 or not slots >= 1:
+        raise ValueError(
+            f"ITL model needs a prefill share in [0, 1) ({prefill_share}), a positive batch "
+            f"at the ITL threshold ({batch_at_itl}) and slots >= 1 ({slots})"
+        )
+    u = np.asarray(u, dtype=np.float64)
+    under = np.clip(u, 0.0, 1.0)
+    if slots <= batch_at_itl:  # the KV cache stops the batch before it slows past the SLO
+        return np.asarray(np.where(u >= 1.0, 1.0, 0.0), dtype=np.float64)
+    rho = under * (1.0 - prefill_share) / (1.0 - prefill_share * under)
+    over = special.gammainc(batch_at_itl, batch_at_itl * rho)
+    return np.asarray(np.where(u >= 1.0, 1.0, over), dtype=np.float64)
+
+
+@lru_cache(maxsize=512)
+def _token_curve(
+    rated_rps: float,
+    base_s: float,
+    threshold_s: float,
+    slots: float,
+    prefill_s: float,
+    prefill_share: float,
+    ttft: tuple[float, float] | None,
+    itl: tuple[float, float, float] | None,
+) -> FloatArray:
+    u = np.linspace(0.0, 1.0, GRID)
+    out = violating(u, rated_rps, base_s, threshold_s)
+    if ttft is not None:
+        threshold, weight = ttft
+        v = ttft_violating(u, rated_rps, slots, prefill_s, threshold)
+        out = np.maximum(out, np.minimum(weight * v, 1.0))
+    if itl is not None:
+        batch, weight, kv_bound = itl
+        v = itl_violating(u, prefill_share, batch, kv_bound)
+        out = np.maximum(out, np.minimum(weight * v, 1.0))
+    out = np.maximum.accumulate(out)
+    out.setflags(write=False)
+    return out
+
+
+def token_curve(
+    rated_rps: float,
+    base_s: float,
+    threshold_s: float,
+    slots: float,
+    prefill_s: float,
+    prefill_share: float,
+    ttft: tuple[float, float] | None,
+    itl: tuple[float, float, float] | None,
+) -> FloatArray:
+    """The pool's curve with every objective stated: at each utilisation the largest of the
+    end-to-end share (`violating`), `ttft` = (threshold s, weight) x v_ttft (waiting for
+    one of `slots`) and `itl` = (B*, weight, KV-cache bound or inf) x v_itl, each weighted
+    share capped at 1 (`core.tokens` says why the largest and what the weights are). On
+    `GRID` points, read-only, memoised."""
+    values = (rated_rps, base_s, threshold_s, slots, prefill_s, prefill_share)
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError("token latency model: every parameter must be finite")
+    return _token_curve(*(float(x) for x in values), ttft, itl)

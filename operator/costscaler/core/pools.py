@@ -32,8 +32,9 @@ class PoolView:
     assumes `latency.default_base_latency` of the threshold).
     `replicas_per_node`: replicas one node holds (countPerNode // acceleratorsPerReplica); a
     node bills whole from its first replica, the prices above are per replica of a full node.
-    `prefill_tokens_per_second`, `decode_tokens_per_second`: one replica's token profile, None
-    when the workload declares none for this accelerator.
+    `prefill_tokens_per_second`, `decode_tokens_per_second`, `max_concurrent_sequences`: one
+    replica's token profile (`core.tokens`), None when the workload declares none for this
+    accelerator (the bound may be left out of a profile).
     """
 
     name: str
@@ -57,6 +58,7 @@ class PoolView:
     prefill_tokens_per_second: float | None = None
     decode_tokens_per_second: float | None = None
     base_latency_s: float | None = None
+    max_concurrent_sequences: int | None = None
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:
@@ -163,6 +165,7 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 prefill_tokens_per_second=profile.prefill_tokens_per_second,
                 decode_tokens_per_second=profile.decode_tokens_per_second,
                 base_latency_s=profile.base_latency_seconds,
+                max_concurrent_sequences=profile.max_concurrent_sequences,
             )
         )
     return views

@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 
 from costscaler.core import latency
 from costscaler.core.forecast import DemandForecast
+from costscaler.core.tokens import TokenLatency
 from costscaler.core.types import FloatArray
 
 IntArray = NDArray[np.int64]
@@ -72,7 +73,8 @@ class RiskModel:
 
     `capacity` (req/s per replica, calibrated), `indep_loss` and `burst_prob` (shares of
     time, 0 for pools that cannot be interrupted), `base_latency_s` (idle latency per pool,
-    s), `threshold_s` (the SLO's latency threshold, s).
+    s), `threshold_s` (the SLO's latency threshold, s); `tokens`: the TTFT and ITL models
+    when the SLO states them (`core.tokens`: each pool's curve is then the largest share).
     """
 
     capacity: FloatArray
@@ -81,6 +83,7 @@ class RiskModel:
     demand: DemandForecast
     base_latency_s: FloatArray
     threshold_s: float
+    tokens: TokenLatency | None = None
 
     @cached_property
     def effective(self) -> FloatArray:
@@ -136,17 +139,26 @@ class RiskModel:
         frac = u - lo
         weight = (omega * demand)[:, None]
         tables = np.empty((n, TABLE))
-        done: dict[tuple[float, float], FloatArray] = {}
+        done: dict[tuple[float, ...], FloatArray] = {}
         for i in range(n):
-            key = (float(self.capacity[i]), float(self.base_latency_s[i]))
+            key: tuple[float, ...] = (float(self.capacity[i]), float(self.base_latency_s[i]))
+            if self.tokens is not None:
+                key += (float(i),)  # the token models differ per pool: no sharing
             row = done.get(key)
             if row is None:
-                v = latency.curve(key[0], key[1], self.threshold_s)
+                v = self._curve(i)
                 row = ((v[lo] * (1.0 - frac) + v[lo + 1] * frac) * weight).sum(axis=0)
                 row[-1] = 1.0  # every sample overloads at the top: exactly 1
                 done[key] = row
             tables[i] = row
         return top, tables
+
+    def _curve(self, i: int) -> FloatArray:
+        """Pool `i`'s latency curve: end to end, or with the token objectives stated."""
+        c, b = float(self.capacity[i]), float(self.base_latency_s[i])
+        if self.tokens is None:
+            return latency.curve(c, b, self.threshold_s)
+        return self.tokens.curve(i, c, b, self.threshold_s)
 
     @cached_property
     def _low_table(self) -> FloatArray:

@@ -38,6 +38,7 @@ from costscaler.core import (
     nodes,
     stock,
     supply,
+    tokens,
     validate,
     warm,
 )
@@ -45,6 +46,7 @@ from costscaler.core.allocate import Plan, Problem
 from costscaler.core.explain import BUDGET_REASONS, alternatives, explain
 from costscaler.core.forecast import DemandForecast, forecast
 from costscaler.core.risk import IntArray, RiskModel
+from costscaler.core.tokens import TokenMix
 from costscaler.core.types import (
     BudgetConstraint,
     Decision,
@@ -75,7 +77,8 @@ def step(
     blip = supply.blip_hold(pl, obs, cur, state)
     if blip is not None:
         return blip
-    state = learn(pl, obs, state)
+    mix = tokens.observed_mix(obs)  # mean tokens per request (`core.tokens`)
+    state = learn(pl, obs, state, mix)
     # Stock-outs are facts: the pool is out from this tick (`core.stock`).
     unplaced = supply.unplaced(pl, obs)
     state = replace(state, stockouts=stock.backoff(state.stockouts, unplaced, now))
@@ -90,7 +93,7 @@ def step(
     )
     ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
     prob = problem(
-        pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur, attainment
+        pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur, attainment, mix
     )
     q = attainment  # the demand quantile reported and filled to by the starts
     starts = start_plans(pl, prob, demand.quantile(q), cur)
@@ -110,7 +113,7 @@ def step(
             "plans: this is the best plan it found, not proven optimal."
         )
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
-    tokens = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
+    output_rate = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
     need = warm.need(pl, demand, final, state.capacity_scale)  # warm spare nodes (`core.warm`)
     return Decision(
@@ -134,7 +137,7 @@ def step(
         budget_limited=reason in BUDGET_REASONS,
         spot_limit_relaxed=prob.spot_relaxed,
         cost_per_1k_requests=cost.cost_per_thousand_requests(spend, float(obs.request_rate[-1])),
-        cost_per_million_tokens=cost.cost_per_million_tokens(spend, tokens),
+        cost_per_million_tokens=cost.cost_per_million_tokens(spend, output_rate),
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
         marginal_cost_per_hour=marginal,
         nodes=dict(zip(pl.names, nodes.counts(final, pl.per_node).tolist(), strict=True)),
@@ -191,8 +194,11 @@ def optimise(
     return prob, target, limited
 
 
-def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
-    """Fold the new samples into the capacity calibrator and the spot-hazard posteriors."""
+def learn(
+    pl: Planner, obs: Observations, state: EngineState, mix: TokenMix | None = None
+) -> EngineState:
+    """Fold the new samples into the capacity calibrator and the spot-hazard posteriors; the
+    calibrator compares the load with the capacity at the request `mix` (`core.tokens`)."""
     n = obs.times.size
     # Both learners consume only samples after their `until` (and a few before, which the
     # calibrator compares with): work on that tail, not the whole window, each tick.
@@ -210,7 +216,7 @@ def learn(pl: Planner, obs: Observations, state: EngineState) -> EngineState:
         times,
         obs.request_rate[start:],
         obs.latency[start:],
-        pl.capacity @ ready,
+        per_replica(pl, mix) @ ready,
         steady,
         pl.settings.latency_threshold_s,
     )
@@ -237,11 +243,14 @@ def problem(
     maxima: IntArray | None = None,
     cur: IntArray | None = None,
     attainment: float | None = None,
+    mix: TokenMix | None = None,
 ) -> Problem:
     """The allocation problem with calibrated capacity, learned spot hazards and the
     `attainment` target (`core.errorbudget`; the SLO's by default); per-pool `maxima`
     (`supply.deliverable`; the pools' own by default) and, with the running replicas `cur`,
-    the warm-up a replica started beyond them pays (`warm_up_cost`)."""
+    the warm-up a replica started beyond them pays (`warm_up_cost`). With the request
+    `mix`, pools with a token profile have their capacity at it and the TTFT and ITL
+    objectives enter the latency model (`core.tokens`)."""
     rate = np.array(
         [
             hazard.rate(state.hazard[n]) if pl.spot[i] and n in state.hazard else 0.0
@@ -258,7 +267,10 @@ def problem(
     )
     s = pl.settings
     attainment = s.attainment if attainment is None else attainment
-    capacity = pl.capacity * state.capacity_scale
+    capacity = per_replica(pl, mix) * state.capacity_scale
+    token_model = tokens.token_latency(
+        pl.prefill_tps, pl.decode_tps, pl.kv_bound, mix, s.ttft, s.itl, s.attainment
+    )
     return Problem(
         price=pl.price * (1.0 + exposure),
         spot=pl.spot,
@@ -277,12 +289,19 @@ def problem(
             demand=demand,
             base_latency_s=pl.base_latency_s,
             threshold_s=s.latency_threshold_s,
+            tokens=token_model,
         ),
         floor_demand=demand.quantile(attainment),
         current=cur,
         start_cost=None if cur is None else warm_up_cost(pl, demand, capacity),
         per_node=pl.per_node,
     )
+
+
+def per_replica(pl: Planner, mix: TokenMix | None) -> FloatArray:
+    """Req/s one replica of each pool serves before calibration: at the request `mix` where
+    the pool has a token profile, else as declared (`tokens.capacity`)."""
+    return tokens.capacity(pl.capacity, pl.prefill_tps, pl.decode_tps, mix)
 
 
 def warm_up_cost(pl: Planner, demand: DemandForecast, capacity: FloatArray) -> FloatArray:
