@@ -24,6 +24,9 @@ Relaxations only make the bound lower: spot interruptions are ignored (a lost re
 removes capacity; its replacement is paid again), as are zero-capacity stretches of a spot
 trace and queueing inside a block. Quotas hold as in the twin.
 The bound is exact up to these relaxations when G = 1 (traces up to `max_blocks` steps).
+It bounds replays with the fluid model only: with per-request serving (`sim.batching`) a
+replica's capacity comes from its accelerator and the requests' tokens, not from `mu_p`, so
+a policy can beat it there (docs/benchmark.md, "Not a bound under --serving batching").
 """
 
 from __future__ import annotations
