@@ -3,8 +3,9 @@ provider, 8 s node cold start): the operator writes a Managed pool's NodePool; t
 places there wait Pending for a NodeClaim's node, which registers after the cold start; they
 load under do-not-disrupt, released once Ready; a pool whose instance type matches no offering
 reports it on its condition and its share moves to the next pool within two ticks; a deleted
-spot node is replaced while the on-demand floor holds; once the replicas go, consolidation
-removes the empty nodes; deleting the pool removes its NodePool."""
+spot node is replaced while the on-demand floor holds, and is learned as one interruption;
+once the replicas go, consolidation removes the empty nodes; deleting the pool removes its
+NodePool."""
 
 from __future__ import annotations
 
@@ -92,6 +93,12 @@ def _condition(kube: Any, pool: str, kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
 
 
+def _losses_learned(kube: Any, ns: str, pool: str) -> float:
+    """The spot hazard's alpha for `pool`: the prior's losses plus those the operator learned."""
+    status = get(kube, "infd", "llama-3-1-8b", "-n", ns).get("status") or {}
+    return float(((status.get("engineState") or {}).get("hazard") or {}).get(pool, [0.0])[0])
+
+
 def _stamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -171,6 +178,7 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
         # A spot node taken away: Karpenter launches a replacement, the on-demand floor holds.
         lost = nodes[0]["metadata"]["name"]
         before = {c["metadata"]["name"] for c in _claims(kube, good)}
+        alpha = _losses_learned(kube, ns, good)
         kube.kubectl("delete", "node", lost, "--wait=false")
 
         floor: list[int] = []
@@ -188,6 +196,11 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
         # One lost node is one interruption, not a reason to leave spot: the share stays.
         assert min(share) >= 1, f"the spot share left the pool after one loss: {share}"
         assert lost not in {c["status"].get("nodeName") for c in _claims(kube, good)}
+        # The spot hazard learned that node as one interruption, from its deletion: not from
+        # the ready replicas that dropped, not twice (deleting, then gone).
+        learned = wait_for("the loss learned", lambda: (
+            a := _losses_learned(kube, ns, good)) >= alpha + 0.9 and a, timeout=30)  # fmt: skip
+        assert learned < alpha + 1.9, f"one lost node learned as {learned - alpha:.2f} losses"
 
         # The replicas go: consolidation removes the empty nodes.
         kube.kubectl("delete", "infd", "llama-3-1-8b", "-n", ns, "--wait=true", timeout=120)

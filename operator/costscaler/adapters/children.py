@@ -52,7 +52,9 @@ class Owner:
 @dataclass(frozen=True)
 class ChildState:
     """What a child Deployment is: replicas asked (`desired`), serving and starting, and of
-    those, `unfulfillable`: pods the cluster cannot place (`controller.shortfall`)."""
+    those, `unfulfillable`: pods the cluster cannot place (`controller.shortfall`);
+    `interrupted`: nodes lost since the last tick that held its replicas
+    (`controller.interruptions`)."""
 
     namespace: str
     name: str
@@ -63,6 +65,7 @@ class ChildState:
     warming: int
     template_hash: str
     unfulfillable: int = 0
+    interrupted: int = 0
 
 
 def child_names(owner: str, pool: str) -> tuple[str, str]:

@@ -29,6 +29,7 @@ CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 GPU_RESOURCE = "nvidia.com/gpu"
+DISRUPTION_REASON = "DisruptionReason"
 # The buffer's pods are never run (Karpenter only sizes nodes by them): any small image.
 WARM_IMAGE = "registry.k8s.io/pause:3.10"
 KARPENTER_CAPACITY = {CapacityType.ON_DEMAND: "on-demand", CapacityType.SPOT: "spot"}
@@ -168,6 +169,19 @@ def buffer_manifest(pool: CapacityPool, namespace: str, nodes: int) -> dict[str,
         },
         "spec": {"podTemplateRef": {"name": warm_name(pool)}, "replicas": nodes},
     }
+
+
+def disrupted_node(claim: dict[str, Any]) -> str | None:
+    """The node of a NodeClaim that Karpenter disrupts on purpose (consolidation, drift,
+    expiry: condition `DisruptionReason` True), else None. A spot interruption sets no such
+    condition: the claim just goes."""
+    status = claim.get("status") or {}
+    node = status.get("nodeName")
+    marked = any(
+        c.get("type") == DISRUPTION_REASON and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    return str(node) if node and marked else None
 
 
 class NodePools:

@@ -3,7 +3,10 @@
 A pod of a child Deployment that stays Pending with `PodScheduled=False` (no node fits: the
 pool's nodes are full and none is launched, a quota, a spot zone without capacity) is
 unplaceable once it has waited past its pool's grace (`controller.shortfall`). Only such
-pods are indexed, as a few numbers each: running pods cost the index nothing.
+pods are indexed, as a few numbers each.
+
+Child pods bound to a node are indexed as their pool and node (`placed_pod`): a node that
+goes while it holds replicas is a spot interruption (`controller.interruptions`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,29 @@ def pending_pod(body: dict[str, Any]) -> PendingPod | None:
     return PendingPod(
         meta.get("namespace", ""), labels[LABEL_DEPLOYMENT], labels[LABEL_POOL], since
     )
+
+
+@dataclass(frozen=True)
+class PlacedPod:
+    """A child pod bound to a node: its owner (InferenceDeployment), pool and node."""
+
+    namespace: str
+    owner: str
+    pool: str
+    node: str
+
+
+def placed_pod(body: dict[str, Any]) -> PlacedPod | None:
+    """The pod as a PlacedPod when it is a child pod bound to a node and not being deleted
+    (a pod on its way out is a scale-down, or its node already going), else None."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    node = (body.get("spec") or {}).get("nodeName")
+    if LABEL_DEPLOYMENT not in labels or LABEL_POOL not in labels or not node:
+        return None
+    if meta.get("deletionTimestamp"):
+        return None
+    return PlacedPod(meta.get("namespace", ""), labels[LABEL_DEPLOYMENT], labels[LABEL_POOL], node)
 
 
 def settled_pod(body: dict[str, Any]) -> str | None:

@@ -20,7 +20,7 @@ from costscaler.adapters.karpenter import NodePools
 from costscaler.adapters.kube import API_ERRORS
 from costscaler.adapters.targetref import check_target
 from costscaler.api import GROUP, VERSION, InferenceDeployment, Mode
-from costscaler.controller import budgets
+from costscaler.controller import budgets, interruptions
 from costscaler.controller import runtime as rt_mod
 from costscaler.controller.failures import FailureLog, ObjectProblemError, classify, ready_false
 from costscaler.controller.indexes import IDS
@@ -94,6 +94,7 @@ def register_deployment_handlers(reg: kopf.OperatorRegistry, settings: Settings)
         failures.forget((namespace or "default", name))
         rt.histories.pop((namespace or "", name), None)
         rt.warm_needs.pop((namespace or "default", name), None)
+        rt.held_nodes.pop((namespace or "default", name), None)
         rt.backfill.forget((namespace or "", name))
         rt.metrics.forget(namespace or "", name, [p["name"] for p in spec.get("pools", [])])
 
@@ -107,6 +108,7 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     children = await _children(rt, infd, kw)
     pending = kw["pending_index"].get((ns, name), []) if "pending_index" in kw else []
     children = with_unplaced(children, pending, pools_of(kw), time.time(), rt.stalled_pools)
+    children = _interrupted(rt, (ns, name), children, kw)
     settled = list(kw["settled_index"].get((ns, name), [])) if "settled_index" in kw else []
     if settled and rt.nodepools is not None:
         await _release(rt.nodepools, ns, settled)
@@ -129,6 +131,22 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     _export(rt, infd, result, reading.problem is None)
     rt.metrics.reconcile.observe(time.perf_counter() - started)
     rt.health.beat()
+
+
+def _interrupted(
+    rt: rt_mod.Runtime, key: tuple[str, str], children: list[ChildState], kw: dict[str, Any]
+) -> list[ChildState]:
+    """`children` with the nodes lost since the last tick that held their replicas."""
+    placed = list(kw["placed_index"].get(key, [])) if "placed_index" in kw else []
+    held = rt.held_nodes.get(key, {})
+    if not placed and not held:
+        return children
+    index = kw.get("deleting_index", {})
+    deleting = {n: next(iter(index[n])) for n in {*held, *(p.node for p in placed)} if n in index}
+    marked = kw["voluntary_index"].get(None, []) if "voluntary_index" in kw else []
+    voluntary = rt.seen_voluntary(marked, time.time())
+    lost, rt.held_nodes[key] = interruptions.losses(held, placed, deleting, voluntary)
+    return interruptions.with_lost(children, lost) if lost else children
 
 
 async def _release(nodepools: NodePools, ns: str, pods: list[str]) -> None:

@@ -21,7 +21,7 @@ TIME, RATE, LATENCY, TOKENS, TTFT, ITL, QUEUE, KV_CACHE, PROMPT = range(9)
 # The LLM signals: an Observations array each, None while the window holds none of it.
 _SIGNALS = {TTFT: "ttft", ITL: "itl", QUEUE: "queue_depth", KV_CACHE: "kv_cache_usage"}
 _SIGNALS[PROMPT] = "prompt_token_rate"
-READY, WARMING, DESIRED, UNFULFILLABLE = range(4)
+READY, WARMING, DESIRED, UNFULFILLABLE, INTERRUPTED = range(5)
 
 
 def _or_nan(value: float | None) -> float:
@@ -36,9 +36,9 @@ class History:
         rows = int(window_seconds // max(interval_seconds, 1.0)) + 2
         # time, rate, latency, tokens, then the LLM signals (NaN when not reported)
         self.load = np.full((rows, 9), np.nan)
-        # Per pool: ready, warming, desired, unfulfillable; float32 holds counts exactly and
-        # halves the size.
-        self.replicas = np.zeros((rows, 0, 4), dtype=np.float32)
+        # Per pool: ready, warming, desired, unfulfillable, interrupted; float32 holds counts
+        # exactly and halves the size.
+        self.replicas = np.zeros((rows, 0, 5), dtype=np.float32)
         self.pools: list[str] = []
         self.n = 0
 
@@ -50,7 +50,7 @@ class History:
     def _column(self, pool: str) -> int:
         if pool not in self.pools:
             self.pools.append(pool)
-            extra = np.zeros((self.replicas.shape[0], 1, 4), dtype=np.float32)
+            extra = np.zeros((self.replicas.shape[0], 1, 5), dtype=np.float32)
             self.replicas = np.concatenate([self.replicas, extra], axis=1)
         return self.pools.index(pool)
 
@@ -73,7 +73,8 @@ class History:
         self.replicas[self.n] = 0
         for c in children:
             col = self._column(c.pool)  # may grow the array: index it afterwards
-            self.replicas[self.n, col] = (c.ready, c.warming, c.desired, c.unfulfillable)
+            row = (c.ready, c.warming, c.desired, c.unfulfillable, c.interrupted)
+            self.replicas[self.n, col] = row
         self.n += 1
         old = int(np.searchsorted(self.load[: self.n, TIME], now - self.window, side="left"))
         self._drop(old)
@@ -111,7 +112,7 @@ class History:
         self.load[:rows, TTFT:] = np.nan  # not backfilled: only the latest ones are read
         for c in children:
             col = self._column(c.pool)
-            self.replicas[:rows, col] = (c.ready, 0, c.desired, 0)
+            self.replicas[:rows, col] = (c.ready, 0, c.desired, 0, 0)
         self.n = rows
         return rows
 
@@ -124,7 +125,9 @@ class History:
 
     def observations(self, has_tokens: bool) -> Observations:
         """The window as the engine's arrays (ready, warming, spot losses and unplaceable
-        replicas per pool)."""
+        replicas per pool). Spot losses are the nodes lost while they held replicas
+        (`controller.interruptions`), not drops in ready replicas: a crash, a readiness flap or
+        a scale-down is no interruption."""
         load, reps = self.load[: self.n], self.replicas[: self.n]
         signals = {name: _column(load, col) for col, name in _SIGNALS.items()}
         return Observations(
@@ -134,7 +137,7 @@ class History:
             token_rate=load[:, TOKENS].copy() if has_tokens else None,
             ready={p: reps[:, i, READY].astype(float) for i, p in enumerate(self.pools)},
             warming={p: reps[:, i, WARMING].astype(float) for i, p in enumerate(self.pools)},
-            lost={p: _losses(reps[:, i].astype(float)) for i, p in enumerate(self.pools)},
+            lost={p: reps[:, i, INTERRUPTED].astype(float) for i, p in enumerate(self.pools)},
             unfulfillable={
                 p: reps[:, i, UNFULFILLABLE].astype(float) for i, p in enumerate(self.pools)
             },
@@ -149,13 +152,3 @@ class History:
 def _column(load: np.ndarray, col: int) -> np.ndarray | None:
     """A copy of one signal's column, or None when the window holds none of it."""
     return load[:, col].copy() if np.isfinite(load[:, col]).any() else None
-
-
-def _losses(pool: np.ndarray) -> np.ndarray:
-    """Ready replicas that vanished while the asked count did not fall: interruptions."""
-    out = np.zeros(pool.shape[0])
-    if pool.shape[0] > 1:
-        dropped = np.maximum(0.0, pool[:-1, READY] - pool[1:, READY])
-        kept_ask = pool[1:, DESIRED] >= pool[:-1, DESIRED]
-        out[1:] = np.where(kept_ask, dropped, 0.0)
-    return out

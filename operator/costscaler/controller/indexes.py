@@ -1,8 +1,8 @@
 """The watch-fed indexes, so that a tick makes no GET.
 
 CapacityPools by name, the child Deployments by owner, the unscheduled child pods (the
-stock-out signal), Nodes, and each InferenceDeployment's Prometheus target (the batch the
-`ReadingCache` fetches).
+stock-out signal), the bound ones by node (the spot-loss signal), Nodes, and each
+InferenceDeployment's Prometheus target (the batch the `ReadingCache` fetches).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from costscaler.adapters.children import LABEL_DEPLOYMENT, child_state
-from costscaler.adapters.pending import pending_pod, settled_pod
+from costscaler.adapters.pending import pending_pod, placed_pod, settled_pod
 from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
 from costscaler.api import GROUP, VERSION, CapacityPool
@@ -63,6 +63,20 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         pod = pending_pod(dict(body))
         return {(pod.namespace, pod.owner): pod} if pod else {}
 
+    # Child pods bound to nodes, as (pool, node): a node that goes while it holds replicas
+    # is a spot interruption (`interruptions`).
+    @kopf.index(
+        "",
+        "v1",
+        "pods",
+        labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+        id="placed_index",
+        registry=reg,
+    )
+    async def placed_index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        pod = placed_pod(dict(body))
+        return {(pod.namespace, pod.owner): pod} if pod else {}
+
     if settings.node_layer:
         # Ready child pods still marked do-not-disrupt: the tick lets Karpenter move them.
         @kopf.index(
@@ -84,6 +98,11 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
     async def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:
         return {None: node_view(dict(body))}
+
+    # Each node by name: whether it is being deleted (a tick looks up only the nodes it held).
+    @kopf.index("", "v1", "nodes", id="deleting_index", registry=reg)
+    async def deleting_index(body: kopf.Body, name: str, **_: Any) -> dict[str, bool]:
+        return {name: bool(dict(body.get("metadata") or {}).get("deletionTimestamp"))}
 
     @kopf.index(GROUP, VERSION, IDS, id="targets_index", registry=reg)
     async def targets_index(

@@ -108,6 +108,15 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
         pool = labels.get(karpenter.NODEPOOL_LABEL)
         return {pool: name} if pool else {}
 
+    # Nodes Karpenter takes on purpose: their going is no spot interruption (`interruptions`).
+    @kopf.index(
+        karpenter.KARPENTER_GROUP, karpenter.KARPENTER_VERSION, "nodeclaims",
+        id="voluntary_index", registry=reg,
+    )  # fmt: skip
+    async def voluntary_index(body: kopf.Body, **_: Any) -> dict[None, str]:
+        node = karpenter.disrupted_node(dict(body))
+        return {None: node} if node else {}
+
     @kopf.on.delete(GROUP, VERSION, POOLS, id="pool_nodepool", when=_managed, registry=reg)
     async def pool_deleted(body: kopf.Body, memo: Any, **kw: Any) -> None:
         """Drain the pool's replicas (the ticks no longer see it), then delete its NodePool."""

@@ -24,6 +24,7 @@ class NodeView:
     taints: tuple[tuple[str, str, str], ...]  # (key, value, effect)
     accelerators: int
     ready: bool
+    deleting: bool = False
 
 
 def node_view(body: dict[str, Any]) -> NodeView:
@@ -42,7 +43,14 @@ def node_view(body: dict[str, Any]) -> NodeView:
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
-    return NodeView(meta.get("name", ""), dict(meta.get("labels") or {}), taints, gpus, ready)
+    return NodeView(
+        meta.get("name", ""),
+        dict(meta.get("labels") or {}),
+        taints,
+        gpus,
+        ready,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
 
 
 def _tolerates(tols: list[Toleration], key: str, value: str, effect: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from costscaler.adapters.backfill import Past
@@ -29,6 +29,8 @@ NOT_YET = Reading(problem="NoData", message="no reading yet for this deployment"
 # is no reason to drop what the window knows of warming replicas and spot losses.
 PAUSE_TICKS = 3
 PAUSE_MIN_SECONDS = 30.0
+# Longer than a pause of the ticks (`PAUSE_MIN_SECONDS`, three intervals) by far.
+VOLUNTARY_MEMORY_S = 900.0
 
 
 class ReadingCache:
@@ -186,6 +188,19 @@ class Runtime:
     # Pools whose NodePool launches nothing for their waiting pods (condition
     # NoOfferingLaunched): their Pending pods are a stock-out at once (`shortfall`).
     stalled_pools: set[str] = field(default_factory=set)
+    # Per deployment, the nodes holding its replicas at its last tick, and the nodes Karpenter
+    # was seen taking on purpose with when (`controller.interruptions`).
+    held_nodes: dict[Key, dict[str, frozenset[str]]] = field(default_factory=dict)
+    voluntary: dict[str, float] = field(default_factory=dict)
+
+    def seen_voluntary(self, nodes: Iterable[str], now: float) -> dict[str, float]:
+        """Remember nodes Karpenter disrupts on purpose for `VOLUNTARY_MEMORY_S` (the claim
+        that says so may be gone by the tick that sees its node gone); returns them all."""
+        for node in nodes:
+            self.voluntary[node] = now
+        for node in [n for n, t in self.voluntary.items() if now - t > VOLUNTARY_MEMORY_S]:
+            del self.voluntary[node]
+        return self.voluntary
 
     def history(self, key: Key, window_seconds: float, now: float) -> History:
         """The observation window of a deployment at `now` (epoch s), created on first use.

@@ -164,12 +164,13 @@ def test_replace_patch(old, new, patch):
 def test_history_window_losses_and_nan_on_bad_data():
     from costscaler.adapters.children import ChildState
 
-    def kids(ready, desired=3):
-        return [ChildState("ml", "c", "o", "spot", desired, ready, desired - ready, "")]
+    def kids(ready, desired=3, interrupted=0):
+        return [ChildState("ml", "c", "o", "spot", desired, ready, desired - ready, "", 0,
+                           interrupted)]  # fmt: skip
 
     h = History(window_seconds=30)
     h.add(0, Reading(rate_by_pool={"spot": 1.0}), kids(3))
-    h.add(15, Reading(rate_by_pool={"spot": 2.0}, latency_seconds=0.5), kids(1))  # 2 lost
+    h.add(15, Reading(rate_by_pool={"spot": 2.0}, latency_seconds=0.5), kids(1, interrupted=1))
     h.add(30, Reading(problem="StaleMetrics"), kids(1, desired=1))  # scaled down: no loss
     h.add(30, Reading(problem="StaleMetrics"), kids(1, desired=1))  # same tick again
     h.add(45, Reading(rate_by_pool={"spot": 0.0}), kids(1, desired=1))
@@ -177,11 +178,22 @@ def test_history_window_losses_and_nan_on_bad_data():
     assert list(obs.times) == [15, 30, 45]  # the sample at 0 left the 30 s window
     assert obs.request_rate[0] == 2.0 and math.isnan(obs.request_rate[1])
     assert list(obs.ready["spot"]) == [1, 1, 1] and list(obs.warming["spot"]) == [2, 0, 0]
-    assert list(obs.lost["spot"]) == [0, 0, 0]
-    h2 = History(60)
-    h2.add(0, Reading(rate_by_pool={"spot": 1.0}), kids(3))
-    h2.add(15, Reading(rate_by_pool={"spot": 1.0}), kids(1))
-    assert list(h2.observations(False).lost["spot"]) == [0, 2]
+    assert list(obs.lost["spot"]) == [1, 0, 0]
+
+
+def test_history_learns_no_loss_from_ready_replicas_that_drop():
+    """Ready replicas that drop while the ask holds (a crash, a readiness flap) or after a
+    scale-down to zero (the terminating pod's readiness goes a tick later) are no
+    interruption: only nodes lost are (`ChildState.interrupted`)."""
+    from costscaler.adapters.children import ChildState
+
+    def kid(ready, desired):
+        return [ChildState("ml", "c", "o", "spot", desired, ready, max(0, desired - ready), "")]
+
+    h = History(120)
+    for t, (ready, desired) in enumerate([(3, 3), (1, 3), (1, 0), (0, 0)]):
+        h.add(15.0 * t, Reading(rate_by_pool={"spot": 1.0}), kid(ready, desired))
+    assert list(h.observations(False).lost["spot"]) == [0, 0, 0, 0]
 
 
 def test_settings_flags_over_environment(monkeypatch):
