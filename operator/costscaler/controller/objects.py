@@ -20,6 +20,19 @@ from costscaler.api.loader import format_validation_error
 log = logging.getLogger(__name__)
 
 
+def shed_managed_fields(body: kopf.Body) -> None:
+    """Drop `metadata.managedFields` from the body kopf keeps for an object's timer.
+
+    kopf keeps the latest body of every object with a timer until the next event replaces it,
+    and hands handlers that same mapping. At 300 InferenceDeployments those bodies held
+    11.7 MB, 6.2 MB of it managedFields (the field owners of server-side apply), which neither
+    kopf nor the operator reads (issue 18 item 7: memory at 1,000 deployments).
+    """
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+
+
 def parse_infd(body: kopf.Body) -> InferenceDeployment:
     """The InferenceDeployment in `body`; PermanentError naming the field when it is invalid
     or a user query cannot be confined to its namespace."""
