@@ -13,7 +13,11 @@ replaying the Azure conversation trace, scraped through file_sd like the real tw
 - the operator's resident memory (median and peak over the window) and its CPU time per round
   (the machine is shared, so CPU seconds compare better between runs than durations).
 
-    .venv/bin/python tests/bench/bench_operator.py [--deployments 1000] [--window 90]
+    .venv/bin/python tests/bench/bench_operator.py [--deployments 1000] [--window 90] [--runs 3]
+
+Each run is a fresh operator process on the same cluster and deployments; the figures are the
+median over runs, each run's RSS peak included (issue 18: <= 250 MB at 1,000 deployments).
+/metrics is read every 5 s during the window, as Prometheus would, and its latency reported.
 """
 
 from __future__ import annotations
@@ -135,13 +139,39 @@ def setup(cluster: control.Cluster, crds: Path, n: int) -> list[InferenceDeploym
     return [InferenceDeployment.model_validate(d) for d in docs]
 
 
+def scrape(op: Operator, latencies: list[float] | None = None) -> str:
+    """The operator's /metrics text, timed into `latencies`.
+
+    On a loaded machine (load 14 on 2 cores) one read took over 10 s: each read waits up to
+    60 s and is tried 3 times, so the bench measures the operator rather than failing on it.
+    """
+    for attempt in range(3):
+        began = time.monotonic()
+        try:
+            url = f"http://127.0.0.1:{op.port}/metrics"
+            text = urllib.request.urlopen(url, timeout=60).read().decode()
+        except OSError:
+            if attempt == 2:
+                raise
+            time.sleep(5)
+            continue
+        if latencies is not None:
+            latencies.append(time.monotonic() - began)
+        return text
+    raise AssertionError("unreachable")
+
+
+def metric(text: str, name: str) -> float:
+    """Sum of a metric's samples in /metrics `text` (0 when absent)."""
+    found = re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    return sum(float(v) for v in found)
+
+
 def decided(op: Operator) -> int:
     """Deployments with at least one decision, from the operator's own counter (no API call:
     listing a thousand objects every few seconds would load the API server being measured)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{op.port}/metrics", timeout=10).read()
-    found = re.findall(
-        r'^costscaler_decisions_total\{[^}]*deployment="([^"]+)"', text.decode(), re.M
-    )
+    text = scrape(op)
+    found = re.findall(r'^costscaler_decisions_total\{[^}]*deployment="([^"]+)"', text, re.M)
     return len(set(found))
 
 
@@ -158,32 +188,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def snapshot(op: Operator) -> dict[str, float]:
+def snapshot(op: Operator, latencies: list[float]) -> dict[str, float]:
+    text = scrape(op, latencies)
     return {
         "cpu": cpu_seconds(op.p.pid),
-        "queries": op.metric("costscaler_prometheus_queries_total"),
-        "errors": op.metric("costscaler_prometheus_query_errors_total"),
-        "ticks": op.metric("costscaler_reconcile_duration_seconds_count"),
-        "decisions": op.metric("costscaler_decisions_total"),
-        "tick_seconds": op.metric("costscaler_reconcile_duration_seconds_sum"),
+        "queries": metric(text, "costscaler_prometheus_queries_total"),
+        "errors": metric(text, "costscaler_prometheus_query_errors_total"),
+        "ticks": metric(text, "costscaler_reconcile_duration_seconds_count"),
+        "decisions": metric(text, "costscaler_decisions_total"),
+        "tick_seconds": metric(text, "costscaler_reconcile_duration_seconds_sum"),
     }
 
 
-def measure(cluster: control.Cluster, op: Operator, n: int, window: float) -> dict[str, Any]:
+def measure(op: Operator, n: int, window: float) -> dict[str, Any]:
+    """One run: wait until every deployment decided, settle, then sample over `window` s."""
     began = time.monotonic()
-    wait_for("the operator's /healthz", op.healthy, timeout=60)
+    wait_for("the operator's /healthz", op.healthy, timeout=180)
     while decided(op) < n:
         if time.monotonic() - began > 900:
             raise SystemExit("not every deployment got a decision within 15 min:\n" + op.tail())
         time.sleep(5)
     startup = time.monotonic() - began
     time.sleep(20)  # let the first burst of writes settle into the steady cadence
-    first, rss = snapshot(op), []
+    latencies: list[float] = []
+    first, rss = snapshot(op, latencies), []
     started = time.monotonic()
     while time.monotonic() < started + window:
         rss.append(rss_mb(op.p.pid))
+        scrape(op, latencies)  # as Prometheus would, every 5 s
         time.sleep(5)
-    last, elapsed = snapshot(op), time.monotonic() - started
+    last, elapsed = snapshot(op, latencies), time.monotonic() - started
     ticks = last["ticks"] - first["ticks"]
     rounds = ticks / n
     return {
@@ -201,7 +235,15 @@ def measure(cluster: control.Cluster, op: Operator, n: int, window: float) -> di
         "operator_cpu_seconds_per_round": round((last["cpu"] - first["cpu"]) / rounds, 2),
         "rss_mb_median": round(statistics.median(rss), 1),
         "rss_mb_max": round(max(rss), 1),
+        "metrics_seconds_median": round(statistics.median(latencies), 3),
+        "metrics_seconds_max": round(max(latencies), 3),
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
+
+
+# Issue 18: at or under 250 MB (each run's peak, median over runs), every deployment decided
+# once per interval (>= 0.98), and the Prometheus queries per round independent of the count.
+RSS_TARGET_MB, DECISIONS_TARGET, QUERIES_TARGET = 250.0, 0.98, 5.0
 
 
 def main() -> int:
@@ -209,6 +251,9 @@ def main() -> int:
     parser.add_argument("--deployments", type=int, default=1000)
     parser.add_argument(
         "--window", type=float, default=90.0, help="seconds of steady ticks measured"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="operator runs (a fresh process each) on one cluster"
     )
     parser.add_argument("--crds", type=Path, default=ROOT / "crds")
     args = parser.parse_args()
@@ -227,21 +272,33 @@ def main() -> int:
 
         threading.Thread(target=loop, daemon=True).start()
         holder = type("C", (), {"env": cluster.env(), "kubeconfig": cluster.kubeconfig})()
-        op = Operator(
-            holder, NS, state.parent / "operator.log", cluster.prometheus_url, interval=15
-        )
+        runs = []
         try:
-            result = measure(cluster, op, args.deployments, args.window)
+            for i in range(args.runs):
+                log = state.parent / f"operator-{i}.log"
+                op = Operator(holder, NS, log, cluster.prometheus_url, interval=15)
+                try:
+                    runs.append(measure(op, args.deployments, args.window))
+                finally:
+                    op.stop()
+                print(json.dumps(runs[-1]), flush=True)
         finally:
-            op.stop()
             stop.set()
-        print(json.dumps(result, indent=2))
+        keys = [k for k in runs[0] if k != "deployments"]
+        summary = {"deployments": args.deployments, "runs": len(runs)}
+        summary |= {k: statistics.median(r[k] for r in runs) for k in keys}
+        print("median of the runs:", json.dumps(summary, indent=2))
         ok = (
-            result["decisions_per_deployment_per_interval"] >= 0.95
-            and result["prometheus_queries_per_round"] <= 5
-            and result["rss_mb_max"] <= 300
+            summary["decisions_per_deployment_per_interval"] >= DECISIONS_TARGET
+            and summary["prometheus_queries_per_round"] <= QUERIES_TARGET
+            and summary["rss_mb_max"] <= RSS_TARGET_MB
         )
-        print("targets met" if ok else "TARGETS MISSED: full tick <= 15 s, <= 5 queries, <= 300 MB")
+        print(
+            "targets met"
+            if ok
+            else f"TARGETS MISSED: >= {DECISIONS_TARGET} decisions per interval, "
+            f"<= {QUERIES_TARGET:g} queries per round, <= {RSS_TARGET_MB:g} MB (median of peaks)"
+        )
         return 0 if ok else 1
     finally:
         control.down(state, progress=lambda _: None)
