@@ -10,6 +10,7 @@ NodePool."""
 from __future__ import annotations
 
 import sys
+import time
 import urllib.request
 import uuid
 from datetime import datetime
@@ -172,6 +173,11 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
         assert _condition(kube, good, "NodePoolReady").get("status") == "True"
         pool_status = get(kube, "capacitypool", good)["status"]
         assert pool_status["nodePool"] == good and pool_status["warmNodes"] == 0
+        # The deployment's status shows its pools' warm nodes (only pools with a NodePool).
+        rows = wait_for("the warm nodes on the deployment's status", lambda: (r := {
+            row["pool"]: row for row in get(kube, "infd", "llama-3-1-8b", "-n", ns)["status"][
+                "replicas"]}) and "warmNodes" in r.get(good, {}) and r, timeout=30)  # fmt: skip
+        assert rows[good]["warmNodes"] == 0 and "warmNodes" not in rows[OD]
         exported = urllib.request.urlopen(f"http://127.0.0.1:{op.port}/metrics", timeout=5)
         assert f'costscaler_pool_warm_nodes{{pool="{good}"}} 0.0' in exported.read().decode()
 
@@ -214,6 +220,60 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
             wait_for("the Managed pools' NodePools removed", lambda: kube.kubectl(
                 "get", "nodepool", good, bad, "--ignore-not-found", "-o", "name",
                 check=False).stdout.strip() == "", timeout=60)  # fmt: skip
+        finally:
+            op.stop()
+            prom.stop()
+
+
+def test_a_nodepool_at_its_limit_moves_the_share_before_the_grace(kube, tmp_path: Path):
+    """Two deployments want a node each of a Managed pool limited to one: Karpenter launches
+    one and no more, the pool says NodePoolLimitReached naming spec.limits.maxNodes, and the
+    replica with no node moves to the next pool within about a minute, not after the pool's
+    declared node cold start (300 s here) plus a minute."""
+    tag = uuid.uuid4().hex[:6]
+    lim = f"kp-lim-{tag}"
+    pool = managed_pool(lim, "g6.xlarge", "0.0500")  # the cheapest on-demand: placed first
+    pool["spec"]["limits"]["maxNodes"] = 1
+    pool["spec"]["coldStart"]["nodeSeconds"] = 300  # declared; the node comes in 8 s
+    apply(kube, pool)
+    ns = new_namespace(kube)
+    prom = Prometheus(kube, tmp_path)
+    op = Operator(kube, ns, tmp_path / "op.log", prom.url)
+    names = ("llama-a", "llama-b")
+    try:
+        wait_for("operator", op.healthy, timeout=60)  # a loaded 2-core machine
+        wait_for("the Managed pool's NodePool", lambda: get(kube, "nodepool", lim))
+        # No load twin: no metrics, so each holds replicas.min on the cheapest on-demand pool.
+        for name in names:
+            spec = llama(ns, "Enforce", [lim, OD], replicas={"min": 1, "max": 2})
+            spec["metadata"]["name"] = name
+            spec["spec"]["workload"]["modelLoadSeconds"] = 3
+            apply(kube, spec)
+        started = time.monotonic()
+        cond = wait_for("NodePoolReady=False, the limit reached", lambda: (
+            c := _condition(kube, lim, "NodePoolReady")).get("reason") == "NodePoolLimitReached"
+            and c, timeout=150)  # fmt: skip
+        assert "spec.limits.maxNodes 1" in cond["message"]
+        assert len(_claims(kube, lim)) == 1
+
+        def placed() -> dict[str, int] | None:
+            on = {n: children(kube, ns, n) for n in names}
+            wanted = {n: on[n][lim]["spec"]["replicas"] for n in names}
+            moved = [n for n in names if wanted[n] == 0 and on[n][OD]["spec"]["replicas"] >= 1]
+            return wanted if len(moved) == 1 else None
+
+        wanted = wait_for("one replica moved to the on-demand pool", placed, timeout=120)
+        waited = time.monotonic() - started
+        assert waited < 300.0, f"the share moved after {waited:.0f} s: the grace, not the limit"
+        assert sorted(wanted.values()) == [0, 1]
+    finally:
+        for name in names:
+            kube.kubectl("delete", "infd", name, "-n", ns, "--wait=false", check=False)
+        kube.kubectl("delete", "capacitypool", lim, "--wait=false", check=False)
+        try:
+            wait_for("the NodePool removed", lambda: kube.kubectl(
+                "get", "nodepool", lim, "--ignore-not-found", "-o", "name",
+                check=False).stdout.strip() == "", timeout=90)  # fmt: skip
         finally:
             op.stop()
             prom.stop()

@@ -171,6 +171,16 @@ def buffer_manifest(pool: CapacityPool, namespace: str, nodes: int) -> dict[str,
     }
 
 
+def claim_in_flight(claim: dict[str, Any]) -> bool:
+    """Whether a NodeClaim is still launching: not Initialized, and not being deleted."""
+    if (claim.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return not any(
+        c.get("type") == "Initialized" and c.get("status") == "True"
+        for c in (claim.get("status") or {}).get("conditions") or []
+    )
+
+
 def disrupted_node(claim: dict[str, Any]) -> str | None:
     """The node of a NodeClaim that Karpenter disrupts on purpose (consolidation, drift,
     expiry: condition `DisruptionReason` True), else None. A spot interruption sets no such

@@ -706,6 +706,13 @@ class PoolReplicas(ApiModel):
     desired: int = Field(default=0, ge=0, description="Replicas requested.")
     ready: int = Field(default=0, ge=0, description="Replicas serving.")
     warming: int = Field(default=0, ge=0, description="Replicas starting (paid, not serving).")
+    warm_nodes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Warm spare nodes the pool keeps launched and empty now (pools with "
+        "spec.nodePool), shared by every deployment on it: a replica placed there pays the "
+        "model load only. Their cost is on the CapacityPool's status.warmHourlyCost.",
+    )
 
 
 class ObservedLoad(ApiModel):

@@ -27,6 +27,10 @@ from costscaler.core.types import WarmNeed, WarmNodes
 log = logging.getLogger(__name__)
 NODEPOOL_READY = "NodePoolReady"
 NO_OFFERING = "NoOfferingLaunched"
+AT_LIMIT = "NodePoolLimitReached"
+# Reasons that say no node is on its way for the pool's waiting pods: they count as
+# unplaceable at once (`shortfall.with_unplaced`), not after a node cold start plus a minute.
+NOTHING_LAUNCHING = frozenset({NO_OFFERING, AT_LIMIT})
 # Karpenter creates a NodeClaim within its batching window (10 s at most) of a pod it can
 # place; a pod pending this long with no claim at all is one no offering fits. Shorter than
 # the stock-out grace, so the pool says why before its replicas move elsewhere.
@@ -65,6 +69,26 @@ def no_launch(
     )
 
 
+def at_limit(
+    pool: CapacityPool, pending: Iterable[PendingPod], claims: int, in_flight: int, now: float
+) -> str | None:
+    """Why no more nodes launch for the pool's replicas, when its pods have waited
+    `NO_CLAIM_AFTER_S`, its NodePool already holds `spec.limits.maxNodes` NodeClaims and none
+    of them is still launching (a claim in flight may yet take them): Karpenter launches no
+    node past the NodePool's limit, so none is coming."""
+    limit = pool.spec.limits.max_nodes
+    if limit is None or claims < limit or in_flight > 0:
+        return None
+    late = [p for p in pending if p.pool == pool.name and now - p.since > NO_CLAIM_AFTER_S]
+    if not late:
+        return None
+    return (
+        f"{len(late)} replicas waited {NO_CLAIM_AFTER_S:.0f} s and the NodePool already holds "
+        f"{claims} nodes, its limit spec.limits.maxNodes {limit} (warm spare nodes count too): "
+        "raise spec.limits.maxNodes, or let the replicas go to the deployments' next pools"
+    )
+
+
 async def reconcile(
     pool: CapacityPool,
     nodepools: karpenter.NodePools,
@@ -74,9 +98,11 @@ async def reconcile(
     warm_namespace: str,
     now: float,
     previous: Cond | None = None,
+    in_flight: Mapping[str, int] | None = None,
 ) -> NodeLayerStatus | None:
     """Write or read the pool's NodePool and keep its warm buffer; None without a nodePool.
 
+    `claims`: NodeClaims per NodePool; `in_flight`: those not initialized yet.
     `previous`: the pool's last NodePoolReady, to keep saying no offering launched after its
     replicas moved elsewhere (the pods that showed it are gone) until a NodeClaim appears.
     """
@@ -94,6 +120,11 @@ async def reconcile(
             why = previous.message if launched == 0 else None
         if why is not None:
             cond = Cond(NODEPOOL_READY, False, NO_OFFERING, why)
+        elif karpenter.managed(pool):
+            launching = (in_flight or {}).get(name, 0)
+            full = at_limit(pool, pending, launched, launching, now)
+            if full is not None:
+                cond = Cond(NODEPOOL_READY, False, AT_LIMIT, full)
     spare = warm.spares([n for n in needs if n.pool == pool.name]).get(pool.name)
     try:
         await nodepools.keep_warm(pool, warm_namespace, spare.nodes if spare else 0)

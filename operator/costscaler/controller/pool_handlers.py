@@ -54,7 +54,9 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
         layer = None
         if rt.nodepools is not None:
             pending = [p for store in kw["pending_index"].values() for p in store]
-            claims = {k: len(v) for k, v in kw.get("claims_index", {}).items()}
+            index = kw.get("claims_index", {})
+            claims = {k: len(v) for k, v in index.items()}
+            in_flight = {k: sum(1 for _, flying in v if flying) for k, v in index.items()}
             last = next(
                 (c for c in prev.get("conditions") or [] if c.get("type") == NODEPOOL_READY), None
             )
@@ -74,10 +76,11 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
                     last.get("reason", ""),
                     last.get("message", ""),
                 ),
+                in_flight,
             )
             if layer is not None:
                 extra.append(layer.condition)
-            if layer is not None and layer.condition.reason == node_layer.NO_OFFERING:
+            if layer is not None and layer.condition.reason in node_layer.NOTHING_LAUNCHING:
                 rt.stalled_pools.add(pool.name)
             else:
                 rt.stalled_pools.discard(pool.name)
@@ -88,7 +91,10 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
         if layer is not None:
             new.update(node_layer.status_fields(layer, money))
             rt.metrics.pool_warm_nodes.labels(pool.name).set(new["warmNodes"])
+            rt.pool_warm[pool.name] = int(new["warmNodes"])
             rt.metrics.pool_warm_hourly_cost.labels(pool.name).set(float(new["warmHourlyCost"]))
+        else:
+            rt.pool_warm.pop(pool.name, None)
         rt.metrics.pool_nodes.labels(pool.name).set(new["nodes"])
         rt.pool_nodes[pool.name] = int(new["nodes"])
         rt.metrics.pool_hourly_cost.labels(pool.name).set(float(new["effectiveHourlyCost"]))
@@ -103,10 +109,10 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
         karpenter.KARPENTER_GROUP, karpenter.KARPENTER_VERSION, "nodeclaims",
         id="claims_index", registry=reg,
     )  # fmt: skip
-    async def claims_index(body: kopf.Body, name: str, **_: Any) -> dict[str, str]:
+    async def claims_index(body: kopf.Body, name: str, **_: Any) -> dict[str, tuple[str, bool]]:
         labels = dict(dict(body.get("metadata") or {}).get("labels") or {})
         pool = labels.get(karpenter.NODEPOOL_LABEL)
-        return {pool: name} if pool else {}
+        return {pool: (name, karpenter.claim_in_flight(dict(body)))} if pool else {}
 
     # Nodes Karpenter takes on purpose: their going is no spot interruption (`interruptions`).
     @kopf.index(

@@ -206,6 +206,7 @@ def status_for(
             "ready": by_pool[p].ready if p in by_pool else 0,
             "warming": by_pool[p].warming if p in by_pool else 0,
         }
+        | ({"warmNodes": t.warm_nodes[p]} if t.warm_nodes and p in t.warm_nodes else {})
         for p in sorted(set(target) | set(by_pool))
     ]
     r, rate = t.reading, t.reading.request_rate

@@ -185,8 +185,11 @@ class Runtime:
     # warm spare nodes, which the pool timer sizes the pools' buffers from.
     nodepools: NodePools | None = None
     warm_needs: dict[Key, WarmNeed] = field(default_factory=dict)
+    # Warm spare nodes each pool with a NodePool holds, as its status timer last kept them.
+    pool_warm: dict[str, int] = field(default_factory=dict)
     # Pools whose NodePool launches nothing for their waiting pods (condition
-    # NoOfferingLaunched): their Pending pods are a stock-out at once (`shortfall`).
+    # NoOfferingLaunched, NodePoolLimitReached): their Pending pods are a stock-out at once
+    # (`shortfall`).
     stalled_pools: set[str] = field(default_factory=set)
     # Per deployment, the nodes holding its replicas at its last tick, and the nodes Karpenter
     # was seen taking on purpose with when (`controller.interruptions`).

@@ -32,3 +32,5 @@ class TickInput:
     budget: BudgetConstraint | None = None  # what an Enforce CostBudget allows (budgets.py)
     # Ready nodes matching each pool's placement (`pools.pool_status`); None: not known yet.
     schedulable: Mapping[str, int] | None = None
+    # Warm spare nodes each pool with a NodePool holds now (the pool timer's count).
+    warm_nodes: Mapping[str, int] | None = None

@@ -53,3 +53,36 @@ def test_status_shows_the_nodepool_and_the_warm_nodes_cost() -> None:
     }
     cold = node_layer.NodeLayerStatus(cond, "x", None)
     assert node_layer.status_fields(cold, money)["warmNodes"] == 0
+
+
+def _limited(max_nodes: int) -> CapacityPool:
+    spec = POOL.spec.model_copy(update={"limits": POOL.spec.limits.model_copy(
+        update={"max_nodes": max_nodes})})  # fmt: skip
+    return POOL.model_copy(update={"spec": spec})
+
+
+def test_at_limit_names_max_nodes_once_no_claim_is_launching() -> None:
+    now, pool = 1000.0, _limited(2)
+    late = [_pod(now - GRACE - 1)]
+    why = node_layer.at_limit(pool, late, claims=2, in_flight=0, now=now)
+    assert why is not None and "spec.limits.maxNodes 2" in why
+    # Below the limit, a claim still launching (it may take the pod), a pod within Karpenter's
+    # window, or another pool's pods: nothing to say yet.
+    assert node_layer.at_limit(pool, late, claims=1, in_flight=0, now=now) is None
+    assert node_layer.at_limit(pool, late, claims=2, in_flight=1, now=now) is None
+    assert node_layer.at_limit(pool, [_pod(now - 5)], claims=2, in_flight=0, now=now) is None
+    assert node_layer.at_limit(pool, [_pod(0.0, "other")], 2, 0, now) is None
+
+
+def test_a_claim_is_in_flight_until_initialized_or_deleted() -> None:
+    from costscaler.adapters.karpenter import claim_in_flight, disrupted_node
+
+    launched = {"status": {"conditions": [{"type": "Launched", "status": "True"}]}}
+    ready = {"status": {"conditions": [{"type": "Initialized", "status": "True"}]}}
+    going = {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    assert claim_in_flight(launched) and claim_in_flight({})
+    assert not claim_in_flight(ready) and not claim_in_flight(going)
+    consolidated = {"status": {"nodeName": "n1", "conditions": [
+        {"type": "DisruptionReason", "status": "True", "reason": "Underutilized"}]}}  # fmt: skip
+    assert disrupted_node(consolidated) == "n1"
+    assert disrupted_node({"status": {"nodeName": "n1"}}) is None  # an interruption says nothing

@@ -189,3 +189,17 @@ def tick_with(obj, pools, engine, schedulable):
     kube = RecordingKube()
     t = TickInput(obj, pools, [], GOOD, History(3600), {}, NOW, schedulable=schedulable)
     return asyncio.run(run_tick(t, engine, kube)), kube
+
+
+def test_status_rows_show_the_warm_nodes_of_pools_that_keep_them(pools):
+    """Issue 16: a deployment's status shows, per pool with a NodePool, the warm spare nodes
+    it keeps now (shared by the deployments on it); pools without one show none."""
+    kube = RecordingKube()
+    engine = ShortEngine({SPOT: 1, OD: 1})
+    t = TickInput(infd(), pools, [], GOOD, History(3600), {}, NOW, warm_nodes={SPOT: 2})
+    result = asyncio.run(run_tick(t, engine, kube))
+    rows = {r["pool"]: r for r in result.status["replicas"]}
+    assert rows[SPOT]["warmNodes"] == 2 and "warmNodes" not in rows[OD]
+    from costscaler.api.deployment import PoolReplicas
+
+    assert PoolReplicas.model_validate(rows[SPOT]).warm_nodes == 2
