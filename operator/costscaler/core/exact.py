@@ -358,6 +358,81 @@ def incumbent(p: Problem, starts: list[IntArray]) -> Plan | None:
     return Plan(stack[j].copy(), float(spend[j]), float(risk[j]), float(obj[j]))
 
 
+_TOKEN_FIELDS = ("prefill_s", "prefill_share", "batch_at_itl", "kv_bound")
+
+
+def groups(p: Problem) -> list[list[int]]:
+    """Pools that are one pool to J, in pool order: same price, spot flag, capacity, spot
+    losses, latency model (base latency, token profile) and warm-up charge, one replica per
+    node and no bursts. J depends on such pools only through their total (see `optimum`);
+    a pool alone is a group of one."""
+    r = p.risk
+    columns = [p.price, p.spot, r.capacity, r.indep_loss, r.base_latency_s]
+    if p.start_cost is not None:
+        columns.append(p.start_cost)
+    if r.tokens is not None:
+        columns += [getattr(r.tokens, name) for name in _TOKEN_FIELDS]
+    # NaN (no ITL model) as a string: it must equal itself to group.
+    rows = [[repr(float(v)) for v in col.tolist()] for col in columns]
+    keys: dict[tuple[str, ...], list[int]] = {}
+    for i in range(p.price.size):
+        if r.burst_prob[i] > 0 or p.node_size[i] != 1 or p.max_replicas[i] < 0:
+            key: tuple[str, ...] = (str(i),)  # its own group
+        else:
+            key = tuple(row[i] for row in rows)
+        keys.setdefault(key, []).append(i)
+    return sorted(keys.values())
+
+
+def merge(p: Problem, members: list[list[int]]) -> Problem:
+    """`p` with each group of `members` (`groups`) as one pool: maxima summed, and running
+    replicas summed as each pool can hold them (min(current_i, max_i)), the most a split
+    can keep in place (`split`)."""
+    first = [g[0] for g in members]
+    r = p.risk
+    cur = None
+    if p.current is not None:
+        held = np.minimum(p.current, np.maximum(p.max_replicas, 0))
+        cur = np.array([int(held[g].sum()) for g in members], dtype=np.int64)
+    return replace(
+        p,
+        price=p.price[first],
+        spot=p.spot[first],
+        max_replicas=np.array([int(p.max_replicas[g].sum()) for g in members], dtype=np.int64),
+        risk=replace(
+            r,
+            capacity=r.capacity[first],
+            indep_loss=r.indep_loss[first],
+            burst_prob=r.burst_prob[first],
+            base_latency_s=r.base_latency_s[first],
+            tokens=None
+            if r.tokens is None
+            else replace(r.tokens, **{k: getattr(r.tokens, k)[first] for k in _TOKEN_FIELDS}),
+        ),
+        current=cur,
+        start_cost=None if p.start_cost is None else p.start_cost[first],
+        per_node=None if p.per_node is None else p.per_node[first],
+    )
+
+
+def split(p: Problem, members: list[list[int]], merged: IntArray) -> IntArray:
+    """A merged plan's replicas back on the pools of each group: first as many as each pool
+    runs now (up to its maximum), in pool order, then the rest filling pools in order. No
+    split pays less warm-up (each pool pays for its replicas past what it runs), and every
+    split has the same spend, capacity and violating share (`groups`)."""
+    out = np.zeros(p.price.size, dtype=np.int64)
+    cur = p.current if p.current is not None else np.zeros(p.price.size, dtype=np.int64)
+    tops = np.maximum(p.max_replicas, 0)
+    for g, total in zip(members, merged.tolist(), strict=True):
+        left = total
+        for cap in (np.minimum(cur[g], tops[g]), tops[g]):
+            for i, c in zip(g, cap.tolist(), strict=True):
+                more = min(max(c - int(out[i]), 0), left)
+                out[i] += more
+                left -= more
+    return out
+
+
 def optimum(p: Problem, starts: list[IntArray] | None = None, budget: int = MAX_CHILDREN) -> Plan:
     """The plan minimising J within every hard bound (`core.allocate`), exactly.
 
@@ -366,7 +441,24 @@ def optimum(p: Problem, starts: list[IntArray] | None = None, budget: int = MAX_
     keep the tree narrow when no start is near the optimum. `budget`: the candidate rows
     the search may make; past it the best plan found is returned, `proven=False`. With no
     plan within the hard bounds (replicas.min beyond what the pools hold), the pools'
-    maxima: the caller reports the shortfall."""
+    maxima: the caller reports the shortfall.
+
+    Pools that differ in nothing J sees (`groups`: zones of one instance type, say) are
+    searched as one pool (`merge`), an exact reduction of the tree, and the plan is split
+    back deterministically (`split`)."""
+    members = groups(p)
+    if len(members) < p.price.size:
+        merged = merge(p, members)
+        folded = [np.array([int(s[g].sum()) for g in members]) for s in starts or []]
+        found = _optimum(merged, folded, budget)
+        x = split(p, members, found.replicas)
+        spend, risk, obj = evaluate(p, x[None, :])
+        return Plan(x, float(spend[0]), float(risk[0]), float(obj[0]), found.proven)
+    return _optimum(p, starts, budget)
+
+
+def _optimum(p: Problem, starts: list[IntArray] | None, budget: int) -> Plan:
+    """`optimum` on a problem with no pools to merge."""
     start = incumbent(p, starts or [])
     # The starts are sized by rules of thumb; a few steps of descent from the best of them
     # reach plans the budgeted search does not (tests/bench/results.md, decide section).

@@ -15,7 +15,7 @@ from test_properties import FAST, planners, rates
 
 from costscaler.core import Planner, PoolView, Settings
 from costscaler.core.allocate import Problem, evaluate, feasible, penalties, risk_terms
-from costscaler.core.exact import optimum
+from costscaler.core.exact import groups, optimum, split
 from costscaler.core.forecast import forecast
 from costscaler.core.step import learn, problem, start_plans
 from costscaler.core.types import EngineState, Observations
@@ -104,6 +104,81 @@ def test_the_optimum_equals_brute_force_on_a_thousand_random_problems():
             continue
         assert abs(found.objective - best) <= 1e-9 * max(1.0, abs(best)), case
         assert bool(feasible(prob, found.replicas[None, :])[0]), case
+
+
+def _with_twins(prob: Problem, rng: np.random.Generator) -> Problem | None:
+    """`prob` with one or two copies of one of its burst-free pools (one replica per node),
+    each with its own maximum and running replicas: pools `exact.optimum` merges."""
+    risk = prob.risk
+    free = np.flatnonzero(risk.burst_prob == 0)
+    if free.size == 0:
+        return None
+    i = int(rng.choice(free))
+    n = prob.price.size
+    idx = np.array([*range(n), *([i] * int(rng.integers(1, 3)))])
+    twins = idx.size - n
+    maxima = np.concatenate((prob.max_replicas, rng.integers(0, 4, size=twins)))
+    cur = prob.current if prob.current is not None else np.zeros(n, dtype=np.int64)
+    per_node = prob.node_size.copy()
+    per_node[i] = 1
+    return replace(
+        prob,
+        price=prob.price[idx],
+        spot=prob.spot[idx],
+        max_replicas=maxima.astype(np.int64),
+        risk=replace(
+            risk,
+            capacity=risk.capacity[idx],
+            indep_loss=risk.indep_loss[idx],
+            burst_prob=risk.burst_prob[idx],
+            base_latency_s=risk.base_latency_s[idx],
+        ),
+        current=np.concatenate((cur, rng.integers(0, 4, size=twins))).astype(np.int64),
+        start_cost=None if prob.start_cost is None else prob.start_cost[idx],
+        per_node=per_node[idx],
+    )
+
+
+def test_merged_pools_keep_the_optimum_on_random_problems():
+    """Pools alike in everything J reads are searched as one and split back (`exact.groups`):
+    on 300 random problems with copies of a pool the optimum still equals brute force over
+    the unmerged pools, and the plan is within every bound."""
+    rng = np.random.default_rng(13)
+    merged = 0
+    for case in range(300):
+        twin = _with_twins(_random_problem(rng)[0], rng)
+        if twin is None:
+            continue
+        merged += len(groups(twin)) < twin.price.size
+        found = optimum(twin)
+        best = _brute(twin)
+        if not np.isfinite(best):
+            continue
+        assert abs(found.objective - best) <= 1e-9 * max(1.0, abs(best)), case
+        assert bool(feasible(twin, found.replicas[None, :])[0]), case
+    assert merged > 150
+
+
+def test_a_merged_plan_keeps_running_replicas_in_place():
+    """The split is deterministic: replicas stay in the pools that run them (no warm-up for
+    a move between alike pools), new ones fill the group's pools in order."""
+    pool = PoolView("z", spot=False, replica_cost_per_hour=1.0, capacity_rps=2.0,
+                    cold_start_s=120.0, max_replicas=3, interruption_rate_per_hour=0.0)  # fmt: skip
+    pools = [replace(pool, name=f"z{i}") for i in range(3)]
+    pl = Planner(pools, Settings(latency_threshold_s=10.0, slo_miss_cost_per_hour=50.0))
+    prob = _problem(pl, 8.0, [0, 2, 0])
+    assert groups(prob) == [[0, 1, 2]]
+    found = optimum(prob)
+    total = int(found.replicas.sum())
+    assert 3 <= total <= 9
+    expected = [0, min(total, 2), 0]
+    left = total - expected[1]
+    for i in range(3):
+        more = min(3 - expected[i], left)
+        expected[i], left = expected[i] + more, left - more
+    assert found.replicas.tolist() == expected
+    assert split(prob, [[0, 1, 2]], np.array([total])).tolist() == expected
+    assert found.objective == pytest.approx(_brute(prob), rel=1e-9)
 
 
 def test_a_plan_past_the_bound_grid_is_not_pruned():
