@@ -78,7 +78,9 @@ def _load(steps: int, seed: int) -> np.ndarray:
 
 
 def bench(n_pools: int, calls: int = CALLS) -> dict[str, float]:
-    """Time `decide` over `calls` consecutive ticks: wall median and p90, CPU median (ms).
+    """Time `decide` over `calls` consecutive ticks: wall median and p90, CPU median (ms),
+    and what was decided: the share of decisions proven optimal, the mean $/h and the mean
+    violating share (a faster engine must not buy its time with worse plans).
 
     CPU time (this thread's) is what the engine costs; wall time adds what other processes
     take from it on a busy machine.
@@ -88,7 +90,7 @@ def bench(n_pools: int, calls: int = CALLS) -> dict[str, float]:
     times = np.arange(rate.size) * TICK_S
     current: dict[str, int] = {}
     state = None
-    samples, cpu = [], []
+    samples, cpu, proven, spend, share = [], [], [], [], []
     for k in range(WINDOW, rate.size):
         lo = k - WINDOW + 1
         obs = Observations(
@@ -103,6 +105,9 @@ def bench(n_pools: int, calls: int = CALLS) -> dict[str, float]:
         if k >= WINDOW + WARMUP:
             samples.append(elapsed * 1e3)
             cpu.append(used * 1e3)
+            proven.append(d.optimum_proven)
+            spend.append(d.cost_per_hour)
+            share.append(d.violating_share)
         current, state = dict(d.replicas), d.state
     samples.sort()
     return {
@@ -111,6 +116,9 @@ def bench(n_pools: int, calls: int = CALLS) -> dict[str, float]:
         "median_ms": statistics.median(samples),
         "p90_ms": samples[int(0.9 * len(samples))],
         "median_cpu_ms": statistics.median(cpu),
+        "proven_share": statistics.mean(proven),
+        "mean_cost_per_hour": statistics.mean(spend),
+        "mean_violating_share": statistics.mean(share),
     }
 
 
@@ -121,11 +129,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=CALLS, help="timed calls per case")
     args = parser.parse_args()
     rows = [bench(n, args.calls) for n in (1, 6, 20)]
-    print(f"{'pools':>5} {'calls':>6} {'median ms':>10} {'p90 ms':>8} {'median CPU ms':>14}")
+    print(
+        f"{'pools':>5} {'calls':>6} {'median ms':>10} {'p90 ms':>8} {'median CPU ms':>14} "
+        f"{'proven':>7} {'mean $/h':>9} {'mean V':>9}"
+    )
     for r in rows:
         print(
             f"{r['pools']:>5} {r['calls']:>6} {r['median_ms']:>10.3f} {r['p90_ms']:>8.3f} "
-            f"{r['median_cpu_ms']:>14.3f}"
+            f"{r['median_cpu_ms']:>14.3f} {r['proven_share']:>7.2f} "
+            f"{r['mean_cost_per_hour']:>9.3f} {r['mean_violating_share']:>9.6f}"
         )
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (wall time is noisy)")
     if args.json:
