@@ -205,15 +205,19 @@ def get(cluster: Any, *args: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
-def llama(ns: str, mode: str, pools: list[str], **spec: Any) -> dict[str, Any]:
-    """The example vLLM deployment in `ns`, with `mode` and `pools` (no budget)."""
+def llama(
+    ns: str, mode: str, pools: list[str], serving: str = "fluid", **spec: Any
+) -> dict[str, Any]:
+    """The example vLLM deployment in `ns`, with `mode` and `pools` (no budget), for a load
+    twin `serving` requests as `LoadTwin` does."""
     doc = yaml.safe_load((ROOT / "examples/deployments/llama-3-1-8b-vllm.yaml").read_text())
     doc["metadata"]["namespace"] = ns
     doc["spec"].update(mode=mode, pools=[{"name": p} for p in pools], **spec)
     doc["spec"].pop("budgetRef", None)
-    # The load twin serves no TTFT or ITL histograms yet: a stated TTFT or ITL objective
-    # would be a missing series, and the operator would hold on it.
-    doc["spec"]["slo"].pop("ttft"), doc["spec"]["slo"].pop("itl")
+    if serving == "fluid":
+        # The fluid twin has no tokens per request, so no TTFT or ITL histograms: a stated
+        # TTFT or ITL objective would be a missing series, and the operator would hold on it.
+        doc["spec"]["slo"].pop("ttft"), doc["spec"]["slo"].pop("itl")
     return doc
 
 
