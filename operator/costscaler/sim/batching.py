@@ -309,17 +309,24 @@ class Serving:
         self._rep[waiting] = ups[pick]
 
     def _admit(self, order: IntArray, reps: IntArray) -> None:
-        """First come, first served per replica while the KV cache and `max_seqs` allow."""
+        """First come, first served per replica while the KV cache and `max_seqs` allow.
+
+        `order`: the placed requests sorted by replica (`reps`), FIFO within each. Only the
+        first `max_seqs - running` waiting at a replica can be admitted, so the KV-cache sums
+        run over those candidates alone (token counts are whole: the sums are exact).
+        """
         r, adm = self._reqs, self._adm[order]
-        size = float(self.up.size)
-        reserve = (r["inp"] + r["out"])[order]
-        used = np.bincount(reps[adm], reserve[adm], minlength=int(size))
-        running = np.bincount(reps[adm], minlength=int(size)).astype(np.float64)
-        ask = np.where(adm, 0.0, reserve)
-        fits = (_group_cumsum(ask, reps) <= (self.kv - used)[reps]) & (
-            _group_cumsum((~adm).astype(np.float64), reps) <= (self.seqs - running)[reps]
-        )
-        self._adm[order[fits & ~adm]] = True
+        size = self.up.size
+        ran, ran_reps = order[adm], reps[adm]
+        used = np.bincount(ran_reps, r["inp"][ran] + r["out"][ran], minlength=size)
+        running = np.bincount(ran_reps, minlength=size).astype(np.float64)
+        wait, wait_reps = order[~adm], reps[~adm]
+        pos = np.arange(wait.size)
+        rank = pos - np.maximum.accumulate(np.where(_group_starts(wait_reps), pos, 0))
+        cand = rank < (self.seqs - running)[wait_reps]
+        idx, g = wait[cand], wait_reps[cand]
+        fits = _group_cumsum(r["inp"][idx] + r["out"][idx], g) <= (self.kv - used)[g]
+        self._adm[idx[fits]] = True
 
     def _give_up(self, t0: float) -> tuple[Finished, IntArray, FloatArray, FloatArray]:
         """Requests still waiting for a batch `timeout_s` after they arrived: the client gives
@@ -348,16 +355,20 @@ class Serving:
         placed = np.flatnonzero(self._rep >= 0)
         if placed.size == 0:
             return StepStats(gone, self.in_system, 0, np.zeros(size), gone_slot, gone_inp, gone_out)
-        order = placed[np.argsort(self._rep[placed], kind="stable")]
+        # Stable by replica (FIFO within each): 16-bit keys sort in linear time (radix).
+        keys = self._rep[placed]
+        order = placed[np.argsort(keys.astype(np.int16) if size < 2**15 else keys, kind="stable")]
+        self._admit(order, self._rep[order])
+        # Only admitted requests are served; the rest wait unchanged, so the step works on
+        # the running batch alone however long the queues grow.
+        order = order[self._adm[order]]
         reps = self._rep[order]
-        self._admit(order, reps)
         r = self._reqs
-        adm = self._adm[order]
         pre, gen, inp, out = r["pre"][order], r["gen"][order], r["inp"][order], r["out"][order]
-        decoding = adm & (pre <= 0)
-        prefilling = adm & (pre > 0)
+        decoding = pre <= 0
+        prefilling = ~decoding
         batch = np.bincount(reps[decoding], minlength=size).astype(np.float64)
-        context = np.bincount(reps[adm], (inp + gen)[adm], minlength=size)
+        context = np.bincount(reps, inp + gen, minlength=size)
         memory = self.w + self.kvr * context
         chunk = np.maximum(1.0, self.chunk - batch)
         # Phase 1: iterations carrying every running sequence's token and a prompt chunk,
@@ -412,7 +423,7 @@ class Serving:
             )
         )
         busy = np.zeros(size)
-        busy[reps[adm]] = 1.0
+        busy[reps] = 1.0
         slot = np.concatenate((gone_slot, reps[done]))
         fin_inp = np.concatenate((gone_inp, inp[done]))
         fin_out = np.concatenate((gone_out, out[done]))
