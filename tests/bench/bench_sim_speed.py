@@ -25,8 +25,9 @@ from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
 from costscaler.sim import engine_policy
 from costscaler.sim.lineup import SERVING, Lineup, Settings
 from costscaler.sim.run import simulate
+from costscaler.sim.serving import TokenDraw, batching_profiles
 from costscaler.sim.static import peak_rate
-from costscaler.sim.traces import Trace, load_trace
+from costscaler.sim.traces import Trace, load_accelerators, load_trace
 
 REPO = Path(__file__).resolve().parents[2]
 TRACE = REPO.parent / "shared" / "traces" / "servegen-m-large" / "rates.csv"
@@ -52,6 +53,8 @@ class _Timed:
 
 
 def _lineup(serving: str) -> Lineup:
+    """The example deployment; with batching, its profiles declare what the batching model
+    serves (`batching_profiles`), as a calibrated user's would."""
     resources = load_manifests(REPO / "examples")
     deployment = next(
         r
@@ -59,12 +62,19 @@ def _lineup(serving: str) -> Lineup:
         if isinstance(r, InferenceDeployment) and r.metadata.name == "llama-3-1-8b"
     )
     pools = [r for r in resources if isinstance(r, CapacityPool)]
+    if serving == "batching":
+        draw = TokenDraw(mean_output=deployment.spec.workload.mean_output_tokens or 250.0)
+        deployment, notes = batching_profiles(deployment, draw, load_accelerators())
+        print("declared capacity from the batching model: " + "; ".join(notes))
     return Lineup(deployment, pools, Settings(serving=serving))
 
 
-def _trace(lineup: Lineup, days: float) -> Trace:
+def _trace(days: float) -> Trace:
+    """The trace at the same load whatever the serving model: scaled by the example's
+    declared capacity (as bench_policies.py scales it)."""
     span = days * 86400.0
     raw = load_trace(TRACE, duration_s=span, seed=SEED)
+    lineup = _lineup("fluid")
     rated = lineup.models[lineup.single].capacity_rps
     scale = PEAK_REPLICAS * rated / peak_rate(raw.arrivals, raw.dt)
     return load_trace(TRACE, scale=scale, duration_s=span, seed=SEED)
@@ -117,7 +127,7 @@ def main() -> int:
     parser.add_argument("--serving", choices=SERVING, default="fluid", help="serving model")
     args = parser.parse_args()
     lineup = _lineup(args.serving)
-    trace = _trace(lineup, args.days)
+    trace = _trace(args.days)
     print(
         f"servegen-m-large, {trace.steps * trace.dt / 86400:.1f} days, {trace.steps} steps, "
         f"serving {args.serving}"

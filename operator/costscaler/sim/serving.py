@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from costscaler.sim.batching import Arrivals, Finished, Hardware, Router, Serving
+from costscaler.api import InferenceDeployment
+from costscaler.sim.batching import (
+    Arrivals,
+    Finished,
+    Hardware,
+    Router,
+    Serving,
+    hardware,
+    kv_bound,
+    steady_state,
+)
 from costscaler.sim.policy import VIEW_EDGES_S
 from costscaler.sim.pools import PoolModel
 from costscaler.sim.traces import Trace
@@ -39,6 +50,10 @@ class TokenDraw:
     median_input: float = 1020.0
     sigma: float = 1.0
     max_context: int = 8192
+
+    def means(self) -> tuple[float, float]:
+        """Mean input and output tokens of the draws (log-normal means, before clipping)."""
+        return self.median_input * math.exp(self.sigma**2 / 2), self.mean_output
 
     def draw(self, rng: np.random.Generator, n: int) -> tuple[FloatArray, FloatArray]:
         """Input and output tokens of `n` requests."""
@@ -158,3 +173,65 @@ class ServingRecord:
         done = Finished(*fields)
         keep = done.arrival_s >= burn * self.dt
         return Finished(*(getattr(done, k)[keep] for k in Finished.__dataclass_fields__))
+
+
+def batching_profiles(
+    deployment: InferenceDeployment, tokens: TokenDraw, params: dict[str, Any]
+) -> tuple[InferenceDeployment, list[str]]:
+    """The deployment with each capacity profile declaring what the batching model serves
+    for requests of `tokens`' mean size, and notes on what changed.
+
+    Per profile on an accelerator `params` (the parsed accelerators.json) describes:
+    requests/s and decode tokens/s are the closed-loop throughput at the batch the KV cache
+    holds (`kv_bound`, `steady_state`), the base latency one request's end to end on an idle
+    replica, prefill tokens/s the compute rate, and the KV bound the concurrent sequences.
+    A profile whose idle latency reaches the SLO threshold is dropped (that accelerator
+    cannot meet it); others are left as declared. A replay that declares more than its
+    replicas serve builds queues to the client timeout, which is neither what a calibrated
+    user runs nor cheap to simulate.
+    """
+    inp, out = tokens.means()
+    threshold = deployment.spec.slo.latency.threshold_seconds
+    kept, notes = [], []
+    for prof in deployment.spec.workload.capacity:
+        if prof.accelerator not in params["accelerators"]:
+            kept.append(prof)
+            continue
+        hw = hardware(params, prof.accelerator, prof.accelerators_per_replica)
+        batch = max(1, kv_bound(hw, inp, out))
+        tokens_per_s, _ = steady_state(hw, batch, inp, out)
+        idle_tokens_per_s, _ = steady_state(hw, 1, inp, out)
+        base = out / idle_tokens_per_s
+        rps = tokens_per_s / out
+        if base >= threshold:
+            notes.append(
+                f"{prof.accelerator}: dropped, one request takes {base:.1f} s idle "
+                f">= the {threshold:g} s threshold"
+            )
+            continue
+        notes.append(
+            f"{prof.accelerator}: {prof.requests_per_second:g} -> {rps:.2f} req/s, base "
+            f"latency {prof.base_latency_seconds} -> {base:.1f} s"
+        )
+        kept.append(
+            prof.model_copy(
+                update={
+                    "requests_per_second": rps,
+                    "tokens_per_second": tokens_per_s,
+                    "base_latency_seconds": base,
+                    "prefill_tokens_per_second": 1.0 / hw.compute_s,
+                    "decode_tokens_per_second": tokens_per_s,
+                    "max_concurrent_sequences": batch,
+                }
+            )
+        )
+    if not kept:
+        raise ValueError(
+            "spec.workload.capacity: no accelerator meets spec.slo.latency.thresholdSeconds "
+            f"({threshold:g} s) for {inp:.0f}-token prompts and {out:.0f}-token answers"
+        )
+    data = deployment.model_dump(by_alias=True, exclude_none=True)
+    data["spec"]["workload"]["capacity"] = [
+        p.model_dump(by_alias=True, exclude_none=True) for p in kept
+    ]
+    return InferenceDeployment.model_validate(data), notes

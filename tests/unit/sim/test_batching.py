@@ -15,6 +15,7 @@ from costscaler.sim.batching import (
     route,
     steady_state,
 )
+from costscaler.sim.serving import TokenDraw, batching_profiles
 from costscaler.sim.traces import load_accelerators
 
 DATA = load_accelerators()
@@ -157,3 +158,46 @@ def test_ttft_and_itl_attainment_when_the_slo_declares_them(lineup):
     plain = Lineup(none, lineup.pools, Settings(serving="batching"))
     assert plain.run(["static"], t)[0].latency.ttft_attainment is None
     assert rows["oracle"].oracle_block_s == 1.0  # 900 steps: one step a block
+
+
+def _queue_after(hw, rps: float, inp: float, out: float, steps: int = 900) -> int:
+    serving = Serving([hw], 1.0)
+    serving.set_ready([1])
+    owed = 0.0
+    for t in range(steps):
+        owed += rps
+        n = int(owed)
+        owed -= n
+        serving.step(t, _fixed(t, n, inp, out))
+    return serving.in_system
+
+
+def test_batching_profiles_declare_what_the_model_serves(lineup):
+    """The example declares 2.6 req/s on an A10G: at the mean request of the default token
+    draw the batching model serves about 1.06, so a replica fed the declared rate queues
+    without bound, and one fed 80 % of the derived rate does not. An L4 takes longer than
+    the 15 s threshold for one such request idle: its profile is dropped."""
+    draw = TokenDraw()
+    inp, out = draw.means()
+    deployment, notes = batching_profiles(lineup.deployment, draw, DATA)
+    by_acc = {p.accelerator: p for p in deployment.spec.workload.capacity}
+    assert "L4" not in by_acc and any(n.startswith("L4: dropped") for n in notes)
+    a10g = hardware(DATA, "A10G")
+    declared = lineup.deployment.spec.workload.profile_for("A10G").requests_per_second
+    derived = by_acc["A10G"].requests_per_second
+    assert derived == pytest.approx(steady_state(a10g, kv_bound(a10g, inp, out), inp, out)[0] / out)
+    assert derived < declared / 2
+    assert _queue_after(a10g, declared, round(inp), out) > 500
+    assert _queue_after(a10g, 0.8 * derived, round(inp), out) < 2 * kv_bound(a10g, inp, out)
+    assert (
+        by_acc["A10G"].base_latency_seconds
+        < 15
+        < steady_state(hardware(DATA, "L4"), 1, inp, out)[1] * out
+    )
+
+
+def test_batching_profiles_name_the_slo_no_accelerator_meets(lineup):
+    tight = lineup.deployment.model_copy(deep=True)
+    tight.spec.slo.latency.threshold_seconds = 2.0
+    with pytest.raises(ValueError, match=r"spec.workload.capacity: no accelerator meets"):
+        batching_profiles(tight, TokenDraw(), DATA)
