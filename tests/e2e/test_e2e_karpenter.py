@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from conftest import NODE_COLD_START_S
+from costscaler.adapters.karpenter import nodepool_manifest
+from costscaler.api import CapacityPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from operator_harness import (  # noqa: F401 - kube_fixture provides the `kube` fixture
@@ -225,36 +227,55 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
             prom.stop()
 
 
-def test_a_nodepool_at_its_limit_moves_the_share_before_the_grace(kube, tmp_path: Path):
-    """Two deployments want a node each of a Managed pool limited to one: Karpenter launches
-    one and no more, the pool says NodePoolLimitReached naming spec.limits.maxNodes, and the
-    replica with no node moves to the next pool within about a minute, not after the pool's
-    declared node cold start (300 s here) plus a minute."""
+@pytest.mark.parametrize("mode", ["Managed", "Reference"])
+def test_a_nodepool_at_its_limit_moves_the_share_before_the_grace(kube, tmp_path: Path, mode: str):
+    """Two deployments want a node each of a pool whose NodePool is limited to one node
+    (Managed: the pool's spec.limits.maxNodes; Reference: the NodePool's own limits.nodes):
+    Karpenter launches one and no more, the pool says NodePoolLimitReached naming the field,
+    and the replica with no node moves to the next pool within about a minute, not after the
+    pool's declared node cold start (300 s here) plus a minute."""
     tag = uuid.uuid4().hex[:6]
-    lim = f"kp-lim-{tag}"
+    lim, team = f"kp-lim-{tag}", f"team-{tag}"
     pool = managed_pool(lim, "g6.xlarge", "0.0500")  # the cheapest on-demand: placed first
     pool["spec"]["limits"]["maxNodes"] = 1
     pool["spec"]["coldStart"]["nodeSeconds"] = 300  # declared; the node comes in 8 s
+    field = "spec.limits.maxNodes 1"
+    if mode == "Reference":
+        # The platform team's NodePool, as costscaler would write it, with a limit of its own.
+        nodepool = nodepool_manifest(CapacityPool.model_validate(pool))
+        nodepool["metadata"] = {"name": team}
+        nodepool["spec"]["limits"] = {"nodes": "1"}
+        apply(kube, nodepool)
+        pool["spec"]["limits"]["maxNodes"] = 6
+        pool["spec"]["nodePool"] = {"mode": "Reference", "name": team}
+        field = f"spec.limits.nodes of NodePool {team} (spec.nodePool.name) 1"
     apply(kube, pool)
+    backing = lim if mode == "Managed" else team
     ns = new_namespace(kube)
     prom = Prometheus(kube, tmp_path)
     op = Operator(kube, ns, tmp_path / "op.log", prom.url)
     names = ("llama-a", "llama-b")
     try:
         wait_for("operator", op.healthy, timeout=60)  # a loaded 2-core machine
-        wait_for("the Managed pool's NodePool", lambda: get(kube, "nodepool", lim))
+        wait_for("the pool's NodePool", lambda: get(kube, "nodepool", backing))
         # No load twin: no metrics, so each holds replicas.min on the cheapest on-demand pool.
+        # One after the other: Karpenter checks a limit against the nodes it has, so pods of
+        # one batch can get a node each past it.
         for name in names:
             spec = llama(ns, "Enforce", [lim, OD], replicas={"min": 1, "max": 2})
             spec["metadata"]["name"] = name
             spec["spec"]["workload"]["modelLoadSeconds"] = 3
             apply(kube, spec)
+            if name == names[0]:
+                wait_for("the first replica running on the pool's node", lambda: children(
+                    kube, ns, names[0]).get(lim, {}).get("status", {}).get("readyReplicas"),
+                    timeout=120)  # fmt: skip
         started = time.monotonic()
         cond = wait_for("NodePoolReady=False, the limit reached", lambda: (
             c := _condition(kube, lim, "NodePoolReady")).get("reason") == "NodePoolLimitReached"
             and c, timeout=150)  # fmt: skip
-        assert "spec.limits.maxNodes 1" in cond["message"]
-        assert len(_claims(kube, lim)) == 1
+        assert field in cond["message"]
+        assert len(_claims(kube, backing)) == 1
 
         def placed() -> dict[str, int] | None:
             on = {n: children(kube, ns, n) for n in names}
@@ -270,9 +291,11 @@ def test_a_nodepool_at_its_limit_moves_the_share_before_the_grace(kube, tmp_path
         for name in names:
             kube.kubectl("delete", "infd", name, "-n", ns, "--wait=false", check=False)
         kube.kubectl("delete", "capacitypool", lim, "--wait=false", check=False)
+        if mode == "Reference":  # never costscaler's to delete
+            kube.kubectl("delete", "nodepool", team, "--wait=false", check=False)
         try:
             wait_for("the NodePool removed", lambda: kube.kubectl(
-                "get", "nodepool", lim, "--ignore-not-found", "-o", "name",
+                "get", "nodepool", backing, "--ignore-not-found", "-o", "name",
                 check=False).stdout.strip() == "", timeout=90)  # fmt: skip
         finally:
             op.stop()

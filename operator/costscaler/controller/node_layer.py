@@ -69,23 +69,44 @@ def no_launch(
     )
 
 
+def node_limit(pool: CapacityPool, live: Mapping[str, Any] | None) -> tuple[int, str] | None:
+    """The pool's NodePool's node limit and what sets it, None when it has none: a Managed
+    pool's `spec.limits.maxNodes`; a Reference pool's NodePool's own `spec.limits.nodes`
+    (`live`, as read), which its owner changes, not costscaler."""
+    if karpenter.managed(pool):
+        limit = pool.spec.limits.max_nodes
+        return None if limit is None else (limit, "spec.limits.maxNodes")
+    raw = (((live or {}).get("spec") or {}).get("limits") or {}).get("nodes")
+    try:
+        nodes = int(str(raw))
+    except ValueError:
+        return None  # no limit, or one in a unit that is no node count
+    name = karpenter.nodepool_name(pool)
+    return nodes, f"spec.limits.nodes of NodePool {name} (spec.nodePool.name)"
+
+
 def at_limit(
-    pool: CapacityPool, pending: Iterable[PendingPod], claims: int, in_flight: int, now: float
+    pool: CapacityPool,
+    pending: Iterable[PendingPod],
+    claims: int,
+    in_flight: int,
+    now: float,
+    limit: tuple[int, str] | None,
 ) -> str | None:
     """Why no more nodes launch for the pool's replicas, when its pods have waited
-    `NO_CLAIM_AFTER_S`, its NodePool already holds `spec.limits.maxNodes` NodeClaims and none
-    of them is still launching (a claim in flight may yet take them): Karpenter launches no
-    node past the NodePool's limit, so none is coming."""
-    limit = pool.spec.limits.max_nodes
-    if limit is None or claims < limit or in_flight > 0:
+    `NO_CLAIM_AFTER_S`, its NodePool already holds its `limit` (`node_limit`) of NodeClaims
+    and none of them is still launching (a claim in flight may yet take them): Karpenter
+    launches no node past the NodePool's limit, so none is coming."""
+    if limit is None or claims < limit[0] or in_flight > 0:
         return None
     late = [p for p in pending if p.pool == pool.name and now - p.since > NO_CLAIM_AFTER_S]
     if not late:
         return None
+    nodes, field = limit
     return (
         f"{len(late)} replicas waited {NO_CLAIM_AFTER_S:.0f} s and the NodePool already holds "
-        f"{claims} nodes, its limit spec.limits.maxNodes {limit} (warm spare nodes count too): "
-        "raise spec.limits.maxNodes, or let the replicas go to the deployments' next pools"
+        f"{claims} nodes, its limit {field} {nodes} (warm spare nodes count too): "
+        f"raise {field}, or let the replicas go to the deployments' next pools"
     )
 
 
@@ -110,9 +131,9 @@ async def reconcile(
     if name is None:
         return None
     if karpenter.managed(pool):
-        cond = await _apply(pool, name, nodepools)
+        cond, live = await _apply(pool, name, nodepools), None
     else:
-        cond = await _read(pool, name, nodepools)
+        cond, live = await _read(pool, name, nodepools)
     if cond.status:
         launched = claims.get(name, 0)
         why = no_launch(pool, pending, launched, now)
@@ -120,9 +141,9 @@ async def reconcile(
             why = previous.message if launched == 0 else None
         if why is not None:
             cond = Cond(NODEPOOL_READY, False, NO_OFFERING, why)
-        elif karpenter.managed(pool):
+        else:
             launching = (in_flight or {}).get(name, 0)
-            full = at_limit(pool, pending, launched, launching, now)
+            full = at_limit(pool, pending, launched, launching, now, node_limit(pool, live))
             if full is not None:
                 cond = Cond(NODEPOOL_READY, False, AT_LIMIT, full)
     spare = warm.spares([n for n in needs if n.pool == pool.name]).get(pool.name)
@@ -156,23 +177,26 @@ async def _apply(pool: CapacityPool, name: str, nodepools: karpenter.NodePools) 
     return Cond(NODEPOOL_READY, True, "NodePoolApplied", f"NodePool {name} {done}")
 
 
-async def _read(pool: CapacityPool, name: str, nodepools: karpenter.NodePools) -> Cond:
+async def _read(
+    pool: CapacityPool, name: str, nodepools: karpenter.NodePools
+) -> tuple[Cond, dict[str, Any] | None]:
     try:
         live = await nodepools.read(name)
     except ApiException as exc:
         if exc.status == 404:
-            return Cond(NODEPOOL_READY, False, "KarpenterMissing", _MISSING)
-        return Cond(NODEPOOL_READY, False, "ApiUnavailable", _api_message(exc))
+            return Cond(NODEPOOL_READY, False, "KarpenterMissing", _MISSING), None
+        return Cond(NODEPOOL_READY, False, "ApiUnavailable", _api_message(exc)), None
     except (HTTPError, OSError) as exc:
-        return Cond(NODEPOOL_READY, False, "ApiUnavailable", str(exc))
+        return Cond(NODEPOOL_READY, False, "ApiUnavailable", str(exc)), None
     if live is None:
         return Cond(
             NODEPOOL_READY,
             False,
             "NodePoolNotFound",
             f"NodePool {name} does not exist: fix spec.nodePool.name of {pool.name}",
-        )
-    return Cond(NODEPOOL_READY, True, "NodePoolFound", f"NodePool {name} is read, never written")
+        ), None
+    found = Cond(NODEPOOL_READY, True, "NodePoolFound", f"NodePool {name} is read, never written")
+    return found, live
 
 
 _MISSING = (

@@ -63,15 +63,31 @@ def _limited(max_nodes: int) -> CapacityPool:
 
 def test_at_limit_names_max_nodes_once_no_claim_is_launching() -> None:
     now, pool = 1000.0, _limited(2)
-    late = [_pod(now - GRACE - 1)]
-    why = node_layer.at_limit(pool, late, claims=2, in_flight=0, now=now)
+    late, limit = [_pod(now - GRACE - 1)], (2, "spec.limits.maxNodes")
+    why = node_layer.at_limit(pool, late, claims=2, in_flight=0, now=now, limit=limit)
     assert why is not None and "spec.limits.maxNodes 2" in why
     # Below the limit, a claim still launching (it may take the pod), a pod within Karpenter's
-    # window, or another pool's pods: nothing to say yet.
-    assert node_layer.at_limit(pool, late, claims=1, in_flight=0, now=now) is None
-    assert node_layer.at_limit(pool, late, claims=2, in_flight=1, now=now) is None
-    assert node_layer.at_limit(pool, [_pod(now - 5)], claims=2, in_flight=0, now=now) is None
-    assert node_layer.at_limit(pool, [_pod(0.0, "other")], 2, 0, now) is None
+    # window, another pool's pods, or no limit: nothing to say yet.
+    assert node_layer.at_limit(pool, late, 1, 0, now, limit) is None
+    assert node_layer.at_limit(pool, late, 2, 1, now, limit) is None
+    assert node_layer.at_limit(pool, [_pod(now - 5)], 2, 0, now, limit) is None
+    assert node_layer.at_limit(pool, [_pod(0.0, "other")], 2, 0, now, limit) is None
+    assert node_layer.at_limit(pool, late, 2, 0, now, None) is None
+
+
+def test_node_limit_is_the_managed_pools_max_nodes_or_the_referenced_nodepools_own() -> None:
+    from costscaler.api.pool import NodePoolMode, NodePoolSettings
+
+    base = _limited(3)
+    ref = NodePoolSettings.model_validate({"mode": "Reference", "name": "team-gpu"})
+    assert ref.mode == NodePoolMode.REFERENCE
+    reference = base.model_copy(update={"spec": base.spec.model_copy(
+        update={"node_pool": ref})})  # fmt: skip
+    live = {"spec": {"limits": {"nodes": "4", "cpu": "1000"}}}
+    assert node_layer.node_limit(reference, live) == (
+        4, "spec.limits.nodes of NodePool team-gpu (spec.nodePool.name)")  # fmt: skip
+    assert node_layer.node_limit(reference, {"spec": {"limits": {"cpu": "10"}}}) is None
+    assert node_layer.node_limit(reference, None) is None
 
 
 def test_a_claim_is_in_flight_until_initialized_or_deleted() -> None:
