@@ -173,9 +173,15 @@ class _Search:
             rho_b = _blended(unit, eff, p.spot, p.spot_max_fraction)
             self.blend = rho_b * self.grid[:-1] + _tables(self.grid, bound, rho_b)
         self.levels: list[_Level] = []
+        # The tables depend on the level only through rho, the least ratio of the pools left,
+        # which many levels share (on-demand ones first: rho is the cheapest spot pool's).
+        tables: dict[float, tuple[FloatArray, FloatArray]] = {}
         for pos, i in enumerate(order):
             rest = order[pos + 1 :]
             od = [j for j in rest if not spot[j]]
+            rho = float(ratio[rest].min()) if rest else math.inf
+            if rho not in tables:
+                tables[rho] = (_tables(self.grid, bound, rho), _tables(self.grid, linear, rho))
             self.levels.append(
                 _Level(
                     pool=i,
@@ -186,10 +192,8 @@ class _Search:
                     rest_on_demand=int(tops[od].sum()) if od else 0,
                     pmin=float(unit[rest].min()) if rest else math.inf,
                     pmin_on_demand=float(unit[od].min()) if od else math.inf,
-                    table=_tables(self.grid, bound, float(ratio[rest].min()) if rest else math.inf),
-                    linear=_tables(
-                        self.grid, linear, float(ratio[rest].min()) if rest else math.inf
-                    ),
+                    table=tables[rho][0],
+                    linear=tables[rho][1],
                 )
             )
 
