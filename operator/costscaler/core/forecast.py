@@ -257,25 +257,3 @@ def _band(
     width = max(width, math.sqrt(max(point, 0.0) / LEVEL_SPANS_S[0]), 1e-6)
     samples = np.maximum(point + e, 0.0)  # ascending, as the bins are
     return DemandForecast(horizon_s, level, trend, point, samples, width)
-
-
-def with_backlog(
-    f: DemandForecast, rate_rps: float, latency_s: float, threshold_s: float
-) -> DemandForecast:
-    """`f` plus the rate (req/s) that clears the late backlog within the horizon.
-
-    Requests that arrive while a backlog waits are late too, so capacity for the arrivals
-    alone is not enough after an overload (a slow start, an outage, a burst of spot
-    losses): the queue must drain. By Little's law a FIFO queue whose requests wait W s at
-    arrival rate lambda holds lambda W of them; the part of the wait past the threshold's
-    slack, W = (SLO-quantile latency - threshold)+, is what makes them late. Clearing
-    lambda W requests within the horizon H adds lambda W / H req/s to every demand
-    sample. With the latency within the threshold (or not measured) nothing is added.
-    """
-    late_s = latency_s - threshold_s
-    if not (math.isfinite(late_s) and late_s > 0 and rate_rps > 0 and f.horizon_s > 0):
-        return f
-    extra = rate_rps * late_s / f.horizon_s
-    return DemandForecast(
-        f.horizon_s, f.level + extra, f.trend, f.point + extra, f.samples + extra, f.bandwidth
-    )

@@ -6,8 +6,7 @@
    A control-plane-wide readiness blip holds too (reason ClusterNotReady, `core.supply`).
 2. Learn: the calibrator corrects per-replica capacity, the spot hazards absorb the losses
    observed (each sample is consumed once, so overlapping windows are safe).
-3. Forecast demand at the horizon from the window, plus what drains a late backlog
-   (`core.forecast`).
+3. Forecast demand at the horizon from the window (`core.forecast`).
 4. Optimise (`core.allocate`), first without the budget, then within it if the plan breaks it.
 5. Keep surplus replicas alive up to their break-even time (`core.keepalive`), and ready ones
    while the plan's new ones warm; under PreferBudget only as far as the allowance pays
@@ -45,7 +44,7 @@ from costscaler.core import (
 )
 from costscaler.core.allocate import Plan, Problem
 from costscaler.core.explain import BUDGET_REASONS, alternatives, explain
-from costscaler.core.forecast import DemandForecast, forecast, with_backlog
+from costscaler.core.forecast import DemandForecast, forecast
 from costscaler.core.risk import IntArray, RiskModel
 from costscaler.core.tokens import TokenMix
 from costscaler.core.types import (
@@ -86,13 +85,6 @@ def step(
     window = obs.times >= now - pl.settings.window_s
     demand = forecast(
         obs.times[window], obs.request_rate[window], pl.horizon_s, pl.settings.daily_seasonality
-    )
-    # A backlog must drain as well as the arrivals be served (`forecast.with_backlog`).
-    demand = with_backlog(
-        demand,
-        float(obs.request_rate[-1]),
-        float(obs.latency[-1]),
-        pl.settings.latency_threshold_s,
     )
     # This tick's attainment target: the SLO's, moved by the window's error budget.
     slo = pl.settings

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
-from core_helpers import OD, planner, steady
 
-from costscaler.core.forecast import PRIOR_REL_SD, forecast, with_backlog
+from costscaler.core.forecast import PRIOR_REL_SD, forecast
 
 T = np.arange(240) * 15.0
 RAMP_END = 10.0 + T[-1] / 60.0
@@ -78,29 +75,3 @@ def test_long_windows_are_coarsened_but_still_follow_the_cycle():
     expected = 50 + 40 * np.sin(2 * np.pi * (t[-1] + horizon) / 86400)
     f = forecast(t, rate, horizon, daily_seasonality=True)
     assert abs(f.point - expected) < 3.0
-
-
-def test_a_late_backlog_adds_the_rate_that_drains_it_within_the_horizon():
-    """Little's law: 30 req/s waiting 60 s past the 15 s threshold is 1,800 late requests
-    queued; draining them within the 300 s horizon takes 6 req/s on top of the arrivals.
-    Within the threshold, or unmeasured, nothing is added."""
-    f = forecast(np.arange(240) * 15.0, np.full(240, 30.0), 300.0)
-    drained = with_backlog(f, 30.0, 75.0, 15.0)
-    assert drained.point == pytest.approx(f.point + 6.0)
-    assert drained.level == pytest.approx(f.level + 6.0)
-    assert drained.quantile(0.99) == pytest.approx(f.quantile(0.99) + 6.0, abs=0.05)
-    assert with_backlog(f, 30.0, 8.0, 15.0) is f
-    assert with_backlog(f, 30.0, float("nan"), 15.0) is f
-
-
-def test_the_engine_sizes_for_a_backlog_to_drain():
-    """Found in the policy bench: after a slow start the queue held minutes of requests,
-    and the engine sized for the arrivals alone, so every request behind the backlog was
-    late well after capacity caught up."""
-    pl = planner([OD], replicas_max=100, latency_threshold_s=15.0)
-    calm = steady(30.0, latency=8.0, ready={"od": 20})
-    late = replace(calm, latency=np.append(calm.latency[:-1], 75.0))  # the latest scrape
-    before = pl.decide(calm, {}, 3600.0)
-    after = pl.decide(late, {}, 3600.0)
-    assert after.demand_rps == pytest.approx(before.demand_rps + 6.0, abs=0.05)
-    assert after.total_replicas >= before.total_replicas + 3  # 6 req/s at 2 req/s each
