@@ -175,11 +175,14 @@ def test_karpenter_launches_the_managed_pools_nodes_and_removes_them(kube, tmp_p
         assert _condition(kube, good, "NodePoolReady").get("status") == "True"
         pool_status = get(kube, "capacitypool", good)["status"]
         assert pool_status["nodePool"] == good and pool_status["warmNodes"] == 0
-        # The deployment's status shows its pools' warm nodes (only pools with a NodePool).
+        # The deployment's status shows its pools' warm nodes and free slots, the replicas
+        # that would start at the model load alone (only pools with a NodePool).
         rows = wait_for("the warm nodes on the deployment's status", lambda: (r := {
             row["pool"]: row for row in get(kube, "infd", "llama-3-1-8b", "-n", ns)["status"][
-                "replicas"]}) and "warmNodes" in r.get(good, {}) and r, timeout=30)  # fmt: skip
+                "replicas"]}) and {"warmNodes", "freeSlots"} <= set(r.get(good, {})) and r,
+            timeout=30)  # fmt: skip
         assert rows[good]["warmNodes"] == 0 and "warmNodes" not in rows[OD]
+        assert rows[good]["freeSlots"] >= 0 and "freeSlots" not in rows[OD]
         exported = urllib.request.urlopen(f"http://127.0.0.1:{op.port}/metrics", timeout=5)
         assert f'costscaler_pool_warm_nodes{{pool="{good}"}} 0.0' in exported.read().decode()
 

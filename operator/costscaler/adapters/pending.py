@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from costscaler.adapters.children import DO_NOT_DISRUPT, LABEL_DEPLOYMENT, LABEL_POOL
+from costscaler.adapters.karpenter import GPU_RESOURCE
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,30 @@ def pending_pod(body: dict[str, Any]) -> PendingPod | None:
 
 @dataclass(frozen=True)
 class PlacedPod:
-    """A child pod bound to a node: its owner (InferenceDeployment), pool and node."""
+    """A child pod bound to a node: its owner (InferenceDeployment), pool and node, and the
+    accelerators it holds there (what the node layer's free slots leave out)."""
 
     namespace: str
     owner: str
     pool: str
     node: str
+    accelerators: int = 0
+
+
+def pod_accelerators(spec: dict[str, Any]) -> int:
+    """GPUs a pod's containers request (their limits where no request is set: the API
+    server defaults an extended resource's request to its limit); 0 for malformed counts."""
+    total = 0
+    for container in spec.get("containers") or []:
+        res = container.get("resources") or {}
+        raw = (res.get("requests") or {}).get(
+            GPU_RESOURCE, (res.get("limits") or {}).get(GPU_RESOURCE, 0)
+        )
+        try:
+            total += max(int(str(raw)), 0)
+        except ValueError:
+            continue
+    return total
 
 
 def placed_pod(body: dict[str, Any]) -> PlacedPod | None:
@@ -83,7 +102,13 @@ def placed_pod(body: dict[str, Any]) -> PlacedPod | None:
         return None
     if meta.get("deletionTimestamp"):
         return None
-    return PlacedPod(meta.get("namespace", ""), labels[LABEL_DEPLOYMENT], labels[LABEL_POOL], node)
+    return PlacedPod(
+        meta.get("namespace", ""),
+        labels[LABEL_DEPLOYMENT],
+        labels[LABEL_POOL],
+        node,
+        pod_accelerators(body.get("spec") or {}),
+    )
 
 
 def settled_pod(body: dict[str, Any]) -> str | None:

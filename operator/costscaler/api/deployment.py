@@ -713,6 +713,13 @@ class PoolReplicas(ApiModel):
         "spec.nodePool), shared by every deployment on it: a replica placed there pays the "
         "model load only. Their cost is on the CapacityPool's status.warmHourlyCost.",
     )
+    free_slots: int | None = Field(
+        default=None,
+        ge=0,
+        description="Replicas of this deployment that fit on the free accelerators of the "
+        "pool's Ready nodes now (pools with spec.nodePool; warm spare nodes included): the "
+        "decision prices their start at the model load, the rest at node cold start too.",
+    )
 
 
 class ObservedLoad(ApiModel):

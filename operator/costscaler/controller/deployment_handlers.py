@@ -119,6 +119,7 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     budget = budgets.book(memo).allowance((ns, name))
     t = TickInput(infd, pools_of(kw), children, reading, history, status, now(), budget)
     t.schedulable, t.warm_nodes = rt.pool_nodes, rt.pool_warm
+    t.free_accelerators = rt.pool_free
     result = await run_tick(t, decide, rt.kube)
     if result.decision.warm_need is None:
         rt.warm_needs.pop((ns, name), None)

@@ -18,8 +18,9 @@ from urllib3.exceptions import HTTPError
 
 from costscaler.adapters import karpenter
 from costscaler.adapters.children import ChildState
-from costscaler.adapters.pending import PendingPod
+from costscaler.adapters.pending import PendingPod, PlacedPod
 from costscaler.api import CapacityPool
+from costscaler.controller.pools import NodeView
 from costscaler.controller.status import Cond
 from costscaler.core import warm
 from costscaler.core.types import WarmNeed, WarmNodes
@@ -203,6 +204,36 @@ _MISSING = (
     "the NodePool API (karpenter.sh/v1) is not served: install Karpenter, or remove "
     "spec.nodePool (or install the chart with nodes.enabled=false)"
 )
+
+
+# A node Karpenter is taking away (consolidation, drift, expiry) takes no new pods.
+DISRUPTED_TAINT = "karpenter.sh/disrupted"
+
+
+def free_accelerators(
+    pool: CapacityPool, nodes: Iterable[NodeView], placed: Iterable[PlacedPod]
+) -> tuple[int, ...] | None:
+    """The accelerators free on each Ready node of the pool's NodePool (warm spares
+    included: a CapacityBuffer holds its nodes with virtual pods, which take nothing), what
+    the engine reads as slots where a new replica pays the model load only; None without a
+    NodePool. Free: allocatable less what the child pods bound there hold (pods of other
+    workloads on the pool's GPU nodes are not indexed, so not subtracted)."""
+    name = karpenter.nodepool_name(pool)
+    if name is None:
+        return None
+    mine = {
+        n.name: n.accelerators
+        for n in nodes
+        if n.ready
+        and not n.deleting
+        and n.labels.get(karpenter.NODEPOOL_LABEL) == name
+        and not any(key == DISRUPTED_TAINT for key, _, _ in n.taints)
+    }
+    used = dict.fromkeys(mine, 0)
+    for pod in placed:
+        if pod.node in used:
+            used[pod.node] += pod.accelerators
+    return tuple(max(mine[n] - used[n], 0) for n in sorted(mine))
 
 
 def drained(pool: str, children: Iterable[ChildState]) -> bool:

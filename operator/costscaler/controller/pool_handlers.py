@@ -88,6 +88,12 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
         if extra:
             before = list(prev.get("conditions") or [])
             new["conditions"] = new["conditions"] + conditions(extra, before, gen, now())
+        placed = [p for store in kw.get("placed_index", {}).values() for p in store]
+        free = node_layer.free_accelerators(pool, nodes, placed) if rt.nodepools else None
+        if free is None:
+            rt.pool_free.pop(pool.name, None)
+        else:
+            rt.pool_free[pool.name] = free
         if layer is not None:
             new.update(node_layer.status_fields(layer, money))
             rt.metrics.pool_warm_nodes.labels(pool.name).set(new["warmNodes"])

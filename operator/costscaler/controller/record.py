@@ -207,6 +207,7 @@ def status_for(
             "warming": by_pool[p].warming if p in by_pool else 0,
         }
         | ({"warmNodes": t.warm_nodes[p]} if t.warm_nodes and p in t.warm_nodes else {})
+        | ({"freeSlots": d.free_slots[p]} if p in d.free_slots else {})
         for p in sorted(set(target) | set(by_pool))
     ]
     r, rate = t.reading, t.reading.request_rate

@@ -187,6 +187,9 @@ class Runtime:
     warm_needs: dict[Key, WarmNeed] = field(default_factory=dict)
     # Warm spare nodes each pool with a NodePool holds, as its status timer last kept them.
     pool_warm: dict[str, int] = field(default_factory=dict)
+    # Accelerators free on each Ready node of each pool's NodePool (`node_layer`), which the
+    # deployments' decisions read as slots that start at the model load alone.
+    pool_free: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # Pools whose NodePool launches nothing for their waiting pods (condition
     # NoOfferingLaunched, NodePoolLimitReached): their Pending pods are a stock-out at once
     # (`shortfall`).

@@ -108,6 +108,11 @@ async def run_tick(t: TickInput, decide: Decide, kube: Actuator) -> TickResult:
     )
     # The SLO window's counts are this tick's (Prometheus keeps the window, not the history).
     observations = replace(observations, slo_good=t.reading.slo_good, slo_total=t.reading.slo_total)
+    # Node facts: free accelerators on the Ready nodes of the pools with a NodePool.
+    facts = t.free_accelerators or {}
+    free = {p.name: facts[p.name] for p in pools if p.name in facts}
+    if free:
+        observations = replace(observations, free_accelerators=free)
     decision = decide(
         t.infd.spec,
         pools,

@@ -34,3 +34,5 @@ class TickInput:
     schedulable: Mapping[str, int] | None = None
     # Warm spare nodes each pool with a NodePool holds now (the pool timer's count).
     warm_nodes: Mapping[str, int] | None = None
+    # Accelerators free on each Ready node of each pool with a NodePool (the pool timer's).
+    free_accelerators: Mapping[str, tuple[int, ...]] | None = None

@@ -17,7 +17,15 @@ mixed those units and is gone: the exact optimum needs no demand quantile to siz
 A replica started beyond what runs now (`current`) also pays its warm-up once, amortised
 over the time the demand that needs it is expected to last (`start_cost`, $/h per replica;
 `core.step.problem`), so a move between pools must pay back its cold start within the
-replica's expected lifetime, not within a constant few minutes.
+replica's expected lifetime, not within a constant few minutes. A pool has two start tiers
+when the node layer reports free slots (`free_slots`: replicas that fit on its Ready nodes
+now, warm spares included): the first of them pay `fast_start_cost` (the model load only,
+no node to wait for), the rest `start_cost` (node cold start + model load). Per pool,
+
+    warm(x_i) = f_i min(n_i, k_i) + s_i (n_i - k_i)+,   n_i = (x_i - current_i)+,
+
+f_i <= s_i, so warm is non-decreasing in x_i and at least f_i n_i (`core.exact`'s bound).
+Without node facts k_i = 0 and it is s_i n_i, as it always was.
 
 `price_i` is the expected $/h of a replica: its marginal price, plus for spot the warm-up
 paid again for each interruption (rate x cold start). The SLO and the budget are penalties
@@ -76,6 +84,8 @@ class Problem:
     current: IntArray | None = None
     start_cost: FloatArray | None = None
     per_node: IntArray | None = None
+    free_slots: IntArray | None = None
+    fast_start_cost: FloatArray | None = None
 
     @cached_property
     def spot_limits(self) -> bool:
@@ -156,6 +166,19 @@ class Problem:
         if self.per_node is None:
             return np.ones(self.price.size, dtype=np.int64)
         return np.asarray(self.per_node, dtype=np.int64)
+
+    @cached_property
+    def fast_slots(self) -> tuple[IntArray, FloatArray] | None:
+        """(free slots k, start_cost - fast_start_cost) per pool when some pool has a free
+        slot and a cheaper start on it, else None: the warm-up of n new replicas of a pool is
+        then n start_cost - min(n, k) (start_cost - fast_start_cost) (the module's warm)."""
+        if self.free_slots is None or self.fast_start_cost is None or self.start_cost is None:
+            return None
+        free = np.maximum(np.asarray(self.free_slots, dtype=np.int64), 0)
+        saved = np.clip(self.start_cost - self.fast_start_cost, 0.0, self.start_cost)
+        if not (free * saved).any():
+            return None
+        return free, np.asarray(saved, dtype=np.float64)
 
     @cached_property
     def divisor(self) -> float:
@@ -316,7 +339,10 @@ def money(p: Problem, plans: IntArray, whole: FloatArray | None = None) -> Float
     bound on it. `whole` is `nodes_spend(p, plans)` when the caller has it."""
     out = nodes_spend(p, plans) if whole is None else whole
     if p.current is not None and p.start_cost is not None:
-        out = out + np.maximum(plans - p.current, 0) @ p.start_cost
+        started = np.maximum(plans - p.current, 0)
+        out = out + started @ p.start_cost
+        if p.fast_slots is not None:  # the first free slots' replicas pay the model load only
+            out = out - np.minimum(started, p.fast_slots[0]) @ p.fast_slots[1]
     return np.asarray(out, dtype=np.float64)
 
 

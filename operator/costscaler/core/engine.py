@@ -106,6 +106,10 @@ class Planner:
             dtype=np.int64,
         )
         self.cold_start_s = np.array([p.cold_start_s for p in pools], dtype=np.float64)
+        # A replica on a free slot of a Ready node waits the model load alone (`core.nodes`).
+        self.load_s = np.array(
+            [max(p.cold_start_s - p.node_cold_start_s, 0.0) for p in pools], dtype=np.float64
+        )
         self.accelerators = np.array([p.accelerators_per_replica for p in pools], dtype=np.int64)
         self.declared_hazard = np.array(
             [p.interruption_rate_per_hour if p.spot else 0.0 for p in pools], dtype=np.float64

@@ -17,10 +17,14 @@ Let C(x) = sum_i x_i c_i (1 - indep_loss_i) be its capacity with no burst. Then
 because money (whole nodes, warm-up) is a sum over pools, the budget term is >= 0, and the
 risk terms are non-decreasing in V and in the overflow, which are at least Vlow and O at the
 plan's capacity (`core.risk`: every scenario has at most C(x), every pool's table is
-non-decreasing in 1 / C and the pool shares sum to 1). R is non-increasing in C. The rest's
-money is at least rho C(q) (rho the least $/h per req/s among the pools left: a whole node
-costs at least its replicas' share, warm-up is >= 0), and at least pmin (replicas.min -
-count(p))+ (pmin the least $/h of a replica left: the total must reach its minimum). So
+non-decreasing in 1 / C and the pool shares sum to 1). R is non-increasing in C. Pool i's
+money at x_i replicas is at least u_i x_i, u_i its price plus, when it runs none now, the
+cheaper of its start tiers (a whole node costs at least its replicas' share; every replica
+is new and pays f_i when the pool has free slots, s_i >= f_i when not: `allocate`'s warm is
+f_i min(n, k_i) + s_i (n - k_i)+ >= f_i n; with replicas running, warm-up is >= 0). So the
+rest's money is at least rho C(q) (rho the least u_i per req/s among the pools left), and
+at least pmin (replicas.min - count(p))+ (pmin the least u_i left: the total must reach its
+minimum). So
 
     J(p + q) >= money(p) + max( min_{C' >= C(p)} [rho (C' - C(p)) + R(C')],
                                 pmin (min - count(p))+ ).
@@ -93,7 +97,11 @@ def _money_of_counts(p: Problem, i: int, top: int) -> FloatArray:
     size = int(p.node_size[i])
     out = -(-k // size) * size * float(p.price[i])
     if p.current is not None and p.start_cost is not None:
-        out = out + np.maximum(k - int(p.current[i]), 0) * float(p.start_cost[i])
+        started = np.maximum(k - int(p.current[i]), 0)
+        out = out + started * float(p.start_cost[i])
+        if p.fast_slots is not None:  # the first free slots pay the model load only
+            free, saved = p.fast_slots
+            out = out - np.minimum(started, int(free[i])) * float(saved[i])
     return np.asarray(out, dtype=np.float64)
 
 
@@ -142,10 +150,14 @@ class _Search:
         eff = p.risk.effective
         tops = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
         # $/h a replica of each pool adds at least: its price, plus its warm-up when the pool
-        # runs none now (every replica added is then new).
+        # runs none now (every replica added is then new), the cheaper tier's when the pool
+        # has free slots (the first replicas pay that, the rest more: `allocate` warm).
         unit = p.price.copy()
         if p.current is not None and p.start_cost is not None:
-            unit = unit + np.where(p.current <= 0, p.start_cost, 0.0)
+            start = p.start_cost
+            if p.fast_slots is not None:
+                start = start - np.where(p.fast_slots[0] > 0, p.fast_slots[1], 0.0)
+            unit = unit + np.where(p.current <= 0, start, 0.0)
         ratio = unit / np.maximum(eff, 1e-12)
         spot = p.spot.tolist()
         # On-demand pools first: the spot share then prunes spot rows as they are made.
@@ -374,6 +386,8 @@ def groups(p: Problem) -> list[list[int]]:
     columns = [p.price, p.spot, r.capacity, r.indep_loss, r.base_latency_s]
     if p.start_cost is not None:
         columns.append(p.start_cost)
+    if p.fast_slots is not None:  # the free slots may differ: `merge` sums them
+        columns.append(p.fast_slots[1])
     if r.tokens is not None:
         columns += [getattr(r.tokens, name) for name in _TOKEN_FIELDS]
     # NaN (no ITL model) as a string: it must equal itself to group.
@@ -389,15 +403,20 @@ def groups(p: Problem) -> list[list[int]]:
 
 
 def merge(p: Problem, members: list[list[int]]) -> Problem:
-    """`p` with each group of `members` (`groups`) as one pool: maxima summed, and running
+    """`p` with each group of `members` (`groups`) as one pool: maxima summed, running
     replicas summed as each pool can hold them (min(current_i, max_i)), the most a split
-    can keep in place (`split`)."""
+    can keep in place, and free slots summed as each pool can use them (min(free_i, max_i -
+    held_i)), the most a split can start at the model load alone (`split`)."""
     first = [g[0] for g in members]
     r = p.risk
-    cur = None
+    cur = free = None
     if p.current is not None:
-        held = np.minimum(p.current, np.maximum(p.max_replicas, 0))
+        tops = np.maximum(p.max_replicas, 0)
+        held = np.minimum(p.current, tops)
         cur = np.array([int(held[g].sum()) for g in members], dtype=np.int64)
+        if p.fast_slots is not None:
+            usable = np.minimum(p.fast_slots[0], tops - held)
+            free = np.array([int(usable[g].sum()) for g in members], dtype=np.int64)
     return replace(
         p,
         price=p.price[first],
@@ -416,20 +435,25 @@ def merge(p: Problem, members: list[list[int]]) -> Problem:
         current=cur,
         start_cost=None if p.start_cost is None else p.start_cost[first],
         per_node=None if p.per_node is None else p.per_node[first],
+        free_slots=free,
+        fast_start_cost=None if p.fast_start_cost is None else p.fast_start_cost[first],
     )
 
 
 def split(p: Problem, members: list[list[int]], merged: IntArray) -> IntArray:
     """A merged plan's replicas back on the pools of each group: first as many as each pool
-    runs now (up to its maximum), in pool order, then the rest filling pools in order. No
-    split pays less warm-up (each pool pays for its replicas past what it runs), and every
-    split has the same spend, capacity and violating share (`groups`)."""
+    runs now (up to its maximum), in pool order, then onto each pool's free slots, then the
+    rest filling pools in order. No split pays less warm-up (each pool pays for its replicas
+    past what it runs, the cheaper tier first), and every split has the same spend, capacity
+    and violating share (`groups`)."""
     out = np.zeros(p.price.size, dtype=np.int64)
     cur = p.current if p.current is not None else np.zeros(p.price.size, dtype=np.int64)
     tops = np.maximum(p.max_replicas, 0)
+    held = np.minimum(cur, tops)
+    fast = held if p.fast_slots is None else np.minimum(held + p.fast_slots[0], tops)
     for g, total in zip(members, merged.tolist(), strict=True):
         left = total
-        for cap in (np.minimum(cur[g], tops[g]), tops[g]):
+        for cap in (held[g], fast[g], tops[g]):
             for i, c in zip(g, cap.tolist(), strict=True):
                 more = min(max(c - int(out[i]), 0), left)
                 out[i] += more

@@ -92,9 +92,16 @@ def step(
         slo.attainment, slo.slo_window_s, obs.slo_good, obs.slo_total, demand.point
     )
     ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
+    free = nodes.free_slots(pl, obs)  # replicas that start at the model load alone
     prob = problem(
         pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur, attainment, mix
     )
+    if free is not None:
+        prob = replace(
+            prob,
+            free_slots=free,
+            fast_start_cost=warm_up_cost(pl, demand, prob.risk.capacity, pl.load_s),
+        )
     q = attainment  # the demand quantile reported and filled to by the starts
     starts = start_plans(pl, prob, demand.quantile(q), cur)
     fixed = pl.settings.fixed_per_hour + pl.settings.egress_per_rps_hour * demand.point
@@ -107,6 +114,7 @@ def step(
         pl, prob, demand, q, chosen, target, (limited, trimmed), fixed, budget
     )
     reason, message, out, short = supply.annotate(pl, state, now, reason, message)
+    message += nodes.slots_note(pl, obs, free, np.maximum(final - cur, 0))
     if not target.proven:
         message += (
             f" The exact search stopped at its budget of {exact.MAX_CHILDREN:,} candidate "
@@ -141,6 +149,9 @@ def step(
         idle_accelerators=idle_accelerators(pl, prob, final, float(obs.request_rate[-1])),
         marginal_cost_per_hour=marginal,
         nodes=dict(zip(pl.names, nodes.counts(final, pl.per_node).tolist(), strict=True)),
+        free_slots={}
+        if free is None
+        else {n: int(free[pl.index[n]]) for n in obs.free_accelerators if n in pl.index},
         warm_nodes=warm.spares([need] if need else []),
         warm_need=need,
         attainment_target=attainment,
@@ -304,8 +315,11 @@ def per_replica(pl: Planner, mix: TokenMix | None) -> FloatArray:
     return tokens.capacity(pl.capacity, pl.prefill_tps, pl.decode_tps, mix)
 
 
-def warm_up_cost(pl: Planner, demand: DemandForecast, capacity: FloatArray) -> FloatArray:
-    """$/h a replica started now pays for its warm-up: price x cold start / lifetime.
+def warm_up_cost(
+    pl: Planner, demand: DemandForecast, capacity: FloatArray, wait_s: FloatArray | None = None
+) -> FloatArray:
+    """$/h a replica started now pays for its warm-up: price x cold start / lifetime (the
+    time it waits, `wait_s`, in place of the cold start when given: a free slot's model load).
 
     The lifetime (s) is how long the demand that needs the replica is expected to last. With
     demand falling at the forecast's trend, one replica's worth of it (its capacity, req/s)
@@ -317,7 +331,8 @@ def warm_up_cost(pl: Planner, demand: DemandForecast, capacity: FloatArray) -> F
     with np.errstate(divide="ignore"):
         life = np.where(falling > 0, capacity / max(falling, 1e-300), np.inf)
     life = np.clip(life, max(pl.horizon_s, 1.0), max(pl.settings.window_s, pl.horizon_s, 1.0))
-    return np.asarray(pl.price * pl.cold_start_s / life, dtype=np.float64)
+    wait = pl.cold_start_s if wait_s is None else wait_s
+    return np.asarray(pl.price * wait / life, dtype=np.float64)
 
 
 def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) -> list[IntArray]:

@@ -61,6 +61,10 @@ class Observations:
     (input tokens/s); `generation_token_rate` is `token_rate` (output tokens/s).
     Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
     sample is bad data (see `core.validate`); such samples are skipped elsewhere.
+    `free_accelerators`: node facts now, per pool with a NodePool: the accelerators free on
+    each Ready node of it (warm spare nodes included). A new replica that fits on one pays
+    the model load only (`core.nodes.free_slots`); pools absent have no node facts, and
+    every new replica there pays the node cold start too.
     """
 
     times: FloatArray
@@ -78,6 +82,7 @@ class Observations:
     queue_depth: FloatArray | None = None
     kv_cache_usage: FloatArray | None = None
     prompt_token_rate: FloatArray | None = None
+    free_accelerators: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def generation_token_rate(self) -> FloatArray | None:
@@ -286,6 +291,8 @@ class Decision:
     `spot_limit_relaxed`: True when on-demand quota is too small to carry replicas.min at
     spot.maxFraction, so spot may pass its share as far as that forces (`core.allocate`;
     reason SpotLimitRelaxed when the plan does).
+    `free_slots`: per pool with node facts (`Observations.free_accelerators`), the
+    replicas that fit on its Ready nodes now, which start at the model load alone.
     `out_of_stock`: pools the cluster reported unable to place replicas, held at what they
     have ready until their retry (`core.stock`). `quota_shortfall`: replicas.min minus what
     the eligible pools' maxima hold together (0 when they hold it; reason
@@ -328,6 +335,7 @@ class Decision:
     expected_attainment: float = math.nan
     violating_share: float = math.nan
     optimum_proven: bool = True
+    free_slots: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def total_replicas(self) -> int:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from costscaler.adapters.children import ChildState
-from costscaler.adapters.pending import PendingPod
+from costscaler.adapters.pending import PendingPod, PlacedPod, placed_pod
 from costscaler.api import CapacityPool, load_manifests
 from costscaler.controller import node_layer
+from costscaler.controller.pools import NodeView
 from costscaler.controller.status import Cond, money
 from costscaler.core.types import WarmNodes
 
@@ -102,3 +103,44 @@ def test_a_claim_is_in_flight_until_initialized_or_deleted() -> None:
         {"type": "DisruptionReason", "status": "True", "reason": "Underutilized"}]}}  # fmt: skip
     assert disrupted_node(consolidated) == "n1"
     assert disrupted_node({"status": {"nodeName": "n1"}}) is None  # an interruption says nothing
+
+
+def _node(name: str, gpus: int, pool: str = "team-gpu", **kw: object) -> NodeView:
+    labels = {"karpenter.sh/nodepool": pool}
+    return NodeView(name, labels, kw.pop("taints", ()), gpus, kw.pop("ready", True), **kw)  # type: ignore[arg-type]
+
+
+def test_free_accelerators_are_the_ready_nodepool_nodes_less_the_replicas_on_them() -> None:
+    """Item 4 of issue 16: a new replica on a free slot of a Ready node pays the model load
+    only. Free: allocatable less the GPUs of the child pods bound there, per Ready node of
+    the pool's NodePool (a warm spare has none bound: all its GPUs are free); nodes not
+    Ready, being deleted, disrupted by Karpenter, or of another NodePool offer nothing."""
+    nodes = [
+        _node("a", 4),
+        _node("b", 1),  # a warm spare: nothing bound
+        _node("c", 4, ready=False),
+        _node("d", 4, deleting=True),
+        _node("e", 4, taints=(("karpenter.sh/disrupted", "", "NoSchedule"),)),
+        _node("f", 4, pool="other"),
+    ]
+    placed = [
+        PlacedPod("ml", "llama", POOL.name, "a", 1),
+        PlacedPod("ml", "qwen", POOL.name, "a", 2),
+        PlacedPod("ml", "llama", POOL.name, "f", 1),
+    ]
+    from costscaler.api.pool import NodePoolSettings
+
+    ref = NodePoolSettings.model_validate({"mode": "Reference", "name": "team-gpu"})
+    pool = POOL.model_copy(update={"spec": POOL.spec.model_copy(update={"node_pool": ref})})
+    assert node_layer.free_accelerators(pool, nodes, placed) == (1, 1)
+    assert node_layer.free_accelerators(POOL, nodes, placed) is None  # no NodePool
+
+
+def test_placed_pods_hold_their_requested_gpus() -> None:
+    labels = {"costscaler.dev/deployment": "llama", "costscaler.dev/pool": "spot"}
+    gpu = {"name": "vllm", "resources": {"limits": {"nvidia.com/gpu": "2"}}}
+    side = {"name": "proxy", "resources": {"requests": {"nvidia.com/gpu": 1}}}
+    body = {"metadata": {"namespace": "ml", "labels": labels},
+            "spec": {"nodeName": "n1", "containers": [gpu, side, {"name": "bad",
+                     "resources": {"limits": {"nvidia.com/gpu": "x"}}}]}}  # fmt: skip
+    assert placed_pod(body) == PlacedPod("ml", "llama", "spot", "n1", 3)

@@ -203,3 +203,21 @@ def test_status_rows_show_the_warm_nodes_of_pools_that_keep_them(pools):
     from costscaler.api.deployment import PoolReplicas
 
     assert PoolReplicas.model_validate(rows[SPOT]).warm_nodes == 2
+
+
+def test_free_slots_reach_the_engine_and_the_status_rows(pools):
+    """Issue 16, item 4: the pool timer's free accelerators per Ready node reach the
+    engine as node facts (a replica on them starts at the model load), and the status rows
+    and the decision's message show the slots; pools without facts show none."""
+    from costscaler.core import decide
+
+    t = TickInput(infd(), pools, [], GOOD, History(3600), {}, NOW,
+                  free_accelerators={SPOT: (1, 0, 1), "not-eligible": (8,)})  # fmt: skip
+    result = asyncio.run(run_tick(t, decide, RecordingKube()))
+    rows = {r["pool"]: r for r in result.status["replicas"]}
+    assert rows[SPOT]["freeSlots"] == 2 and "freeSlots" not in rows[OD]
+    assert result.decision.free_slots == {SPOT: 2}
+    assert f"Free slots on ready nodes: {SPOT} 2" in result.decision.message
+    from costscaler.api.deployment import PoolReplicas
+
+    assert PoolReplicas.model_validate(rows[SPOT]).free_slots == 2

@@ -14,8 +14,15 @@ from scipy import optimize, sparse
 from test_properties import FAST, planners, rates
 
 from costscaler.core import Planner, PoolView, Settings
-from costscaler.core.allocate import Problem, evaluate, feasible, penalties, risk_terms
-from costscaler.core.exact import groups, optimum, split
+from costscaler.core.allocate import (
+    Problem,
+    evaluate,
+    feasible,
+    money,
+    penalties,
+    risk_terms,
+)
+from costscaler.core.exact import _Search, groups, optimum, split
 from costscaler.core.forecast import forecast
 from costscaler.core.step import learn, problem, start_plans
 from costscaler.core.types import EngineState, Observations
@@ -136,7 +143,91 @@ def _with_twins(prob: Problem, rng: np.random.Generator) -> Problem | None:
         current=np.concatenate((cur, rng.integers(0, 4, size=twins))).astype(np.int64),
         start_cost=None if prob.start_cost is None else prob.start_cost[idx],
         per_node=per_node[idx],
+        free_slots=None
+        if prob.free_slots is None
+        else np.concatenate((prob.free_slots, rng.integers(0, 4, size=twins))).astype(np.int64),
+        fast_start_cost=None if prob.fast_start_cost is None else prob.fast_start_cost[idx],
     )
+
+
+def _two_tier(prob: Problem, rng: np.random.Generator) -> Problem:
+    """`prob` with free slots on its pools (0-3 each, the node layer's count): the first
+    replicas started on a pool pay a share of its start cost (the model load), the rest all
+    of it (node cold start + model load). Half the time nothing runs and the start costs up
+    to 20 x more (a long node cold start over a short life): the bound's warm-up term
+    then decides what is pruned."""
+    n = prob.price.size
+    assert prob.start_cost is not None and prob.current is not None
+    slow = prob.start_cost * rng.choice([1.0, 5.0, 20.0])
+    return replace(
+        prob,
+        current=prob.current if rng.random() < 0.5 else np.zeros(n, dtype=np.int64),
+        start_cost=slow,
+        free_slots=rng.integers(0, 4, size=n).astype(np.int64),
+        fast_start_cost=slow * rng.choice([0.0, 0.2, 0.5, 1.0], size=n),
+    )
+
+
+def test_the_optimum_equals_brute_force_with_two_start_tiers():
+    """Pools with free slots on Ready nodes start their first replicas at the model load and
+    the rest at the node cold start too (`allocate` warm): on 600 random problems the
+    search's bound stays below every plan and the optimum equals brute force to 1e-9."""
+    rng = np.random.default_rng(16)
+    tiered = 0
+    for case in range(600):
+        prob, pl = _random_problem(rng)
+        prob = _two_tier(prob, rng)
+        tiered += prob.fast_slots is not None
+        cur = prob.current if prob.current is not None else np.zeros(prob.price.size, np.int64)
+        best = _brute(prob)
+        if not np.isfinite(best):
+            continue
+        # Without starts nothing but the bound finds the optimum (no descent from a start).
+        for starts in ([], start_plans(pl, prob, prob.floor_demand, cur)):
+            found = optimum(prob, starts)
+            assert abs(found.objective - best) <= 1e-9 * max(1.0, abs(best)), case
+            assert bool(feasible(prob, found.replicas[None, :])[0]), case
+    assert tiered > 400
+
+
+def test_two_start_tiers_charge_the_free_slots_first():
+    """Warm-up of n new replicas on a pool with k free slots: f min(n, k) + s (n - k)+."""
+    prob, _ = _random_problem(np.random.default_rng(3))
+    n = prob.price.size
+    prob = replace(
+        prob,
+        current=np.zeros(n, dtype=np.int64),
+        start_cost=np.full(n, 3.0),
+        free_slots=np.full(n, 2, dtype=np.int64),
+        fast_start_cost=np.full(n, 1.0),
+        per_node=np.ones(n, dtype=np.int64),
+    )
+    plans = np.zeros((5, n), dtype=np.int64)
+    plans[:, 0] = np.arange(5)
+    warm = money(prob, plans) - plans @ prob.price
+    assert warm.tolist() == pytest.approx([0.0, 1.0, 2.0, 5.0, 8.0])
+    # Without node facts every new replica pays the whole start, as before.
+    plain = money(replace(prob, free_slots=None, fast_start_cost=None), plans)
+    assert (plain - plans @ prob.price).tolist() == pytest.approx([0.0, 3.0, 6.0, 9.0, 12.0])
+
+
+def test_merged_pools_with_free_slots_keep_the_optimum():
+    """Alike pools with their own free slots are merged with the slots summed and split
+    back onto the free slots first (`exact.merge`, `split`): equal to brute force."""
+    rng = np.random.default_rng(17)
+    merged = 0
+    for case in range(300):
+        twin = _with_twins(_two_tier(_random_problem(rng)[0], rng), rng)
+        if twin is None:
+            continue
+        merged += len(groups(twin)) < twin.price.size
+        found = optimum(twin)
+        best = _brute(twin)
+        if not np.isfinite(best):
+            continue
+        assert abs(found.objective - best) <= 1e-9 * max(1.0, abs(best)), case
+        assert bool(feasible(twin, found.replicas[None, :])[0]), case
+    assert merged > 150
 
 
 def test_merged_pools_keep_the_optimum_on_random_problems():
@@ -461,3 +552,42 @@ def test_an_unproven_search_still_returns_the_optimum_of_six_alike_pools(rate: f
     assert proof.proven
     quick = optimum(prob, starts)
     assert quick.objective == pytest.approx(proof.objective, rel=1e-9, abs=1e-9)
+
+
+def _bounds_hold(prob: Problem) -> bool:
+    """Whether every bound the search prunes a partial plan by (`_Search._lower`, the
+    capacity table, the blended one) is at most the objective of each of its completions
+    within the hard bounds, at every level, for every partial plan (brute force)."""
+    every = _every(prob)
+    if every.shape[0] == 0:
+        return True
+    obj = evaluate(prob, every)[2]
+    search = _Search(prob, None)
+    slack = 1e-9 * np.maximum(1.0, np.abs(obj))
+    for depth, lv in enumerate(search.levels):
+        assigned = [level.pool for level in search.levels[: depth + 1]]
+        part = every[:, assigned]
+        money = sum(search.levels[d].money[part[:, d]] for d in range(depth + 1))
+        cap = part @ prob.risk.effective[assigned]
+        count = part.sum(axis=1)
+        spot = part @ prob.spot_count[assigned]
+        lost = part @ search.lost[assigned]
+        lower = search._lower(lv, money, cap, count, spot, lost)
+        table = money + search._look(lv.table, cap)
+        # A row is pruned when a bound reaches the incumbent: each must be below the best
+        # completion of its partial plan, hence below each completion.
+        if (lower > obj + slack).any() or (table > obj + slack).any():
+            return False
+        if search.blend is not None and (search._look(search.blend, cap) > obj + slack).any():
+            return False
+    return True
+
+
+def test_the_search_bounds_hold_with_two_start_tiers():
+    """The bound's proof (the module docstring of `core.exact`) with free slots: on 300
+    random two-tier problems every bound the search prunes by is at most the objective of
+    each plan it would prune, at every level (brute force over all plans)."""
+    rng = np.random.default_rng(1605)
+    for case in range(300):
+        prob = _two_tier(_random_problem(rng)[0], rng)
+        assert _bounds_hold(prob), case

@@ -7,6 +7,7 @@ Issue 14, item 6. Before, a replica on an 8-GPU node was priced at node/8, so th
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -144,3 +145,55 @@ def test_prefer_budget_holds_at_whole_node_spend():
         )
         if d.reason != "BudgetBelowMinimum":
             assert d.marginal_cost_per_hour <= allowed + 1e-6, (rate, allowed, cur, d.replicas)
+
+
+# Two pools whose NodePools launch nodes: 340 s of node cold start, then 60 s of model load.
+NEAR = PoolView("near", spot=False, replica_cost_per_hour=1.0, capacity_rps=2.0,
+                cold_start_s=400.0, launches_nodes=True, node_cold_start_s=340.0,
+                accelerators_per_replica=2)  # fmt: skip
+FAR = PoolView("far", spot=False, replica_cost_per_hour=1.05, capacity_rps=2.0,
+               cold_start_s=400.0, launches_nodes=True, node_cold_start_s=340.0,
+               accelerators_per_replica=2)  # fmt: skip
+
+
+def _slots_decide(free: dict[str, tuple[int, ...]] | None):
+    pl = planner([NEAR, FAR], replicas_max=20, slo_miss_cost_per_hour=50.0)
+    obs = steady(9.0, ready={"near": 2})
+    if free is not None:
+        obs = replace(obs, free_accelerators=free)
+    return pl.decide(obs, {"near": 2}, 3600.0)
+
+
+def test_free_slots_count_whole_replicas_per_node():
+    """A node's free accelerators hold floor(free / per replica) replicas; pools without
+    node facts have none, and without any facts there is no count at all."""
+    pl = planner([NEAR, FAR])
+    obs = replace(steady(1.0), free_accelerators={"far": (3, 1, 4, -2)})
+    assert nodes.free_slots(pl, obs).tolist() == [0, 3]
+    assert nodes.free_slots(pl, steady(1.0)) is None
+
+
+def test_new_replicas_start_on_free_slots_at_the_model_load():
+    """Without node facts every new replica pays the node cold start too, and they go to
+    the cheaper pool. With 3 free slots on the other pool's Ready nodes (a warm spare), a
+    replica there waits 60 s, not 400 s: the warm-up saved outweighs the 5 % dearer node
+    for as many replicas as the slots hold, and the message says so."""
+    plain = _slots_decide(None)
+    assert plain.replicas["far"] == 0 and plain.free_slots == {}
+    assert "Free slots" not in plain.message
+    slots = _slots_decide({"far": (4, 2)})
+    added = plain.replicas["near"] - 2
+    assert added > 0
+    assert slots.replicas["near"] == 2 + max(added - 3, 0)
+    assert slots.replicas["far"] == min(added, 3)
+    assert slots.free_slots == {"far": 3}
+    assert "Free slots on ready nodes: far 3 (a replica there starts in 60 s, on a new node " \
+        "in 400 s" in slots.message  # fmt: skip
+
+
+def test_no_node_facts_decide_as_before():
+    """A deployment whose pools report no node facts decides exactly as without the field
+    (the golden decisions hold the rest): empty facts change nothing."""
+    plain = _slots_decide(None)
+    empty = _slots_decide({})
+    assert plain.replicas == empty.replicas and plain.message == empty.message
