@@ -29,9 +29,16 @@ share v_i(D / C_s) of their requests (`core.latency`). Pool i serves x_i c_is / 
     V(x) = sum_s w_s sum_i (x_i c_is / C_s) T_i(1 / C_s),
     T_i(r) = sum_jgz omega_jgz D_jgz v_i(min(D_jgz r, 1)),
 
-T_i tabulated on a uniform grid of r = 1 / C from 0 to 1 / min D (past it every sample
+T_i tabulated on a grid of r = 1 / C from 0 to 1 / min D (past it every sample
 overloads: T = 1) and interpolated linearly (the model optimised is that interpolant;
 non-decreasing in r because v_i is). A scenario with no capacity misses every request.
+The grid is uniform (`TABLE` points) up to the knee 1 / max(min D, max D / `SPAN`) and
+again uniform (`TAIL` more points) from there to 1 / min D. A single uniform grid would put
+its first point past 1 / C of every plan worth weighing once one sample nears 0 (a forecast
+band reaching down to no demand, as on a start from nothing): the interpolant between
+T(0) = 0 and that point then grows like 1 / C and charges every plan, however large, a
+violating share no replica count removes. Capacities below max D / SPAN are far short of
+the demand, so their coarse tail decides nothing a plan near the demand would.
 `overflow(x)` = sum_s w_s sum omega (D - C_s)+, the share of requests beyond capacity,
 ranks plans that all miss (V = 1) by how far they fall short.
 
@@ -63,7 +70,9 @@ IntArray = NDArray[np.int64]
 LEADS = np.array([1.0 / 3.0, 2.0 / 3.0, 1.0])
 _NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
 _NODE_W = np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0])
-TABLE = 129  # points of the r = 1 / C grid
+TABLE = 129  # points of the r = 1 / C grid up to its knee
+TAIL = 32  # points past the knee, to 1 / min D
+SPAN = 8.0  # the knee's capacity is at least the largest demand sample over this
 MIN_RPS = 1e-9  # a demand sample below this is no demand (its inverse would overflow)
 
 
@@ -126,19 +135,30 @@ class RiskModel:
         return demand[keep], mass.ravel()[keep] / total
 
     @cached_property
+    def _knots(self) -> FloatArray:
+        """The grid of r = 1 / C the tables are on: `TABLE` points from 0 to the knee, then
+        `TAIL` to 1 / min D (all at the knee when it is 1 / min D; see the module)."""
+        demand, _ = self.samples
+        if demand.size == 0:
+            return np.linspace(0.0, 1.0, TABLE + TAIL)
+        top = 1.0 / float(demand.min())
+        knee = min(top, SPAN / float(demand.max()))
+        return np.concatenate((np.linspace(0.0, knee, TABLE), np.linspace(knee, top, TAIL + 1)[1:]))
+
+    @cached_property
     def _grid(self) -> tuple[float, FloatArray]:
-        """(top r, per-pool tables T_i (N, TABLE)) on r = 0 .. top (see the module)."""
+        """(top r, per-pool tables T_i (N, TABLE + TAIL)) on `_knots` (see the module)."""
         demand, omega = self.samples
         n = self.capacity.size
+        r = self._knots
+        top = float(r[-1])
         if demand.size == 0:
-            return 1.0, np.zeros((n, TABLE))
-        top = 1.0 / float(demand.min())
-        r = np.linspace(0.0, top, TABLE)
+            return top, np.zeros((n, r.size))
         u = np.minimum(demand[:, None] * r[None, :], 1.0) * (latency.GRID - 1)
         lo = np.minimum(u.astype(np.int64), latency.GRID - 2)
         frac = u - lo
         weight = (omega * demand)[:, None]
-        tables = np.empty((n, TABLE))
+        tables = np.empty((n, r.size))
         done: dict[tuple[float, ...], FloatArray] = {}
         for i in range(n):
             key: tuple[float, ...] = (float(self.capacity[i]), float(self.base_latency_s[i]))
@@ -148,7 +168,7 @@ class RiskModel:
             if row is None:
                 v = self._curve(i)
                 row = ((v[lo] * (1.0 - frac) + v[lo + 1] * frac) * weight).sum(axis=0)
-                row[-1] = 1.0  # every sample overloads at the top: exactly 1
+                row[r >= top] = 1.0  # every sample overloads at the top: exactly 1
                 done[key] = row
             tables[i] = row
         return top, tables
@@ -167,11 +187,15 @@ class RiskModel:
     def _interp(self, tables: FloatArray, capacity: FloatArray) -> FloatArray:
         """Tables (rows) at r = 1 / capacity; shape (rows, *capacity.shape). 1 where the
         capacity is 0 or the grid ends."""
-        top, _ = self._grid
+        knots = self._knots
+        knee, top = float(knots[TABLE - 1]), float(knots[-1])
         with np.errstate(divide="ignore"):
             r = np.where(capacity > 0, 1.0 / np.maximum(capacity, 1e-300), np.inf)
-        pos = np.minimum(r / top, 1.0) * (TABLE - 1)
-        lo = np.minimum(pos.astype(np.int64), TABLE - 2)
+        pos = np.minimum(r / knee, 1.0) * (TABLE - 1)
+        if top > knee:  # past the knee: the tail's own uniform spacing
+            past = np.clip((r - knee) / (top - knee), 0.0, 1.0) * TAIL
+            pos = np.where(r > knee, TABLE - 1 + past, pos)
+        lo = np.minimum(pos.astype(np.int64), TABLE + TAIL - 2)
         frac = pos - lo
         out = tables[:, lo] * (1.0 - frac) + tables[:, lo + 1] * frac
         return np.asarray(out, dtype=np.float64)
@@ -188,11 +212,10 @@ class RiskModel:
         no plan with less meets it (inf when no capacity does; 0 without demand)."""
         if self.samples[0].size == 0:
             return 0.0
-        top, _ = self._grid
         ok = np.flatnonzero(self._low_table <= share)
         if ok.size == 0 or ok[-1] == 0:
             return math.inf
-        return float((TABLE - 1) / (top * ok[-1]))
+        return float(1.0 / self._knots[ok[-1]])
 
     def overflow_at(self, capacity: FloatArray) -> FloatArray:
         """Share of requests beyond `capacity` (req/s), sum omega (D - C)+, any shape: from
