@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -111,13 +112,28 @@ class FetchReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """A sample's value that a tick must not act on: the reason and what was wrong with it."""
+
+    reason: str
+    detail: str
+
+
+# A sample as kept: its pool and `le` labels (None when absent) and its value, or why it is
+# unusable. Prometheus's answer for a thousand deployments' histograms is ~20,000 samples of
+# nested dicts (~800 B each in Python, and the SLO window's counts are kept for minutes);
+# these tuples are ~100 B, their label values interned.
+Sample = tuple[str | None, str | None, float | Unusable]
+
+
 @dataclass
 class Grouped:
     """A vector's samples by (namespace, deployment), built once per fetch: each deployment's
     lookup is then O(its series), not O(all series) (a thousand deployments, 20k series)."""
 
-    by_key: dict[Key, Series] = field(default_factory=dict)
-    anonymous: Series = field(default_factory=list)  # series without those labels
+    by_key: dict[Key, list[Sample]] = field(default_factory=dict)
+    anonymous: list[Sample] = field(default_factory=list)  # series without those labels
 
 
 class BadDataError(Exception):
@@ -194,7 +210,7 @@ class PrometheusSource:
         # Two threads: queries overlap, and few threads keep few malloc arenas of parsed JSON.
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="prometheus")
         # Queries sent by an earlier fetch whose thread still waits for the answer.
-        self.waiting: dict[str, Future[Series | str]] = {}
+        self.waiting: dict[str, Future[Grouped | str]] = {}
 
     async def fetch(self, targets: Sequence[Target]) -> tuple[dict[Key, Reading], FetchReport]:
         """One reading per target; each distinct query text is sent once, concurrently.
@@ -208,8 +224,8 @@ class PrometheusSource:
             q for q in dict.fromkeys(q for t in targets for q in t.queries.texts()) if q not in kept
         ]
         report = FetchReport(queries=len(texts))
-        results: dict[str, Series | str] = {}
-        sent: dict[str, Future[Series | str]] = {}
+        results: dict[str, Grouped | str] = {}
+        sent: dict[str, Future[Grouped | str]] = {}
         for text in texts:
             if text in self.waiting:  # sending it again would queue behind the hung one
                 results[text] = "no answer yet to the same query sent by an earlier fetch"
@@ -232,7 +248,7 @@ class PrometheusSource:
                 report.errors += 1
                 report.failed[text] = result
             else:
-                vectors[text] = self._group(result)
+                vectors[text] = result
         self.counted = {text: self.counted[text] for text in kept} | {
             t.queries.slo_counts: (now, vectors[t.queries.slo_counts])
             for t in targets
@@ -261,28 +277,38 @@ class PrometheusSource:
                 kept[text] = vector
         return {text: vector for text, vector in kept.items() if text not in stale}
 
-    def _send(self, text: str) -> Future[Series | str]:
+    def _send(self, text: str) -> Future[Grouped | str]:
         future = self.pool.submit(self._run, text)
         self.waiting[text] = future
         # Called in the pool's thread or here; a dict pop of one key is atomic under the GIL.
         future.add_done_callback(lambda _: self.waiting.pop(text, None))
         return future
 
-    def _run(self, query: str) -> Series | str:
+    def _run(self, query: str) -> Grouped | str:
         try:
-            return self.client.custom_query(query)
+            vector = self.client.custom_query(query)
         except Exception as exc:  # any client failure is a failed query
             return f"{type(exc).__name__}: {exc}"[:500]
+        # Compacted in this thread, as soon as it arrives: the parsed JSON is dropped before
+        # the other answers come, so the round's peak holds few of them at once.
+        return self._group(vector)
 
     def _group(self, vector: Series) -> Grouped:
         grouped = Grouped()
+        pool_label = self.labels.pool
         for sample in vector:
             labels = sample.get("metric", {})
             ns, dep = labels.get(self.labels.namespace), labels.get(self.labels.deployment)
+            pool, le = labels.get(pool_label), labels.get("le")
+            kept = (
+                None if pool is None else sys.intern(pool),
+                None if le is None else sys.intern(le),
+                _value(sample),
+            )
             if ns is None and dep is None:
-                grouped.anonymous.append(sample)
+                grouped.anonymous.append(kept)
             else:
-                grouped.by_key.setdefault((ns, dep), []).append(sample)
+                grouped.by_key.setdefault((ns, dep), []).append(kept)
         return grouped
 
     def _reading(self, t: Target, vectors: dict[str, Grouped], failed: dict[str, str]) -> Reading:
@@ -356,7 +382,7 @@ class PrometheusSource:
             return histogram_quantile(quantile, pairs), share_within(threshold, pairs)
         if len(found) > 1:
             raise BadDataError("MultipleSeries", f"{name}: {len(found)} series, expected one")
-        return found[0][1], None
+        return found[0][2], None
 
     def _signal(
         self, t: Target, vectors: dict[str, Grouped], text: str | None, what: str
@@ -388,21 +414,24 @@ class PrometheusSource:
     def _buckets(self, t: Target, vector: Grouped) -> list[tuple[float, float]]:
         """This deployment's (le, value) pairs; BadDataError on a missing or repeated `le`."""
         buckets: dict[float, float] = {}
-        for labels, value in self._mine(t.key, vector):
-            le = float(labels.get("le", "nan"))
+        for _, label, value in self._mine(t.key, vector):
+            le = float("nan" if label is None else label)
             if math.isnan(le) or le in buckets:
                 raise BadDataError("MultipleSeries", "latency buckets: missing or repeated le")
             buckets[le] = value
         return list(buckets.items())
 
-    def _mine(self, key: Key, vector: Grouped) -> Iterable[tuple[dict[str, str], float]]:
-        for sample in [*vector.by_key.get(key, []), *vector.anonymous]:
-            yield sample.get("metric", {}), _value(sample, key)
+    def _mine(self, key: Key, vector: Grouped) -> Iterable[tuple[str | None, str | None, float]]:
+        """This deployment's samples as (pool, le, value); BadDataError on an unusable value."""
+        for pool, le, value in [*vector.by_key.get(key, []), *vector.anonymous]:
+            if isinstance(value, Unusable):
+                raise BadDataError(value.reason, f"{key}: {value.detail}")
+            yield pool, le, value
 
     def _per_pool(self, key: Key, vector: Grouped, what: str) -> dict[str, float]:
         found: dict[str, float] = {}
-        for labels, value in self._mine(key, vector):
-            pool = labels.get(self.labels.pool, "")
+        for label, _, value in self._mine(key, vector):
+            pool = "" if label is None else label
             if pool in found:
                 raise BadDataError(
                     "MultipleSeries", f"{what}: more than one series for pool {pool!r}"
@@ -430,12 +459,12 @@ class PrometheusSource:
             raise
         if len(found) > 1:
             raise BadDataError("MultipleSeries", f"latency: {len(found)} series, expected one")
-        return (found[0][1] if found else None), None
+        return (found[0][2] if found else None), None
 
     def _check_fresh(self, t: Target, vector: Grouped, required: bool) -> None:
         if not required:
             return
-        ages = [age for _, age in self._mine(t.key, vector)]
+        ages = [age for _, _, age in self._mine(t.key, vector)]
         if ages and max(ages) > self.max_age:
             raise BadDataError(
                 "StaleMetrics",
@@ -453,11 +482,12 @@ def _missing(t: Target, name: str, text: str) -> str:
     )
 
 
-def _value(sample: dict[str, Any], key: Key) -> float:
+def _value(sample: dict[str, Any]) -> float | Unusable:
+    """A sample's value, or why a tick must not use it (reported by the deployment reading it)."""
     try:
         value = float(sample["value"][1])
     except (KeyError, IndexError, TypeError, ValueError):
-        raise BadDataError("MalformedResult", f"{key}: sample without a value: {sample}") from None
+        return Unusable("MalformedResult", f"sample without a value: {sample}")
     if math.isnan(value) or math.isinf(value):
-        raise BadDataError("InvalidValue", f"{key}: value {value} in {sample.get('metric', {})}")
+        return Unusable("InvalidValue", f"value {value} in {sample.get('metric', {})}")
     return value

@@ -148,6 +148,27 @@ def test_failed_query_marks_every_dependent_reading_and_counts_one_error():
     assert report.errors == 1
 
 
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        pytest.param(sample(math.nan, namespace="ml", deployment="a", pool="spot"), "InvalidValue"),
+        pytest.param({"metric": {"namespace": "ml", "deployment": "a"}}, "MalformedResult"),
+    ],
+)
+def test_a_bad_sample_is_only_its_deployments_problem_and_names_it(bad, reason):
+    # Samples are compacted as they arrive; a bad value is kept as such and reported by the
+    # deployment reading it, not by the fetch or its neighbours.
+    answers = healthy(dep="a")
+    for text, vector in healthy(dep="b").items():
+        answers[text] = answers[text] + vector
+    answers[VLLM.request_rate] = [bad, *answers[VLLM.request_rate][1:]]
+    readings, report = fetch(RecordingProm(answers), ("ml", "a"), ("ml", "b"))
+    assert readings[("ml", "a")].problem == reason
+    assert "('ml', 'a')" in readings[("ml", "a")].message
+    assert readings[("ml", "b")].problem is None and readings[("ml", "b")].request_rate == 4.0
+    assert report.errors == 0
+
+
 def test_other_deployments_series_are_not_mine():
     r = fetch(RecordingProm(healthy(dep="someone-else")), ("ml", "llama"))[0][("ml", "llama")]
     assert r.problem == "NoData"
