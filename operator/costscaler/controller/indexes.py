@@ -17,7 +17,7 @@ from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
 from costscaler.api import GROUP, VERSION, CapacityPool
 from costscaler.api.deployment import window_seconds
-from costscaler.controller.objects import parse_infd, parse_pool, shed_managed_fields
+from costscaler.controller.objects import compact_body, parse_infd, parse_pool
 from costscaler.controller.pools import node_view
 from costscaler.controller.settings import Settings
 
@@ -109,8 +109,8 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
         body: kopf.Body, namespace: str | None, name: str, **_: Any
     ) -> dict[None, Target]:
         # Every event of an InferenceDeployment passes here before kopf hands its body to the
-        # timer, which keeps it until the next event: kept without managedFields.
-        shed_managed_fields(body)
+        # timer, which keeps it until the next event: kept compact.
+        compact_body(body)
         try:
             infd = parse_infd(body)
         except kopf.PermanentError:

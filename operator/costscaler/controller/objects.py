@@ -6,6 +6,7 @@ Shared by the index, deployment and pool handlers; no I/O.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,17 +21,30 @@ from costscaler.api.loader import format_validation_error
 log = logging.getLogger(__name__)
 
 
-def shed_managed_fields(body: kopf.Body) -> None:
-    """Drop `metadata.managedFields` from the body kopf keeps for an object's timer.
+def compact_body(body: kopf.Body) -> None:
+    """Shrink the body kopf keeps for an object's timer: no managedFields, keys shared.
 
     kopf keeps the latest body of every object with a timer until the next event replaces it,
     and hands handlers that same mapping. At 300 InferenceDeployments those bodies held
     11.7 MB, 6.2 MB of it managedFields (the field owners of server-side apply), which neither
-    kopf nor the operator reads (issue 18 item 7: memory at 1,000 deployments).
+    kopf nor the operator reads (issue 18 item 7: memory at 1,000 deployments). Each body is
+    parsed from its own watch event, so each held its own copy of every key (~100 distinct,
+    5.6 KB of 23 KB); interned, all bodies share one.
     """
     meta = body.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
+    # A loop, not recursion: a nested spec must not exhaust the stack here.
+    stack: list[Any] = [body.get(part) for part in ("metadata", "spec", "status")]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            items = list(node.items())
+            node.clear()  # the same mapping kopf holds, rebuilt in the same order
+            node.update((sys.intern(k) if type(k) is str else k, v) for k, v in items)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def parse_infd(body: kopf.Body) -> InferenceDeployment:

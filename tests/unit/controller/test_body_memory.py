@@ -8,6 +8,7 @@ index sees every event first and drops them from the very mapping kopf keeps.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,22 @@ def test_a_body_without_managed_fields_or_metadata_is_left_alone() -> None:
     assert raw["metadata"]["name"] == "llama-3-1-8b"
     bare: dict[str, Any] = {"spec": {}}
     assert asyncio.run(_targets_index()(body=kopf.Body(bare), namespace="x", name="y")) == {}
+
+
+def test_bodies_parsed_apart_share_their_keys_and_keep_their_content() -> None:
+    # Each watch event is parsed on its own: two bodies hold two copies of every key until
+    # the targets index interns them.
+    text = json.dumps(_raw_body() | {"status": {"conditions": [{"type": "Ready"}]}})
+    first, second = json.loads(text), json.loads(text)
+    before = json.loads(text)
+    del before["metadata"]["managedFields"]
+    for raw in (first, second):
+        asyncio.run(_targets_index()(body=kopf.Body(raw), namespace="default", name="llama"))
+    assert first == second == before
+    pairs = [
+        (first["spec"], second["spec"]),
+        (first["status"]["conditions"][0], second["status"]["conditions"][0]),
+        (first["spec"]["workload"]["capacity"][0], second["spec"]["workload"]["capacity"][0]),
+    ]
+    for a, b in pairs:
+        assert all(x is y for x, y in zip(a, b, strict=True))
