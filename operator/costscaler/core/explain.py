@@ -17,6 +17,7 @@ from costscaler.core.types import (
     BudgetConstraint,
     Decision,
     EngineState,
+    FloatArray,
     Reason,
 )
 
@@ -237,20 +238,24 @@ def _rebalance(pl: Planner, base: IntArray, order: IntArray) -> IntArray:
     return base
 
 
-def held(pl: Planner, cur: IntArray, state: EngineState, why: str) -> Decision:
+def held(
+    pl: Planner, cur: IntArray, state: EngineState, why: str, capacity: FloatArray
+) -> Decision:
     """Hold the current allocation (or the last one decided) on bad data: never scale down.
 
     Bounds still hold: a pool above its maximum, or a total above replicas.max, is trimmed
     (worst $/req/s first); a total below replicas.min is raised (on-demand, best $/req/s
     first); and a spot share above spot.maxFraction, or on-demand replicas below
-    minOnDemandReplicas, is restored with on-demand replicas (`_rebalance`).
+    minOnDemandReplicas, is restored with on-demand replicas (`_rebalance`). $/req/s is per
+    `capacity`, a replica's req/s in each pool as the engine plans on it (at the request
+    mix for pools with a token profile, `core.tokens`).
     """
     base = cur.copy()
     if base.sum() == 0:
         base = np.array([state.last_replicas.get(n, 0) for n in pl.names], dtype=np.int64)
     base = np.minimum(np.maximum(base, 0), pl.max_replicas)
     # Raise to the minimum on-demand first, so the spot limits hold too.
-    order = np.lexsort((pl.price / pl.capacity, pl.spot))
+    order = np.lexsort((pl.price / capacity, pl.spot))
     for i in order[::-1]:
         base[i] -= min(int(base[i]), max(0, int(base.sum()) - pl.settings.replicas_max))
     for i in order:

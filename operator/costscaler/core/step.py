@@ -123,7 +123,7 @@ def step(
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     output_rate = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
-    need = warm.need(pl, demand, final, state.capacity_scale)  # warm spare nodes (`core.warm`)
+    need = warm.need(pl, demand, final, prob.risk.capacity)  # warm spare nodes (`core.warm`)
     return Decision(
         replicas=replicas,
         cost_per_hour=spend,

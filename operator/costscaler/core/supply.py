@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from costscaler.core import stock
+from costscaler.core import stock, tokens
 from costscaler.core.explain import held
 from costscaler.core.risk import IntArray
 from costscaler.core.types import Decision, EngineState, FloatArray, Observations, Reason
@@ -77,6 +77,14 @@ def deliverable(
     return np.where(capped, np.minimum(pl.max_replicas, cap), pl.max_replicas)
 
 
+def merit_capacity(pl: Planner, obs: Observations) -> FloatArray:
+    """Req/s of one replica of each pool as the engine plans on it, for the merit order of
+    a hold: at the request mix of the window's usable samples for pools with a token
+    profile, as declared for the others (`core.tokens`; calibration scales every pool
+    alike, so it never changes the order)."""
+    return tokens.capacity(pl.capacity, pl.prefill_tps, pl.decode_tps, tokens.observed_mix(obs))
+
+
 def placed(pl: Planner, obs: Observations, ready: IntArray) -> IntArray:
     """Per pool, replicas ready or on their way: the latest warming ones less those the
     cluster cannot place. Cutting replicas already placed (a node launched, a model loading)
@@ -94,11 +102,12 @@ def held_elsewhere(
 
     Holding them would hold nothing that serves, and with no pod running there may never be
     metrics: a pool out of stock keeps its ready replicas and the rest move to the other
-    pools (on-demand first, best $/req/s first, within their maxima), the total unchanged;
-    it keeps its ready replicas and those on their way (`placed`).
+    pools (on-demand first, best $/req/s at `merit_capacity` first, within their maxima), the
+    total unchanged; it keeps its ready replicas and those on their way (`placed`).
     """
     state = replace(state, stockouts=stock.backoff(state.stockouts, unplaced(pl, obs), now))
     out = stock.out_of_stock(state.stockouts, now)
+    capacity = merit_capacity(pl, obs)
     base = cur.copy()
     if out:
         capped = np.array([n in out for n in pl.names], dtype=np.bool_)
@@ -106,11 +115,11 @@ def held_elsewhere(
         ready: IntArray = np.maximum(latest, 0.0).astype(np.int64)
         keep = np.where(capped, np.minimum(base, placed(pl, obs, ready)), base)
         moved, base = int((base - keep).sum()), keep
-        for i in np.lexsort((pl.price / pl.capacity, pl.spot)):
+        for i in np.lexsort((pl.price / capacity, pl.spot)):
             room = 0 if capped[i] else int(pl.max_replicas[i] - base[i])
             base[i] += max(0, min(moved, room))
             moved -= max(0, min(moved, room))
-    d = held(pl, base, state, why)
+    d = held(pl, base, state, why, capacity)
     _, message, names, short = annotate(pl, state, now, Reason(d.reason), d.message)
     return replace(d, message=message, out_of_stock=names, quota_shortfall=short)
 
@@ -133,7 +142,7 @@ def blip_hold(pl: Planner, obs: Observations, cur: IntArray, state: EngineState)
         hazard_until=max(state.hazard_until, last),
         calibrated_until=max(state.calibrated_until, last),
     )
-    d = held(pl, cur, seen, "readiness blip")
+    d = held(pl, cur, seen, "readiness blip", merit_capacity(pl, obs))
     plan = ", ".join(f"{v} on {k}" for k, v in d.replicas.items() if v > 0) or "no replicas"
     return replace(
         d,

@@ -40,11 +40,13 @@ MAX_SPARES = 32
 
 
 def need(
-    pl: Planner, demand: DemandForecast, replicas: IntArray, capacity_scale: float
+    pl: Planner, demand: DemandForecast, replicas: IntArray, capacity: FloatArray
 ) -> WarmNeed | None:
     """What this deployment would ask of a warm pool: the tail of the extra nodes it needs
     on the pool its next replica would go to (the launchable one with room, cheapest per
-    request/s), or None when no eligible pool launches nodes."""
+    request/s), or None when no eligible pool launches nodes. `capacity`: a replica's req/s
+    in each pool as the plan was sized on it (calibrated; at the request mix for pools with
+    a token profile, `core.tokens`)."""
     per_node = pl.per_node
     nodes_now = -(-replicas // per_node)
     room = pl.max_replicas // per_node - nodes_now
@@ -52,12 +54,12 @@ def need(
     for i, view in enumerate(pl.pools):
         if not view.launches_nodes or room[i] <= 0 or view.node_cold_start_s <= 0:
             continue
-        if best is None or pl.price[i] / pl.capacity[i] < pl.price[best] / pl.capacity[best]:
+        if best is None or pl.price[i] / capacity[i] < pl.price[best] / capacity[best]:
             best = i
     if best is None or pl.horizon_s <= 0:
         return None
-    planned = float(np.sum(replicas * pl.capacity)) * capacity_scale
-    node_rps = float(pl.capacity[best] * per_node[best]) * capacity_scale
+    planned = float(np.sum(replicas * capacity))
+    node_rps = float(capacity[best] * per_node[best])
     steps = planned + node_rps * np.arange(min(int(room[best]), MAX_SPARES), dtype=np.float64)
     tail = demand.exceedance(steps)
     saved = min(pl.pools[best].node_cold_start_s, pl.horizon_s) / pl.horizon_s

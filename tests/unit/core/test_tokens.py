@@ -20,6 +20,7 @@ from costscaler.core import (
     Observations,
     Planner,
     PoolView,
+    Reason,
     Settings,
     latency,
     tokens,
@@ -302,3 +303,75 @@ def test_the_example_manifest_feeds_every_token_figure_to_the_planner():
     by_pool = dict(zip(pl.names, pl.kv_bound.tolist(), strict=True))
     assert by_pool["p4d-24xlarge-a100-ondemand"] == 100.0
     assert by_pool["g6-xlarge-l4-ondemand"] == 24.0
+
+
+# Two on-demand pools whose merit order the mix reverses: "short" declares more req/s, but at
+# 3,000-token prompts "long" (fast prefill) serves 4 req/s per replica and "short" 0.65.
+SHORT = PoolView(
+    "short",
+    spot=False,
+    replica_cost_per_hour=1.0,
+    capacity_rps=4.0,
+    cold_start_s=300.0,
+    base_latency_s=3.0,
+    prefill_tokens_per_second=2000.0,
+    decode_tokens_per_second=2000.0,
+)
+LONG = replace(
+    SHORT,
+    name="long",
+    capacity_rps=2.0,
+    prefill_tokens_per_second=20000.0,
+    decode_tokens_per_second=1000.0,
+)
+
+
+def _bad_latest(obs: Observations) -> Observations:
+    rate = obs.request_rate.copy()
+    rate[-1] = math.nan
+    return replace(obs, request_rate=rate)
+
+
+def test_a_hold_raises_to_the_minimum_on_the_cheapest_pool_at_the_mix():
+    pl = planner([SHORT, LONG], replicas_min=3)
+    d = pl.decide(_bad_latest(window(2.0, 3000.0, 100.0)), {}, 3600.0)
+    assert d.reason == Reason.METRICS_UNAVAILABLE
+    assert d.replicas == {"short": 0, "long": 3}
+    # Without token rates the declared figures order the pools, as before.
+    bare = replace(_bad_latest(window(2.0, 3000.0, 100.0)), prompt_token_rate=None)
+    assert pl.decide(bare, {}, 3600.0).replicas == {"short": 3, "long": 0}
+
+
+def test_a_hold_moves_what_a_pool_cannot_place_to_the_cheapest_pool_at_the_mix():
+    spot = replace(SHORT, name="spot", spot=True, replica_cost_per_hour=0.4)
+    pl = planner([SHORT, LONG, spot], spot_max_fraction=1.0, min_on_demand=0)
+    obs = _bad_latest(window(2.0, 3000.0, 100.0))
+    n = obs.times.size
+    obs = replace(
+        obs,
+        ready={"spot": np.zeros(n), "short": np.ones(n)},
+        unfulfillable={"spot": np.full(n, 3.0)},
+    )
+    d = pl.decide(obs, {"short": 1, "spot": 3}, 3600.0)
+    assert d.out_of_stock == ("spot",)
+    assert d.replicas == {"short": 1, "long": 3, "spot": 0}
+
+
+def test_warm_spares_are_asked_of_the_cheapest_launching_pool_at_the_mix():
+    launch = {"launches_nodes": True, "node_cold_start_s": 240.0}
+    pools = [replace(SHORT, **launch), replace(LONG, **launch)]  # type: ignore[arg-type]
+    pl = planner(pools, slo_miss_cost_per_hour=200.0)
+    rate = 2.0 * np.random.default_rng(3).uniform(0.5, 1.5, 240)
+    obs = replace(
+        window(2.0, 3000.0, 100.0),
+        request_rate=rate,
+        prompt_token_rate=3000.0 * rate,
+        token_rate=100.0 * rate,
+    )
+    d = pl.decide(obs, {}, 3600.0)
+    assert d.warm_need is not None and d.warm_need.pool == "long"
+    # The tail is of the demand beyond the plan's capacity at the mix.
+    got = d.warm_need.tail[0]
+    demand = forecast(obs.times, obs.request_rate, pl.horizon_s)
+    served = d.replicas["long"] * 4.0 + d.replicas["short"] / 1.55
+    assert got == pytest.approx(float(demand.exceedance(np.array([served]))[0]), rel=1e-6)
