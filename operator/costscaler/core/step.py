@@ -209,7 +209,8 @@ def learn(
     pl: Planner, obs: Observations, state: EngineState, mix: TokenMix | None = None
 ) -> EngineState:
     """Fold the new samples into the capacity calibrator and the spot-hazard posteriors; the
-    calibrator compares the load with the capacity at the request `mix` (`core.tokens`)."""
+    calibrator compares the load with the capacity at the request `mix`, and the latency
+    with every stated objective, TTFT and ITL included (`tokens.slowest`)."""
     n = obs.times.size
     # Both learners consume only samples after their `until` (and a few before, which the
     # calibrator compares with): work on that tail, not the whole window, each tick.
@@ -221,15 +222,22 @@ def learn(
     warming = supply.per_pool(pl, obs.warming, n, start)
     same = np.concatenate(([False], (ready[:, 1:] == ready[:, :-1]).all(axis=0)))
     steady = (same & (lost.sum(axis=0) == 0)).astype(np.float64)
+    # With TTFT or ITL objectives, a sample meets the SLO when every objective does.
+    cut = [(None if x is None else x[start:]) for x in (obs.ttft, obs.itl)]
+    seen_s, threshold_s = tokens.slowest(
+        obs.latency[start:],
+        pl.settings.latency_threshold_s,
+        [(cut[0], pl.settings.ttft), (cut[1], pl.settings.itl)],
+    )
     scale, until = capacity.calibrate(
         state.capacity_scale,
         state.calibrated_until,
         times,
         obs.request_rate[start:],
-        obs.latency[start:],
+        seen_s,
         per_replica(pl, mix) @ ready,
         steady,
-        pl.settings.latency_threshold_s,
+        threshold_s,
     )
     spot = pl.spot_index
     running = ready[spot] + warming[spot]

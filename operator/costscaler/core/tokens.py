@@ -198,6 +198,35 @@ def token_latency(
     )
 
 
+def slowest(
+    latency_s: FloatArray,
+    threshold_s: float,
+    observed: Sequence[tuple[FloatArray | None, TokenObjective | None]],
+) -> tuple[FloatArray, float]:
+    """What the capacity calibrator reads as latency, and its threshold.
+
+    `observed`: (series, objective) for TTFT and ITL, each series the objective's quantile
+    per sample (s; None when not reported) and the objective None when not stated. With one
+    stated and reported: per sample, the largest ratio of an objective's observed quantile
+    to its threshold (the end-to-end latency's too), against a threshold of 1. A sample
+    meets every objective exactly when it is at most 1, which is when V's curve
+    (`TokenLatency.curve`: each share weighted by its quantile's allowance) has every
+    objective within its quantile; NaN only where no objective was measured. Otherwise the
+    end-to-end latency and its threshold, as they are.
+    """
+    ratios = [
+        np.asarray(series, dtype=np.float64) / goal.threshold_s
+        for series, goal in observed
+        if series is not None and goal is not None
+    ]
+    if not ratios:
+        return latency_s, threshold_s
+    worst = np.asarray(latency_s, dtype=np.float64) / threshold_s
+    for ratio in ratios:
+        worst = np.fmax(worst, ratio)  # fmax: a NaN (not measured) gives way to a number
+    return worst, 1.0
+
+
 def profiles(pools: Sequence[PoolView]) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(prefill tokens/s, decode tokens/s, KV-cache bound) per pool: NaN where a pool has no
     token profile, inf where it states no bound."""

@@ -28,8 +28,9 @@ from costscaler.core import (
 from costscaler.core.engine import planner_for
 from costscaler.core.forecast import forecast
 from costscaler.core.risk import RiskModel
-from costscaler.core.step import problem
+from costscaler.core.step import learn, problem
 from costscaler.core.tokens import TokenMix, TokenObjective
+from costscaler.core.types import FloatArray
 from costscaler.sim import batching
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -375,3 +376,63 @@ def test_warm_spares_are_asked_of_the_cheapest_launching_pool_at_the_mix():
     demand = forecast(obs.times, obs.request_rate, pl.horizon_s)
     served = d.replicas["long"] * 4.0 + d.replicas["short"] / 1.55
     assert got == pytest.approx(float(demand.exceedance(np.array([served]))[0]), rel=1e-6)
+
+
+finite_or_nan = st.one_of(st.just(math.nan), st.floats(0.0, 50.0))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(finite_or_nan, finite_or_nan, finite_or_nan), min_size=1, max_size=12),
+    st.floats(0.5, 30.0),
+    st.floats(0.1, 10.0),
+    st.floats(0.01, 1.0),
+)
+def test_the_calibrator_reads_a_sample_as_met_when_every_measured_objective_is(
+    rows: list[tuple[float, float, float]], e2e_s: float, ttft_s: float, itl_s: float
+):
+    lat, ttft, itl = (np.array(col) for col in zip(*rows, strict=True))
+    goals = (TokenObjective(ttft_s, 0.95), TokenObjective(itl_s, 0.9))
+    seen, threshold = tokens.slowest(lat, e2e_s, [(ttft, goals[0]), (itl, goals[1])])
+    for k in range(len(rows)):
+        measured = [
+            x / t for x, t in ((lat[k], e2e_s), (ttft[k], ttft_s), (itl[k], itl_s)) if x == x
+        ]
+        if not measured:
+            assert math.isnan(seen[k])
+        else:
+            assert (seen[k] <= threshold) == all(m <= 1.0 for m in measured)
+
+
+def test_without_token_objectives_or_series_the_calibrator_reads_the_latency_as_it_is():
+    lat = np.array([3.0, math.nan, 20.0])
+    goal = TokenObjective(2.0, 0.95)
+    for observed in ([], [(None, goal)], [(np.ones(3), None)]):
+        seen, threshold = tokens.slowest(lat, 15.0, observed)
+        assert seen is lat and threshold == 15.0
+
+
+def _loaded(ttft_s: FloatArray, latency_s: float, rate: float = 4.0) -> Observations:
+    """Three L4 replicas at `rate` req/s of 1,000-token prompts (u = 0.75 of their token
+    capacity), every sample steady, the TTFT quantile as given."""
+    n = ttft_s.size
+    obs = window(rate, 1000.0, 120.0, n=n)
+    return replace(obs, latency=np.full(n, latency_s), ttft=ttft_s, ready={"l4": np.full(n, 3.0)})
+
+
+def test_a_ttft_objective_missed_under_load_lowers_the_calibrated_capacity():
+    # The end-to-end latency meets its 15 s; the p95 TTFT climbs past 2.5 s at 0.75 load.
+    obs = _loaded(np.linspace(2.6, 6.0, 30), latency_s=5.0)
+    mix = tokens.observed_mix(obs)
+    stated = learn(planner([L4], ttft=TokenObjective(2.5, 0.95)), obs, EngineState(), mix)
+    assert 0.75 < stated.capacity_scale < 0.9
+    assert learn(planner([L4]), obs, EngineState(), mix).capacity_scale == 1.0
+
+
+def test_a_ttft_objective_met_past_the_token_capacity_raises_it():
+    # 7 req/s on three replicas (u = 1.31) with the first token within 2.5 s throughout.
+    obs = _loaded(np.full(30, 1.0), latency_s=math.nan, rate=7.0)
+    mix = tokens.observed_mix(obs)
+    stated = learn(planner([L4], ttft=TokenObjective(2.5, 0.95)), obs, EngineState(), mix)
+    assert 1.1 < stated.capacity_scale < 1.31
+    assert learn(planner([L4]), obs, EngineState(), mix).capacity_scale == 1.0
