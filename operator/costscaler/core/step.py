@@ -123,7 +123,8 @@ def step(
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     output_rate = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
-    need = warm.need(pl, demand, final, prob.risk.capacity)  # warm spare nodes (`core.warm`)
+    # Warm spare nodes (`core.warm`): none while the budget binds the plan.
+    need = warm.need(pl, demand, final, prob.risk.capacity, reason in BUDGET_REASONS)
     return Decision(
         replicas=replicas,
         cost_per_hour=spend,

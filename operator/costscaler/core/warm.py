@@ -19,6 +19,11 @@ v_bar the deployments' v weighted by how likely each needs a node. For one deplo
 a spare never pays when its plan is cost-optimal: one more replica on that node would cost
 the same and save the misses of the whole horizon, not only of T_node. Spares pay because
 the deployments on a pool share them, which no single plan can do.
+
+A deployment has no use for spares when its budget bound the plan (`budget_bound`): the
+spares would spend what the budget holds back, on nodes for replicas it would not pay for
+(seen in `make demo`: a plan cut by the budget left demand far past it, and its tail kept 24
+spare nodes). Nor beyond replicas.max: a spare takes only replicas the plan may still add.
 """
 
 from __future__ import annotations
@@ -40,16 +45,24 @@ MAX_SPARES = 32
 
 
 def need(
-    pl: Planner, demand: DemandForecast, replicas: IntArray, capacity: FloatArray
+    pl: Planner,
+    demand: DemandForecast,
+    replicas: IntArray,
+    capacity: FloatArray,
+    budget_bound: bool = False,
 ) -> WarmNeed | None:
     """What this deployment would ask of a warm pool: the tail of the extra nodes it needs
     on the pool its next replica would go to (the launchable one with room, cheapest per
-    request/s), or None when no eligible pool launches nodes. `capacity`: a replica's req/s
+    request/s), or None when no eligible pool launches nodes, the budget bound the plan
+    (`budget_bound`) or replicas.max leaves no replica to add. `capacity`: a replica's req/s
     in each pool as the plan was sized on it (calibrated; at the request mix for pools with
     a token profile, `core.tokens`)."""
+    if budget_bound:
+        return None
     per_node = pl.per_node
     nodes_now = -(-replicas // per_node)
-    room = pl.max_replicas // per_node - nodes_now
+    left = pl.settings.replicas_max - int(replicas.sum())  # replicas the plan may still add
+    room = np.minimum(pl.max_replicas // per_node - nodes_now, -(-max(left, 0) // per_node))
     best: int | None = None
     for i, view in enumerate(pl.pools):
         if not view.launches_nodes or room[i] <= 0 or view.node_cold_start_s <= 0:

@@ -62,3 +62,34 @@ def test_the_need_is_the_forecasts_tail_beyond_the_plan_on_the_cheapest_launchin
     # Alone, the deployment's cost-optimal plan leaves a spare nothing to pay for.
     assert d.warm_nodes == {}
     assert planner([OD, SPOT_A]).decide(obs, {}, now=3600.0).warm_need is None
+
+
+def _launching_planner(**settings: object):
+    launched = replace(SPOT_A, launches_nodes=True, node_cold_start_s=240.0)
+    return planner([OD, launched], **{"slo_miss_cost_per_hour": 200.0, **settings})
+
+
+def test_no_spares_while_the_budget_binds_the_plan() -> None:
+    """A plan the budget cut leaves demand far past it: its tail asked for a spare node per
+    missing replica, and `make demo` kept 24 warm nodes beside a BudgetLimited plan, spending
+    what the budget held back. A bound plan asks for none; the same deployment without the
+    budget asks for spares."""
+    from costscaler.api.budget import OnConflict
+    from costscaler.core import BudgetConstraint
+
+    pl = _launching_planner(replicas_max=40)
+    obs = steady(12.0)
+    free = pl.decide(obs, {}, now=3600.0)
+    assert free.warm_need is not None and free.warm_need.tail[0] < 0.5
+    tight = pl.decide(obs, {}, now=3600.0, budget=BudgetConstraint(2.0, OnConflict.PREFER_BUDGET))
+    assert tight.budget_limited and sum(tight.replicas.values()) < sum(free.replicas.values())
+    assert tight.warm_need is None and tight.warm_nodes == {}
+
+
+def test_no_spares_past_replicas_max() -> None:
+    """A plan at replicas.max may add no replica: a spare node would wait for nothing."""
+    pl = _launching_planner(replicas_max=3)
+    d = pl.decide(steady(40.0), {}, now=3600.0)
+    assert sum(d.replicas.values()) == 3
+    assert d.warm_need is None or d.warm_need.room == 0
+    assert d.warm_nodes == {}
