@@ -10,8 +10,16 @@ cost views, and a PNG) and tears everything down.
 Time compression: the twin replays `--speed` trace seconds per wall second and its counters
 count trace requests per wall second, so the deployment's rate queries divide by the speed
 (the engine then sees the trace's own rates). The operator's clock is the wall clock, so the
-model load it plans for is wall seconds too. KWOK nodes exist from the start: the demo pools
-have no node cold start. Money in the report is per trace hour.
+model load it plans for is wall seconds too, and so is the node cold start.
+
+Nodes: the L4 spot pool is Managed (`spec.nodePool`): real Karpenter (KWOK provider) launches
+its nodes, which register after the pool's node cold start compressed by the speed (160 s at
+10x: 16 s), and consolidation removes them when they empty. Its placement asks for a label
+(`costscaler.dev/nodes: karpenter`) that only Karpenter's nodes carry. The other pools' KWOK
+nodes exist from the start and have no node cold start. The live table shows the Managed
+pool's nodes (ready, and launching after a +), its warm spare nodes and the free slots the
+engine starts replicas on at the model load alone; the report counts its node-hours.
+Money is per trace hour.
 """
 
 from __future__ import annotations
@@ -39,6 +47,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 NAMESPACE, RELEASE, SYSTEM_NS = "default", "costscaler", "costscaler-system"
 NAME = "llama-3-1-8b"
+# The pool whose nodes Karpenter launches in the demo (the cheapest L4, used most).
+MANAGED = "g6-xlarge-l4-spot"
+# A label only the Managed pool's launched nodes carry (its NodePool's requirement sets it;
+# the static KWOK nodes carry the pool's name label, so that one would match them too).
+LAUNCHED_LABEL = ("costscaler.dev/nodes", "karpenter")
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
 
 
 def say(message: str) -> None:
@@ -81,7 +95,28 @@ def prom(url: str, query: str) -> float | None:
     return None if value is None or value != value else value
 
 
-def install(tools: Tools) -> None:
+def managed(doc: dict[str, Any], node_seconds: int) -> dict[str, Any]:
+    """The pool as a Managed one: Karpenter launches its nodes (a KWOKNodeClass of its name
+    delays each by `node_seconds`), and its placement asks for `LAUNCHED_LABEL`, which only
+    those nodes carry (a nodeSelector entry becomes a NodePool requirement of one value,
+    which Karpenter puts on the nodes it launches), not the static KWOK nodes."""
+    spec = doc["spec"]
+    spec["coldStart"] = {"nodeSeconds": node_seconds}
+    key, value = LAUNCHED_LABEL
+    spec["placement"]["nodeSelector"][key] = value
+    spec["nodePool"] = {
+        "mode": "Managed",
+        "nodeClassRef": {
+            "group": "karpenter.kwok.sh",
+            "kind": "KWOKNodeClass",
+            "name": doc["metadata"]["name"],
+        },
+        "consolidateAfter": "10s",
+    }
+    return doc
+
+
+def install(tools: Tools, node_seconds: int) -> None:
     """The chart (CRDs, RBAC, the operator Deployment), kopf's peering, pools, app, budget."""
     from costscaler.controller.peering import peering_crds, peering_object
 
@@ -93,11 +128,14 @@ def install(tools: Tools) -> None:
         tools.apply(crd)
     tools.run("kubectl", "wait", "--for=condition=Established", "crd", "--all")
     tools.apply(peering_object("costscaler", NAMESPACE))  # the chart's default: namespaced
-    say("applying the example pools (no node cold start: the KWOK nodes already exist)")
+    say(
+        f"applying the example pools: {MANAGED} Managed (Karpenter launches its nodes, "
+        f"{node_seconds} s node cold start), the others on KWOK nodes that already exist"
+    )
     for path in sorted((REPO / "examples" / "pools").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             doc["spec"]["coldStart"] = {"nodeSeconds": 0}
-            tools.apply(doc)
+            tools.apply(managed(doc, node_seconds) if doc["metadata"]["name"] == MANAGED else doc)
     tools.run("kubectl", "apply", "-f", str(REPO / "examples" / "budgets"))
 
 
@@ -151,10 +189,31 @@ class Sample:
     p99: float | None
     cost_per_hour: float
     reason: str
+    nodes: int = 0  # the Managed pool's Ready nodes
+    launching: int = 0  # ... and its NodeClaims with no Ready node yet
+    warm: int = 0  # its warm spare nodes (the CapacityBuffer)
+    free: int | None = None  # replicas that fit on its Ready nodes' free GPUs (engine's view)
+
+
+def node_counts(tools: Tools) -> tuple[int, int, int]:
+    """The Managed pool's Ready nodes, NodeClaims not Ready yet, and warm spare nodes."""
+    claims = json.loads(tools.run("kubectl", "get", "nodeclaims", "-l",
+                                  f"{NODEPOOL_LABEL}={MANAGED}", "-o", "json"))  # fmt: skip
+    pool = json.loads(tools.run("kubectl", "get", "capacitypool", MANAGED, "-o", "json"))
+    status = pool.get("status") or {}
+    ready = sum(
+        1
+        for c in claims["items"]
+        if any(
+            k.get("type") == "Ready" and k.get("status") == "True"
+            for k in (c.get("status") or {}).get("conditions") or []
+        )
+    )
+    return ready, len(claims["items"]) - ready, int(status.get("warmNodes") or 0)
 
 
 def sample(tools: Tools, t: float, speed: float) -> Sample:
-    """Read the deployment's status and the twin's metrics."""
+    """Read the deployment's status, the Managed pool's nodes and the twin's metrics."""
     url = tools.cluster.prometheus_url
     sel = f'namespace="{NAMESPACE}",deployment="{NAME}"'
     demand = prom(url, f"sum(rate(vllm:request_success_total{{{sel}}}[20s])) / {speed:g}")
@@ -165,7 +224,10 @@ def sample(tools: Tools, t: float, speed: float) -> Sample:
     ready = {r["pool"]: int(r.get("ready", 0)) for r in status.get("replicas") or []}
     cost = float((status.get("cost") or {}).get("perHour") or 0.0)
     reason = (status.get("lastDecision") or {}).get("reason", "-")
-    return Sample(t, demand, ready, p99, cost, reason)
+    rows = {r["pool"]: r for r in status.get("replicas") or []}
+    free = rows.get(MANAGED, {}).get("freeSlots")
+    nodes, launching, warm = node_counts(tools)
+    return Sample(t, demand, ready, p99, cost, reason, nodes, launching, warm, free)
 
 
 def row(s: Sample, threshold: float, pools: list[str]) -> str:
@@ -173,7 +235,12 @@ def row(s: Sample, threshold: float, pools: list[str]) -> str:
     demand = "-" if s.demand is None else f"{s.demand:7.2f}"
     p99 = "-" if s.p99 is None else f"{s.p99:6.1f}{'!' if s.p99 > threshold else ' '}"
     counts = " ".join(f"{s.replicas.get(p, 0):>6}" for p in pools)
-    return f"{s.t:6.0f} {demand:>8} {counts} {p99:>8} {s.cost_per_hour:8.2f}  {s.reason}"
+    nodes = f"{s.nodes}+{s.launching}" if s.launching else f"{s.nodes}"
+    free = "-" if s.free is None else str(s.free)
+    return (
+        f"{s.t:6.0f} {demand:>8} {counts} {nodes:>6} {s.warm:>5} {free:>5} {p99:>8} "
+        f"{s.cost_per_hour:8.2f}  {s.reason}"
+    )
 
 
 def short(pool: str) -> str:
@@ -183,6 +250,18 @@ def short(pool: str) -> str:
     return accelerator.upper()[:4] + ("/s" if pool.endswith("spot") else "/o")
 
 
+def _declared_node_seconds() -> float:
+    """The Managed pool's node cold start as the example declares it (trace seconds)."""
+    for path in sorted((REPO / "examples" / "pools").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["metadata"]["name"] == MANAGED:
+                return float(doc["spec"]["coldStart"]["nodeSeconds"])
+    raise RuntimeError(f"examples/pools defines no pool {MANAGED}")
+
+
+NODE_COLD_START_S = _declared_node_seconds()
+
+
 def run(args: argparse.Namespace) -> int:
     """The demo, end to end; always tears down what it started."""
     workdir = Path(tempfile.mkdtemp(prefix="costscaler-demo-"))
@@ -190,10 +269,15 @@ def run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     operator: subprocess.Popen[bytes] | None = None
     try:
-        say("starting the local cluster (the first run builds Kubernetes from Go modules)")
-        cluster = control.up(state_dir, progress=say)
+        say("starting the local cluster (the first run builds Kubernetes and Karpenter)")
+        node_s = args.node_seconds
+        if node_s is None:  # the pools' declared node cold start, compressed like the trace
+            node_s = round(NODE_COLD_START_S / args.speed)
+        # Static KWOK nodes for every pool, and Karpenter for the Managed one, whose nodes
+        # register `node_s` wall seconds after their launch.
+        cluster = control.up(state_dir, progress=say, nodes="both", node_cold_start=node_s)
         tools = Tools(cluster, dict(os.environ, **cluster.env()))
-        install(tools)
+        install(tools, node_s)
         doc = deployment(args.speed, args.model_load_seconds)
         tools.apply(doc)
         kubeconfig = operator_kubeconfig(tools, workdir)
@@ -242,8 +326,9 @@ def live(tools: Tools, doc: dict[str, Any], args: argparse.Namespace) -> list[Sa
     threshold = float(doc["spec"]["slo"]["latency"]["thresholdSeconds"])
     heads = " ".join(f"{short(p):>6}" for p in pools)
     print(
-        f"{'time':>6} {'req/s':>8} {heads} {'p99 s':>8} {'$/h':>8}  reason "
-        f"(ready replicas per pool; SLO p99 target {threshold:g} s, ! = over)"
+        f"{'time':>6} {'req/s':>8} {heads} {'nodes':>6} {'warm':>5} {'free':>5} {'p99 s':>8} "
+        f"{'$/h':>8}  reason (ready replicas per pool; {short(MANAGED)} nodes ready+launching, "
+        f"warm spares, free slots; SLO p99 target {threshold:g} s, ! = over)"
     )
     samples: list[Sample] = []
     start = time.monotonic()
@@ -274,7 +359,7 @@ def report(
     budget = json.loads(tools.run("kubectl", "get", "cbudget", "team-ml", "-n", NAMESPACE,
                                   "-o", "json"))  # fmt: skip
     write_report(args.out, doc, samples, args.speed, body.get("status") or {},
-                 budget.get("status") or {}, chargeback, datetime.now(UTC))  # fmt: skip
+                 budget.get("status") or {}, chargeback, datetime.now(UTC), MANAGED)  # fmt: skip
 
 
 def main() -> int:
@@ -286,6 +371,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=4.0, help="wall minutes of load")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between table rows")
     parser.add_argument("--model-load-seconds", type=int, default=20, help="wall seconds")
+    parser.add_argument(
+        "--node-seconds",
+        type=int,
+        default=None,
+        help=f"wall seconds from launch to Ready of {MANAGED}'s nodes "
+        f"(default: its {NODE_COLD_START_S:.0f} s node cold start over --speed)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "demo-report", help="report folder")
     args = parser.parse_args()
     if not args.trace.is_file():

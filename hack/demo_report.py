@@ -23,6 +23,9 @@ class SampleLike(Protocol):
     p99: float | None
     cost_per_hour: float
     reason: str
+    nodes: int
+    launching: int
+    warm: int
 
 
 def _plot(path: Path, samples: list[SampleLike], pools: list[str], speed: float) -> None:
@@ -33,6 +36,8 @@ def _plot(path: Path, samples: list[SampleLike], pools: list[str], speed: float)
     axes[1].stackplot(
         minutes, [[s.replicas.get(p, 0) for s in samples] for p in pools], labels=pools
     )
+    axes[1].plot(minutes, [s.nodes + s.launching for s in samples], color="black",
+                 linestyle="--", label="Managed pool's nodes (launched)")  # fmt: skip
     axes[1].set_ylabel("ready replicas")
     axes[1].legend(loc="upper left", fontsize=7)
     step_s = (samples[1].t - samples[0].t) * speed if len(samples) > 1 else 0.0
@@ -68,6 +73,20 @@ def _views(samples: list[SampleLike], speed: float, threshold: float) -> dict[st
     }
 
 
+def _node_hours(samples: list[SampleLike], speed: float) -> dict[str, str]:
+    """Node-hours of the Managed pool, in trace hours: launched (Ready or still launching,
+    as a cloud bills from launch) and warm spares, and the most nodes at once."""
+    step_h = (samples[1].t - samples[0].t) * speed / 3600 if len(samples) > 1 else 0.0
+    launched = sum(s.nodes + s.launching for s in samples) * step_h
+    return {
+        "node-hours launched": f"{launched:.2f}",
+        "of which warm spare node-hours": f"{sum(s.warm for s in samples) * step_h:.2f}",
+        "nodes at most (ready + launching)": str(
+            max((s.nodes + s.launching for s in samples), default=0)
+        ),
+    }
+
+
 def write_report(
     out: Path,
     doc: dict[str, Any],
@@ -77,6 +96,7 @@ def write_report(
     budget: dict[str, Any],
     chargeback: str,
     now: datetime,
+    managed: str,
 ) -> Path:
     """Write `out/report.md` and `out/demo.png`; return the markdown's path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -101,6 +121,12 @@ def write_report(
         f"| idle accelerator-hours (operator) | {cost.get('idleAcceleratorHours', '-')} |",
         f"| budget team-ml: spent / forecast (wall time) | {budget.get('spent', '-')} / "
         f"{budget.get('forecast', '-')} |",
+        "",
+        f"## Nodes of {managed} (Managed: Karpenter launches them)",
+        "",
+        "| view | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in _node_hours(samples, speed).items()),
         "",
         "## Last decision",
         "",
