@@ -195,12 +195,10 @@ class Sample:
     free: int | None = None  # replicas that fit on its Ready nodes' free GPUs (engine's view)
 
 
-def node_counts(tools: Tools) -> tuple[int, int, int]:
-    """The Managed pool's Ready nodes, NodeClaims not Ready yet, and warm spare nodes."""
+def node_counts(tools: Tools) -> tuple[int, int]:
+    """The Managed pool's Ready nodes and its NodeClaims with no Ready node yet."""
     claims = json.loads(tools.run("kubectl", "get", "nodeclaims", "-l",
                                   f"{NODEPOOL_LABEL}={MANAGED}", "-o", "json"))  # fmt: skip
-    pool = json.loads(tools.run("kubectl", "get", "capacitypool", MANAGED, "-o", "json"))
-    status = pool.get("status") or {}
     ready = sum(
         1
         for c in claims["items"]
@@ -209,7 +207,7 @@ def node_counts(tools: Tools) -> tuple[int, int, int]:
             for k in (c.get("status") or {}).get("conditions") or []
         )
     )
-    return ready, len(claims["items"]) - ready, int(status.get("warmNodes") or 0)
+    return ready, len(claims["items"]) - ready
 
 
 def sample(tools: Tools, t: float, speed: float) -> Sample:
@@ -224,9 +222,10 @@ def sample(tools: Tools, t: float, speed: float) -> Sample:
     ready = {r["pool"]: int(r.get("ready", 0)) for r in status.get("replicas") or []}
     cost = float((status.get("cost") or {}).get("perHour") or 0.0)
     reason = (status.get("lastDecision") or {}).get("reason", "-")
-    rows = {r["pool"]: r for r in status.get("replicas") or []}
-    free = rows.get(MANAGED, {}).get("freeSlots")
-    nodes, launching, warm = node_counts(tools)
+    # The Managed pool's row: its warm spares (the pool's) and the free slots the engine saw.
+    mine = next((r for r in status.get("replicas") or [] if r["pool"] == MANAGED), {})
+    free, warm = mine.get("freeSlots"), int(mine.get("warmNodes") or 0)
+    nodes, launching = node_counts(tools)
     return Sample(t, demand, ready, p99, cost, reason, nodes, launching, warm, free)
 
 
