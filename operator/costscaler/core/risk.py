@@ -137,17 +137,20 @@ class RiskModel:
     @cached_property
     def _knots(self) -> FloatArray:
         """The grid of r = 1 / C the tables are on: `TABLE` points from 0 to the knee, then
-        `TAIL` to 1 / min D (all at the knee when it is 1 / min D; see the module)."""
+        `TAIL` to 1 / min D (none when the knee is 1 / min D; see the module)."""
         demand, _ = self.samples
         if demand.size == 0:
-            return np.linspace(0.0, 1.0, TABLE + TAIL)
+            return np.linspace(0.0, 1.0, TABLE)
         top = 1.0 / float(demand.min())
         knee = min(top, SPAN / float(demand.max()))
-        return np.concatenate((np.linspace(0.0, knee, TABLE), np.linspace(knee, top, TAIL + 1)[1:]))
+        fine = np.linspace(0.0, knee, TABLE)
+        if knee >= top:
+            return fine
+        return np.concatenate((fine, np.linspace(knee, top, TAIL + 1)[1:]))
 
     @cached_property
     def _grid(self) -> tuple[float, FloatArray]:
-        """(top r, per-pool tables T_i (N, TABLE + TAIL)) on `_knots` (see the module)."""
+        """(top r, per-pool tables T_i (N, knots)) on `_knots` (see the module)."""
         demand, omega = self.samples
         n = self.capacity.size
         r = self._knots
@@ -195,7 +198,7 @@ class RiskModel:
         if top > knee:  # past the knee: the tail's own uniform spacing
             past = np.clip((r - knee) / (top - knee), 0.0, 1.0) * TAIL
             pos = np.where(r > knee, TABLE - 1 + past, pos)
-        lo = np.minimum(pos.astype(np.int64), TABLE + TAIL - 2)
+        lo = np.minimum(pos.astype(np.int64), knots.size - 2)
         frac = pos - lo
         out = tables[:, lo] * (1.0 - frac) + tables[:, lo + 1] * frac
         return np.asarray(out, dtype=np.float64)
