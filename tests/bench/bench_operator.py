@@ -14,6 +14,7 @@ replaying the Azure conversation trace, scraped through file_sd like the real tw
   (the machine is shared, so CPU seconds compare better between runs than durations).
 
     .venv/bin/python tests/bench/bench_operator.py [--deployments 1000] [--window 90] [--runs 3]
+        [--env KEY=VALUE ...]
 
 Each run is a fresh operator process on the same cluster and deployments; the figures are the
 median over runs, each run's RSS peak included (issue 18: <= 250 MB at 1,000 deployments).
@@ -256,7 +257,17 @@ def main() -> int:
         "--runs", type=int, default=3, help="operator runs (a fresh process each) on one cluster"
     )
     parser.add_argument("--crds", type=Path, default=ROOT / "crds")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set in the operator's environment, e.g. PYTHONMALLOC=malloc (repeatable)",
+    )
     args = parser.parse_args()
+    if bad := [e for e in args.env if "=" not in e]:
+        parser.error(f"--env takes KEY=VALUE, got {bad}")
+    env = dict(e.split("=", 1) for e in args.env)
     state = Path(tempfile.mkdtemp(prefix="costscaler-bench-")) / "state"
     cluster = control.up(state, nodes_per_pool=1, scrape_interval="15s")
     try:
@@ -276,7 +287,7 @@ def main() -> int:
         try:
             for i in range(args.runs):
                 log = state.parent / f"operator-{i}.log"
-                op = Operator(holder, NS, log, cluster.prometheus_url, interval=15)
+                op = Operator(holder, NS, log, cluster.prometheus_url, interval=15, extra_env=env)
                 try:
                     runs.append(measure(op, args.deployments, args.window))
                 finally:
