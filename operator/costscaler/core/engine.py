@@ -35,6 +35,7 @@ class Settings:
 
     latency_threshold_s: float
     attainment: float = 0.99
+    latency_quantile: float = latency.DEFAULT_QUANTILE
     slo_miss_cost_per_hour: float = 10.0
     fixed_per_hour: float = 0.0
     egress_per_rps_hour: float = 0.0
@@ -55,6 +56,7 @@ class Settings:
         cm = spec.cost_model
         return Settings(
             latency_threshold_s=spec.slo.latency.threshold_seconds,
+            latency_quantile=spec.slo.latency.quantile,
             attainment=spec.slo.attainment,
             slo_miss_cost_per_hour=to_float(cm.slo_miss_cost_per_hour),
             fixed_per_hour=cost.fixed_hourly(

@@ -2,36 +2,45 @@
 
 Model (per pool, i.e. per accelerator profile). A continuously batching model server holds
 up to m requests in flight; each takes the idle latency b seconds. As a queue that is
-M/M/m (Poisson arrivals, exponential service, m servers) with
+M/M/m (Poisson arrivals, exponential service, m servers) with saturation rate mu (req/s):
 
-    c  = rated req/s of one replica (`requestsPerSecond`, corrected by the calibrator):
-         the rate at which the replica saturates, m / s;
-    m  = max(1, c b) concurrent slots (continuous: Erlang's formulas hold for real m);
-    s  = m / c, the service time of one request (= b whenever c b >= 1);
-    u  = lambda / c, the replica's utilisation at per-replica arrival rate lambda (req/s).
+    c  = rated req/s of one replica (`requestsPerSecond`, corrected by the calibrator): as
+         the API defines it, the rate at which the replica still meets the latency SLO,
+         i.e. its q-quantile latency (q = `slo.latency.quantile`) is the threshold L there;
+    m  = max(1, mu b) concurrent slots (continuous: Erlang's formulas hold for real m);
+    s  = m / mu, the service time of one request (= b whenever mu b >= 1);
+    mu = the saturation rate, above c: the least mu with v_mu(c) <= 1 - q (`saturation`;
+         v_mu(c) = 1 - q there, unless a single slot just faster than L already meets it
+         with room). The profile states where the SLO is just met, not where the replica
+         saturates; the latency slack L - b and the queue's shape place the saturation.
 
-A request's latency is s plus its wait W in the queue. For u < 1 the wait exceeds t with
-P(W > t) = ErlangC(m, m u) exp(-(c - lambda) t), so the share of requests over the
-threshold L is
+For per-replica arrival rate lambda (req/s) below mu a request's latency is s plus its wait
+W, and P(W > t) = ErlangC(m, lambda s) exp(-(mu - lambda) t), so the share over L is
 
-    v(u) = ErlangC(m, m u) x exp(-c (1 - u) (L - s))          for u < 1,  1 for u >= 1,
+    v_mu(lambda) = ErlangC(m, lambda s) x exp(-(mu - lambda) (L - s))   for lambda < mu,
+                   1 for lambda >= mu,
 
-dimensionless, in [0, 1], non-decreasing in u, and 1 at u = 1 (ErlangC(m, m) = 1).
-ErlangC(m, a) = B / (1 - (a / m)(1 - B)) with Erlang B in closed form for real m,
-B(m, a) = Poisson(m; a) / Q(m + 1, a), Q the regularised upper incomplete gamma
-(`scipy.special.gammaincc`).
+dimensionless, in [0, 1], non-decreasing in lambda, 1 - q at the rated rate c and 1 at mu
+(ErlangC(m, m) = 1). The engine reads it at the rated utilisation u = lambda / c, from 0 up
+to the headroom h = mu / c (> 1). ErlangC(m, a) = B / (1 - (a / m)(1 - B)) with Erlang B in
+closed form for real m, B(m, a) = Poisson(m; a) / Q(m + 1, a), Q the regularised upper
+incomplete gamma (`scipy.special.gammaincc`).
+
+The calibrator (`core.capacity`) moves c from observed (load, latency quantile) samples:
+it finds the load at which the observed quantile crosses L, which is c by this definition,
+and mu follows from the calibrated c, so the whole curve moves with it.
 
 Assumptions: the router sends requests to the replica with the fewest outstanding, in
-proportion to capacity, so every ready replica of a plan runs at the same utilisation D / C
-(demand over the plan's capacity); a replica past saturation makes every request late
-(a backlog only grows); L > s (a pool whose idle latency is already over the threshold is
-rejected by the API: `workload.capacity[].baseLatencySeconds`). When the profile states no
-base latency, b = `DEFAULT_BASE_SHARE` x L: half the threshold, the middle of the slack
-an SLO usually leaves (the example's 6-8 s against 15 s).
+proportion to rated capacity, so every ready replica of a plan runs at the same rated
+utilisation D / C (demand over the plan's rated capacity); a replica past saturation makes
+every request late (a backlog only grows); L > b (a pool whose idle latency is already over
+the threshold is rejected by the API: `workload.capacity[].baseLatencySeconds`). When the
+profile states no base latency, b = `DEFAULT_BASE_SHARE` x L: half the threshold, the middle
+of the slack an SLO usually leaves (the example's 6-8 s against 15 s).
 
-`curve` tabulates v on a uniform utilisation grid once per pool (it depends on c, b and L
-only); the engine interpolates it linearly, so the model it optimises is that piecewise
-linear curve, which is non-decreasing like v.
+`curve` tabulates v on a uniform grid of lambda / mu from 0 to 1 once per pool (it depends
+on c, b, L and q only); the engine interpolates it linearly at (D / C) / h, so the model it
+optimises is that piecewise linear curve, which is non-decreasing like v.
 """
 
 from __future__ import annotations
@@ -40,11 +49,12 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import special
+from scipy import optimize, special
 
 from costscaler.core.types import FloatArray
 
 DEFAULT_BASE_SHARE = 0.5
+DEFAULT_QUANTILE = 0.95  # the API's default `slo.latency.quantile`
 GRID = 1025  # utilisation points of a curve, u = 0 .. 1
 
 
@@ -66,38 +76,78 @@ def erlang_c(m: float, a: FloatArray) -> FloatArray:
     return out
 
 
-def violating(u: FloatArray, rated_rps: float, base_s: float, threshold_s: float) -> FloatArray:
-    """v(u): the share of a replica's requests over `threshold_s` at utilisation `u`."""
-    if not threshold_s > base_s > 0 or not rated_rps > 0:
+def violating(
+    u: FloatArray, saturation_rps: float, base_s: float, threshold_s: float
+) -> FloatArray:
+    """v: the share of requests over `threshold_s` of an M/M/m replica that saturates at
+    `saturation_rps` (mu in the module), at utilisation `u` = lambda / mu."""
+    if not threshold_s > base_s > 0 or not saturation_rps > 0:
         raise ValueError(
             f"latency model needs 0 < base latency ({base_s} s) < threshold ({threshold_s} s) "
-            f"and a positive rated rate ({rated_rps} req/s)"
+            f"and a positive saturation rate ({saturation_rps} req/s)"
         )
     u = np.asarray(u, dtype=np.float64)
-    m = max(1.0, rated_rps * base_s)
-    service_s = m / rated_rps
+    m = max(1.0, saturation_rps * base_s)
+    service_s = m / saturation_rps
     if service_s >= threshold_s:  # a slot is slower than the threshold: every request misses
         return np.ones_like(u)
     slack = threshold_s - service_s
     waits = erlang_c(m, m * np.clip(u, 0.0, 1.0))
-    tail = np.exp(-rated_rps * np.clip(1.0 - u, 0.0, 1.0) * slack)
+    tail = np.exp(-saturation_rps * np.clip(1.0 - u, 0.0, 1.0) * slack)
     return np.asarray(np.where(u >= 1.0, 1.0, np.minimum(waits * tail, 1.0)), dtype=np.float64)
 
 
 @lru_cache(maxsize=512)
-def _curve(rated_rps: float, base_s: float, threshold_s: float) -> FloatArray:
-    out = violating(np.linspace(0.0, 1.0, GRID), rated_rps, base_s, threshold_s)
+def _saturation(rated_rps: float, base_s: float, threshold_s: float, quantile: float) -> float:
+    def excess(mu: float) -> float:
+        return float(violating(np.array([rated_rps / mu]), mu, base_s, threshold_s)[0]) - (
+            1.0 - quantile
+        )
+
+    # v_mu(c) falls from 1 at mu = c towards 0 as mu grows (with a step where a slot's
+    # service time passes under L): widen the bracket to a sign change; brentq then finds
+    # the least mu that meets the quantile.
+    hi = 2.0 * rated_rps
+    while excess(hi) > 0.0:
+        hi *= 2.0
+    return float(optimize.brentq(excess, rated_rps, hi, xtol=1e-12 * rated_rps, rtol=1e-12))
+
+
+def saturation(rated_rps: float, base_s: float, threshold_s: float, quantile: float) -> float:
+    """mu (req/s): the saturation rate of a replica whose `quantile` latency is `threshold_s`
+    at its rated rate `rated_rps` (see the module); memoised per pool model."""
+    if not threshold_s > base_s > 0 or not rated_rps > 0 or not 0.0 < quantile < 1.0:
+        raise ValueError(
+            f"latency model needs 0 < base latency ({base_s} s) < threshold ({threshold_s} s), "
+            f"a positive rated rate ({rated_rps} req/s) and a quantile in (0, 1) ({quantile})"
+        )
+    if not math.isfinite(rated_rps * base_s * threshold_s):
+        raise ValueError("latency model: rated rate, base latency and threshold must be finite")
+    return _saturation(float(rated_rps), float(base_s), float(threshold_s), float(quantile))
+
+
+def headroom(rated_rps: float, base_s: float, threshold_s: float, quantile: float) -> float:
+    """h = mu / c: the rated utilisation at which the replica saturates (> 1)."""
+    return saturation(rated_rps, base_s, threshold_s, quantile) / rated_rps
+
+
+@lru_cache(maxsize=512)
+def _curve(rated_rps: float, base_s: float, threshold_s: float, quantile: float) -> FloatArray:
+    mu = saturation(rated_rps, base_s, threshold_s, quantile)
+    out = violating(np.linspace(0.0, 1.0, GRID), mu, base_s, threshold_s)
     # Monotone by construction; the running maximum removes float noise at u ~ 0.
     out = np.maximum.accumulate(out)
     out.setflags(write=False)
     return out
 
 
-def curve(rated_rps: float, base_s: float, threshold_s: float) -> FloatArray:
-    """v on `GRID` utilisation points from 0 to 1 (read-only, memoised per pool model)."""
-    if not math.isfinite(rated_rps * base_s * threshold_s):
-        raise ValueError("latency model: rated rate, base latency and threshold must be finite")
-    return _curve(float(rated_rps), float(base_s), float(threshold_s))
+def curve(
+    rated_rps: float, base_s: float, threshold_s: float, quantile: float = DEFAULT_QUANTILE
+) -> FloatArray:
+    """v on `GRID` points of lambda / mu from 0 to 1 (read-only, memoised per pool model):
+    index k is the rated utilisation k / (GRID - 1) x `headroom`."""
+    saturation(rated_rps, base_s, threshold_s, quantile)  # validates
+    return _curve(float(rated_rps), float(base_s), float(threshold_s), float(quantile))
 
 
 # Time to first token and inter-token latency (issue 17), for pools with a token profile.
@@ -172,17 +222,20 @@ def _token_curve(
     rated_rps: float,
     base_s: float,
     threshold_s: float,
+    quantile: float,
     slots: float,
     prefill_s: float,
     prefill_share: float,
     ttft: tuple[float, float] | None,
     itl: tuple[float, float, float] | None,
 ) -> FloatArray:
-    u = np.linspace(0.0, 1.0, GRID)
-    out = violating(u, rated_rps, base_s, threshold_s)
+    mu = saturation(rated_rps, base_s, threshold_s, quantile)
+    g = np.linspace(0.0, 1.0, GRID)  # lambda / mu, as `curve`
+    u = g * (mu / rated_rps)  # lambda / c: decode's load, saturated at the token capacity c
+    out = violating(g, mu, base_s, threshold_s)
     if ttft is not None:
         threshold, weight = ttft
-        v = ttft_violating(u, rated_rps, slots, prefill_s, threshold)
+        v = ttft_violating(g, mu, slots, prefill_s, threshold)
         out = np.maximum(out, np.minimum(weight * v, 1.0))
     if itl is not None:
         batch, weight, kv_bound = itl
@@ -202,13 +255,18 @@ def token_curve(
     prefill_share: float,
     ttft: tuple[float, float] | None,
     itl: tuple[float, float, float] | None,
+    quantile: float = DEFAULT_QUANTILE,
 ) -> FloatArray:
-    """The pool's curve with every objective stated: at each utilisation the largest of the
-    end-to-end share (`violating`), `ttft` = (threshold s, weight) x v_ttft (waiting for
-    one of `slots`) and `itl` = (B*, weight, KV-cache bound or inf) x v_itl, each weighted
-    share capped at 1 (`core.tokens` says why the largest and what the weights are). On
-    `GRID` points, read-only, memoised."""
+    """The pool's curve with every objective stated, on `curve`'s grid of lambda / mu: at
+    each load the largest of the end-to-end share (`violating`, saturating at mu),
+    `ttft` = (threshold s, weight) x v_ttft (waiting for one of `slots` in the same queue,
+    saturating at mu) and `itl` = (B*, weight, KV-cache bound or inf) x v_itl read at
+    lambda / c (decode's batch reaches B* at the token capacity c, so it is 1 past it), each
+    weighted share capped at 1 (`core.tokens` says why the largest and what the weights
+    are). Read-only, memoised."""
     values = (rated_rps, base_s, threshold_s, slots, prefill_s, prefill_share)
     if not all(math.isfinite(x) for x in values):
         raise ValueError("token latency model: every parameter must be finite")
-    return _token_curve(*(float(x) for x in values), ttft, itl)
+    saturation(rated_rps, base_s, threshold_s, quantile)  # validates
+    r, b, t, m, p, f = (float(x) for x in values)
+    return _token_curve(r, b, t, float(quantile), m, p, f, ttft, itl)

@@ -13,7 +13,8 @@ sample weighs its bin's mass x its node's weight x D (requests, not instants: a 
 minute has more requests to miss), normalised so the weights times D sum to 1.
 
 Capacity. A plan x (replicas per pool) has per-pool capacity c_i (calibrated req/s per
-replica, `core.latency`'s saturation rate). Spot losses, each lasting a replacement's cold
+replica, `core.latency`'s rated rate: where the replica just meets the SLO; it saturates at
+h_i c_i, h_i = `latency.headroom` > 1). Spot losses, each lasting a replacement's cold
 start T (the probability of a loss x T is the share of time capacity is missing):
 
 - independent losses: a share `indep_loss_i` of pool i's replicas is down at any time, so
@@ -23,24 +24,25 @@ start T (the probability of a loss x T is the share of time capacity is missing)
   probability of two or more. A scenario s leaves capacity C_s(x) = sum_i x_i c_is.
 
 Violating share. Least-outstanding routing spreads demand D over the C_s serving so that
-every replica runs at utilisation D / C_s, and pool i's replicas miss the threshold on a
-share v_i(D / C_s) of their requests (`core.latency`). Pool i serves x_i c_is / C_s of them:
+every replica runs at rated utilisation D / C_s, and pool i's replicas miss the threshold on
+a share v_i(D / (C_s h_i)) of their requests (`core.latency`, v_i on lambda / mu). Pool i
+serves x_i c_is / C_s of them:
 
     V(x) = sum_s w_s sum_i (x_i c_is / C_s) T_i(1 / C_s),
-    T_i(r) = sum_jgz omega_jgz D_jgz v_i(min(D_jgz r, 1)),
+    T_i(r) = sum_jgz omega_jgz D_jgz v_i(min(D_jgz r / h_i, 1)),
 
-T_i tabulated on a grid of r = 1 / C from 0 to 1 / min D (past it every sample
-overloads: T = 1) and interpolated linearly (the model optimised is that interpolant;
-non-decreasing in r because v_i is). A scenario with no capacity misses every request.
-The grid is uniform (`TABLE` points) up to the knee 1 / max(min D, max D / `SPAN`) and
-again uniform (`TAIL` more points) from there to 1 / min D. A single uniform grid would put
+T_i tabulated on a grid of r = 1 / C from 0 to max_i h_i / min D (past it every sample
+saturates every pool: T = 1) and interpolated linearly (the model optimised is that
+interpolant; non-decreasing in r because v_i is). A scenario with no capacity misses every request.
+The grid is uniform (`TABLE` points) up to the knee min(top, `SPAN` / max D) and
+again uniform (`TAIL` more points) from there to the top. A single uniform grid would put
 its first point past 1 / C of every plan worth weighing once one sample nears 0 (a forecast
 band reaching down to no demand, as on a start from nothing): the interpolant between
 T(0) = 0 and that point then grows like 1 / C and charges every plan, however large, a
 violating share no replica count removes. Capacities below max D / SPAN are far short of
 the demand, so their coarse tail decides nothing a plan near the demand would.
-`overflow(x)` = sum_s w_s sum omega (D - C_s)+, the share of requests beyond capacity,
-ranks plans that all miss (V = 1) by how far they fall short.
+`overflow(x)` = sum_s w_s sum omega (D - C_s)+, the share of requests beyond rated
+capacity, ranks plans that all miss (V = 1) by how far they fall short.
 
 Bounds (`core.exact`): every scenario's capacity is at most C(x) = C_0(x), r_s >= 1 / C(x),
 each T_i is non-decreasing in r and the pool shares within a scenario sum to 1, so
@@ -71,7 +73,7 @@ LEADS = np.array([1.0 / 3.0, 2.0 / 3.0, 1.0])
 _NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
 _NODE_W = np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0])
 TABLE = 129  # points of the r = 1 / C grid up to its knee
-TAIL = 32  # points past the knee, to 1 / min D
+TAIL = 32  # points past the knee, to the top
 SPAN = 8.0  # the knee's capacity is at least the largest demand sample over this
 MIN_RPS = 1e-9  # a demand sample below this is no demand (its inverse would overflow)
 
@@ -82,8 +84,10 @@ class RiskModel:
 
     `capacity` (req/s per replica, calibrated), `indep_loss` and `burst_prob` (shares of
     time, 0 for pools that cannot be interrupted), `base_latency_s` (idle latency per pool,
-    s), `threshold_s` (the SLO's latency threshold, s); `tokens`: the TTFT and ITL models
-    when the SLO states them (`core.tokens`: each pool's curve is then the largest share).
+    s), `threshold_s` (the SLO's latency threshold, s), `quantile` (the latency quantile the
+    SLO holds under it, which places each pool's saturation: `core.latency`); `tokens`: the
+    TTFT and ITL models when the SLO states them (`core.tokens`: each pool's curve is then
+    the largest share; the token models saturate at c_i, so it is 1 past it).
     """
 
     capacity: FloatArray
@@ -93,6 +97,17 @@ class RiskModel:
     base_latency_s: FloatArray
     threshold_s: float
     tokens: TokenLatency | None = None
+    quantile: float = latency.DEFAULT_QUANTILE
+
+    @cached_property
+    def headroom(self) -> FloatArray:
+        """h_i: pool i's saturation over its rated capacity (`latency.headroom`)."""
+        return np.array(
+            [
+                latency.headroom(float(c), float(b), self.threshold_s, self.quantile)
+                for c, b in zip(self.capacity, self.base_latency_s, strict=True)
+            ]
+        )
 
     @cached_property
     def effective(self) -> FloatArray:
@@ -137,11 +152,11 @@ class RiskModel:
     @cached_property
     def _knots(self) -> FloatArray:
         """The grid of r = 1 / C the tables are on: `TABLE` points from 0 to the knee, then
-        `TAIL` to 1 / min D (none when the knee is 1 / min D; see the module)."""
+        `TAIL` to the top, max h / min D (none when the knee is the top; see the module)."""
         demand, _ = self.samples
         if demand.size == 0:
             return np.linspace(0.0, 1.0, TABLE)
-        top = 1.0 / float(demand.min())
+        top = float(self.headroom.max()) / float(demand.min())
         knee = min(top, SPAN / float(demand.max()))
         fine = np.linspace(0.0, knee, TABLE)
         if knee >= top:
@@ -157,9 +172,8 @@ class RiskModel:
         top = float(r[-1])
         if demand.size == 0:
             return top, np.zeros((n, r.size))
-        u = np.minimum(demand[:, None] * r[None, :], 1.0) * (latency.GRID - 1)
-        lo = np.minimum(u.astype(np.int64), latency.GRID - 2)
-        frac = u - lo
+        h = self.headroom
+        load = demand[:, None] * r[None, :]
         weight = (omega * demand)[:, None]
         tables = np.empty((n, r.size))
         done: dict[tuple[float, ...], FloatArray] = {}
@@ -169,9 +183,12 @@ class RiskModel:
                 key += (float(i),)  # the token models differ per pool: no sharing
             row = done.get(key)
             if row is None:
+                u = np.minimum(load / h[i], 1.0) * (latency.GRID - 1)
+                lo = np.minimum(u.astype(np.int64), latency.GRID - 2)
+                frac = u - lo
                 v = self._curve(i)
                 row = ((v[lo] * (1.0 - frac) + v[lo + 1] * frac) * weight).sum(axis=0)
-                row[r >= top] = 1.0  # every sample overloads at the top: exactly 1
+                row[r >= top] = 1.0  # every sample saturates every pool at the top: exactly 1
                 done[key] = row
             tables[i] = row
         return top, tables
@@ -180,8 +197,8 @@ class RiskModel:
         """Pool `i`'s latency curve: end to end, or with the token objectives stated."""
         c, b = float(self.capacity[i]), float(self.base_latency_s[i])
         if self.tokens is None:
-            return latency.curve(c, b, self.threshold_s)
-        return self.tokens.curve(i, c, b, self.threshold_s)
+            return latency.curve(c, b, self.threshold_s, self.quantile)
+        return self.tokens.curve(i, c, b, self.threshold_s, self.quantile)
 
     @cached_property
     def _low_table(self) -> FloatArray:

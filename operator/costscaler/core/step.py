@@ -310,6 +310,7 @@ def problem(
             base_latency_s=pl.base_latency_s,
             threshold_s=s.latency_threshold_s,
             tokens=token_model,
+            quantile=s.latency_quantile,
         ),
         floor_demand=demand.quantile(attainment),
         current=cur,

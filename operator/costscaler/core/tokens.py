@@ -137,8 +137,16 @@ class TokenLatency:
     itl: TokenObjective | None
     attainment: float
 
-    def curve(self, i: int, rated_rps: float, base_s: float, threshold_s: float) -> FloatArray:
-        """Pool `i`'s latency curve with every stated objective (`latency.token_curve`)."""
+    def curve(
+        self,
+        i: int,
+        rated_rps: float,
+        base_s: float,
+        threshold_s: float,
+        quantile: float = latency.DEFAULT_QUANTILE,
+    ) -> FloatArray:
+        """Pool `i`'s latency curve with every stated objective (`latency.token_curve`), the
+        end-to-end one held under `threshold_s` at `quantile`."""
         kv = float(self.kv_bound[i])
         # TTFT waits for a KV-cache slot; without the bound, for the end-to-end model's slots.
         slots = kv if math.isfinite(kv) else max(1.0, rated_rps * base_s)
@@ -158,6 +166,7 @@ class TokenLatency:
             float(self.prefill_share[i]),
             ttft,
             itl,
+            quantile,
         )
 
 

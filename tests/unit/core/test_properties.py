@@ -101,29 +101,6 @@ def test_more_demand_never_lowers_the_optimum(pl: Planner, rate: float, more: fl
     assert _expected_cost(pl, rate + more) >= low - 1e-9 * max(1.0, abs(low))
 
 
-def test_a_larger_replica_may_serve_more_demand_with_fewer_req_s():
-    """The case behind the property above, pinned: 2 x 4 req/s at 1 req/s, 1 x 6 req/s at 2."""
-    pools = [
-        PoolView("a", spot=False, replica_cost_per_hour=1.0, capacity_rps=6.0, cold_start_s=0.0,
-                 max_replicas=None, interruption_rate_per_hour=0.0),
-        PoolView("b", spot=False, replica_cost_per_hour=0.5, capacity_rps=4.0, cold_start_s=0.0,
-                 max_replicas=None, interruption_rate_per_hour=0.0),
-    ]  # fmt: skip
-    settings = Settings(
-        latency_threshold_s=1.0,
-        attainment=0.984375,
-        slo_miss_cost_per_hour=0.0,
-        replicas_min=0,
-        replicas_max=2,
-        spot_max_fraction=0.0,
-        min_on_demand=0,
-    )
-    pl = Planner(pools, settings)
-    low, high = pl.decide(steady(1.0), {}, 3600.0), pl.decide(steady(2.0), {}, 3600.0)
-    assert dict(low.replicas) == {"a": 0, "b": 2} and dict(high.replicas) == {"a": 1, "b": 0}
-    assert high.violating_share <= 1.0 - 0.984375 < low.violating_share * 4
-
-
 def _expected_cost(pl: Planner, rate: float) -> float:
     """The least objective the engine can reach from nothing running (`core.exact`)."""
     obs = steady(rate)
