@@ -77,7 +77,8 @@ MAX_CHILDREN = 20_000
 @dataclass(frozen=True)
 class _Level:
     """One pool's level: its index, the money and capacity of each count, what the pools
-    after it can add, and the bound table for them."""
+    after it can add, and the bound tables for them (one entry per grid cell, then the
+    bound past the grid's end: `_Search._look`)."""
 
     pool: int
     spot: bool
@@ -89,6 +90,7 @@ class _Level:
     pmin_on_demand: float
     table: FloatArray
     linear: FloatArray
+    falling: FloatArray  # -table over the grid's cells, increasing: `_descend` bisects it
 
 
 def _money_of_counts(p: Problem, i: int, top: int) -> FloatArray:
@@ -121,6 +123,12 @@ def _tables(grid: FloatArray, bound: FloatArray, rho: float) -> FloatArray:
     past = rho * (grid[-1] - grid[1:])
     out = np.minimum(np.minimum(nxt, after - rho * grid[1:]), past)
     return np.asarray(np.minimum.accumulate(out), dtype=np.float64)
+
+
+def _padded(table: FloatArray, beyond: float) -> FloatArray:
+    """`table` with `beyond` appended, the bound past the grid's end: `_Search._look` then
+    reads every capacity with one clipped index."""
+    return np.asarray(np.append(table, beyond), dtype=np.float64)
 
 
 def _blended(unit: FloatArray, eff: FloatArray, spot: BoolArray, f: float) -> float:
@@ -183,17 +191,23 @@ class _Search:
         self.blend: FloatArray | None = None
         if self.share and p.spot_max_fraction < 1.0:
             rho_b = _blended(unit, eff, p.spot, p.spot_max_fraction)
-            self.blend = rho_b * self.grid[:-1] + _tables(self.grid, bound, rho_b)
+            blend = rho_b * self.grid[:-1] + _tables(self.grid, bound, rho_b)
+            self.blend = _padded(blend, self.beyond)
         self.levels: list[_Level] = []
         # The tables depend on the level only through rho, the least ratio of the pools left,
         # which many levels share (on-demand ones first: rho is the cheapest spot pool's).
-        tables: dict[float, tuple[FloatArray, FloatArray]] = {}
+        tables: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
         for pos, i in enumerate(order):
             rest = order[pos + 1 :]
             od = [j for j in rest if not spot[j]]
             rho = float(ratio[rest].min()) if rest else math.inf
             if rho not in tables:
-                tables[rho] = (_tables(self.grid, bound, rho), _tables(self.grid, linear, rho))
+                table = _tables(self.grid, bound, rho)
+                tables[rho] = (
+                    _padded(table, self.beyond),
+                    _padded(_tables(self.grid, linear, rho), self.beyond),
+                    -table,
+                )
             self.levels.append(
                 _Level(
                     pool=i,
@@ -206,6 +220,7 @@ class _Search:
                     pmin_on_demand=float(unit[od].min()) if od else math.inf,
                     table=tables[rho][0],
                     linear=tables[rho][1],
+                    falling=tables[rho][2],
                 )
             )
 
@@ -227,11 +242,10 @@ class _Search:
         return best if best is not None and best.objective < ceiling else None
 
     def _look(self, table: FloatArray, cap: FloatArray) -> FloatArray:
+        """The bound of a padded `table` (`_padded`) at each capacity: its cell's, or past
+        the grid's end the last entry."""
         cell = (cap / self.step).astype(np.int64)
-        return np.asarray(
-            np.where(cell < GRID - 1, table[np.minimum(cell, GRID - 2)], self.beyond),
-            dtype=np.float64,
-        )
+        return np.asarray(table[np.minimum(cell, GRID - 1)], dtype=np.float64)
 
     def _lower(
         self,
@@ -241,11 +255,14 @@ class _Search:
         count: IntArray,
         spot: IntArray,
         lost: FloatArray | None = None,
+        risk: FloatArray | None = None,
     ) -> FloatArray:
         """Lower bounds on the objective of every completion of each row (see the module);
-        `lost`: per row, the capacity each burst scenario takes from its assigned pools."""
+        `lost`: per row, the capacity each burst scenario takes from its assigned pools;
+        `risk`: the capacity table's bound of each row when the caller has it."""
         p = self.p
-        risk = self._look(lv.table, cap)
+        if risk is None:
+            risk = self._look(lv.table, cap)
         if lost is not None and self.weights.size > 1:
             burst = self._look(lv.linear, np.maximum(cap[:, None] - lost, 0.0)) @ self.weights
             risk = np.maximum(risk, burst)
@@ -283,7 +300,7 @@ class _Search:
         room = self.bar - money
         hi = np.searchsorted(lv.money, room, side="left") - 1
         hi = np.minimum(hi, p.total_max - count)
-        first = np.searchsorted(-lv.table, -room, side="right")  # first cell under room
+        first = np.searchsorted(lv.falling, -room, side="right")  # first cell under room
         reach = np.where(first < GRID - 1, self.grid[np.minimum(first, GRID - 1)], self.grid[-1])
         reach = np.where(room > self.beyond, reach, np.inf)
         step = max(lv.capacity[1] if lv.capacity.size > 1 else 1.0, 1e-12)
@@ -302,15 +319,18 @@ class _Search:
         c = cap[parent] + lv.capacity[k]
         t = count[parent] + k
         sp = spot[parent] + (k if lv.spot else 0)
-        ok = m + self._look(lv.table, c) < self.bar
+        risk = self._look(lv.table, c)
+        ok = m + risk < self.bar
         if self.share:  # the spot share must still be reachable with the on-demand left
             f = p.spot_max_fraction
             ok &= sp * (1.0 - f) <= f * (t - sp + lv.rest_on_demand) + 1e-9
         if self.blend is not None:
             ok &= self._look(self.blend, c) < self.bar
-        parent, k, m, c, t, sp = parent[ok], k[ok], m[ok], c[ok], t[ok], sp[ok]
-        lost = (rows @ self.lost)[parent] + np.outer(k, self.lost[lv.pool])
-        lower = self._lower(lv, m, c, t, sp, lost)
+        parent, k, m, c, t, sp, risk = parent[ok], k[ok], m[ok], c[ok], t[ok], sp[ok], risk[ok]
+        lost = None
+        if self.weights.size > 1:  # the burst scenarios' capacity lost (`_lower`)
+            lost = (rows @ self.lost)[parent] + np.outer(k, self.lost[lv.pool])
+        lower = self._lower(lv, m, c, t, sp, lost, risk)
         keep = lower < self.bar
         order = np.flatnonzero(keep)[np.argsort(lower[keep], kind="stable")]
         last = level == len(self.levels) - 1
