@@ -29,6 +29,8 @@ CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 GPU_RESOURCE = "nvidia.com/gpu"
+# A node Karpenter is taking away (consolidation, drift, expiry) takes no new pods.
+DISRUPTED_TAINT = "karpenter.sh/disrupted"
 DISRUPTION_REASON = "DisruptionReason"
 # The buffer's pods are never run (Karpenter only sizes nodes by them): any small image.
 WARM_IMAGE = "registry.k8s.io/pause:3.10"
@@ -43,6 +45,15 @@ class NodePoolNotOwnedError(Exception):
             f"NodePool {name} exists and is not managed by costscaler: set "
             f"spec.nodePool.name of CapacityPool {pool} to another name, or use mode Reference"
         )
+
+
+def gpu_count(resources: dict[str, Any]) -> int:
+    """The `nvidia.com/gpu` quantity in a resources map (allocatable, requests, limits);
+    0 when absent or not a whole number."""
+    try:
+        return int(str(resources.get(GPU_RESOURCE, 0)))
+    except ValueError:
+        return 0
 
 
 def nodepool_name(pool: CapacityPool) -> str | None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from costscaler.adapters.children import DO_NOT_DISRUPT, LABEL_DEPLOYMENT, LABEL_POOL
-from costscaler.adapters.karpenter import GPU_RESOURCE
+from costscaler.adapters.karpenter import GPU_RESOURCE, gpu_count
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,9 @@ def pod_accelerators(spec: dict[str, Any]) -> int:
     total = 0
     for container in spec.get("containers") or []:
         res = container.get("resources") or {}
-        raw = (res.get("requests") or {}).get(
-            GPU_RESOURCE, (res.get("limits") or {}).get(GPU_RESOURCE, 0)
-        )
-        try:
-            total += max(int(str(raw)), 0)
-        except ValueError:
-            continue
+        requests = res.get("requests") or {}
+        given = requests if GPU_RESOURCE in requests else (res.get("limits") or {})
+        total += max(gpu_count(given), 0)
     return total
 
 

@@ -206,10 +206,6 @@ _MISSING = (
 )
 
 
-# A node Karpenter is taking away (consolidation, drift, expiry) takes no new pods.
-DISRUPTED_TAINT = "karpenter.sh/disrupted"
-
-
 def free_accelerators(
     pool: CapacityPool, nodes: Iterable[NodeView], placed: Iterable[PlacedPod]
 ) -> tuple[int, ...] | None:
@@ -227,7 +223,7 @@ def free_accelerators(
         if n.ready
         and not n.deleting
         and n.labels.get(karpenter.NODEPOOL_LABEL) == name
-        and not any(key == DISRUPTED_TAINT for key, _, _ in n.taints)
+        and not any(key == karpenter.DISRUPTED_TAINT for key, _, _ in n.taints)
     }
     used = dict.fromkeys(mine, 0)
     for pod in placed:

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from costscaler.adapters.karpenter import gpu_count
 from costscaler.api import CapacityPool
 from costscaler.api.common import Toleration
 from costscaler.controller.status import Cond, conditions, money
 from costscaler.core.pools import node_hourly, node_marginal_hourly
-
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True)
@@ -34,11 +33,7 @@ def node_view(body: dict[str, Any]) -> NodeView:
         (t.get("key", ""), t.get("value", "") or "", t.get("effect", ""))
         for t in spec.get("taints") or []
     )
-    raw = (status.get("allocatable") or {}).get(GPU_RESOURCE, "0")
-    try:
-        gpus = int(str(raw))
-    except ValueError:
-        gpus = 0
+    gpus = gpu_count(status.get("allocatable") or {})
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
