@@ -216,7 +216,12 @@ def test_batching_twin_exports_ttft_and_itl_through_prometheus(
     )
     try:
         status = f"http://127.0.0.1:{port}/status"
-        _wait("the twin to finish the trace", lambda: _get(status)[f"{ns}/served"]["done"], 90)
+        # The twin lists a deployment only after its first tick: absent means not done yet.
+        _wait(
+            "the twin to finish the trace",
+            lambda: _get(status).get(f"{ns}/served", {}).get("done"),
+            90,
+        )
         sel = f'namespace="{ns}", deployment="served"'
         _wait(
             "Prometheus to scrape the final counters",
