@@ -202,6 +202,17 @@ class Problem:
         """The total minimum, lowered to what the pools' maxima can hold."""
         return min(self.total_min, self._all_max)
 
+    @cached_property
+    def most_spot(self) -> int:
+        """The most spot replicas any plan within the bounds holds (-1 when none is): the
+        spot cap of a total T (`spot_caps`) where the on-demand pools can hold the rest of T,
+        and no more than the spot pools' maxima."""
+        t = np.arange(min(self.total_max, self._all_max) + 1)
+        caps = self._spot_caps[: t.size]
+        ok = (caps >= 0) & (caps >= t - self.on_demand_capacity)
+        spot_max = self._all_max - self.on_demand_capacity
+        return min(int(caps[ok].max()), spot_max) if ok.any() else -1
+
 
 @dataclass(frozen=True)
 class Plan:

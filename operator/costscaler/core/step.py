@@ -124,7 +124,7 @@ def step(
     output_rate = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
     budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
     # Warm spare nodes (`core.warm`): none while the budget binds the plan.
-    need = warm.need(pl, demand, final, prob.risk.capacity, reason in BUDGET_REASONS)
+    need = warm.need(pl, prob, final, reason in BUDGET_REASONS)
     return Decision(
         replicas=replicas,
         cost_per_hour=spend,

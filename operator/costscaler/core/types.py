@@ -250,13 +250,14 @@ class WarmNeed:
     """One deployment's use for warm spare nodes on a pool (`core.warm.need`).
 
     `tail`: P(it needs at least j extra nodes at the horizon), j = 1, 2, ...;
-    `value_per_hour`: the SLO misses ($/h) a spare saves while it is needed;
+    `saves`: what the j-th spare saves of its plan's objective, $/h (the misses its node's
+    replicas avoid over the node cold start, and that node's warm-up: `core.warm`);
     `node_cost_per_hour`: one node's marginal $/h; `room`: nodes the pool may still add.
     """
 
     pool: str
     tail: tuple[float, ...]
-    value_per_hour: float
+    saves: tuple[float, ...]
     node_cost_per_hour: float
     room: int
 
