@@ -218,13 +218,15 @@ class Problem:
 class Plan:
     """A plan with its accelerator spend ($/h), violating share, penalised objective, and
     whether it is proven the optimum (False: the exact search stopped at its budget,
-    `core.exact.MAX_CHILDREN`, and this is the best plan it had found)."""
+    `core.exact.MAX_CHILDREN`, and this is the best plan it had found). `gap`: how far the
+    optimum's objective may lie below this plan's, as a share of it (0 when proven)."""
 
     replicas: IntArray
     spend: float
     risk: float
     objective: float
     proven: bool = True
+    gap: float = 0.0
 
 
 @lru_cache(maxsize=64)

@@ -154,6 +154,8 @@ class _Search:
         self.bar = math.inf if incumbent is None else incumbent.objective
         self.left = budget
         self.stopped = False
+        # When the budget stops a run: the least bound of the rows it left unexplored.
+        self.open = math.inf
         self.chunk = CHUNK  # rows of a level expanded at a time (`DIVE_CHUNK` in a dive)
         eff = p.risk.effective
         tops = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
@@ -235,11 +237,21 @@ class _Search:
         one is under it (None when none is)."""
         held = math.inf if self.best is None else self.best.objective
         self.bar = min(held, ceiling)
+        self.open = math.inf
         n = self.p.price.size
         zero = np.zeros(1, dtype=np.int64)
-        self._descend(0, np.zeros((1, n), dtype=np.int64), np.zeros(1), np.zeros(1), zero, zero)
+        rows = np.zeros((1, n), dtype=np.int64)
+        if not self._descend(0, rows, np.zeros(1), np.zeros(1), zero, zero):
+            self.open = self.root()  # stopped before the root's rows were expanded
         best = self.best
         return best if best is not None and best.objective < ceiling else None
+
+    def floor(self) -> float:
+        """A lower bound on the objective of every plan under the last run's bar: the bar
+        itself when the run covered its tree, else the least bound of the rows the budget
+        left unexplored (every row dropped had a bound at or above the bar of its time,
+        which only falls)."""
+        return min(self.open, self.bar) if self.stopped else self.bar
 
     def _look(self, table: FloatArray, cap: FloatArray) -> FloatArray:
         """The bound of a padded `table` (`_padded`) at each capacity: its cell's, or past
@@ -292,7 +304,9 @@ class _Search:
         cap: FloatArray,
         count: IntArray,
         spot: IntArray,
-    ) -> None:
+    ) -> bool:
+        """Search the completions of `rows` at `level` (False: the budget ran out before
+        they were expanded; the rows left unexplored otherwise add their bound to `open`)."""
         p, lv = self.p, self.levels[level]
         # The counts of this pool worth trying for each row form a range: money only grows
         # with the count (k <= hi) and the capacity bound only falls (k >= lo, `_Level.table`
@@ -312,7 +326,7 @@ class _Search:
         self.left -= total
         if self.left < 0:
             self.stopped = True
-            return
+            return False
         parent = np.repeat(np.arange(rows.shape[0]), width)
         k = lo[parent] + np.arange(total) - np.repeat(np.cumsum(width) - width, width)
         m = money[parent] + lv.money[k]
@@ -343,8 +357,13 @@ class _Search:
             child[:, lv.pool] = k[chunk]
             if last:
                 self._leaves(child)
-            else:
-                self._descend(level + 1, child, m[chunk], c[chunk], t[chunk], sp[chunk])
+            elif not self._descend(level + 1, child, m[chunk], c[chunk], t[chunk], sp[chunk]):
+                self.open = min(self.open, float(lower[chunk[0]]))  # the chunk was not expanded
+            if self.stopped:  # the chunks after this one are left; the next's first is least
+                if head + size < order.size:
+                    self.open = min(self.open, float(lower[order[head + size]]))
+                break
+        return True
 
     def _leaves(self, plans: IntArray) -> None:
         ok = feasible(self.p, plans)
@@ -481,19 +500,22 @@ def split(p: Problem, members: list[list[int]], merged: IntArray) -> IntArray:
     return out
 
 
-def optimum(p: Problem, starts: list[IntArray] | None = None, budget: int = MAX_CHILDREN) -> Plan:
+def optimum(p: Problem, starts: list[IntArray] | None = None, budget: int | None = None) -> Plan:
     """The plan minimising J within every hard bound (`core.allocate`), exactly.
 
     `starts` are plans to begin from (the better, the fewer rows the search keeps); they do
     not change the result's objective. Ceilings from the root's lower bound up, doubling,
     keep the tree narrow when no start is near the optimum. `budget`: the candidate rows
-    the search may make; past it the best plan found is returned, `proven=False`. With no
+    the search may make (default `MAX_CHILDREN`, read at the call); past it the best plan
+    found is returned, `proven=False`, with the gap its search proved (`Plan.gap`). With no
     plan within the hard bounds (replicas.min beyond what the pools hold), the pools'
     maxima: the caller reports the shortfall.
 
     Pools that differ in nothing J sees (`groups`: zones of one instance type, say) are
     searched as one pool (`merge`), an exact reduction of the tree, and the plan is split
     back deterministically (`split`)."""
+    if budget is None:
+        budget = MAX_CHILDREN
     members = groups(p)
     if len(members) < p.price.size:
         merged = merge(p, members)
@@ -501,7 +523,7 @@ def optimum(p: Problem, starts: list[IntArray] | None = None, budget: int = MAX_
         found = _optimum(merged, folded, budget)
         x = split(p, members, found.replicas)
         spend, risk, obj = evaluate(p, x[None, :])
-        return Plan(x, float(spend[0]), float(risk[0]), float(obj[0]), found.proven)
+        return Plan(x, float(spend[0]), float(risk[0]), float(obj[0]), found.proven, found.gap)
     return _optimum(p, starts, budget)
 
 
@@ -511,32 +533,51 @@ def _optimum(p: Problem, starts: list[IntArray] | None, budget: int) -> Plan:
     # The starts are sized by rules of thumb; a few steps of descent from the best of them
     # reach plans the budgeted search does not (tests/bench/results.md, decide section).
     search = _Search(p, None if start is None else climb(p, start), budget)
-    # A dive first, few rows a level and best bound first: it reaches complete plans within
-    # a fraction of the budget and leaves a near-optimal incumbent, which prunes the proof
-    # (on wide spaces of alike pools the starts' best was 63 $/h against an optimum of 37).
-    search.chunk, search.left = DIVE_CHUNK, DIVE_BUDGET
-    dived = search.run()
-    if dived is not None and not search.stopped:
-        return dived  # the dive covered the whole tree under its bar: proven, not redone
+    # A lower bound on every plan's J, raised by each run: what `Plan.gap` reports.
+    floor = root = search.root()
+    if start is None:
+        # No start within the bounds: a dive first, few rows a level and best bound first,
+        # reaches complete plans within a fraction of the budget and leaves an incumbent
+        # that prunes the proof. After the descent it only spends rows: on the decide
+        # benchmark and the servegen replay it found no better plan and proved none more,
+        # at up to half the search's CPU (tests/bench/results.md, decide section).
+        search.chunk, search.left = DIVE_CHUNK, DIVE_BUDGET
+        dived = search.run()
+        if dived is not None and not search.stopped:
+            return dived  # the dive covered the whole tree under its bar: proven, not redone
+        floor = max(floor, search.floor())
     search.chunk, search.left, search.stopped = CHUNK, budget, False
     first = search.best
     # A far incumbent (a start past the SLO prices its penalty) prunes nothing: search under
     # ceilings from the root's bound up, doubling; the first plan found under a ceiling is
     # the optimum, since every plan under it was in the tree.
-    ceiling = max(search.root(), 1e-6) * 1.25
+    ceiling = max(root, 1e-6) * 1.25
     while first is None or (first.risk > p.risk_floor and ceiling < first.objective):
         found = search.run(ceiling)
         if found is not None and not search.stopped:
             return found
+        floor = max(floor, search.floor())
         if search.stopped or not math.isfinite(ceiling):
             break
         ceiling = ceiling * 2.0 if ceiling < 1e12 else math.inf
-    found = search.run() if not search.stopped else search.best
-    if found is not None:
-        return found if not search.stopped else replace(found, proven=False)
-    fallback = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
-    spend, risk, obj = evaluate(p, fallback[None, :])
-    return Plan(fallback, float(spend[0]), float(risk[0]), float(obj[0]), not search.stopped)
+    if not search.stopped:
+        search.run()
+        floor = max(floor, search.floor())
+    found = search.best
+    if found is None:
+        x = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
+        spend, risk, obj = evaluate(p, x[None, :])
+        found = Plan(x, float(spend[0]), float(risk[0]), float(obj[0]))
+    if not search.stopped:
+        return found
+    return replace(found, proven=False, gap=_gap(found.objective, floor))
+
+
+def _gap(objective: float, floor: float) -> float:
+    """The relative gap between a plan's objective and a lower bound on the optimum's."""
+    if not math.isfinite(objective):
+        return math.inf
+    return max(objective - floor, 0.0) / max(abs(objective), 1e-12)
 
 
 def brute_force(p: Problem) -> Plan | None:
