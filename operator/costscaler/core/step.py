@@ -118,7 +118,8 @@ def step(
     if not target.proven:
         message += (
             f" The exact search stopped at its budget of {exact.MAX_CHILDREN:,} candidate "
-            "plans: this is the best plan it found, not proven optimal."
+            "plans: this is the best plan it found, not proven optimal (the optimum's "
+            f"objective is at most {100 * target.gap:.1f} % lower)."
         )
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     output_rate = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
@@ -130,6 +131,7 @@ def step(
         cost_per_hour=spend,
         slo_risk=chosen.risk,
         optimum_proven=target.proven,
+        optimum_gap=target.gap,
         expected_attainment=1.0 - chosen.risk,
         violating_share=chosen.risk,
         reason=reason,

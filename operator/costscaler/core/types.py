@@ -276,7 +276,8 @@ class Decision:
     and spot losses integrated (`core.risk`); `expected_attainment` = 1 - that; `slo_risk`
     is the violating share too (the name status and metrics have always used).
     `optimum_proven`: False when the exact search stopped at its budget (`core.exact`) and
-    the plan is the best it found. `reason` is CamelCase
+    the plan is the best it found; `optimum_gap`: then how far below the plan's objective
+    the optimum's may lie, as a share of it (0 when proven). `reason` is CamelCase
     (a condition reason), `message` says why for people. `alternatives`: the plans weighed
     (chosen, cheapest-on-demand, max-spot, current, ...). `quantile`: demand quantile the plan
     was sized for; `demand_rps`: that demand at the horizon; `horizon_s`: the horizon;
@@ -336,6 +337,7 @@ class Decision:
     expected_attainment: float = math.nan
     violating_share: float = math.nan
     optimum_proven: bool = True
+    optimum_gap: float = 0.0
     free_slots: Mapping[str, int] = field(default_factory=dict)
 
     @property

@@ -168,6 +168,32 @@ def _two_tier(prob: Problem, rng: np.random.Generator) -> Problem:
     )
 
 
+def test_a_stopped_search_reports_a_gap_the_optimum_respects():
+    """A search stopped by a small budget returns a plan marked unproven with `gap`: the
+    optimum (brute force) is at least its objective times (1 - gap), the rows the budget
+    left unexplored bounded by the least of their bounds. Proven plans have gap 0. With and
+    without starts (without, a dive seeds the incumbent); 600 random small problems."""
+    rng = np.random.default_rng(1313)
+    stopped = 0
+    for case in range(600):
+        prob, pl = _random_problem(rng)
+        best = _brute(prob)
+        if not np.isfinite(best):
+            continue
+        cur = prob.current if prob.current is not None else np.zeros(prob.price.size, np.int64)
+        starts = start_plans(pl, prob, prob.floor_demand, cur) if case % 2 else None
+        found = optimum(prob, starts, budget=int(rng.choice([0, 1, 3, 10, 30])))
+        slack = 1e-9 * max(1.0, abs(best))
+        assert found.gap >= 0.0, case
+        assert found.objective >= best - slack, case
+        if found.proven:
+            assert found.gap == 0.0 and found.objective <= best + slack, case
+        else:
+            stopped += 1
+            assert best >= found.objective * (1.0 - found.gap) - slack, case
+    assert stopped > 100  # the budgets stop many searches: the gaps are exercised
+
+
 def test_the_optimum_equals_brute_force_with_two_start_tiers():
     """Pools with free slots on Ready nodes start their first replicas at the model load and
     the rest at the node cold start too (`allocate` warm): on 600 random problems the
@@ -538,6 +564,7 @@ def test_a_wide_space_of_alike_spot_pools_stops_at_the_budget_and_says_so():
     assert found.objective <= float(evaluate(prob, stack[ok])[2].min()) + 1e-9
     d = pl.decide(steady(30.0), {}, 3600.0, alternatives=False)
     assert not d.optimum_proven and "not proven optimal" in d.message
+    assert 0.0 < d.optimum_gap < 1.0 and f"{100 * d.optimum_gap:.1f} % lower" in d.message
 
 
 @pytest.mark.parametrize(("rate", "gap"), [(15.0, 0.0), (30.0, 0.0), (45.0, 0.005)])
