@@ -6,7 +6,9 @@ unplaceable once it has waited past its pool's grace (`controller.shortfall`). O
 pods are indexed, as a few numbers each.
 
 Child pods bound to a node are indexed as their pool and node (`placed_pod`): a node that
-goes while it holds replicas is a spot interruption (`controller.interruptions`).
+goes while it holds replicas is a spot interruption (`controller.interruptions`). Every pod
+bound to a node with GPUs, child or not, is indexed as its node and GPU count
+(`bound_accelerators`): what the node layer's free slots leave out.
 """
 
 from __future__ import annotations
@@ -66,26 +68,44 @@ def pending_pod(body: dict[str, Any]) -> PendingPod | None:
 
 @dataclass(frozen=True)
 class PlacedPod:
-    """A child pod bound to a node: its owner (InferenceDeployment), pool and node, and the
-    accelerators it holds there (what the node layer's free slots leave out)."""
+    """A child pod bound to a node: its owner (InferenceDeployment), pool and node."""
 
     namespace: str
     owner: str
     pool: str
     node: str
-    accelerators: int = 0
+
+
+def _gpus(container: dict[str, Any]) -> int:
+    """GPUs a container requests (its limit where no request is set: the API server
+    defaults an extended resource's request to its limit); 0 for a malformed count."""
+    res = container.get("resources") or {}
+    requests = res.get("requests") or {}
+    given = requests if GPU_RESOURCE in requests else (res.get("limits") or {})
+    return max(gpu_count(given), 0)
 
 
 def pod_accelerators(spec: dict[str, Any]) -> int:
-    """GPUs a pod's containers request (their limits where no request is set: the API
-    server defaults an extended resource's request to its limit); 0 for malformed counts."""
-    total = 0
-    for container in spec.get("containers") or []:
-        res = container.get("resources") or {}
-        requests = res.get("requests") or {}
-        given = requests if GPU_RESOURCE in requests else (res.get("limits") or {})
-        total += max(gpu_count(given), 0)
-    return total
+    """GPUs a pod holds on its node, as the scheduler counts them: its containers' requests
+    summed, or the largest init container's when that is more (init containers run one at
+    a time, before the others)."""
+    running = sum(_gpus(c) for c in spec.get("containers") or [])
+    return max([running, *(_gpus(c) for c in spec.get("initContainers") or [])])
+
+
+def bound_accelerators(body: dict[str, Any]) -> tuple[str, int] | None:
+    """(node, GPUs) for any pod bound to a node that holds GPUs there, else None: a pod that
+    finished (Succeeded, Failed) or is being deleted frees them, or is about to (a scale-down,
+    whose slot the next replica may take)."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    node = spec.get("nodeName")
+    if not node or meta.get("deletionTimestamp"):
+        return None
+    if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    gpus = pod_accelerators(spec)
+    return (str(node), gpus) if gpus > 0 else None
 
 
 def placed_pod(body: dict[str, Any]) -> PlacedPod | None:
@@ -98,13 +118,7 @@ def placed_pod(body: dict[str, Any]) -> PlacedPod | None:
         return None
     if meta.get("deletionTimestamp"):
         return None
-    return PlacedPod(
-        meta.get("namespace", ""),
-        labels[LABEL_DEPLOYMENT],
-        labels[LABEL_POOL],
-        node,
-        pod_accelerators(body.get("spec") or {}),
-    )
+    return PlacedPod(meta.get("namespace", ""), labels[LABEL_DEPLOYMENT], labels[LABEL_POOL], node)
 
 
 def settled_pod(body: dict[str, Any]) -> str | None:

@@ -20,7 +20,7 @@ from costscaler.adapters.karpenter import NodePools
 from costscaler.adapters.kube import API_ERRORS
 from costscaler.adapters.targetref import check_target
 from costscaler.api import GROUP, VERSION, InferenceDeployment, Mode
-from costscaler.controller import budgets, interruptions
+from costscaler.controller import budgets, interruptions, node_layer
 from costscaler.controller import runtime as rt_mod
 from costscaler.controller.failures import FailureLog, ObjectProblemError, classify, ready_false
 from costscaler.controller.indexes import IDS
@@ -120,7 +120,7 @@ async def _tick(body: kopf.Body, memo: Any, kw: dict[str, Any], settings: Settin
     t = TickInput(infd, pools_of(kw), children, reading, history, status, now(), budget)
     t.schedulable, t.warm_nodes = rt.pool_nodes, rt.pool_warm
     t.free_accelerators = rt.pool_free
-    result = await run_tick(t, decide, rt.kube)
+    result = await run_tick(t, node_layer.claiming(decide, rt.pool_free), rt.kube)
     if result.decision.warm_need is None:
         rt.warm_needs.pop((ns, name), None)
     else:

@@ -12,7 +12,12 @@ from typing import Any
 import kopf
 
 from costscaler.adapters.children import LABEL_DEPLOYMENT, child_state
-from costscaler.adapters.pending import pending_pod, placed_pod, settled_pod
+from costscaler.adapters.pending import (
+    bound_accelerators,
+    pending_pod,
+    placed_pod,
+    settled_pod,
+)
 from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
 from costscaler.api import GROUP, VERSION, CapacityPool
@@ -94,6 +99,17 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
             meta = dict(body.get("metadata") or {})
             labels = dict(meta.get("labels") or {})
             return {(meta.get("namespace", ""), labels[LABEL_DEPLOYMENT]): name}
+
+        # Every pod's GPUs by node, children and other workloads alike: what a node layer
+        # pool's free slots leave out (`node_layer.free_accelerators`). The pods are watched
+        # anyway (the filters above are kopf's, on one watch); this keeps a number per GPU pod.
+        @kopf.index("", "v1", "pods", id="gpus_index", registry=reg)
+        async def gpus_index(body: kopf.Body, **_: Any) -> dict[str, int]:
+            bound = bound_accelerators(dict(body))
+            if bound is None:
+                return {}
+            node, gpus = bound
+            return {node: gpus}
 
     @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
     async def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:

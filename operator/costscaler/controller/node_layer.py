@@ -9,7 +9,7 @@ the other pools, and the deployments' decisions, go on as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +18,15 @@ from urllib3.exceptions import HTTPError
 
 from costscaler.adapters import karpenter
 from costscaler.adapters.children import ChildState
-from costscaler.adapters.pending import PendingPod, PlacedPod
-from costscaler.api import CapacityPool
+from costscaler.adapters.pending import PendingPod
+from costscaler.api import CapacityPool, InferenceDeploymentSpec
 from costscaler.controller.pools import NodeView
 from costscaler.controller.status import Cond
+from costscaler.controller.tick import Decide
 from costscaler.core import warm
-from costscaler.core.types import WarmNeed, WarmNodes
+from costscaler.core.engine import planner_for
+from costscaler.core.nodes import taken
+from costscaler.core.types import Decision, Observations, WarmNeed, WarmNodes
 
 log = logging.getLogger(__name__)
 NODEPOOL_READY = "NodePoolReady"
@@ -207,29 +210,54 @@ _MISSING = (
 
 
 def free_accelerators(
-    pool: CapacityPool, nodes: Iterable[NodeView], placed: Iterable[PlacedPod]
+    pool: CapacityPool, nodes: Iterable[NodeView], used: Mapping[str, Iterable[int]]
 ) -> tuple[int, ...] | None:
     """The accelerators free on each Ready node of the pool's NodePool (warm spares
     included: a CapacityBuffer holds its nodes with virtual pods, which take nothing), what
     the engine reads as slots where a new replica pays the model load only; None without a
-    NodePool. Free: allocatable less what the child pods bound there hold (pods of other
-    workloads on the pool's GPU nodes are not indexed, so not subtracted)."""
+    NodePool. Free: allocatable less what the pods bound there hold (`used`: node -> each
+    pod's GPUs, `pending.bound_accelerators`), children and other workloads alike."""
     name = karpenter.nodepool_name(pool)
     if name is None:
         return None
-    mine = {
-        n.name: n.accelerators
+    mine = sorted(
+        n.name
         for n in nodes
         if n.ready
         and not n.deleting
         and n.labels.get(karpenter.NODEPOOL_LABEL) == name
         and not any(key == karpenter.DISRUPTED_TAINT for key, _, _ in n.taints)
-    }
-    used = dict.fromkeys(mine, 0)
-    for pod in placed:
-        if pod.node in used:
-            used[pod.node] += pod.accelerators
-    return tuple(max(mine[n] - used[n], 0) for n in sorted(mine))
+    )
+    allocatable = {n.name: n.accelerators for n in nodes}
+    return tuple(max(allocatable[n] - sum(used.get(n, ())), 0) for n in mine)
+
+
+def claiming(decide: Decide, free: dict[str, tuple[int, ...]]) -> Decide:
+    """`decide` that takes the free slots its decision starts replicas on out of `free` (the
+    pools' shared counts, `Runtime.pool_free`) as soon as it returns: deployments deciding
+    before the pool timer counts the nodes again see the slots gone, rather than all price a
+    start on the same one. The next count replaces them (the new replicas' pods hold the
+    GPUs by then, or the decision did not start them)."""
+
+    def decide_and_claim(
+        spec: InferenceDeploymentSpec,
+        pools: Sequence[CapacityPool],
+        observations: Observations,
+        current: Mapping[str, int],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Decision:
+        decision = decide(spec, pools, observations, current, *args, **kwargs)
+        if decision.free_slots:
+            pl = planner_for(spec, pools)
+            for name, slots in decision.free_slots.items():
+                started = decision.replicas.get(name, 0) - current.get(name, 0)
+                if name in free and name in pl.index and min(started, slots) > 0:
+                    per = int(pl.accelerators[pl.index[name]])
+                    free[name] = taken(free[name], min(started, slots), per)
+        return decision
+
+    return decide_and_claim
 
 
 def drained(pool: str, children: Iterable[ChildState]) -> bool:

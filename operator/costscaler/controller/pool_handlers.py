@@ -88,8 +88,8 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
         if extra:
             before = list(prev.get("conditions") or [])
             new["conditions"] = new["conditions"] + conditions(extra, before, gen, now())
-        placed = [p for store in kw.get("placed_index", {}).values() for p in store]
-        free = node_layer.free_accelerators(pool, nodes, placed) if rt.nodepools else None
+        used = kw.get("gpus_index", {})
+        free = node_layer.free_accelerators(pool, nodes, used) if rt.nodepools else None
         if free is None:
             rt.pool_free.pop(pool.name, None)
         else:

@@ -13,7 +13,9 @@ Free slots on the cluster's nodes (`free_slots`): with a NodePool, the node laye
 the accelerators free on each Ready node of the pool (warm spares, and nodes other replicas
 fill in part). A new replica that fits there waits only the model load; the rest wait for
 a node too. The warm-up charge has two tiers accordingly (`allocate`). The count is the
-pool's, shared by the deployments on it: each decision reads it as its own.
+pool's, shared by the deployments on it: a decision that starts replicas on free slots
+takes them from the count the next decisions read (`taken`), until the node layer counts
+the nodes again.
 """
 
 from __future__ import annotations
@@ -74,6 +76,18 @@ def free_slots(pl: Planner, obs: Observations) -> IntArray | None:
         per = max(int(pl.accelerators[i]), 1)
         out[i] = sum(max(int(a), 0) // per for a in facts.get(name, ()))
     return out
+
+
+def taken(free: tuple[int, ...], replicas: int, per: int) -> tuple[int, ...]:
+    """Free accelerators per node after `replicas` new replicas of `per` accelerators each
+    took free slots, node by node in order (as `free_slots` counts them: a node holds
+    floor(free / per) of them)."""
+    out, left, per = list(free), max(replicas, 0), max(per, 1)
+    for i, a in enumerate(out):
+        fit = min(max(a, 0) // per, left)
+        out[i] -= fit * per
+        left -= fit
+    return tuple(out)
 
 
 def slots_note(pl: Planner, obs: Observations, free: IntArray | None, started: IntArray) -> str:

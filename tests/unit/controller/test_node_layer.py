@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from costscaler.adapters.children import ChildState
-from costscaler.adapters.pending import PendingPod, PlacedPod, placed_pod
+from costscaler.adapters.pending import PendingPod, PlacedPod, bound_accelerators, placed_pod
 from costscaler.api import CapacityPool, load_manifests
 from costscaler.controller import node_layer
 from costscaler.controller.pools import NodeView
@@ -110,11 +110,12 @@ def _node(name: str, gpus: int, pool: str = "team-gpu", **kw: object) -> NodeVie
     return NodeView(name, labels, kw.pop("taints", ()), gpus, kw.pop("ready", True), **kw)  # type: ignore[arg-type]
 
 
-def test_free_accelerators_are_the_ready_nodepool_nodes_less_the_replicas_on_them() -> None:
+def test_free_accelerators_are_the_ready_nodepool_nodes_less_every_pod_on_them() -> None:
     """Item 4 of issue 16: a new replica on a free slot of a Ready node pays the model load
-    only. Free: allocatable less the GPUs of the child pods bound there, per Ready node of
-    the pool's NodePool (a warm spare has none bound: all its GPUs are free); nodes not
-    Ready, being deleted, disrupted by Karpenter, or of another NodePool offer nothing."""
+    only. Free: allocatable less the GPUs of every pod bound there, children and other
+    workloads alike, per Ready node of the pool's NodePool (a warm spare has none bound: all
+    its GPUs are free); nodes not Ready, being deleted, disrupted by Karpenter, or of another
+    NodePool offer nothing."""
     nodes = [
         _node("a", 4),
         _node("b", 1),  # a warm spare: nothing bound
@@ -122,25 +123,37 @@ def test_free_accelerators_are_the_ready_nodepool_nodes_less_the_replicas_on_the
         _node("d", 4, deleting=True),
         _node("e", 4, taints=(("karpenter.sh/disrupted", "", "NoSchedule"),)),
         _node("f", 4, pool="other"),
+        _node("g", 4),  # shared: another workload's pod holds 3 of its GPUs
     ]
-    placed = [
-        PlacedPod("ml", "llama", POOL.name, "a", 1),
-        PlacedPod("ml", "qwen", POOL.name, "a", 2),
-        PlacedPod("ml", "llama", POOL.name, "f", 1),
-    ]
+    used = {"a": [1, 2], "f": [1], "g": [3]}
     from costscaler.api.pool import NodePoolSettings
 
     ref = NodePoolSettings.model_validate({"mode": "Reference", "name": "team-gpu"})
     pool = POOL.model_copy(update={"spec": POOL.spec.model_copy(update={"node_pool": ref})})
-    assert node_layer.free_accelerators(pool, nodes, placed) == (1, 1)
-    assert node_layer.free_accelerators(POOL, nodes, placed) is None  # no NodePool
+    assert node_layer.free_accelerators(pool, nodes, used) == (1, 1, 1)
+    assert node_layer.free_accelerators(POOL, nodes, used) is None  # no NodePool
 
 
-def test_placed_pods_hold_their_requested_gpus() -> None:
-    labels = {"costscaler.dev/deployment": "llama", "costscaler.dev/pool": "spot"}
+def test_every_bound_pod_holds_its_requested_gpus_until_it_finishes_or_goes() -> None:
+    """The free slots subtract every pod's GPUs, not only the children's: a node shared
+    with another workload has fewer. A pod holds what its containers request (limits where
+    no request is set), or its largest init container's when more; a finished pod, one
+    being deleted, one not bound, or one without GPUs holds none."""
     gpu = {"name": "vllm", "resources": {"limits": {"nvidia.com/gpu": "2"}}}
     side = {"name": "proxy", "resources": {"requests": {"nvidia.com/gpu": 1}}}
-    body = {"metadata": {"namespace": "ml", "labels": labels},
-            "spec": {"nodeName": "n1", "containers": [gpu, side, {"name": "bad",
-                     "resources": {"limits": {"nvidia.com/gpu": "x"}}}]}}  # fmt: skip
-    assert placed_pod(body) == PlacedPod("ml", "llama", "spot", "n1", 3)
+    bad = {"name": "bad", "resources": {"limits": {"nvidia.com/gpu": "x"}}}
+    spec = {"nodeName": "n1", "containers": [gpu, side, bad]}
+    body = {"metadata": {"namespace": "batch"}, "spec": spec}
+    assert bound_accelerators(body) == ("n1", 3)  # no costscaler labels: counted all the same
+    init = {"name": "warm", "resources": {"requests": {"nvidia.com/gpu": "4"}}}
+    with_init = {**body, "spec": {**spec, "initContainers": [init]}}
+    assert bound_accelerators(with_init) == ("n1", 4)
+    assert bound_accelerators({**body, "status": {"phase": "Succeeded"}}) is None
+    assert bound_accelerators({**body, "status": {"phase": "Running"}}) == ("n1", 3)
+    going = {**body, "metadata": {"deletionTimestamp": "2026-11-23T12:00:00Z"}}
+    assert bound_accelerators(going) is None
+    assert bound_accelerators({"spec": {"containers": [gpu]}}) is None  # not bound yet
+    assert bound_accelerators({"spec": {"nodeName": "n1", "containers": [{"name": "cpu"}]}}) is None
+    labels = {"costscaler.dev/deployment": "llama", "costscaler.dev/pool": "spot"}
+    child = {"metadata": {"namespace": "ml", "labels": labels}, "spec": spec}
+    assert placed_pod(child) == PlacedPod("ml", "llama", "spot", "n1")

@@ -221,3 +221,25 @@ def test_free_slots_reach_the_engine_and_the_status_rows(pools):
     from costscaler.api.deployment import PoolReplicas
 
     assert PoolReplicas.model_validate(rows[SPOT]).free_slots == 2
+
+
+def test_deployments_deciding_before_a_recount_do_not_start_on_the_same_free_slot(pools):
+    """Issue 16: the free slots are the pool's, shared by the deployments on it. A decision
+    that starts replicas on them takes them from the count the next deployment reads, so
+    two deciding before the pool timer counts again do not both price a start at the model
+    load on one slot; the next count replaces the taken one."""
+    from costscaler.controller import node_layer
+    from costscaler.core import decide
+
+    free = {SPOT: (1, 0, 1)}
+    claiming = node_layer.claiming(decide, free)
+    first = TickInput(infd(), pools, [], GOOD, History(3600), {}, NOW, free_accelerators=free)
+    one = asyncio.run(run_tick(first, claiming, RecordingKube()))
+    took = min(one.decision.replicas[SPOT], 2)
+    assert one.decision.free_slots == {SPOT: 2} and took > 0
+    assert sum(free[SPOT]) == 2 - took  # one GPU a replica
+    other = infd()
+    other.metadata.name = "qwen"
+    second = TickInput(other, pools, [], GOOD, History(3600), {}, NOW, free_accelerators=free)
+    two = asyncio.run(run_tick(second, claiming, RecordingKube()))
+    assert two.decision.free_slots == {SPOT: 2 - took}

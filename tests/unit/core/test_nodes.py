@@ -197,3 +197,12 @@ def test_no_node_facts_decide_as_before():
     plain = _slots_decide(None)
     empty = _slots_decide({})
     assert plain.replicas == empty.replicas and plain.message == empty.message
+
+
+def test_replicas_started_on_free_slots_take_them_node_by_node():
+    """What a decision takes of the pool's shared count (`controller.node_layer.claiming`):
+    each replica its accelerators from the first node with room for them, as
+    `free_slots` counts them."""
+    assert nodes.taken((3, 1, 4), 2, 2) == (1, 1, 2)
+    assert nodes.taken((3, 1, 4), 9, 1) == (0, 0, 0)
+    assert nodes.taken((3, 1, 4), 0, 1) == (3, 1, 4)
