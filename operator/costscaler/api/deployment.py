@@ -158,6 +158,13 @@ class RequestSize(ApiModel):
     name: Name = Field(description="Bucket name, referenced by workload.capacity[].buckets.")
     input_tokens: TokenRange = Field(description="Prompt (input) tokens per request.")
     output_tokens: TokenRange = Field(description="Generated (output) tokens per request.")
+    share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Share of requests of this size (weights, normalised over the sizes), "
+        "planned on while no request rate per size is observed. Set on every size or none.",
+    )
 
 
 class BucketCapacity(ApiModel):
@@ -372,6 +379,15 @@ class Workload(ApiModel):
                     for a in m.request_sizes
                     for b in m.request_sizes
                 )
+            ),
+            field_path=".requestSizes",
+        ),
+        Rule(
+            cel="!has(self.requestSizes) || self.requestSizes.all(s, has(s.share)) || "
+            "self.requestSizes.all(s, !has(s.share))",
+            message="set requestSizes[].share on every size or on none",
+            check=lambda m: (
+                m.request_sizes is None or len({s.share is None for s in m.request_sizes}) == 1
             ),
             field_path=".requestSizes",
         ),

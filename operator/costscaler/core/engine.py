@@ -17,7 +17,7 @@ import numpy as np
 from costscaler.api.deployment import InferenceDeploymentSpec, TokenLatencySLO, window_seconds
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool
-from costscaler.core import cost, hazard, latency, tokens
+from costscaler.core import cost, hazard, latency, sizes, tokens
 from costscaler.core.pools import PoolView, pool_views, token_capacity
 from costscaler.core.step import step
 from costscaler.core.tokens import TokenObjective
@@ -49,6 +49,9 @@ class Settings:
     # The SLO's time-to-first-token and inter-token latency objectives (`core.tokens`).
     ttft: TokenObjective | None = None
     itl: TokenObjective | None = None
+    # workload.requestSizes: names, and declared shares (None: not declared; `core.sizes`).
+    size_names: tuple[str, ...] = ()
+    size_shares: tuple[float, ...] | None = None
 
     @staticmethod
     def from_spec(spec: InferenceDeploymentSpec) -> Settings:
@@ -74,7 +77,18 @@ class Settings:
             slo_window_s=float(window_seconds(spec.slo.window)),
             ttft=_objective(spec.slo.ttft),
             itl=_objective(spec.slo.itl),
+            size_names=tuple(s.name for s in spec.workload.request_sizes or []),
+            size_shares=_declared_shares(spec),
         )
+
+
+def _declared_shares(spec: InferenceDeploymentSpec) -> tuple[float, ...] | None:
+    """workload.requestSizes[].share in order, None unless every size states one."""
+    sizes = spec.workload.request_sizes or []
+    shares = [s.share for s in sizes]
+    if not shares or any(x is None for x in shares):
+        return None
+    return tuple(float(x) for x in shares if x is not None)
 
 
 def _objective(slo: TokenLatencySLO | None) -> TokenObjective | None:
@@ -95,6 +109,16 @@ class Planner:
         self.capacity = np.array([p.capacity_rps for p in pools], dtype=np.float64)
         # Token profiles (`core.tokens`): NaN where a pool has none, inf where no KV bound.
         self.prefill_tps, self.decode_tps, self.kv_bound = tokens.profiles(pools)
+        # Request sizes (`core.sizes`): the dual's candidates, once; None without sizes.
+        self.size_directions: sizes.Directions | None = None
+        if settings.size_names:
+            rates = [p.bucket_rps for p in pools]
+            if any(r is None or len(r) != len(settings.size_names) for r in rates):
+                raise ValueError(
+                    "request sizes: every pool needs a capacity per workload.requestSizes "
+                    "entry (workload.capacity[].buckets)"
+                )
+            self.size_directions = sizes.directions(np.array(rates, dtype=np.float64))
         # Decisions compare marginal $/h (owned capacity's capex is sunk); views also show
         # the allocated $/h (`core.billing`).
         self.price = np.array([p.decision_cost_per_hour for p in pools], dtype=np.float64)

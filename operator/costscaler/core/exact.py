@@ -157,7 +157,7 @@ class _Search:
         # When the budget stops a run: the least bound of the rows it left unexplored.
         self.open = math.inf
         self.chunk = CHUNK  # rows of a level expanded at a time (`DIVE_CHUNK` in a dive)
-        eff = p.risk.effective
+        eff = p.risk.bound_effective  # `effective` but with request sizes (`core.sizes`)
         tops = np.minimum(p.max_replicas, p.total_max).astype(np.int64)
         # $/h a replica of each pool adds at least: its price, plus its warm-up when the pool
         # runs none now (every replica added is then new), the cheaper tier's when the pool
@@ -183,7 +183,7 @@ class _Search:
         bound = risk_terms(p, low, p.risk.overflow_at(self.grid))
         # The miss cost alone, linear in V: split across the burst scenarios (the module).
         linear = p.slo_miss_cost / p.divisor * low
-        weights, scenario_cap = p.risk.scenarios
+        weights, scenario_cap = p.risk.scenarios[0], p.risk.bound_scenarios
         self.weights = weights
         self.lost = eff[:, None] - scenario_cap  # capacity each pool's replica loses per s
         # Past the grid the risk terms are only known to be >= 0.
@@ -429,6 +429,8 @@ def groups(p: Problem) -> list[list[int]]:
         columns.append(p.fast_slots[1])
     if r.tokens is not None:
         columns += [getattr(r.tokens, name) for name in _TOKEN_FIELDS]
+    if r.mix is not None:  # request sizes: one accelerator type's pools share a column
+        columns += list(r.mix.y)
     # NaN (no ITL model) as a string: it must equal itself to group.
     rows = [[repr(float(v)) for v in col.tolist()] for col in columns]
     keys: dict[tuple[str, ...], list[int]] = {}
@@ -470,6 +472,7 @@ def merge(p: Problem, members: list[list[int]]) -> Problem:
             tokens=None
             if r.tokens is None
             else replace(r.tokens, **{k: getattr(r.tokens, k)[first] for k in _TOKEN_FIELDS}),
+            mix=None if r.mix is None else r.mix.take(first),
         ),
         current=cur,
         start_cost=None if p.start_cost is None else p.start_cost[first],

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from costscaler.api.deployment import InferenceDeploymentSpec
+from costscaler.api.deployment import BucketCapacity, InferenceDeploymentSpec
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool, CapacityType
 from costscaler.core.cost import ownership_hourly, ownership_marginal_hourly, replica_hourly
@@ -35,6 +35,8 @@ class PoolView:
     `prefill_tokens_per_second`, `decode_tokens_per_second`, `max_concurrent_sequences`: one
     replica's token profile (`core.tokens`), None when the workload declares none for this
     accelerator (the bound may be left out of a profile).
+    `bucket_rps`: req/s one replica serves of each `workload.requestSizes` entry alone, in
+    their order (0 where it cannot serve a size); None without request sizes (`core.sizes`).
     """
 
     name: str
@@ -59,6 +61,7 @@ class PoolView:
     decode_tokens_per_second: float | None = None
     base_latency_s: float | None = None
     max_concurrent_sequences: int | None = None
+    bucket_rps: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:
@@ -166,9 +169,22 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 decode_tokens_per_second=profile.decode_tokens_per_second,
                 base_latency_s=profile.base_latency_seconds,
                 max_concurrent_sequences=profile.max_concurrent_sequences,
+                bucket_rps=_bucket_rps(spec, profile.buckets),
             )
         )
     return views
+
+
+def _bucket_rps(
+    spec: InferenceDeploymentSpec, buckets: Sequence[BucketCapacity] | None
+) -> tuple[float, ...] | None:
+    """A capacity profile's req/s per request size, in `workload.requestSizes` order (0 for
+    a size it leaves out: it cannot serve it); None without request sizes."""
+    sizes = spec.workload.request_sizes
+    if sizes is None:
+        return None
+    have = {b.size: b.requests_per_second for b in buckets or []}
+    return tuple(float(have.get(s.name, 0.0)) for s in sizes)
 
 
 def token_capacity(views: Sequence[PoolView], replicas: Mapping[str, int]) -> tuple[float, float]:

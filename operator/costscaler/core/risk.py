@@ -64,6 +64,7 @@ from numpy.typing import NDArray
 
 from costscaler.core import latency
 from costscaler.core.forecast import DemandForecast
+from costscaler.core.sizes import MixCapacity
 from costscaler.core.tokens import TokenLatency
 from costscaler.core.types import FloatArray
 
@@ -87,7 +88,10 @@ class RiskModel:
     s), `threshold_s` (the SLO's latency threshold, s), `quantile` (the latency quantile the
     SLO holds under it, which places each pool's saturation: `core.latency`); `tokens`: the
     TTFT and ITL models when the SLO states them (`core.tokens`: each pool's curve is then
-    the largest share; the token models saturate at c_i, so it is 1 past it).
+    the largest share; the token models saturate at c_i, so it is 1 past it). `mix`: the
+    request-size-aware capacity (`core.sizes`) when the workload has request sizes: a
+    plan's capacity in each scenario is then C(x) of its replicas serving there, and
+    `capacity` is each pool's alone at the part of the mix it serves (its latency curve's).
     """
 
     capacity: FloatArray
@@ -98,6 +102,7 @@ class RiskModel:
     threshold_s: float
     tokens: TokenLatency | None = None
     quantile: float = latency.DEFAULT_QUANTILE
+    mix: MixCapacity | None = None
 
     @cached_property
     def headroom(self) -> FloatArray:
@@ -113,6 +118,22 @@ class RiskModel:
     def effective(self) -> FloatArray:
         """Req/s a replica serves on average in the no-burst scenario: c_i (1 - indep_loss_i)."""
         return np.asarray(self.capacity * (1.0 - self.indep_loss), dtype=np.float64)
+
+    @cached_property
+    def bound_effective(self) -> FloatArray:
+        """Req/s per replica whose sum over a plan bounds its no-burst capacity from above
+        (`core.exact`): `effective`, or with request sizes the additive bound of C(x)."""
+        if self.mix is None:
+            return self.effective
+        return np.asarray(self.mix.bound * (1.0 - self.indep_loss), dtype=np.float64)
+
+    @cached_property
+    def bound_scenarios(self) -> FloatArray:
+        """Per-pool capacity bound per scenario (N, S): `scenarios`' with `bound_effective`."""
+        if self.mix is None:
+            return self.scenarios[1]
+        up = self.scenarios[1] > 0
+        return np.asarray(np.where(up, self.bound_effective[:, None], 0.0), dtype=np.float64)
 
     @cached_property
     def scenarios(self) -> tuple[FloatArray, FloatArray]:
@@ -267,12 +288,32 @@ class RiskModel:
             return zero, zero.copy()
         weights, cap = self.scenarios
         _, tables = self._grid
-        total = x @ cap  # (P, S)
-        t = self._interp(tables, total)  # (N, P, S)
-        served = np.einsum("pi,is,ips->ps", x, cap, t)
+        if self.mix is None:
+            total = x @ cap  # (P, S)
+            t = self._interp(tables, total)  # (N, P, S)
+            served = np.einsum("pi,is,ips->ps", x, cap, t)
+        else:
+            total, served = self._by_size(x, cap, tables)
         share = np.where(total > 0, served / np.where(total > 0, total, 1.0), 1.0)
         v = np.minimum(share, 1.0) @ weights
         return np.asarray(v, dtype=np.float64), self.overflow_at(total) @ weights
+
+    def _by_size(
+        self, x: FloatArray, cap: FloatArray, tables: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """(C_s(x), sum_i part_i T_i(1 / C_s)) per plan and scenario with request sizes: the
+        replicas serving in scenario s (those of pools up, times 1 - indep_loss) routed by
+        size (`core.sizes`), each pool weighted by its part of C_s."""
+        assert self.mix is not None
+        up = cap / self.capacity[:, None]  # (N, S): 1 - indep_loss where up, else 0
+        total = np.empty((x.shape[0], up.shape[1]))
+        served = np.empty_like(total)
+        for s in range(up.shape[1]):
+            c, part = self.mix.attributed(x * up[None, :, s])
+            t = self._interp(tables, c)  # (N, P)
+            total[:, s] = c
+            served[:, s] = np.einsum("pi,ip->p", part, t)
+        return total, served
 
     def of(self, plans: IntArray) -> FloatArray:
         """V for each plan."""

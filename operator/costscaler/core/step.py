@@ -36,6 +36,7 @@ from costscaler.core import (
     hazard,
     holds,
     nodes,
+    sizes,
     stock,
     supply,
     tokens,
@@ -78,7 +79,11 @@ def step(
     if blip is not None:
         return blip
     mix = tokens.observed_mix(obs)  # mean tokens per request (`core.tokens`)
-    state = learn(pl, obs, state, mix)
+    # The request-size mix (`core.sizes`): None without workload.requestSizes.
+    size_share = None
+    if pl.size_directions is not None:
+        size_share = sizes.shares(obs, pl.settings.size_names, pl.settings.size_shares)
+    state = learn(pl, obs, state, mix, size_share)
     # Stock-outs are facts: the pool is out from this tick (`core.stock`).
     unplaced = supply.unplaced(pl, obs)
     state = replace(state, stockouts=stock.backoff(state.stockouts, unplaced, now))
@@ -93,9 +98,8 @@ def step(
     )
     ready = np.array([_latest(obs.ready, n) for n in pl.names], dtype=np.int64)
     free = nodes.free_slots(pl, obs)  # replicas that start at the model load alone
-    prob = problem(
-        pl, state, demand, supply.deliverable(pl, obs, ready, now, state), cur, attainment, mix
-    )
+    maxima = supply.deliverable(pl, obs, ready, now, state)
+    prob = problem(pl, state, demand, maxima, cur, attainment, mix, size_share)
     if free is not None:
         prob = replace(
             prob,
@@ -209,11 +213,16 @@ def optimise(
 
 
 def learn(
-    pl: Planner, obs: Observations, state: EngineState, mix: TokenMix | None = None
+    pl: Planner,
+    obs: Observations,
+    state: EngineState,
+    mix: TokenMix | None = None,
+    size_share: FloatArray | None = None,
 ) -> EngineState:
     """Fold the new samples into the capacity calibrator and the spot-hazard posteriors; the
-    calibrator compares the load with the capacity at the request `mix`, and the latency
-    with every stated objective, TTFT and ITL included (`tokens.slowest`)."""
+    calibrator compares the load with the capacity at the request `mix` (of the ready
+    replicas together at the size mix `size_share`, `core.sizes`), and the latency with
+    every stated objective, TTFT and ITL included (`tokens.slowest`)."""
     n = obs.times.size
     # Both learners consume only samples after their `until` (and a few before, which the
     # calibrator compares with): work on that tail, not the whole window, each tick.
@@ -238,7 +247,7 @@ def learn(
         times,
         obs.request_rate[start:],
         seen_s,
-        per_replica(pl, mix) @ ready,
+        serving(pl, mix, size_share, ready),
         steady,
         threshold_s,
     )
@@ -266,13 +275,15 @@ def problem(
     cur: IntArray | None = None,
     attainment: float | None = None,
     mix: TokenMix | None = None,
+    size_share: FloatArray | None = None,
 ) -> Problem:
     """The allocation problem with calibrated capacity, learned spot hazards and the
     `attainment` target (`core.errorbudget`; the SLO's by default); per-pool `maxima`
     (`supply.deliverable`; the pools' own by default) and, with the running replicas `cur`,
     the warm-up a replica started beyond them pays (`warm_up_cost`). With the request
     `mix`, pools with a token profile have their capacity at it and the TTFT and ITL
-    objectives enter the latency model (`core.tokens`)."""
+    objectives enter the latency model (`core.tokens`); with the request-size mix
+    `size_share`, a plan's capacity is the size-aware routing's (`core.sizes`)."""
     rate = np.array(
         [
             hazard.rate(state.hazard[n]) if pl.spot[i] and n in state.hazard else 0.0
@@ -290,6 +301,11 @@ def problem(
     s = pl.settings
     attainment = s.attainment if attainment is None else attainment
     capacity = per_replica(pl, mix) * state.capacity_scale
+    by_size = None
+    if pl.size_directions is not None and size_share is not None:
+        by_size = sizes.mix_capacity(pl.size_directions, size_share, state.capacity_scale)
+    if by_size is not None:
+        capacity = by_size.single
     token_model = tokens.token_latency(
         pl.prefill_tps, pl.decode_tps, pl.kv_bound, mix, s.ttft, s.itl, s.attainment
     )
@@ -313,6 +329,7 @@ def problem(
             threshold_s=s.latency_threshold_s,
             tokens=token_model,
             quantile=s.latency_quantile,
+            mix=by_size,
         ),
         floor_demand=demand.quantile(attainment),
         current=cur,
@@ -325,6 +342,18 @@ def per_replica(pl: Planner, mix: TokenMix | None) -> FloatArray:
     """Req/s one replica of each pool serves before calibration: at the request `mix` where
     the pool has a token profile, else as declared (`tokens.capacity`)."""
     return tokens.capacity(pl.capacity, pl.prefill_tps, pl.decode_tps, mix)
+
+
+def serving(
+    pl: Planner, mix: TokenMix | None, size_share: FloatArray | None, ready: FloatArray
+) -> FloatArray:
+    """Req/s the `ready` replicas (pools x samples) serve together before calibration: at
+    the size mix when there is one (`core.sizes`), else the sum of `per_replica`."""
+    if pl.size_directions is not None and size_share is not None:
+        by_size = sizes.mix_capacity(pl.size_directions, size_share)
+        if by_size is not None:
+            return by_size.capacity(np.asarray(ready, dtype=np.float64).T)
+    return np.asarray(per_replica(pl, mix) @ ready, dtype=np.float64)
 
 
 def warm_up_cost(

@@ -61,6 +61,8 @@ class Observations:
     (input tokens/s); `generation_token_rate` is `token_rate` (output tokens/s).
     Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
     sample is bad data (see `core.validate`); such samples are skipped elsewhere.
+    `request_size_rate`: per `workload.requestSizes` name, req/s of requests of that size,
+    aligned with `times` (empty when not reported: the declared shares hold, `core.sizes`).
     `free_accelerators`: node facts now, per pool with a NodePool: the accelerators free on
     each Ready node of it (warm spare nodes included). A new replica that fits on one pays
     the model load only (`core.nodes.free_slots`); pools absent have no node facts, and
@@ -83,6 +85,7 @@ class Observations:
     kv_cache_usage: FloatArray | None = None
     prompt_token_rate: FloatArray | None = None
     free_accelerators: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    request_size_rate: Mapping[str, FloatArray] = field(default_factory=dict)
 
     @property
     def generation_token_rate(self) -> FloatArray | None:

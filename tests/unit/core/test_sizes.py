@@ -1,0 +1,278 @@
+"""Request-size-aware allocation (issue 17, item 3; Melange): C(x), its bound, the plans."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from core_helpers import steady
+from scipy import optimize
+
+from costscaler.api import InferenceDeployment, parse_resource
+from costscaler.core import Observations, Planner, PoolView, Settings, sizes
+from costscaler.core.allocate import evaluate
+from costscaler.core.exact import brute_force, optimum
+from costscaler.core.forecast import forecast
+from costscaler.core.step import problem
+from costscaler.core.types import EngineState
+from costscaler.errors import UserError
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples/deployments/llama-3-1-8b-vllm.yaml"
+
+# Two types: the small one is 5 x cheaper per short request, 2 x dearer per long one.
+SMALL = PoolView(
+    "small",
+    spot=False,
+    replica_cost_per_hour=0.8,
+    capacity_rps=1.0,
+    cold_start_s=300.0,
+    base_latency_s=2.0,
+    bucket_rps=(8.0, 0.25),
+)
+LARGE = PoolView(
+    "large",
+    spot=False,
+    replica_cost_per_hour=4.0,
+    capacity_rps=4.0,
+    cold_start_s=300.0,
+    base_latency_s=2.0,
+    bucket_rps=(8.0, 2.5),
+)
+
+
+def lp_capacity(rates: np.ndarray, share: np.ndarray, x: np.ndarray) -> float:
+    """max lambda with each size routed to the types that serve it (scipy's HiGHS): the LP
+    `core.sizes` solves in closed form, written out independently."""
+    n, b = rates.shape
+    cost = np.zeros(n * b + 1)
+    cost[-1] = -1.0
+    a_eq = np.zeros((b, n * b + 1))
+    for j in range(b):
+        a_eq[j, [i * b + j for i in range(n)]] = 1.0
+        a_eq[j, -1] = -share[j]
+    a_ub = np.zeros((n, n * b + 1))
+    for i in range(n):
+        for j in range(b):
+            if rates[i, j] > 0:
+                a_ub[i, i * b + j] = 1.0 / rates[i, j]
+    bounds = [(0.0, 0.0 if rates[i, j] <= 0 else None) for i in range(n) for j in range(b)]
+    res = optimize.linprog(
+        cost, A_ub=a_ub, b_ub=x, A_eq=a_eq, b_eq=np.zeros(b), bounds=[*bounds, (0.0, None)]
+    )
+    assert res.status == 0
+    return float(-res.fun)
+
+
+def _random_rates(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """1-4 accelerator types (some pools sharing one), 1-6 sizes, some sizes not served by
+    some types, some shares 0."""
+    g, b = int(rng.integers(1, 5)), int(rng.integers(1, 7))
+    c = rng.uniform(0.2, 5.0, (g, b)) * (rng.random((g, b)) > 0.25)
+    for j in range(b):
+        if not (c[:, j] > 0).any():
+            c[int(rng.integers(g)), j] = rng.uniform(0.2, 5.0)
+    kind = np.concatenate((np.arange(g), rng.integers(0, g, int(rng.integers(0, 3)))))
+    share = rng.random(b) * (rng.random(b) > 0.2)
+    if share.sum() == 0:
+        share[0] = 1.0
+    return c[kind], share / share.sum()
+
+
+def test_capacity_is_the_routing_lp_and_the_bound_holds() -> None:
+    rng = np.random.default_rng(17)
+    for _ in range(200):
+        rates, share = _random_rates(rng)
+        mix = sizes.mix_capacity(sizes.directions(rates), share)
+        assert mix is not None
+        for _ in range(3):
+            x = rng.integers(0, 6, rates.shape[0]).astype(np.float64)
+            want = lp_capacity(rates, share, x)
+            got, part = mix.attributed(x[None, :])
+            assert got[0] == pytest.approx(want, rel=1e-7, abs=1e-9)
+            assert part.sum() == pytest.approx(got[0])
+            assert float(mix.bound @ x) >= want * (1.0 - 1e-9) - 1e-12
+
+
+def test_one_size_is_the_sum_of_the_replicas_capacities() -> None:
+    rates = np.array([[3.0], [5.0], [3.0]])
+    mix = sizes.mix_capacity(sizes.directions(rates), np.ones(1))
+    assert mix is not None
+    x = np.array([[2.0, 1.0, 4.0], [0.0, 3.0, 0.0]])
+    assert mix.capacity(x) == pytest.approx(x @ rates[:, 0])
+    assert mix.single == pytest.approx(rates[:, 0])
+
+
+def test_one_size_plans_as_the_model_without_sizes() -> None:
+    """A single size is the old model: the same V for every plan, the same optimum."""
+    plain = [
+        PoolView("a", spot=False, replica_cost_per_hour=1.0, capacity_rps=2.0, cold_start_s=300),
+        PoolView("b", spot=True, replica_cost_per_hour=0.4, capacity_rps=3.0, cold_start_s=300),
+    ]
+    sized = [
+        PoolView(
+            p.name,
+            spot=p.spot,
+            replica_cost_per_hour=p.replica_cost_per_hour,
+            capacity_rps=1.0,
+            cold_start_s=300,
+            bucket_rps=(p.capacity_rps,),
+        )
+        for p in plain
+    ]
+    obs = steady(9.0)
+    demand = forecast(obs.times, obs.request_rate, 300.0)
+    base = Settings(latency_threshold_s=5.0, replicas_max=12)
+    one = Settings(latency_threshold_s=5.0, replicas_max=12, size_names=("x",), size_shares=(1,))
+    a = problem(Planner(plain, base), EngineState(), demand)
+    b = problem(Planner(sized, one), EngineState(), demand, size_share=np.ones(1))
+    plans = np.array(list(itertools.product(range(8), range(8))), dtype=np.int64)
+    assert evaluate(b, plans)[1] == pytest.approx(evaluate(a, plans)[1], abs=1e-12)
+    assert optimum(a).replicas.tolist() == optimum(b).replicas.tolist()
+
+
+def test_the_exact_search_finds_the_optimum_with_sizes() -> None:
+    """The branch and bound prunes on `MixCapacity.bound`: it must never drop the optimum."""
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        rates, share = _random_rates(rng)
+        n = min(rates.shape[0], 3)
+        pools = [
+            PoolView(
+                f"p{i}",
+                spot=bool(rng.random() < 0.3),
+                replica_cost_per_hour=float(rng.uniform(0.3, 4.0)),
+                capacity_rps=1.0,
+                cold_start_s=300.0,
+                interruption_rate_per_hour=0.2,
+                max_replicas=int(rng.integers(2, 7)),
+                bucket_rps=tuple(rates[i].tolist()),
+            )
+            for i in range(n)
+        ]
+        names = tuple(f"s{j}" for j in range(rates.shape[1]))
+        st = Settings(
+            latency_threshold_s=float(rng.uniform(2.0, 10.0)),
+            replicas_max=12,
+            spot_max_fraction=1.0,
+            size_names=names,
+            size_shares=tuple(share.tolist()),
+        )
+        pl = Planner(pools, st)
+        obs = steady(float(rng.uniform(0.5, 12.0)))
+        demand = forecast(obs.times, obs.request_rate, pl.horizon_s)
+        prob = problem(pl, EngineState(), demand, size_share=share)
+        best = brute_force(prob)
+        assert best is not None
+        assert optimum(prob).objective == pytest.approx(best.objective, rel=1e-9, abs=1e-9)
+
+
+def _rate(rate: float) -> Observations:
+    return steady(rate)
+
+
+def test_sizes_route_short_requests_to_the_small_type() -> None:
+    """Melange's point: with mostly short requests and a few long ones, a mix of the two
+    types costs less than either alone, and the plan is that mix."""
+    st = Settings(
+        latency_threshold_s=10.0,
+        replicas_max=80,
+        size_names=("short", "long"),
+        size_shares=(0.8, 0.2),
+    )
+    pl = Planner([SMALL, LARGE], st)
+    mixed = pl.decide(_rate(20.0), {}, 3600.0, alternatives=False)
+    assert mixed.replicas["small"] > 0 and mixed.replicas["large"] > 0
+    for alone in (SMALL, LARGE):
+        single = Planner([alone], st).decide(_rate(20.0), {}, 3600.0, alternatives=False)
+        assert mixed.cost_per_hour < single.cost_per_hour
+
+
+def test_observed_sizes_override_the_declared_shares() -> None:
+    st = Settings(
+        latency_threshold_s=10.0,
+        replicas_max=80,
+        size_names=("short", "long"),
+        size_shares=(0.8, 0.2),
+    )
+    pl = Planner([SMALL, LARGE], st)
+    obs = _rate(20.0)
+    n = obs.times.size
+    seen = Observations(
+        times=obs.times,
+        request_rate=obs.request_rate,
+        latency=obs.latency,
+        request_size_rate={"short": np.full(n, 20.0), "long": np.zeros(n)},
+    )
+    assert sizes.shares(seen, st.size_names, st.size_shares) == pytest.approx([1.0, 0.0])
+    only_short = pl.decide(seen, {}, 3600.0, alternatives=False)
+    assert only_short.replicas["large"] == 0  # no long requests: the small type alone
+    declared = pl.decide(obs, {}, 3600.0, alternatives=False)
+    assert declared.replicas["large"] > 0
+
+
+def test_too_many_types_and_sizes_is_a_clear_error() -> None:
+    rng = np.random.default_rng(0)
+    pools = [
+        PoolView(
+            f"p{i}",
+            spot=False,
+            replica_cost_per_hour=1.0,
+            capacity_rps=1.0,
+            cold_start_s=300.0,
+            bucket_rps=tuple(rng.uniform(1.0, 5.0, 16).tolist()),
+        )
+        for i in range(8)
+    ]
+    names = tuple(f"s{j}" for j in range(16))
+    with pytest.raises(ValueError, match=r"fewer workload\.requestSizes"):
+        Planner(pools, Settings(latency_threshold_s=5.0, size_names=names))
+
+
+def _sized(shares: list[float | None]) -> dict[str, Any]:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    work = doc["spec"]["workload"]
+    work["requestSizes"] = [
+        {"name": "short", "inputTokens": {"max": 512}, "outputTokens": {"max": 256}},
+        {"name": "long", "inputTokens": {"min": 4096, "max": 8192}, "outputTokens": {"max": 256}},
+    ]
+    for size, share in zip(work["requestSizes"], shares, strict=True):
+        if share is not None:
+            size["share"] = share
+    for entry in work["capacity"]:
+        entry["buckets"] = [{"size": "short", "requestsPerSecond": 2.0}]
+        if entry["accelerator"] != "L4":
+            entry["buckets"].append({"size": "long", "requestsPerSecond": 0.4})
+    doc["spec"].pop("slo", None)
+    doc["spec"]["slo"] = {"latency": {"quantile": 0.95, "thresholdSeconds": 20}}
+    return doc
+
+
+def test_declared_shares_reach_the_planner() -> None:
+    res = parse_resource(copy.deepcopy(_sized([3.0 / 4.0, 1.0 / 4.0])), "t.yaml")
+    assert isinstance(res, InferenceDeployment)
+    st = Settings.from_spec(res.spec)
+    assert st.size_names == ("short", "long") and st.size_shares == (0.75, 0.25)
+
+
+def test_shares_on_some_sizes_only_are_refused() -> None:
+    with pytest.raises(UserError, match="share on every size or on none"):
+        parse_resource(_sized([0.5, None]), "t.yaml")
+
+
+def test_a_bucket_left_out_cannot_serve_that_size() -> None:
+    """The L4 lists no long bucket: a plan of L4s alone serves none of a mix with long
+    requests, so C is 0, and a plan with the other type serves the long ones there."""
+    rates = np.array([[2.0, 0.0], [2.0, 0.4]])
+    mix = sizes.mix_capacity(sizes.directions(rates), np.array([0.5, 0.5]))
+    assert mix is not None
+    assert mix.capacity(np.array([[5.0, 0.0]]))[0] == 0.0
+    # One large replica serves 0.4 long req/s at most: the mix then at 0.8 req/s, the
+    # small replicas taking all the short ones.
+    assert mix.capacity(np.array([[5.0, 1.0]]))[0] == pytest.approx(0.8)
+    assert math.isfinite(float(mix.single[0]))
