@@ -171,10 +171,13 @@ class BucketCapacity(ApiModel):
     """What one replica serves within the SLO of requests of one size only."""
 
     size: Name = Field(description="Name of a workload.requestSizes entry.")
-    requests_per_second: float = Field(
+    requests_per_second: float | None = Field(
+        default=None,
         gt=0,
         le=1e6,
-        description="Requests/s of this size one replica serves while meeting every SLO.",
+        description="Requests/s of this size one replica serves while meeting every SLO. "
+        "Unset: derived from the entry's token profile at the size's middle, "
+        "1 / (input / prefillTokensPerSecond + output / decodeTokensPerSecond).",
     )
 
 
@@ -252,6 +255,18 @@ class CapacityProfile(ApiModel):
                 m.max_concurrent_sequences is None or m.decode_tokens_per_second is not None
             ),
             field_path=".maxConcurrentSequences",
+        ),
+        Rule(
+            cel="!has(self.buckets) || has(self.prefillTokensPerSecond) || "
+            "self.buckets.all(b, has(b.requestsPerSecond))",
+            message="buckets[].requestsPerSecond is required without a token profile to "
+            "derive it from: set it, or prefillTokensPerSecond and decodeTokensPerSecond",
+            check=lambda m: (
+                m.buckets is None
+                or m.prefill_tokens_per_second is not None
+                or all(b.requests_per_second is not None for b in m.buckets)
+            ),
+            field_path=".buckets",
         ),
     )
 

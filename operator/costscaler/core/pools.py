@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from costscaler.api.deployment import BucketCapacity, InferenceDeploymentSpec
+from costscaler.api.deployment import CapacityProfile, InferenceDeploymentSpec
 from costscaler.api.money import to_float
 from costscaler.api.pool import CapacityPool, CapacityType
 from costscaler.core.cost import ownership_hourly, ownership_marginal_hourly, replica_hourly
@@ -169,22 +169,42 @@ def pool_views(spec: InferenceDeploymentSpec, pools: Sequence[CapacityPool]) -> 
                 decode_tokens_per_second=profile.decode_tokens_per_second,
                 base_latency_s=profile.base_latency_seconds,
                 max_concurrent_sequences=profile.max_concurrent_sequences,
-                bucket_rps=_bucket_rps(spec, profile.buckets),
+                bucket_rps=_bucket_rps(spec, profile),
             )
         )
     return views
 
 
 def _bucket_rps(
-    spec: InferenceDeploymentSpec, buckets: Sequence[BucketCapacity] | None
+    spec: InferenceDeploymentSpec, profile: CapacityProfile
 ) -> tuple[float, ...] | None:
-    """A capacity profile's req/s per request size, in `workload.requestSizes` order (0 for
-    a size it leaves out: it cannot serve it); None without request sizes."""
+    """A capacity profile's req/s per request size, in `workload.requestSizes` order: as
+    declared, else from its token profile at the size's middle (I and O the midpoints of
+    its ranges: 1 / (I / P + O / D), `core.tokens`); 0 for a size it leaves out (it cannot
+    serve it). None without request sizes."""
     sizes = spec.workload.request_sizes
     if sizes is None:
         return None
-    have = {b.size: b.requests_per_second for b in buckets or []}
-    return tuple(float(have.get(s.name, 0.0)) for s in sizes)
+    have = {b.size: b.requests_per_second for b in profile.buckets or []}
+    out = []
+    for size in sizes:
+        if size.name not in have:
+            out.append(0.0)
+            continue
+        declared = have[size.name]
+        if declared is not None:
+            out.append(float(declared))
+            continue
+        prefill, decode = profile.prefill_tokens_per_second, profile.decode_tokens_per_second
+        if prefill is None or decode is None:  # the API refuses this: a clear error anyway
+            raise ValueError(
+                f"{profile.accelerator} bucket {size.name}: requestsPerSecond is unset and "
+                "there is no token profile to derive it from"
+            )
+        i = (size.input_tokens.min + size.input_tokens.max) / 2.0
+        o = (size.output_tokens.min + size.output_tokens.max) / 2.0
+        out.append(1.0 / (i / prefill + o / decode))
+    return tuple(out)
 
 
 def token_capacity(views: Sequence[PoolView], replicas: Mapping[str, int]) -> tuple[float, float]:

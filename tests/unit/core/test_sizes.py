@@ -14,8 +14,8 @@ import yaml
 from core_helpers import steady
 from scipy import optimize
 
-from costscaler.api import InferenceDeployment, parse_resource
-from costscaler.core import Observations, Planner, PoolView, Settings, sizes
+from costscaler.api import CapacityPool, InferenceDeployment, load_manifests, parse_resource
+from costscaler.core import Observations, Planner, PoolView, Settings, pool_views, sizes
 from costscaler.core.allocate import evaluate
 from costscaler.core.exact import brute_force, optimum
 from costscaler.core.forecast import forecast
@@ -234,6 +234,11 @@ def test_too_many_types_and_sizes_is_a_clear_error() -> None:
         Planner(pools, Settings(latency_threshold_s=5.0, size_names=names))
 
 
+def _example_pools() -> list[CapacityPool]:
+    pools = load_manifests(str(EXAMPLE.parents[1] / "pools"))
+    return [p for p in pools if isinstance(p, CapacityPool)]
+
+
 def _sized(shares: list[float | None]) -> dict[str, Any]:
     doc = yaml.safe_load(EXAMPLE.read_text())
     work = doc["spec"]["workload"]
@@ -276,3 +281,28 @@ def test_a_bucket_left_out_cannot_serve_that_size() -> None:
     # small replicas taking all the short ones.
     assert mix.capacity(np.array([[5.0, 1.0]]))[0] == pytest.approx(0.8)
     assert math.isfinite(float(mix.single[0]))
+
+
+def test_a_bucket_without_a_rate_takes_it_from_the_token_profile() -> None:
+    """The example's L4 (3,800 prefill, 400 decode tokens/s) serves the short size (0-512
+    prompt, 0-256 output tokens) at 1 / (256 / 3800 + 128 / 400) req/s."""
+    doc = _sized([None, None])
+    for entry in doc["spec"]["workload"]["capacity"]:
+        for bucket in entry["buckets"]:
+            bucket.pop("requestsPerSecond")
+    res = parse_resource(doc, "t.yaml")
+    assert isinstance(res, InferenceDeployment)
+    pool = next(
+        p for p in pool_views(res.spec, _example_pools()) if p.name == "g6-xlarge-l4-ondemand"
+    )
+    assert pool.bucket_rps == pytest.approx((1.0 / (256 / 3800 + 128 / 400), 0.0))
+
+
+def test_a_bucket_without_a_rate_needs_a_token_profile() -> None:
+    doc = _sized([None, None])
+    entry = doc["spec"]["workload"]["capacity"][0]
+    for key in ("prefillTokensPerSecond", "decodeTokensPerSecond", "maxConcurrentSequences"):
+        entry.pop(key, None)
+    entry["buckets"][0].pop("requestsPerSecond")
+    with pytest.raises(UserError, match="required without a token profile"):
+        parse_resource(doc, "t.yaml")
