@@ -19,7 +19,7 @@ from urllib3.exceptions import HTTPError
 from costscaler.adapters import karpenter
 from costscaler.adapters.children import ChildState
 from costscaler.adapters.pending import PendingPod
-from costscaler.api import CapacityPool, InferenceDeploymentSpec
+from costscaler.api import CapacityPool, InferenceDeploymentSpec, Mode
 from costscaler.controller.pools import NodeView
 from costscaler.controller.status import Cond
 from costscaler.controller.tick import Decide
@@ -237,7 +237,8 @@ def claiming(decide: Decide, free: dict[str, tuple[int, ...]]) -> Decide:
     pools' shared counts, `Runtime.pool_free`) as soon as it returns: deployments deciding
     before the pool timer counts the nodes again see the slots gone, rather than all price a
     start on the same one. The next count replaces them (the new replicas' pods hold the
-    GPUs by then, or the decision did not start them)."""
+    GPUs by then, or the decision did not start them). A Recommend decision starts nothing,
+    so it takes nothing."""
 
     def decide_and_claim(
         spec: InferenceDeploymentSpec,
@@ -248,7 +249,7 @@ def claiming(decide: Decide, free: dict[str, tuple[int, ...]]) -> Decide:
         **kwargs: Any,
     ) -> Decision:
         decision = decide(spec, pools, observations, current, *args, **kwargs)
-        if decision.free_slots:
+        if decision.free_slots and spec.mode == Mode.ENFORCE:  # Recommend starts nothing
             pl = planner_for(spec, pools)
             for name, slots in decision.free_slots.items():
                 started = decision.replicas.get(name, 0) - current.get(name, 0)

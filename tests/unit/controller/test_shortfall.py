@@ -227,12 +227,17 @@ def test_deployments_deciding_before_a_recount_do_not_start_on_the_same_free_slo
     """Issue 16: the free slots are the pool's, shared by the deployments on it. A decision
     that starts replicas on them takes them from the count the next deployment reads, so
     two deciding before the pool timer counts again do not both price a start at the model
-    load on one slot; the next count replaces the taken one."""
+    load on one slot; the next count replaces the taken one. A Recommend deployment starts
+    nothing, so it takes nothing."""
     from costscaler.controller import node_layer
     from costscaler.core import decide
 
     free = {SPOT: (1, 0, 1)}
     claiming = node_layer.claiming(decide, free)
+    advice = TickInput(infd("Recommend"), pools, [], GOOD, History(3600), {}, NOW,
+                       free_accelerators=free)  # fmt: skip
+    assert asyncio.run(run_tick(advice, claiming, RecordingKube())).decision.replicas[SPOT] > 0
+    assert free == {SPOT: (1, 0, 1)}  # a recommendation starts nothing: it takes nothing
     first = TickInput(infd(), pools, [], GOOD, History(3600), {}, NOW, free_accelerators=free)
     one = asyncio.run(run_tick(first, claiming, RecordingKube()))
     took = min(one.decision.replicas[SPOT], 2)
