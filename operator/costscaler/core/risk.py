@@ -306,14 +306,9 @@ class RiskModel:
         size (`core.sizes`), each pool weighted by its part of C_s."""
         assert self.mix is not None
         up = cap / self.capacity[:, None]  # (N, S): 1 - indep_loss where up, else 0
-        total = np.empty((x.shape[0], up.shape[1]))
-        served = np.empty_like(total)
-        for s in range(up.shape[1]):
-            c, part = self.mix.attributed(x * up[None, :, s])
-            t = self._interp(tables, c)  # (N, P)
-            total[:, s] = c
-            served[:, s] = np.einsum("pi,ip->p", part, t)
-        return total, served
+        total, part = self.mix.attributed(x[:, None, :] * up.T[None, :, :])  # (P, S), (P, S, N)
+        t = self._interp(tables, total)  # (N, P, S)
+        return total, np.einsum("psi,ips->ps", part, t)
 
     def of(self, plans: IntArray) -> FloatArray:
         """V for each plan."""

@@ -201,11 +201,12 @@ class MixCapacity:
         return np.asarray((x @ self.y.T).min(axis=1), dtype=np.float64)
 
     def attributed(self, plans: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(C(x) per plan, each pool's part x_i Y*_i (plans, N)): the parts sum to C(x)."""
+        """(C(x) per plan, each pool's part x_i Y*_i): plans (..., N) give (...) and
+        (..., N); the parts sum to C(x)."""
         x = np.asarray(plans, dtype=np.float64)
-        k = np.argmin(x @ self.y.T, axis=1)
+        k = np.argmin(x @ self.y.T, axis=-1)
         part = x * self.y[k]
-        return np.asarray(part.sum(axis=1), dtype=np.float64), np.asarray(part)
+        return np.asarray(part.sum(axis=-1), dtype=np.float64), np.asarray(part)
 
     def take(self, pools: Sequence[int]) -> MixCapacity:
         """The columns of `pools` (pools merged into one: they share a column)."""
