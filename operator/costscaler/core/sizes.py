@@ -278,3 +278,15 @@ def shares(
         return None
     d = np.asarray(declared, dtype=np.float64)
     return d / d.sum() if d.sum() > 0 else None
+
+
+def note(names: Sequence[str], share: FloatArray, observed: bool, served_rps: float) -> str:
+    """The decision message's sentence on the size mix the plan was sized for."""
+    mix = ", ".join(f"{n} {float(v):.0%}" for n, v in zip(names, share, strict=True))
+    source = (
+        "observed over the last 2 minutes" if observed else "as declared (requestSizes[].share)"
+    )
+    return (
+        f" Request sizes {source}: {mix}; the plan serves {served_rps:.3g} req/s of this mix "
+        "with each size on the accelerators that serve it best."
+    )

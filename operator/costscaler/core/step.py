@@ -119,6 +119,11 @@ def step(
     )
     reason, message, out, short = supply.annotate(pl, state, now, reason, message)
     message += nodes.slots_note(pl, obs, free, np.maximum(final - cur, 0))
+    by_size = prob.risk.mix
+    if by_size is not None and size_share is not None:
+        seen = sizes.observed_shares(obs, slo.size_names) is not None
+        served = float(by_size.capacity(final[None, :].astype(np.float64))[0])
+        message += sizes.note(slo.size_names, size_share, seen, served)
     if not target.proven:
         message += (
             f" The exact search stopped at its budget of {exact.MAX_CHILDREN:,} candidate "

@@ -216,6 +216,10 @@ def test_observed_sizes_override_the_declared_shares() -> None:
     assert only_short.replicas["large"] == 0  # no long requests: the small type alone
     declared = pl.decide(obs, {}, 3600.0, alternatives=False)
     assert declared.replicas["large"] > 0
+    assert "Request sizes as declared (requestSizes[].share): short 80%, long 20%" in (
+        declared.message
+    )
+    assert "observed over the last 2 minutes: short 100%, long 0%" in only_short.message
 
 
 def test_too_many_types_and_sizes_is_a_clear_error() -> None:
