@@ -1,10 +1,17 @@
 """Policy benchmark: shared traces through every policy, at equal SLO attainment.
 
 Run by `make bench` (or `.venv/bin/python tests/bench/bench_policies.py [--quick] [--all]
-[--trace T]`; the default runs DEFAULT_TRACES, `--all` every shared trace). Each trace is
-scaled so its busiest minute needs PEAK_REPLICAS replicas of the cheapest on-demand pool
-and replayed with seeds SEEDS (figures: mean, min and max), a BURN_IN_S burn-in and one
-warm start for every policy. Spot pools run with Poisson interruptions, a share of them as
+[--trace T] [--serving fluid] [--out DIR]`; the default runs DEFAULT_TRACES, `--all` every
+shared trace). Requests are served one by one with continuous batching (`--serving
+batching`, the default) against an SLO stated per token, as an LLM service states it: the
+example's TTFT and ITL objectives, its end-to-end threshold the one they imply for the
+longest answer (`sim.serving.token_slo`), and capacity profiles declaring what the batching
+model serves for the trace's own token mix (`sim.serving.batching_profiles`), as a
+calibrated user declares them. Each trace is scaled so its busiest minute needs
+PEAK_REPLICAS rated replicas of the Karpenter baselines' on-demand pool (the cheapest
+on-demand pool with a spot twin; with fluid serving, the cheapest on-demand pool) and
+replayed with seeds SEEDS (figures: mean, min and max), a BURN_IN_S burn-in and one warm
+start for every policy. Spot pools run with Poisson interruptions, a share of them as
 pool-wide bursts (each pool's `interruption.burstShare`, 0.6 unset: the share the engine
 prices), again without bursts, and replayed from real capacity traces in ../shared/spot
 (read at run time, never copied). Every baseline (HPA, KEDA and KPA on one pool, HPA and
@@ -27,12 +34,13 @@ from typing import Any
 
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
 from costscaler.sim.cluster import SpotBursts, SpotReplay
-from costscaler.sim.lineup import ORACLES, POLICIES, Lineup, Settings
+from costscaler.sim.lineup import ORACLES, POLICIES, SERVING, Lineup, Settings
 from costscaler.sim.report import plot, spread_table, summarise
 from costscaler.sim.run import Outcome
 from costscaler.sim.scenario import Outage, Scenario
+from costscaler.sim.serving import TokenDraw, batching_profiles, token_slo
 from costscaler.sim.static import peak_rate
-from costscaler.sim.traces import Trace, load_spot_trace, load_trace
+from costscaler.sim.traces import Trace, load_accelerators, load_spot_trace, load_trace
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -72,14 +80,45 @@ def _trace_file(name: str) -> Path:
     return next(p for p in (folder / "trace.csv", folder / "rates.csv") if p.exists())
 
 
+def _span(quick: bool) -> float:
+    return 3 * 3600.0 if quick else MAX_SPAN_S
+
+
 def _load(name: str, lineup: Lineup, quick: bool, seed: int) -> Trace:
-    """The trace scaled so the busiest minute needs PEAK_REPLICAS rated replicas (the scale
-    is set on seed 1's draw, so every seed replays the same rate)."""
-    span = 3 * 3600.0 if quick else MAX_SPAN_S
+    """The trace scaled so the busiest minute needs PEAK_REPLICAS rated replicas of the
+    Karpenter baselines' on-demand pool (the scale is set on seed 1's draw, so every seed
+    replays the same rate)."""
+    span = _span(quick)
     raw = load_trace(_trace_file(name), duration_s=span, seed=SEEDS[0])
-    rated = lineup.models[lineup.single].capacity_rps
+    home = lineup.single if lineup.family is None else lineup.family
+    rated = lineup.models[home].capacity_rps
     scale = PEAK_REPLICAS * rated / peak_rate(raw.arrivals, raw.dt)
     return load_trace(_trace_file(name), scale=scale, duration_s=span, seed=seed)
+
+
+def batching_deployment(
+    name: str, deployment: InferenceDeployment, quick: bool
+) -> tuple[InferenceDeployment, list[str]]:
+    """The example as a calibrated user serving trace `name` declares it: its end-to-end
+    threshold implied by its TTFT and ITL objectives for the longest answer (the trace's
+    own, else the token draw's), and profiles declaring what the batching model serves at
+    the trace's mean prompt and answer (else the draw's means). Returns notes on both."""
+    draw = TokenDraw(mean_output=deployment.spec.workload.mean_output_tokens or 250.0)
+    raw = load_trace(_trace_file(name), duration_s=_span(quick), seed=SEEDS[0])
+    means, longest = None, draw.max_context // 2
+    if raw.requests is not None and raw.requests.output_tokens.size:
+        r = raw.requests
+        means = (float(r.input_tokens.mean()), float(r.output_tokens.mean()))
+        longest = int(r.output_tokens.max())
+    sloped = token_slo(deployment, longest)
+    declared, notes = batching_profiles(sloped, draw, load_accelerators(), means)
+    inp, out = means or draw.means()
+    threshold = sloped.spec.slo.latency.threshold_seconds
+    head = (
+        f"mean {inp:.0f} input and {out:.0f} output tokens, longest answer {longest}: "
+        f"end-to-end threshold {threshold:g} s"
+    )
+    return declared, [head, *notes]
 
 
 def _replays(lineup: Lineup, trace: Trace) -> dict[int, SpotReplay]:
@@ -175,14 +214,22 @@ def _in_scenario(
 
 
 def bench_trace(
-    name: str, deployment: InferenceDeployment, pools: list[CapacityPool], quick: bool
+    name: str,
+    deployment: InferenceDeployment,
+    pools: list[CapacityPool],
+    quick: bool,
+    serving: str,
+    out: Path,
 ) -> dict[str, object]:
     """All policies on one trace over every seed; returns the JSON record, writes the PNG."""
-    lineup = Lineup(deployment, pools, Settings(burn_in_s=BURN_IN_S))
+    declared: list[str] = []
+    if serving == "batching":
+        deployment, declared = batching_deployment(name, deployment, quick)
+    lineup = Lineup(deployment, pools, Settings(burn_in_s=BURN_IN_S, serving=serving))
     traces = [_load(name, lineup, quick, seed) for seed in SEEDS]
     started = time.perf_counter()
     runs = _seeded(lineup, [*POLICIES, *ORACLES], traces[:1], SEEDS[:1], keep_timeline=True)
-    plot(runs[0], traces[0], lineup.models, OUT / f"{name}.png")
+    plot(runs[0], traces[0], lineup.models, out / f"{name}.png")
     runs += _seeded(lineup, [*POLICIES, *ORACLES], traces[1:], SEEDS[1:])
     goal = statistics.fmean(
         o.slo_attainment for run in runs for o in run if o.policy == "costscaler"
@@ -213,6 +260,8 @@ def bench_trace(
         rows += _in_scenario(lineup, traces, scenario, tuned["hpa-karpenter-spot"])
     return {
         "trace": name,
+        "serving": serving,
+        "declared": declared,
         "hours": traces[0].steps * traces[0].dt / 3600,
         "scale_peak_replicas": PEAK_REPLICAS,
         "seconds": round(time.perf_counter() - started, 1),
@@ -222,9 +271,9 @@ def bench_trace(
     }
 
 
-def _write(records: list[dict[str, object]]) -> None:
-    """results.json and results.md for the traces done so far."""
-    (OUT / "results.json").write_text(json.dumps(records, indent=2) + "\n")
+def _write(records: list[dict[str, object]], out: Path) -> None:
+    """results.json and results.md in `out` for the traces done so far."""
+    (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
     lines = [
         "# Policy benchmark (`make bench`)",
         "",
@@ -242,8 +291,9 @@ def _write(records: list[dict[str, object]]) -> None:
     ]
     for r in records:
         lines += [
-            f"## {r['trace']} ({r['hours']:.1f} h)",
+            f"## {r['trace']} ({r['hours']:.1f} h, {r['serving']} serving)",
             "",
+            *(["Declared: " + "; ".join(r["declared"]) + ".", ""] if r["declared"] else []),  # type: ignore[arg-type]
             str(r["table"]),
             "",
             "Equal SLO: " + "; ".join(r["equal_slo"]) + ".",  # type: ignore[arg-type]
@@ -251,7 +301,7 @@ def _write(records: list[dict[str, object]]) -> None:
             f"![{r['trace']}]({r['trace']}.png)",
             "",
         ]
-    (OUT / "results.md").write_text("\n".join(lines))
+    (out / "results.md").write_text("\n".join(lines))
 
 
 def main() -> int:
@@ -260,7 +310,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 hours of each trace at most")
     parser.add_argument("--trace", action="append", choices=TRACES, help="only these traces")
     parser.add_argument("--all", action="store_true", help="every shared trace")
+    parser.add_argument(
+        "--serving", choices=SERVING, default="batching", help="serving model (default batching)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="folder for results.json, results.md and PNGs"
+    )
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     resources = load_manifests(REPO / "examples")
     deployment = next(
         r
@@ -270,11 +327,11 @@ def main() -> int:
     pools = [r for r in resources if isinstance(r, CapacityPool)]
     records = []
     for name in args.trace or (TRACES if args.all else DEFAULT_TRACES):
-        record = bench_trace(name, deployment, pools, args.quick)
+        record = bench_trace(name, deployment, pools, args.quick, args.serving, args.out)
         print(f"## {name} ({record['hours']:.1f} h, {record['seconds']} s)\n\n{record['table']}\n")
         print("equal SLO: " + "; ".join(record["equal_slo"]) + "\n")
         records.append(record)
-        _write(records)  # after every trace: a run cut short keeps what it finished
+        _write(records, args.out)  # after every trace: a run cut short keeps what it finished
     return 0
 
 

@@ -25,7 +25,7 @@ from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
 from costscaler.sim import engine_policy
 from costscaler.sim.lineup import SERVING, Lineup, Settings
 from costscaler.sim.run import simulate
-from costscaler.sim.serving import TokenDraw, batching_profiles
+from costscaler.sim.serving import TokenDraw, batching_profiles, token_slo
 from costscaler.sim.static import peak_rate
 from costscaler.sim.traces import Trace, load_accelerators, load_trace
 
@@ -53,8 +53,9 @@ class _Timed:
 
 
 def _lineup(serving: str) -> Lineup:
-    """The example deployment; with batching, its profiles declare what the batching model
-    serves (`batching_profiles`), as a calibrated user's would."""
+    """The example deployment; with batching, its SLO stated per token as bench_policies.py
+    states it (`token_slo`) and its profiles declaring what the batching model serves
+    (`batching_profiles`), as a calibrated user's would."""
     resources = load_manifests(REPO / "examples")
     deployment = next(
         r
@@ -64,6 +65,7 @@ def _lineup(serving: str) -> Lineup:
     pools = [r for r in resources if isinstance(r, CapacityPool)]
     if serving == "batching":
         draw = TokenDraw(mean_output=deployment.spec.workload.mean_output_tokens or 250.0)
+        deployment = token_slo(deployment, draw.max_context // 2)
         deployment, notes = batching_profiles(deployment, draw, load_accelerators())
         print("declared capacity from the batching model: " + "; ".join(notes))
     return Lineup(deployment, pools, Settings(serving=serving))

@@ -462,3 +462,11 @@ def steady_state(
 def kv_bound(hw: Hardware, input_tokens: float, output_tokens: float) -> int:
     """Most requests of this size one replica batches at once (KV cache, then max_seqs)."""
     return int(min(hw.max_seqs, math.floor(hw.kv_tokens / (input_tokens + output_tokens))))
+
+
+def idle_prefill_s(hw: Hardware, input_tokens: float) -> float:
+    """Seconds to prefill one prompt of `input_tokens` on an idle replica (its TTFT there):
+    iterations of one chunk each, as `Serving.step` runs them."""
+    chunk = float(hw.chunk_tokens)
+    iteration = max(hw.weight_read_s + hw.kv_read_s * input_tokens / 2, hw.compute_s * chunk)
+    return input_tokens / chunk * iteration

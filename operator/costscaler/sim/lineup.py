@@ -2,9 +2,10 @@
 
 HPA, KEDA, KPA, static and `costscaler-single` run on the cheapest on-demand pool (their
 real counterparts cannot mix pools); `hpa-karpenter-spot` and `keda-karpenter-spot` run the
-same HPA and KEDA over that pool and its spot twin as a node autoscaler places them
-(`sim.karpenter`: an on-demand base, a fixed spot share); `costscaler` gets every eligible
-pool, and
+same HPA and KEDA over the cheapest on-demand pool that has a spot twin (the instance family
+a platform team that wants spot picks; the same pool when the cheapest has one) and that
+twin, as a node autoscaler places them (`sim.karpenter`: an on-demand base, a fixed spot
+share); `costscaler` gets every eligible pool, and
 `costscaler-ondemand` every eligible pool but the spot ones (the value of spot, apart).
 `oracle` is the lower bound on all pools at the attainment `costscaler` reached (or the SLO
 target when it did not run); `oracle-single` the bound on the cheapest on-demand pool at the
@@ -99,6 +100,15 @@ class Lineup:
     def __post_init__(self) -> None:
         self.models: list[PoolModel] = pool_models(self.deployment, self.pools)
         self.single = self.models.index(cheapest_on_demand(self.models))
+        paired = [
+            i
+            for i, m in enumerate(self.models)
+            if not m.spot and spot_partner(self.models, i) is not None
+        ]
+        # The Karpenter baselines' on-demand pool: None when no on-demand pool has a twin.
+        self.family: int | None = (
+            min(paired, key=lambda i: self.models[i].cost_per_capacity) if paired else None
+        )
         spec = self.deployment.spec
         self.costs = Costs(
             threshold_s=spec.slo.latency.threshold_seconds,
@@ -123,28 +133,39 @@ class Lineup:
             itl = slo.itl.threshold_seconds if slo.itl else None
             self.serving = ServingSetup(hw, self.settings.router, draw, ttft, itl)
 
-    def start(self, trace: Trace) -> Start:
-        """The allocation every policy starts from: replicas on the cheapest on-demand pool.
+    def home(self, name: str) -> int:
+        """The on-demand pool policy `name` starts on: the Karpenter baselines' own
+        (`family`), the cheapest on-demand pool for every other."""
+        if name.endswith("karpenter-spot") and self.family is not None:
+            return self.family
+        return self.single
+
+    def start(self, trace: Trace, pool: int | None = None) -> Start:
+        """The allocation a policy starts from: replicas on one on-demand pool (default the
+        cheapest; `home(name)` for a policy's own).
 
         `Settings.start_replicas`, or by default the rated replicas the trace's first minute
-        needs, clamped to the deployment's bounds: one count for every policy, so none starts
-        with more warm capacity than another.
+        needs on that pool, clamped to the deployment's bounds: the same rated capacity for
+        every policy, so none starts with more warm capacity than another.
         """
         spec = self.deployment.spec
+        at = self.single if pool is None else pool
         n = self.settings.start_replicas
         if n is None:
             first = trace.arrivals[: max(1, round(60 / trace.dt))]
             rate = float(first.sum()) / (first.size * trace.dt)
-            n = math.ceil(rate / self.models[self.single].capacity_rps - 1e-9)
+            n = math.ceil(rate / self.models[at].capacity_rps - 1e-9)
         n = max(spec.replicas.min, min(spec.replicas.max, n))
-        cap = self.models[self.single].max_replicas
+        cap = self.models[at].max_replicas
         n = n if cap is None else min(n, cap)
-        replicas = tuple(n if i == self.single else 0 for i in range(len(self.models)))
+        replicas = tuple(n if i == at else 0 for i in range(len(self.models)))
         return Start(replicas, self.settings.warm_start)
 
-    def policy(self, name: str, trace: Trace) -> Policy:
-        """A fresh policy by name (policies keep state, so one per run)."""
-        spec, single = self.deployment.spec, self.single
+    def policy(self, name: str, trace: Trace, pool: int | None = None) -> Policy:
+        """A fresh policy by name (policies keep state, so one per run); `pool`: the one
+        pool of a single-pool baseline (default the cheapest on-demand)."""
+        spec = self.deployment.spec
+        single = self.single if pool is None else pool
         lo, hi = spec.replicas.min, spec.replicas.max
         rated = self.models[single].capacity_rps
         if name.startswith("costscaler"):
@@ -162,17 +183,19 @@ class Lineup:
             threshold = self.settings.keda_utilisation * rated
             return KEDA(single, threshold, lo, hi, rate_window_s=self.settings.rate_window_s)
         if name in ("hpa-karpenter-spot", "keda-karpenter-spot"):
-            partner = spot_partner(self.models, single)
-            if partner is None:
+            family = self.family
+            partner = None if family is None else spot_partner(self.models, family)
+            if family is None or partner is None:
                 raise UserError(
-                    f"{name}: no spot pool with the accelerator of {self.models[single].name}"
+                    f"{name}: no on-demand pool in spec.pools has a spot pool with its "
+                    "accelerator; add one to compare against HPA + Karpenter with spot"
                 )
-            inner = self.policy(name.split("-")[0], trace)
+            inner = self.policy(name.split("-")[0], trace, family)
             assert isinstance(inner, (HPA, KEDA))
             inner = replace(inner, pool=0)  # the one pool of the summed view
             limits = spec.spot
             base = limits.min_on_demand_replicas
-            return Placed(inner, single, partner, base, limits.max_fraction, name=name)
+            return Placed(inner, family, partner, base, limits.max_fraction, name=name)
         if name == "kpa":
             return KPA(single, self.settings.kpa_utilisation, lo, hi)
         if name == "static":
@@ -195,7 +218,7 @@ class Lineup:
                 self.models,
                 self.policy(n, trace),
                 self.costs,
-                start=self.start(trace),
+                start=self.start(trace, self.home(n)),
                 seed=seed,
                 replays=replays,
                 bursts=self.settings.bursts,

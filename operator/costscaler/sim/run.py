@@ -238,7 +238,8 @@ def _fluid(rec: Record, burn: int, requests: float, acc: NDArray[np.float64]) ->
 
 def _batched(rec: ServingRecord, burn: int, requests: float, acc: NDArray[np.float64]) -> _Served:
     """The per-request model's figures: exact over the requests that arrived after the
-    burn-in, those never finished counting as slower than any threshold."""
+    burn-in, those never finished counting as slower than any threshold. A request meets
+    the SLO when it meets every objective stated (end to end, and TTFT and ITL if set)."""
     done = rec.finished(burn)
     setup = rec.setup
     served = np.diff(rec.cum_done)[burn:].astype(np.float64)
@@ -258,7 +259,7 @@ def _batched(rec: ServingRecord, burn: int, requests: float, acc: NDArray[np.flo
 
         return at(0.5), at(0.95), at(0.99)
 
-    e2e = share(done.e2e_s, rec.threshold_s)
+    met = float(setup.met(done, rec.threshold_s).sum()) / requests if requests else 1.0
     (p50, p95, p99), (t50, t95, t99), (i50, i95, i99) = (
         pick(done.e2e_s),
         pick(done.ttft_s),
@@ -277,7 +278,7 @@ def _batched(rec: ServingRecord, burn: int, requests: float, acc: NDArray[np.flo
         ttft_attainment=share(done.ttft_s, setup.ttft_s),
         itl_attainment=share(done.itl_s, setup.itl_s),
     )
-    return _Served(served, busy, 1.0 if e2e is None else e2e, latency)
+    return _Served(served, busy, met, latency)
 
 
 def _outcome(

@@ -24,6 +24,7 @@ from costscaler.sim.batching import (
     Router,
     Serving,
     hardware,
+    idle_prefill_s,
     kv_bound,
     steady_state,
 )
@@ -92,6 +93,16 @@ class ServingSetup:
     ttft_s: float | None = None
     itl_s: float | None = None
 
+    def met(self, done: Finished, threshold_s: float) -> NDArray[np.bool_]:
+        """Which requests meet every objective the SLO states: end-to-end latency within
+        `threshold_s`, and TTFT and mean ITL within theirs when declared (the API's rule)."""
+        ok = done.e2e_s <= threshold_s
+        if self.ttft_s is not None:
+            ok &= done.ttft_s <= self.ttft_s
+        if self.itl_s is not None:
+            ok &= done.itl_s <= self.itl_s
+        return np.asarray(ok, dtype=np.bool_)
+
 
 class ServingRecord:
     """The run's per-step record with requests served one by one; same reads as `Record`."""
@@ -136,7 +147,7 @@ class ServingRecord:
             stats = serving.step(step, Arrivals(self.t_s[lo:hi], self.inp[lo:hi], self.out[lo:hi]))
             fin = stats.finished
             self._done.append(fin)
-            met = fin.e2e_s <= self.threshold_s
+            met = self.setup.met(fin, self.threshold_s)
             self.cum_met[step + 1] = self.cum_met[step] + float(met.sum())
             self.cum_done[step + 1] = self.cum_done[step] + fin.e2e_s.size
             self.in_flight[step] = stats.in_system
@@ -176,22 +187,27 @@ class ServingRecord:
 
 
 def batching_profiles(
-    deployment: InferenceDeployment, tokens: TokenDraw, params: dict[str, Any]
+    deployment: InferenceDeployment,
+    tokens: TokenDraw,
+    params: dict[str, Any],
+    means: tuple[float, float] | None = None,
 ) -> tuple[InferenceDeployment, list[str]]:
     """The deployment with each capacity profile declaring what the batching model serves
-    for requests of `tokens`' mean size, and notes on what changed.
+    for requests of `tokens`' mean size (or `means`, mean input and output tokens: a
+    trace's own), and notes on what changed.
 
     Per profile on an accelerator `params` (the parsed accelerators.json) describes:
     requests/s and decode tokens/s are the closed-loop throughput at the batch the KV cache
     holds (`kv_bound`, `steady_state`), the base latency one request's end to end on an idle
     replica, prefill tokens/s the compute rate, and the KV bound the concurrent sequences.
-    A profile whose idle latency reaches the SLO threshold is dropped (that accelerator
-    cannot meet it); others are left as declared. A replay that declares more than its
-    replicas serve builds queues to the client timeout, which is neither what a calibrated
-    user runs nor cheap to simulate.
+    A profile whose idle latency (end to end, TTFT or ITL) reaches the SLO's threshold for
+    it is dropped (that accelerator cannot meet it); others are left as declared. A replay
+    that declares more than its replicas serve builds queues to the client timeout, which is
+    neither what a calibrated user runs nor cheap to simulate.
     """
-    inp, out = tokens.means()
-    threshold = deployment.spec.slo.latency.threshold_seconds
+    inp, out = tokens.means() if means is None else means
+    slo = deployment.spec.slo
+    threshold = slo.latency.threshold_seconds
     kept, notes = [], []
     for prof in deployment.spec.workload.capacity:
         if prof.accelerator not in params["accelerators"]:
@@ -200,14 +216,21 @@ def batching_profiles(
         hw = hardware(params, prof.accelerator, prof.accelerators_per_replica)
         batch = max(1, kv_bound(hw, inp, out))
         tokens_per_s, _ = steady_state(hw, batch, inp, out)
-        idle_tokens_per_s, _ = steady_state(hw, 1, inp, out)
+        idle_tokens_per_s, idle_itl = steady_state(hw, 1, inp, out)
         base = out / idle_tokens_per_s
         rps = tokens_per_s / out
-        if base >= threshold:
-            notes.append(
-                f"{prof.accelerator}: dropped, one request takes {base:.1f} s idle "
-                f">= the {threshold:g} s threshold"
+        idle_ttft = idle_prefill_s(hw, inp)
+        missed = [
+            f"one request takes {took:.2f} s idle >= the {limit:g} s {what}"
+            for what, took, limit in (
+                ("threshold", base, threshold),
+                ("TTFT threshold", idle_ttft, slo.ttft.threshold_seconds if slo.ttft else None),
+                ("ITL threshold", idle_itl, slo.itl.threshold_seconds if slo.itl else None),
             )
+            if limit is not None and took >= limit
+        ]
+        if missed:
+            notes.append(f"{prof.accelerator}: dropped, " + "; ".join(missed))
             continue
         notes.append(
             f"{prof.accelerator}: {prof.requests_per_second:g} -> {rps:.2f} req/s, base "
@@ -235,3 +258,28 @@ def batching_profiles(
         p.model_dump(by_alias=True, exclude_none=True) for p in kept
     ]
     return InferenceDeployment.model_validate(data), notes
+
+
+def token_slo(deployment: InferenceDeployment, longest_output: int) -> InferenceDeployment:
+    """The deployment with its end-to-end threshold set to what its TTFT and ITL objectives
+    allow the longest answer: TTFT + ITL x (`longest_output` - 1) seconds.
+
+    An LLM service states its objectives per token (time to first token, time per output
+    token): a fixed end-to-end threshold would fail every long answer however idle the
+    replica (at 0.035 s a token an A10G takes 8.8 s for 250 tokens, 28 s for 790). With the
+    end-to-end objective implied by the token objectives, a request meets the SLO when its
+    TTFT and ITL do, and the API's end-to-end field (always required) adds nothing.
+    """
+    slo = deployment.spec.slo
+    if slo.ttft is None or slo.itl is None:
+        raise ValueError(
+            "spec.slo: a token SLO needs both spec.slo.ttft and spec.slo.itl; declare them "
+            "(e.g. ttft {quantile: 0.95, thresholdSeconds: 2}, itl {quantile: 0.95, "
+            "thresholdSeconds: 0.1})"
+        )
+    if longest_output < 1:
+        raise ValueError(f"longest_output must be >= 1 token, got {longest_output}")
+    threshold = slo.ttft.threshold_seconds + slo.itl.threshold_seconds * (longest_output - 1)
+    data = deployment.model_dump(by_alias=True, exclude_none=True)
+    data["spec"]["slo"]["latency"]["thresholdSeconds"] = threshold
+    return InferenceDeployment.model_validate(data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,31 @@ def test_hpa_with_karpenter_places_the_hpa_count_on_spot_and_on_demand(lineup):
     # pods stay where they started (on demand); the scale-up went to spot, within its share
     assert 0 < ready[spot, 800] <= split(int(total), 1, 0.6)[1]
     assert ready[spot, 1700] == 0 and ready[od, 1700] >= total  # spot gone: on demand instead
+
+
+def test_karpenter_baselines_run_on_the_cheapest_on_demand_pool_with_a_spot_twin(lineup):
+    """With the A100 the cheapest on-demand pool per request/s (as under the batching model's
+    capacities) and no A100 spot pool, HPA + Karpenter runs on the cheapest on-demand pool
+    that has a spot twin, and starts there with the same rated capacity as the others."""
+    from sim_helpers import trace
+
+    from costscaler.sim.lineup import Lineup
+
+    data = lineup.deployment.model_dump(by_alias=True, exclude_none=True)
+    for prof in data["spec"]["workload"]["capacity"]:
+        if prof["accelerator"] == "A100-40GB":
+            prof["requestsPerSecond"] = 20.0  # $4.10/h a replica: the cheapest per req/s
+    deployment = type(lineup.deployment).model_validate(data)
+    world = Lineup(deployment, lineup.pools)
+    names = [m.name for m in world.models]
+    assert names[world.single] == "p4d-24xlarge-a100-ondemand"
+    assert names[world.family] == "g5-xlarge-a10g-ondemand"  # type: ignore[index]
+    t = trace(np.full(1800, 40.0))
+    policy = world.policy("hpa-karpenter-spot", t)
+    assert names[policy.on_demand] == "g5-xlarge-a10g-ondemand"  # type: ignore[attr-defined]
+    assert names[policy.spot] == "g5-xlarge-a10g-spot"  # type: ignore[attr-defined]
+    home = world.start(t, world.home("hpa-karpenter-spot")).replicas
+    assert home[world.family] == math.ceil(40.0 / world.models[world.family].capacity_rps)  # type: ignore[index]
+    assert world.start(t, world.home("hpa")).replicas[world.single] == 2  # 40 / 20 req/s
+    out = world.run(["hpa-karpenter-spot"], t)[0]
+    assert out.slo_attainment > 0.99  # it took over its own warm replicas

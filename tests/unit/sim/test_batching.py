@@ -15,7 +15,7 @@ from costscaler.sim.batching import (
     route,
     steady_state,
 )
-from costscaler.sim.serving import TokenDraw, batching_profiles
+from costscaler.sim.serving import TokenDraw, batching_profiles, token_slo
 from costscaler.sim.traces import load_accelerators
 
 DATA = load_accelerators()
@@ -201,3 +201,52 @@ def test_batching_profiles_name_the_slo_no_accelerator_meets(lineup):
     tight.spec.slo.latency.threshold_seconds = 2.0
     with pytest.raises(ValueError, match=r"spec.workload.capacity: no accelerator meets"):
         batching_profiles(tight, TokenDraw(), DATA)
+
+
+def test_token_slo_sets_the_end_to_end_threshold_the_token_objectives_allow(lineup):
+    """TTFT 2 s and ITL 0.1 s allow the longest answer of 4,096 tokens 2 + 0.1 x 4,095 s."""
+    slo = token_slo(lineup.deployment, 4096).spec.slo
+    assert slo.latency.threshold_seconds == pytest.approx(411.5)
+    assert slo.ttft == lineup.deployment.spec.slo.ttft
+    bare = lineup.deployment.model_copy(deep=True)
+    bare.spec.slo.itl = None
+    with pytest.raises(ValueError, match=r"spec.slo.ttft and spec.slo.itl"):
+        token_slo(bare, 4096)
+
+
+def test_batching_profiles_keep_the_l4_under_a_token_slo_and_drop_on_itl(lineup):
+    """Under the token SLO an idle L4 meets TTFT and ITL (~0.07 s a token on its 300 GB/s),
+    so its profile stays; an ITL objective below that drops it, naming the objective."""
+    sloped = token_slo(lineup.deployment, 4096)
+    deployment, _ = batching_profiles(sloped, TokenDraw(), DATA)
+    assert "L4" in {p.accelerator for p in deployment.spec.workload.capacity}
+    tight = sloped.model_copy(deep=True)
+    tight.spec.slo.itl.threshold_seconds = 0.05  # type: ignore[union-attr]
+    deployment, notes = batching_profiles(tight, TokenDraw(), DATA)
+    assert "L4" not in {p.accelerator for p in deployment.spec.workload.capacity}
+    assert any(n.startswith("L4: dropped") and "ITL threshold" in n for n in notes)
+    trace_mix, _ = batching_profiles(sloped, TokenDraw(), DATA, means=(1155.0, 211.0))
+    a10g = hardware(DATA, "A10G")
+    rps = trace_mix.spec.workload.profile_for("A10G").requests_per_second
+    assert rps == pytest.approx(steady_state(a10g, kv_bound(a10g, 1155, 211), 1155, 211)[0] / 211)
+
+
+def test_a_request_meets_the_slo_only_when_it_meets_every_objective(lineup):
+    """Attainment under batching counts requests within end to end, TTFT and ITL at once:
+    with a TTFT objective no request meets, nothing attains, whatever end to end does."""
+    from sim_helpers import trace
+
+    from costscaler.api.deployment import TokenLatencySLO
+    from costscaler.sim.lineup import Lineup, Settings
+
+    spec = lineup.deployment.spec
+    slo = spec.slo.model_copy(update={"ttft": TokenLatencySLO(threshold_seconds=0.001)})
+    deployment = lineup.deployment.model_copy(update={"spec": spec.model_copy(update={"slo": slo})})
+    t = trace(np.full(600, 0.4))
+    got = Lineup(deployment, lineup.pools, Settings(serving="batching")).run(["static"], t)[0]
+    assert got.latency.ttft_attainment == 0.0 and got.slo_attainment == 0.0
+    loose = spec.slo.model_copy(update={"ttft": TokenLatencySLO(threshold_seconds=30.0)})
+    easy = lineup.deployment.model_copy(update={"spec": spec.model_copy(update={"slo": loose})})
+    fine = Lineup(easy, lineup.pools, Settings(serving="batching")).run(["static"], t)[0]
+    assert fine.slo_attainment > 0.5
+    assert fine.slo_attainment <= min(fine.latency.ttft_attainment, fine.latency.itl_attainment)  # type: ignore[type-var]
