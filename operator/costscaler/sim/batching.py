@@ -42,6 +42,10 @@ Router = Literal["least", "round-robin"]
 # and a replay of an overloaded deployment keeps a bounded queue.
 TIMEOUT_S = 600.0
 ROUTERS: tuple[Router, ...] = ("least", "round-robin")
+# Rows of the in-flight request table: arrival (s), input and output tokens, prompt tokens
+# left to prefill, output tokens generated, TTFT (s; NaN until the first token).
+_ARR, _INP, _OUT, _PRE, _GEN, _TTFT = range(6)
+_FIELDS = 6
 
 
 @dataclass(frozen=True)
@@ -144,25 +148,38 @@ class StepStats:
     output_tokens: FloatArray
 
 
+_FINISHED = ("arrival_s", "ttft_s", "itl_s", "e2e_s")
+_NONE = np.zeros(0)
+_NOBODY = (Finished(_NONE, _NONE, _NONE, _NONE), np.zeros(0, dtype=np.int64), _NONE, _NONE)
+
+
 def _group_starts(groups: IntArray) -> NDArray[np.bool_]:
     """True where a run of equal, sorted group ids begins."""
-    first = np.ones(groups.size, dtype=bool)
-    first[1:] = groups[1:] != groups[:-1]
+    first = np.empty(groups.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(groups[1:], groups[:-1], out=first[1:])
     return first
 
 
-def _group_cumsum(values: FloatArray, groups: IntArray) -> FloatArray:
-    """Inclusive running sums of non-negative `values` restarting at each group (sorted)."""
-    total = np.cumsum(values)
-    base = np.where(_group_starts(groups), total - values, 0.0)
+def _group_cumsum(
+    values: FloatArray, groups: IntArray, starts: NDArray[np.bool_] | None = None
+) -> FloatArray:
+    """Inclusive running sums of non-negative `values` restarting at each group (sorted);
+    `starts`: `_group_starts(groups)` if already at hand."""
+    total = values.cumsum()
+    first = _group_starts(groups) if starts is None else starts
+    base = np.where(first, total - values, 0.0)
     return np.asarray(total - np.maximum.accumulate(base), dtype=np.float64)
 
 
-def _group_runmax(values: FloatArray, groups: IntArray) -> FloatArray:
-    """Running maximum of `values` restarting at each group (groups sorted)."""
+def _group_runmax(
+    values: FloatArray, groups: IntArray, starts: NDArray[np.bool_] | None = None
+) -> FloatArray:
+    """Running maximum of `values` restarting at each group (groups sorted); `starts` as
+    for `_group_cumsum`."""
     if values.size == 0:
         return values
-    rank = np.cumsum(_group_starts(groups)) - 1
+    rank = (_group_starts(groups) if starts is None else starts).cumsum() - 1
     span = 2.0 * (float(np.abs(values).max()) + 1.0)
     return np.asarray(np.maximum.accumulate(values + rank * span) - rank * span, np.float64)
 
@@ -212,9 +229,19 @@ class Serving:
         self.slot_pool: list[int] = []
         self.free: list[int] = []
         self._arrays(0)
-        self._reqs = {k: np.zeros(0) for k in ("arr", "inp", "out", "pre", "gen", "ttft")}
-        self._rep = np.zeros(0, dtype=np.int64)
-        self._adm = np.zeros(0, dtype=bool)
+        # Requests in flight, one column each (rows _ARR.._TTFT), in arrival order, in
+        # buffers that grow by doubling: a step appends, gathers and compacts a few arrays
+        # rather than one per field.
+        self._buf = np.zeros((_FIELDS, 256))
+        self._rep_buf = np.full(256, -1, dtype=np.int64)
+        self._adm_buf = np.zeros(256, dtype=bool)
+        self._count = 0
+        self._views()
+
+    def _views(self) -> None:
+        """Point the in-flight views at the first `_count` columns of the buffers."""
+        n = self._count
+        self._q, self._rep, self._adm = self._buf[:, :n], self._rep_buf[:n], self._adm_buf[:n]
 
     def _arrays(self, n: int) -> None:
         """Per-slot parameter arrays for `n` slots (rebuilt when slots change)."""
@@ -228,6 +255,7 @@ class Serving:
         self.up = np.zeros(n, dtype=bool)
         for slots in self.alive:
             self.up[slots] = True
+        self.ups = self.up.nonzero()[0]
 
     def set_ready(self, counts: list[int] | IntArray) -> None:
         """Make `counts[p]` replicas of each pool ready; requests on removed ones start over."""
@@ -259,9 +287,10 @@ class Serving:
             hit = np.isin(self._rep, gone)
             self._rep[hit] = -1
             self._adm[hit] = False
-            self._reqs["pre"][hit] = self._reqs["inp"][hit]
-            self._reqs["gen"][hit] = 0.0
-            self._reqs["ttft"][hit] = np.nan
+            q = self._q
+            q[_PRE, hit] = q[_INP, hit]
+            q[_GEN, hit] = 0.0
+            q[_TTFT, hit] = np.nan
         if gone or added:
             self._arrays(len(self.slot_pool))
         return new
@@ -274,7 +303,7 @@ class Serving:
         reps, adm = self._rep[placed], self._adm[placed]
         running = np.bincount(reps[adm], minlength=size)
         waiting = np.bincount(reps[~adm], minlength=size)
-        reserve = (self._reqs["inp"] + self._reqs["out"])[placed]
+        reserve = (self._q[_INP] + self._q[_OUT])[placed]
         used = np.bincount(reps[adm], reserve[adm], minlength=size)
         kv = np.where(self.up, used / np.maximum(self.kv, 1.0), 0.0) if size else used
         return running.astype(np.int64), waiting.astype(np.int64), np.asarray(kv, np.float64)
@@ -282,25 +311,47 @@ class Serving:
     @property
     def in_system(self) -> int:
         """Requests waiting or running now."""
-        return int(self._rep.size)
+        return self._count
 
     def _append(self, new: Arrivals) -> None:
-        r = self._reqs
         n = new.time_s.size
         if n == 0:
             return
-        r["arr"] = np.concatenate((r["arr"], new.time_s))
-        r["inp"] = np.concatenate((r["inp"], new.input_tokens))
-        r["out"] = np.concatenate((r["out"], np.maximum(1.0, new.output_tokens)))
-        r["pre"] = np.concatenate((r["pre"], new.input_tokens))
-        r["gen"] = np.concatenate((r["gen"], np.zeros(n)))
-        r["ttft"] = np.concatenate((r["ttft"], np.full(n, np.nan)))
-        self._rep = np.concatenate((self._rep, np.full(n, -1, dtype=np.int64)))
-        self._adm = np.concatenate((self._adm, np.zeros(n, dtype=bool)))
+        lo, hi = self._count, self._count + n
+        if hi > self._rep_buf.size:
+            size = max(hi, 2 * self._rep_buf.size)
+            buf = np.zeros((_FIELDS, size))
+            buf[:, :lo] = self._q
+            rep = np.full(size, -1, dtype=np.int64)
+            rep[:lo] = self._rep
+            adm = np.zeros(size, dtype=bool)
+            adm[:lo] = self._adm
+            self._buf, self._rep_buf, self._adm_buf = buf, rep, adm
+        b = self._buf
+        b[_ARR, lo:hi] = new.time_s
+        b[_INP, lo:hi] = new.input_tokens
+        b[_OUT, lo:hi] = np.maximum(1.0, new.output_tokens)
+        b[_PRE, lo:hi] = new.input_tokens
+        b[_GEN, lo:hi] = 0.0
+        b[_TTFT, lo:hi] = np.nan
+        self._rep_buf[lo:hi] = -1
+        self._adm_buf[lo:hi] = False
+        self._count = hi
+        self._views()
+
+    def _compact(self, keep: NDArray[np.bool_]) -> None:
+        """Keep the in-flight requests where `keep`, in order."""
+        idx = keep.nonzero()[0]
+        n = idx.size
+        self._buf[:, :n] = self._q[:, idx]
+        self._rep_buf[:n] = self._rep[idx]
+        self._adm_buf[:n] = self._adm[idx]
+        self._count = n
+        self._views()
 
     def _route(self) -> None:
-        waiting = np.flatnonzero(self._rep < 0)
-        ups = np.flatnonzero(self.up)
+        waiting = (self._rep < 0).nonzero()[0]
+        ups = self.ups
         if waiting.size == 0 or ups.size == 0:
             return
         counts = np.bincount(self._rep[self._rep >= 0], minlength=self.up.size)[ups]
@@ -315,45 +366,48 @@ class Serving:
         first `max_seqs - running` waiting at a replica can be admitted, so the KV-cache sums
         run over those candidates alone (token counts are whole: the sums are exact).
         """
-        r, adm = self._reqs, self._adm[order]
+        q, adm = self._q, self._adm[order]
         size = self.up.size
-        ran, ran_reps = order[adm], reps[adm]
-        used = np.bincount(ran_reps, r["inp"][ran] + r["out"][ran], minlength=size)
+        tokens = q[_INP, order] + q[_OUT, order]
+        ran_reps = reps[adm]
+        used = np.bincount(ran_reps, tokens[adm], minlength=size)
         running = np.bincount(ran_reps, minlength=size).astype(np.float64)
-        wait, wait_reps = order[~adm], reps[~adm]
+        waits = ~adm
+        wait, wait_reps = order[waits], reps[waits]
         pos = np.arange(wait.size)
         rank = pos - np.maximum.accumulate(np.where(_group_starts(wait_reps), pos, 0))
         cand = rank < (self.seqs - running)[wait_reps]
-        idx, g = wait[cand], wait_reps[cand]
-        fits = _group_cumsum(r["inp"][idx] + r["out"][idx], g) <= (self.kv - used)[g]
-        self._adm[idx[fits]] = True
+        g = wait_reps[cand]
+        fits = _group_cumsum(tokens[waits][cand], g) <= (self.kv - used)[g]
+        self._adm[wait[cand][fits]] = True
 
-    def _give_up(self, t0: float) -> tuple[Finished, IntArray, FloatArray, FloatArray]:
+    def _give_up(self, t0: float) -> tuple[Finished, IntArray, FloatArray, FloatArray] | None:
         """Requests still waiting for a batch `timeout_s` after they arrived: the client gives
         up; they leave as finished at infinite latency (late by any threshold). With the slot
-        each waited at (-1: none) and their input and output tokens."""
-        r = self._reqs
-        old = ~self._adm & (t0 - r["arr"] > self.timeout_s)
+        each waited at (-1: none) and their input and output tokens; None if there are none."""
+        q = self._q
+        # Arrival order is kept (appended in order, compacted in order): none is old enough
+        # unless the first is.
+        if not self._count or t0 - q[_ARR, 0] <= self.timeout_s:
+            return None
+        old = ~self._adm & (t0 - q[_ARR] > self.timeout_s)
         if not old.any():
-            none = np.zeros(0)
-            return Finished(none, none, none, none), np.zeros(0, np.int64), none, none
+            return None
         inf = np.full(int(old.sum()), np.inf)
-        gone = Finished(r["arr"][old].copy(), inf, inf, inf)
-        slots, inp, out = self._rep[old].copy(), r["inp"][old].copy(), r["out"][old].copy()
-        keep = ~old
-        for k in r:
-            r[k] = r[k][keep]
-        self._rep, self._adm = self._rep[keep], self._adm[keep]
+        gone = Finished(q[_ARR, old], inf, inf, inf)
+        slots, inp, out = self._rep[old], q[_INP, old], q[_OUT, old]
+        self._compact(~old)
         return gone, slots, inp, out
 
     def step(self, t: int, new: Arrivals) -> StepStats:
         """Serve step t (from t x dt to (t + 1) x dt) with `new` arriving in it."""
         dt, t0, size = self.dt, t * self.dt, self.up.size
-        gone, gone_slot, gone_inp, gone_out = self._give_up(t0)
+        gave_up = self._give_up(t0)
         self._append(new)
         self._route()
-        placed = np.flatnonzero(self._rep >= 0)
+        placed = (self._rep >= 0).nonzero()[0]
         if placed.size == 0:
+            gone, gone_slot, gone_inp, gone_out = gave_up or _NOBODY
             return StepStats(gone, self.in_system, 0, np.zeros(size), gone_slot, gone_inp, gone_out)
         # Stable by replica (FIFO within each): 16-bit keys sort in linear time (radix).
         keys = self._rep[placed]
@@ -363,8 +417,8 @@ class Serving:
         # the running batch alone however long the queues grow.
         order = order[self._adm[order]]
         reps = self._rep[order]
-        r = self._reqs
-        pre, gen, inp, out = r["pre"][order], r["gen"][order], r["inp"][order], r["out"][order]
+        q = self._q
+        arr, inp, out, pre, gen, ttft_was = q[:, order]
         decoding = pre <= 0
         prefilling = ~decoding
         batch = np.bincount(reps[decoding], minlength=size).astype(np.float64)
@@ -375,14 +429,16 @@ class Serving:
         # until the admitted prompts are prefilled, in order; a prompt starts no earlier than
         # it arrives (a max-plus recursion over each replica's queue).
         it1 = np.maximum(memory, self.k * (batch + chunk))
-        pi = np.flatnonzero(prefilling)
-        g, per_token = reps[pi], (it1 / chunk)[reps[pi]]
+        pi = prefilling.nonzero()[0]
+        g = reps[pi]
+        per_token = (it1 / chunk)[g]
+        starts = _group_starts(g)
         work = pre[pi]
-        cum = _group_cumsum(work, g)
-        arrive = np.maximum(r["arr"][order[pi]] - t0, 0.0)
-        done_at = cum * per_token + _group_runmax(arrive - (cum - work) * per_token, g)
+        cum = _group_cumsum(work, g, starts)
+        arrive = np.maximum(arr[pi] - t0, 0.0)
+        done_at = cum * per_token + _group_runmax(arrive - (cum - work) * per_token, g, starts)
         began = done_at - work * per_token
-        processed = np.clip((dt - began) / per_token, 0.0, work)
+        processed = np.minimum(np.maximum((dt - began) / per_token, 0.0), work)
         finish_pre = np.zeros(order.size, dtype=bool)
         finish_pre[pi] = done_at <= dt
         t1 = np.minimum(dt, np.bincount(g, processed * per_token, minlength=size))[reps]
@@ -392,48 +448,50 @@ class Serving:
         start[pi] = np.minimum(done_at, dt)
         # Phase 2: decode-only iterations of everything prefilled.
         batch2 = batch + np.bincount(reps[finish_pre], minlength=size)
+        # Positive (the weights' read) everywhere; read only at replicas decoding something.
         it2 = np.maximum(memory, self.k * batch2)
-        it2 = np.where(batch2 > 0, it2, np.inf)
         active = decoding | finish_pre
-        rem = out - np.where(finish_pre, 1.0, gen)
-        in1 = np.maximum(0.0, t1 - start) / it1[reps]
-        in2 = np.maximum(0.0, dt - np.maximum(t1, start)) / it2[reps]
-        end1 = start + rem * it1[reps]
-        end2 = np.maximum(t1, start) + np.maximum(0.0, rem - in1) * it2[reps]
+        gen_from = np.where(finish_pre, 1.0, gen)
+        rem = out - gen_from
+        it1_r, it2_r = it1[reps], it2[reps]
+        in1 = np.maximum(0.0, t1 - start) / it1_r
+        late = np.maximum(t1, start)
+        in2 = np.maximum(0.0, dt - late) / it2_r
+        end1 = start + rem * it1_r
+        end2 = late + np.maximum(0.0, rem - in1) * it2_r
         end = np.where(rem <= in1, end1, end2)
         done = active & (end <= dt)
-        new_gen = np.where(finish_pre, 1.0, gen) + np.where(active, in1 + in2, 0.0)
+        new_gen = gen_from + np.where(active, in1 + in2, 0.0)
         # Write back, then drop what finished.
-        ttft = np.where(finish_pre, t0 + start - r["arr"][order], r["ttft"][order])
-        r["pre"][order] = np.where(finish_pre, 0.0, left)
-        r["gen"][order] = np.minimum(new_gen, out)
-        r["ttft"][order] = ttft
-        fin = order[done]
-        e2e = t0 + end[done] - r["arr"][fin]
+        ttft = np.where(finish_pre, t0 + start - arr, ttft_was)
+        q[_PRE, order] = np.where(finish_pre, 0.0, left)
+        q[_GEN, order] = np.minimum(new_gen, out)
+        q[_TTFT, order] = ttft
+        e2e = t0 + end[done] - arr[done]
         ttft_fin = np.minimum(ttft[done], e2e)
-        itl = np.where(out[done] > 1, (e2e - ttft_fin) / np.maximum(1.0, out[done] - 1.0), 0.0)
-        finished = Finished(
-            *(
-                np.concatenate((a, b))
-                for a, b in zip(
-                    (gone.arrival_s, gone.ttft_s, gone.itl_s, gone.e2e_s),
-                    (r["arr"][fin].copy(), ttft_fin, itl, e2e),
-                    strict=True,
-                )
-            )
-        )
+        out_fin = out[done]
+        itl = np.where(out_fin > 1, (e2e - ttft_fin) / np.maximum(1.0, out_fin - 1.0), 0.0)
         busy = np.zeros(size)
         busy[reps] = 1.0
-        slot = np.concatenate((gone_slot, reps[done]))
-        fin_inp = np.concatenate((gone_inp, inp[done]))
-        fin_out = np.concatenate((gone_out, out[done]))
-        keep = np.ones(self._rep.size, dtype=bool)
-        keep[fin] = False
-        for k in r:
-            r[k] = r[k][keep]
-        self._rep, self._adm = self._rep[keep], self._adm[keep]
+        served: tuple[NDArray[Any], ...] = (
+            arr[done],
+            ttft_fin,
+            itl,
+            e2e,
+            reps[done],
+            inp[done],
+            out_fin,
+        )
+        if gave_up is not None:
+            gone, gone_slot, gone_inp, gone_out = gave_up
+            earlier = (*(getattr(gone, k) for k in _FINISHED), gone_slot, gone_inp, gone_out)
+            served = tuple(np.concatenate(pair) for pair in zip(earlier, served, strict=True))
+        keep = np.empty(self._count, dtype=bool)
+        keep.fill(True)
+        keep[order[done]] = False
+        self._compact(keep)
         running = int(self._adm.sum())
-        return StepStats(finished, self.in_system, running, busy, slot, fin_inp, fin_out)
+        return StepStats(Finished(*served[:4]), self.in_system, running, busy, *served[4:])
 
 
 def steady_state(
