@@ -102,7 +102,11 @@ def directions(rates: FloatArray) -> Directions:
         return Directions(np.zeros((0, rates.shape[0])), rates)
     y = np.vstack(found)
     y /= y.max(axis=1, keepdims=True)
-    y = np.unique(np.round(y, 12), axis=0)
+    # One row per candidate: rows equal to 9 significant digits are one (scale-free, so a
+    # coordinate far below the largest is never taken for 0).
+    with np.errstate(divide="ignore"):
+        keys = np.where(y > 0, np.round(np.log(np.where(y > 0, y, 1.0)), 9), -np.inf)
+    y = y[np.sort(np.unique(keys, axis=0, return_index=True)[1])]
     kind = np.array([kinds.index(r) for r in rows], dtype=np.int64)
     return Directions(np.ascontiguousarray(y[:, kind]), rates)
 
@@ -222,6 +226,10 @@ def mix_capacity(found: Directions, shares: FloatArray, scale: float = 1.0) -> M
     s = np.where(served, np.maximum(np.asarray(shares, dtype=np.float64), 0.0), 0.0)
     if not s.sum() > 0 or found.y.shape[0] == 0:
         return None
+    s = s / s.sum()
+    # A size with under 1e-12 of the requests changes no plan; left in, its share would
+    # only overflow phi's scale (a denormal share of a size served by one type alone).
+    s = np.where(s >= 1e-12, s, 0.0)
     s = s / s.sum()
     with np.errstate(divide="ignore"):
         inv = np.where(rates > 0, 1.0 / np.where(rates > 0, rates, 1.0), np.inf)

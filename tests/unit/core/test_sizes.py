@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 from core_helpers import steady
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import optimize
 
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests, parse_resource
@@ -99,6 +101,38 @@ def test_capacity_is_the_routing_lp_and_the_bound_holds() -> None:
             assert got[0] == pytest.approx(want, rel=1e-7, abs=1e-9)
             assert part.sum() == pytest.approx(got[0])
             assert float(mix.bound @ x) >= want * (1.0 - 1e-9) - 1e-12
+
+
+@st.composite
+def _instances(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pool capacities per size over six decades (0: not served; every size served
+    somewhere), shares (some 0) and a plan."""
+    n, b = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    rate = st.one_of(st.just(0.0), st.floats(1e-3, 1e3))
+    rates = np.array(draw(st.lists(st.lists(rate, min_size=b, max_size=b), min_size=n, max_size=n)))
+    for j in range(b):
+        if not (rates[:, j] > 0).any():
+            rates[draw(st.integers(0, n - 1)), j] = draw(st.floats(1e-3, 1e3))
+    share = np.array(draw(st.lists(st.floats(0.0, 1.0), min_size=b, max_size=b)))
+    # Smaller shares are below what the reference LP resolves: HiGHS's feasibility
+    # tolerance (1e-7) lets a size of share 1e-9 pass unserved (`core.sizes` says 0 then).
+    share[share < 1e-3] = 0.0
+    if not share.sum() > 1e-6:
+        share[draw(st.integers(0, b - 1))] = 1.0
+    plan = np.array(draw(st.lists(st.integers(0, 20), min_size=n, max_size=n)), dtype=float)
+    return rates, share / share.sum(), plan
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_instances())
+def test_capacity_matches_the_lp_on_any_rates(case: tuple[np.ndarray, ...]) -> None:
+    rates, share, x = case
+    mix = sizes.mix_capacity(sizes.directions(rates), share)
+    assert mix is not None
+    want = lp_capacity(rates, share, x)
+    got = float(mix.capacity(x[None, :])[0])
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-9)
+    assert float(mix.bound @ x) >= want * (1.0 - 1e-6) - 1e-9
 
 
 def test_one_size_is_the_sum_of_the_replicas_capacities() -> None:
