@@ -183,9 +183,15 @@ def _latest(series: Mapping[str, FloatArray], name: str) -> int:
 def idle_accelerators(pl: Planner, prob: Problem, plan: IntArray, rate_rps: float) -> float:
     """Accelerators of `plan` not needed at `rate_rps`: the plan's accelerators times the
     share of its capacity left unused (each replica's accelerators per req/s, on average),
-    plus those of its nodes' empty replica slots (paid whole, `core.nodes`)."""
+    plus those of its nodes' empty replica slots (paid whole, `core.nodes`). With request
+    sizes the plan's capacity is the size-aware routing's (`core.sizes`)."""
     used = float(plan @ pl.accelerators)
-    served = float(plan @ prob.risk.capacity)
+    mix = prob.risk.mix
+    served = float(
+        plan @ prob.risk.capacity
+        if mix is None
+        else mix.capacity(plan[None, :].astype(np.float64))[0]
+    )
     needed = used * min(rate_rps / served, 1.0) if served > 0 else 0.0
     provisioned = used + float(nodes.empty(plan, pl.per_node) @ pl.accelerators)
     return cost.idle_accelerator_hours(provisioned, needed, 3600.0)  # per hour: a count

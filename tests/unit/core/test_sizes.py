@@ -474,3 +474,19 @@ def test_plan_is_within_5_percent_of_the_integer_optimum_for_its_capacity(
     assert served > 0
     best = _milp(rates, share, node_price, per_node, served)
     assert paid <= best * 1.05 + 1e-9, (plan["replicas"], paid, best)
+
+
+def test_idle_accelerators_count_the_plan_at_its_size_aware_capacity() -> None:
+    """Idle accelerators are the plan's share of capacity unused at the current rate, and
+    with sizes that capacity is C(x), not the pools' capacities alone summed."""
+    st = Settings(
+        latency_threshold_s=10.0,
+        replicas_max=80,
+        size_names=("short", "long"),
+        size_shares=(0.8, 0.2),
+    )
+    d = Planner([SMALL, LARGE], st).decide(steady(20.0), {}, 3600.0, alternatives=False)
+    x = np.array([d.replicas["small"], d.replicas["large"]], dtype=np.float64)
+    rates = np.array([SMALL.bucket_rps, LARGE.bucket_rps])
+    served = lp_capacity(rates, np.array([0.8, 0.2]), x)
+    assert d.idle_accelerators == pytest.approx(x.sum() * (1.0 - 20.0 / served), rel=1e-6)
