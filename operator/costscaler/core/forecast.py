@@ -21,8 +21,8 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtr
 
+from costscaler.core.special import ndtr
 from costscaler.core.types import FloatArray
 
 # Probability bins of the demand sample: finer in the upper tail, where SLO quantiles live.

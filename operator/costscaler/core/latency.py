@@ -24,7 +24,7 @@ dimensionless, in [0, 1], non-decreasing in lambda, 1 - q at the rated rate c an
 (ErlangC(m, m) = 1). The engine reads it at the rated utilisation u = lambda / c, from 0 up
 to the headroom h = mu / c (> 1). ErlangC(m, a) = B / (1 - (a / m)(1 - B)) with Erlang B in
 closed form for real m, B(m, a) = Poisson(m; a) / Q(m + 1, a), Q the regularised upper
-incomplete gamma (`scipy.special.gammaincc`).
+incomplete gamma (`core.special`: 1 - P(m + 1, a), a < m).
 
 The calibrator (`core.capacity`) moves c from observed (load, latency quantile) samples:
 it finds the load at which the observed quantile crosses L, which is c by this definition,
@@ -49,8 +49,8 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import optimize, special
 
+from costscaler.core.special import brentq, gammainc_series
 from costscaler.core.types import FloatArray
 
 DEFAULT_BASE_SHARE = 0.5
@@ -69,8 +69,8 @@ def erlang_c(m: float, a: FloatArray) -> FloatArray:
     out = np.ones_like(a)
     ok = (a > 0) & (a < m)
     x = a[ok]
-    log_pois = m * np.log(x) - x - special.gammaln(m + 1.0)
-    b = np.exp(log_pois) / special.gammaincc(m + 1.0, x)
+    log_pois = m * np.log(x) - x - math.lgamma(m + 1.0)
+    b = np.exp(log_pois) / (1.0 - gammainc_series(m + 1.0, x))
     out[ok] = b / (1.0 - (x / m) * (1.0 - b))
     out[a <= 0] = 0.0
     return out
@@ -110,7 +110,7 @@ def _saturation(rated_rps: float, base_s: float, threshold_s: float, quantile: f
     hi = 2.0 * rated_rps
     while excess(hi) > 0.0:
         hi *= 2.0
-    return float(optimize.brentq(excess, rated_rps, hi, xtol=1e-12 * rated_rps, rtol=1e-12))
+    return float(brentq(excess, rated_rps, hi, xtol=1e-12 * rated_rps, rtol=1e-12))
 
 
 def saturation(rated_rps: float, base_s: float, threshold_s: float, quantile: float) -> float:
@@ -170,7 +170,7 @@ def curve(
 # each decoding a while), and a request's iterations run slower than the threshold when the
 # batch it sees passes B*. A request sees the batch size-biased (N with probability
 # n P(N = n) / E N), so the share over is P(Poisson(B* rho) >= B*) = P(B*, B* rho), the
-# regularised lower incomplete gamma (`scipy.special.gammainc`), continuous in B*:
+# regularised lower incomplete gamma (`core.special.gammainc_series`), continuous in B*:
 #
 #     v_itl(u) = P(B*, B* rho(u))  for u < 1,  1 for u >= 1  (a backlog fills the batch).
 #
@@ -213,7 +213,7 @@ def itl_violating(
     if slots <= batch_at_itl:  # the KV cache stops the batch before it slows past the SLO
         return np.asarray(np.where(u >= 1.0, 1.0, 0.0), dtype=np.float64)
     rho = under * (1.0 - prefill_share) / (1.0 - prefill_share * under)
-    over = special.gammainc(batch_at_itl, batch_at_itl * rho)
+    over = gammainc_series(batch_at_itl, batch_at_itl * rho)
     return np.asarray(np.where(u >= 1.0, 1.0, over), dtype=np.float64)
 
 

@@ -1,0 +1,106 @@
+"""core.special against scipy (a test dependency only), and the operator's imports without it."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import optimize, special
+
+from costscaler.core import special as ours
+
+finite = st.floats(-40.0, 40.0, allow_nan=False)
+
+
+def _relative(got: np.ndarray, want: np.ndarray) -> float:
+    # Relative where doubles have full precision; near underflow (subnormals) absolute.
+    scale = np.maximum(np.abs(want), 1e-290)
+    return float(np.max(np.abs(got - want) / scale))
+
+
+@settings(max_examples=300)
+@given(st.lists(finite, min_size=1, max_size=40))
+def test_ndtr_matches_scipy(values: list[float]):
+    z = np.array(values)
+    assert _relative(ours.ndtr(z), special.ndtr(z)) <= 1e-12
+
+
+def test_ndtr_across_its_branches_and_edges():
+    # Every branch (erf, erfc below and past 8, underflow) and the points between them.
+    z = np.r_[np.linspace(-40.0, 40.0, 80001), [-0.0, 0.0, math.sqrt(2.0), 8 * math.sqrt(2.0)]]
+    assert _relative(ours.ndtr(z), special.ndtr(z)) <= 1e-12
+    edge = ours.ndtr(np.array([-np.inf, np.inf, np.nan]))
+    assert edge[0] == 0.0 and edge[1] == 1.0 and np.isnan(edge[2])
+
+
+def test_ndtr_keeps_shape_and_writes_out():
+    z = np.linspace(-3.0, 3.0, 12).reshape(3, 4)
+    want = special.ndtr(z)
+    got = ours.ndtr(z, out=z)
+    assert got is z and got.shape == (3, 4)
+    assert _relative(got, want) <= 1e-12
+
+
+# The latency model reads P(a, x) for x <= a (ITL: x = B* rho, rho < 1; Erlang B: Q(m + 1, x)
+# with x < m). Both this series and scipy lose about a x eps in x^a e^-x: 1e-12 holds to
+# a = 500 (slots and batches beyond are not served by one replica), 1e-10 to 5,000.
+@settings(max_examples=300)
+@given(st.floats(0.01, 500.0), st.floats(0.0, 1.0))
+def test_gammainc_matches_scipy(a: float, share: float):
+    x = np.array([share * a, share * (a + 1.0), a, a + 1.0])
+    assert _relative(ours.gammainc_series(a, x), special.gammainc(a, x)) <= 1e-12
+    below = np.array([share * (a - 1.0)]) if a > 1.0 else np.array([share * a])
+    upper = 1.0 - ours.gammainc_series(a, below)
+    assert _relative(upper, special.gammaincc(a, below)) <= 1e-12
+
+
+@pytest.mark.parametrize("a", [1000.0, 2500.0, 5000.0])
+def test_gammainc_large_shapes(a: float):
+    x = np.linspace(0.0, a, 4001)
+    assert _relative(ours.gammainc_series(a, x), special.gammainc(a, x)) <= 1e-10
+
+
+def test_gammainc_refuses_arguments_outside_the_series_range():
+    with pytest.raises(ValueError, match=r"x must lie in \[0, a \+ 1\]"):
+        ours.gammainc_series(2.0, np.array([3.5]))
+    with pytest.raises(ValueError, match="shape a must be positive"):
+        ours.gammainc_series(0.0, np.array([0.0]))
+
+
+@settings(max_examples=200)
+@given(
+    st.floats(0.1, 100.0),
+    st.floats(0.0, 5.0),
+    st.floats(0.01, 0.99),
+    st.floats(1.1, 20.0),
+)
+def test_brentq_finds_the_root_scipy_finds(root: float, curvature: float, lo_share: float,
+                                          hi_factor: float):  # fmt: skip
+    def f(x: float) -> float:
+        return (x - root) * (1.0 + curvature * x * x)
+
+    lo, hi = lo_share * root, hi_factor * root
+    got = ours.brentq(f, lo, hi, xtol=1e-12 * root, rtol=1e-12)
+    want = optimize.brentq(f, lo, hi, xtol=1e-12 * root, rtol=1e-12)
+    assert abs(got - root) <= 2e-12 * root
+    assert got == pytest.approx(want, rel=1e-11)
+
+
+def test_brentq_refuses_a_bracket_without_a_sign_change():
+    with pytest.raises(ValueError, match="same sign"):
+        ours.brentq(lambda x: x * x + 1.0, -1.0, 1.0)
+
+
+def test_the_operator_imports_no_scipy():
+    """scipy.special and scipy.optimize cost the operator 37.5 MB at import (issue 18)."""
+    code = (
+        "import sys, costscaler.controller.app, costscaler.cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
