@@ -1,7 +1,8 @@
-"""Load and latency of every InferenceDeployment from Prometheus: one query per metric per tick.
+"""Load and latency of every InferenceDeployment from Prometheus: a few queries per tick.
 
 `PrometheusSource.fetch` takes all deployments at once, runs each distinct query text once (off
-the event loop: prometheus-api-client is synchronous), and returns one `Reading` per deployment.
+the event loop: prometheus-api-client is synchronous), the small preset ones three to a query
+(`MERGE_PARTS`), and returns one `Reading` per deployment.
 A reading is either usable or says why not (`problem`): the query failed, there is no series,
 more than one series where one was expected, a NaN or Inf value, or samples older than two
 scrape intervals. Zero traffic is data (rate 0), no series is not: the controller never scales
@@ -191,6 +192,13 @@ class PrometheusSource:
     """
 
     COUNTS_EVERY_S = 300.0
+    # Mergeable texts (`QuerySet.mergeable`) per query: each part is tagged with its index in
+    # `PART_LABEL` (`label_replace`) and the parts joined with `or`, which keeps every series
+    # since the tags differ; the answer is split by tag back into one vector per text, so
+    # attribution and bad values are as if each had been sent alone. Three parts keep each
+    # answer small (a thousand deployments' two pools: 6,000 samples parsed at once).
+    MERGE_PARTS = 3
+    PART_LABEL = "costscaler_part"
 
     def __init__(
         self,
@@ -210,7 +218,7 @@ class PrometheusSource:
         # Two threads: queries overlap, and few threads keep few malloc arenas of parsed JSON.
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="prometheus")
         # Queries sent by an earlier fetch whose thread still waits for the answer.
-        self.waiting: dict[str, Future[Grouped | str]] = {}
+        self.waiting: dict[str, Future[dict[str, Grouped] | str]] = {}
 
     async def fetch(self, targets: Sequence[Target]) -> tuple[dict[Key, Reading], FetchReport]:
         """One reading per target; each distinct query text is sent once, concurrently.
@@ -223,32 +231,33 @@ class PrometheusSource:
         texts = [
             q for q in dict.fromkeys(q for t in targets for q in t.queries.texts()) if q not in kept
         ]
-        report = FetchReport(queries=len(texts))
-        results: dict[str, Grouped | str] = {}
-        sent: dict[str, Future[Grouped | str]] = {}
-        for text in texts:
-            if text in self.waiting:  # sending it again would queue behind the hung one
-                results[text] = "no answer yet to the same query sent by an earlier fetch"
+        queries = self._merge(texts, {q for t in targets for q in t.queries.mergeable})
+        report = FetchReport(queries=len(queries))
+        results: dict[str, dict[str, Grouped] | str] = {}
+        sent: dict[str, Future[dict[str, Grouped] | str]] = {}
+        for query, parts in queries.items():
+            if query in self.waiting:  # sending it again would queue behind the hung one
+                results[query] = "no answer yet to the same query sent by an earlier fetch"
             else:
-                sent[text] = self._send(text)
+                sent[query] = self._send(query, parts)
         if sent:
             await asyncio.wait(
                 [asyncio.wrap_future(f) for f in sent.values()], timeout=self.deadline
             )
-        for text, future in sent.items():
+        for query, future in sent.items():
             if future.done() and not future.cancelled():
-                results[text] = future.result()
+                results[query] = future.result()
             else:
                 future.cancel()  # one not started yet never runs; a running one stays `waiting`
-                results[text] = f"no answer within the {self.deadline:g} s deadline"
+                results[query] = f"no answer within the {self.deadline:g} s deadline"
         vectors: dict[str, Grouped] = dict(kept)
-        for text in texts:
-            result = results[text]
+        for query, parts in queries.items():
+            result = results[query]
             if isinstance(result, str):
                 report.errors += 1
-                report.failed[text] = result
+                report.failed |= dict.fromkeys(parts, result)
             else:
-                vectors[text] = result
+                vectors |= result
         self.counted = {text: self.counted[text] for text in kept} | {
             t.queries.slo_counts: (now, vectors[t.queries.slo_counts])
             for t in targets
@@ -277,21 +286,48 @@ class PrometheusSource:
                 kept[text] = vector
         return {text: vector for text, vector in kept.items() if text not in stale}
 
-    def _send(self, text: str) -> Future[Grouped | str]:
-        future = self.pool.submit(self._run, text)
-        self.waiting[text] = future
+    def _merge(self, texts: list[str], mergeable: set[str]) -> dict[str, tuple[str, ...]]:
+        """The queries to send, each with the texts it answers: mergeable texts `MERGE_PARTS`
+        at a time, tagged and joined with `or`; every other text alone."""
+        alone = [q for q in texts if q not in mergeable]
+        merged = [q for q in texts if q in mergeable]
+        queries: dict[str, tuple[str, ...]] = {q: (q,) for q in alone}
+        for at in range(0, len(merged), self.MERGE_PARTS):
+            parts = tuple(merged[at : at + self.MERGE_PARTS])
+            if len(parts) == 1:
+                queries[parts[0]] = parts
+                continue
+            query = " or ".join(
+                f'label_replace(({q}), "{self.PART_LABEL}", "{i}", "", "")'
+                for i, q in enumerate(parts)
+            )
+            queries[query] = parts
+        return queries
+
+    def _send(self, query: str, parts: tuple[str, ...]) -> Future[dict[str, Grouped] | str]:
+        future = self.pool.submit(self._run, query, parts)
+        self.waiting[query] = future
         # Called in the pool's thread or here; a dict pop of one key is atomic under the GIL.
-        future.add_done_callback(lambda _: self.waiting.pop(text, None))
+        future.add_done_callback(lambda _: self.waiting.pop(query, None))
         return future
 
-    def _run(self, query: str) -> Grouped | str:
+    def _run(self, query: str, parts: tuple[str, ...]) -> dict[str, Grouped] | str:
         try:
             vector = self.client.custom_query(query)
         except Exception as exc:  # any client failure is a failed query
             return f"{type(exc).__name__}: {exc}"[:500]
         # Compacted in this thread, as soon as it arrives: the parsed JSON is dropped before
         # the other answers come, so the round's peak holds few of them at once.
-        return self._group(vector)
+        if len(parts) == 1:
+            return {parts[0]: self._group(vector)}
+        by_part: dict[str, Series] = {str(i): [] for i in range(len(parts))}
+        for sample in vector:
+            # Every series of the answer carries its part's tag; taken off, the sample reads
+            # (and a bad one is reported) as if its text had been sent alone.
+            tag = sample.get("metric", {}).pop(self.PART_LABEL, None)
+            if tag in by_part:
+                by_part[tag].append(sample)
+        return {q: self._group(by_part[str(i)]) for i, q in enumerate(parts)}
 
     def _group(self, vector: Series) -> Grouped:
         grouped = Grouped()

@@ -73,6 +73,10 @@ class QuerySet:
     queue_depth: str | None = None
     kv_cache_usage: str | None = None
     prompt_token_rate: str | None = None
+    # The preset texts whose answers are one sample per pool (rates, freshness, fast signals):
+    # small, the operator's own and never failing alone, so the source may send several as one
+    # query. User texts stay apart: one deployment's query must not fail another's.
+    mergeable: tuple[str, ...] = ()
 
     def required(self) -> list[str]:
         """The query texts a usable reading needs (without duplicates, in a stable order)."""
@@ -223,6 +227,11 @@ def build_queries(
         ttft, ttft_buckets = user.get("ttft"), either(names.ttft, histogram)
     if slo is not None and slo.itl is not None:
         itl, itl_buckets = user.get("itl"), either(names.itl, histogram)
+    queue_depth = either(names.waiting, f"sum by ({by_pool}) ({{}})")
+    kv_cache_usage = either(names.kv_cache, f"avg by ({by_pool}) ({{}})")
+    prompt_token_rate = either(names.prompt_tokens, f"sum by ({by_pool}) (rate({{}}[{window}]))")
+    per_pool = [request_rate, tokens, fresh, queue_depth, kv_cache_usage, prompt_token_rate]
+    users = set(user.values())
     return QuerySet(
         request_rate,
         buckets,
@@ -234,9 +243,10 @@ def build_queries(
         ttft=ttft,
         itl_buckets=None if itl else itl_buckets,
         itl=itl,
-        queue_depth=either(names.waiting, f"sum by ({by_pool}) ({{}})"),
-        kv_cache_usage=either(names.kv_cache, f"avg by ({by_pool}) ({{}})"),
-        prompt_token_rate=either(names.prompt_tokens, f"sum by ({by_pool}) (rate({{}}[{window}]))"),
+        queue_depth=queue_depth,
+        kv_cache_usage=kv_cache_usage,
+        prompt_token_rate=prompt_token_rate,
+        mergeable=tuple(dict.fromkeys(q for q in per_pool if q and q not in users)),
     )
 
 

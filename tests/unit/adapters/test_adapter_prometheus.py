@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from prom_answers import answer
 
 from costscaler.adapters.prometheus import PrometheusSource, Target
 from costscaler.adapters.promql import SeriesLabels, build_queries
@@ -31,9 +32,7 @@ class RecordingProm:
 
     def custom_query(self, query: str) -> list[dict]:
         self.sent.append(query)
-        if query in self.fail:
-            raise ConnectionError("connection refused")
-        return self.answers.get(query, [])
+        return answer(self.answers, self.fail, query)
 
 
 def healthy(ns: str = "ml", dep: str = "llama", rate: float = 4.0) -> dict[str, list[dict]]:
@@ -67,8 +66,9 @@ def test_healthy_reading_sums_pools_and_computes_quantile_and_attainment():
     assert r.latency_seconds == pytest.approx(1.9)
     assert r.attainment == pytest.approx(0.5)
     assert r.token_rate == 100
-    # Four a reading needs, three fast signals (queue, KV cache, prompt tokens).
-    assert (report.queries, report.errors) == (7, 0)
+    # Four texts a reading needs, three fast signals (queue, KV cache, prompt tokens): the
+    # histogram alone, the six per-pool texts three to a query.
+    assert len(VLLM.texts()) == 7 and (report.queries, report.errors) == (3, 0)
 
 
 def test_one_query_per_metric_whatever_the_number_of_deployments():
@@ -78,7 +78,7 @@ def test_one_query_per_metric_whatever_the_number_of_deployments():
             answers[text] = answers[text] + vector
     client = RecordingProm(answers)
     readings, report = fetch(client, *[("ml", f"d{i}") for i in range(50)])
-    assert len(client.sent) == 7 == report.queries
+    assert len(client.sent) == 3 == report.queries
     assert all(r.problem is None and r.request_rate == 4.0 for r in readings.values())
 
 
@@ -215,7 +215,7 @@ class HungProm(RecordingProm):
         self.sent.append(query)
         if not self.released.wait(timeout=10):
             raise TimeoutError("read timed out")
-        return self.answers.get(query, [])
+        return answer(self.answers, self.fail, query)
 
 
 def test_a_hung_prometheus_fails_the_fetch_by_its_deadline_without_a_queue():
@@ -228,7 +228,7 @@ def test_a_hung_prometheus_fails_the_fetch_by_its_deadline_without_a_queue():
             readings, report = asyncio.run(source.fetch(targets))
             assert time.monotonic() - started < 1.0  # the deadline, not a 10 s read timeout
             assert readings[("ml", "llama")].problem == "QueryFailed"
-            assert report.errors == len(VLLM.texts()) == 7
+            assert report.errors == report.queries == 3
         # Two threads each hold one query; the ones that found no thread were dropped, and
         # the held ones were not sent again: nothing waits to be sent when Prometheus returns.
         assert len(client.sent) == 2
@@ -282,7 +282,7 @@ def test_one_counts_query_per_window_for_every_deployment():
         for i in range(20)
     ]
     readings, report = asyncio.run(source.fetch(targets))
-    assert report.queries == len(client.sent) == 9  # 7 per tick + one per distinct window
+    assert report.queries == len(client.sent) == 5  # 3 per tick + one per distinct window
     assert WEEK.slo_counts in client.sent and DAY.slo_counts in client.sent
     assert {(r.slo_good, r.slo_total) for r in readings.values()} == {(9000.0, 10000.0)}
 
@@ -334,16 +334,16 @@ def test_window_counts_are_asked_again_only_when_due():
         assert report.queries == len(client.sent) - sent
         return report.queries, (r.slo_good, r.slo_total)
 
-    # 7 a tick (4 a reading needs, 3 fast signals), 8 with the counts.
-    assert round_(week, 0) == (8, (9000.0, 10000.0))
-    assert round_(week, 15) == (7, (9000.0, 10000.0))  # reused
-    assert round_(week, 284) == (7, (9000.0, 10000.0))
-    assert round_(week, 1) == (8, (9000.0, 10000.0))  # 300 s: due again
-    assert round_(hour, 15) == (7, (9000.0, 10000.0))  # an hour's window: every 36 s
-    assert round_(hour, 21) == (8, (9000.0, 10000.0))
+    # 3 a tick (7 texts: the histogram alone, six per pool three to a query), 4 with counts.
+    assert round_(week, 0) == (4, (9000.0, 10000.0))
+    assert round_(week, 15) == (3, (9000.0, 10000.0))  # reused
+    assert round_(week, 284) == (3, (9000.0, 10000.0))
+    assert round_(week, 1) == (4, (9000.0, 10000.0))  # 300 s: due again
+    assert round_(hour, 15) == (3, (9000.0, 10000.0))  # an hour's window: every 36 s
+    assert round_(hour, 21) == (4, (9000.0, 10000.0))
     client.fail = {WEEK.slo_counts}
-    assert round_(hour, 36) == (8, (None, None))  # failed: unknown, and asked next round
-    assert round_(hour, 15) == (8, (None, None))
+    assert round_(hour, 36) == (4, (None, None))  # failed: unknown, and asked next round
+    assert round_(hour, 15) == (4, (None, None))
 
 
 def test_counts_without_a_deployments_series_are_asked_again_next_round():
@@ -356,11 +356,83 @@ def test_counts_without_a_deployments_series_are_asked_again_next_round():
     source = PrometheusSource(client, LABELS, max_age_seconds=4.0, clock=lambda: now[0])
     week = [Target(("ml", "llama"), WEEK, 0.95, 1.0, slo_window_seconds=7 * 86400.0)]
     r, report = asyncio.run(source.fetch(week))
-    assert report.queries == 8 and r[("ml", "llama")].slo_total is None
+    assert report.queries == 4 and r[("ml", "llama")].slo_total is None
     client.answers[WEEK.slo_counts] = counted()[WEEK.slo_counts]
     now[0] += 15
     r, report = asyncio.run(source.fetch(week))
-    assert report.queries == 8, "asked again at once"
+    assert report.queries == 4, "asked again at once"
     assert (r[("ml", "llama")].slo_good, r[("ml", "llama")].slo_total) == (9000.0, 10000.0)
     now[0] += 15
-    assert asyncio.run(source.fetch(week))[1].queries == 7, "then reused while fresh"
+    assert asyncio.run(source.fetch(week))[1].queries == 3, "then reused while fresh"
+
+
+def _merged_and_alone(answers: dict, keys: list[tuple[str, str]], fail: frozenset = frozenset()):
+    alone = PrometheusSource(RecordingProm(answers, fail), LABELS, max_age_seconds=4.0)
+    alone.MERGE_PARTS = 1
+    targets = [Target(k, VLLM, quantile=0.95, threshold_seconds=1.0) for k in keys]
+    merged = PrometheusSource(RecordingProm(answers, fail), LABELS, max_age_seconds=4.0)
+    return asyncio.run(merged.fetch(targets)), asyncio.run(alone.fetch(targets))
+
+
+def _two(mutate) -> dict:
+    answers = healthy(dep="a")
+    for text, vector in healthy(dep="b").items():
+        answers[text] = answers[text] + vector
+    answers[VLLM.queue_depth] = [sample(3, namespace="ml", deployment="a", pool="spot")]
+    mutate(answers)
+    return answers
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda a: None, id="healthy"),
+        pytest.param(lambda a: a[VLLM.request_rate].__setitem__(
+            0, sample(math.nan, namespace="ml", deployment="a", pool="spot")), id="nan"),
+        pytest.param(lambda a: a[VLLM.token_rate].append(
+            sample(1, namespace="ml", deployment="a", pool="spot")), id="duplicate"),
+        pytest.param(lambda a: a[VLLM.freshness].__setitem__(
+            0, sample(-1, namespace="ml", deployment="b", pool="spot")), id="negative-age"),
+        pytest.param(lambda a: a[VLLM.freshness].__setitem__(
+            0, sample(9, namespace="ml", deployment="a", pool="spot")), id="stale"),
+        pytest.param(lambda a: a[VLLM.request_rate].__setitem__(
+            0, {"metric": {"namespace": "ml", "deployment": "a"}}), id="malformed"),
+        pytest.param(lambda a: a.update({VLLM.request_rate: []}), id="missing"),
+    ],
+)  # fmt: skip
+def test_merged_queries_read_as_if_each_text_were_sent_alone(mutate):
+    """Issue 18: the per-pool texts go three to a query; each deployment's reading, its bad
+    values and their attribution are the same as with one query per text."""
+    answers = _two(mutate)
+    (merged, merged_report), (alone, alone_report) = _merged_and_alone(
+        answers, [("ml", "a"), ("ml", "b"), ("ml", "c")]
+    )
+    assert merged == alone
+    assert (merged_report.queries, alone_report.queries) == (3, 7)
+
+
+def test_a_failed_merged_query_fails_only_the_texts_it_carried():
+    # The fast signals share a query: its failure leaves readings usable, without signals.
+    (readings, report), _ = _merged_and_alone(
+        _two(lambda a: None), [("ml", "a")], fail=frozenset({VLLM.queue_depth})
+    )
+    r = readings[("ml", "a")]
+    assert r.problem is None and r.request_rate == 4.0 and r.queue_by_pool == {}
+    assert report.errors == 1
+    assert set(report.failed) == {VLLM.queue_depth, VLLM.kv_cache_usage, VLLM.prompt_token_rate}
+    # A required text's query failing fails the reading, naming that text.
+    (readings, report), _ = _merged_and_alone(
+        _two(lambda a: None), [("ml", "a")], fail=frozenset({VLLM.token_rate})
+    )
+    assert readings[("ml", "a")].problem == "QueryFailed"
+    assert VLLM.request_rate in readings[("ml", "a")].message and report.errors == 1
+
+
+def test_user_queries_are_never_merged():
+    """One user's query that Prometheus rejects must not fail another deployment's reading."""
+    m = Metrics(preset=MetricsPreset.VLLM, request_rate="sum(rate(x[1m]))")
+    q = build_queries(m, LABELS, "1m", "ml")
+    assert q.request_rate not in q.mergeable and q.token_rate in q.mergeable
+    client = RecordingProm({q.request_rate: [sample(2.5)]})
+    fetch(client, ("ml", "llama"), queries=q)
+    assert q.request_rate in client.sent
