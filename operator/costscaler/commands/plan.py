@@ -235,7 +235,9 @@ def to_json(
     window's counts are given); `error_budget_left` and `burn_rate` are the window's (null
     without the counts). `warm_nodes`: per pool whose nodes a NodePool launches, the warm
     spare nodes this deployment alone would keep and their $/h (the operator sizes a pool's
-    spares over every deployment on it).
+    spares over every deployment on it). `optimum_proven`: whether the exact search proved
+    the plan optimal; `optimum_gap`: otherwise how far below its objective the optimum's may
+    lie, as a share of it (0 when proven).
     """
     return {
         "deployment": name,
@@ -251,6 +253,8 @@ def to_json(
         "slo_risk": _num(decision.slo_risk),
         "expected_attainment": _num(decision.expected_attainment),
         "violating_share": _num(decision.violating_share),
+        "optimum_proven": decision.optimum_proven,
+        "optimum_gap": _num(decision.optimum_gap),
         "reason": str(decision.reason),
         "message": decision.message,
         "budget": None

@@ -31,6 +31,8 @@ def test_json_has_the_contract_fields(capsys):
     # Issue 13: the plan's expected share of requests within the threshold, and the rest.
     assert data["expected_attainment"] == pytest.approx(1.0 - data["violating_share"])
     assert data["violating_share"] == data["slo_risk"]
+    # The example pools are few enough for the search to close: the plan is proven.
+    assert data["optimum_proven"] is True and data["optimum_gap"] == 0.0
     assert sum(data["replicas"].values()) >= 5  # 12 req/s at <= 2.6 req/s per replica
     assert data["reason"] == "CostOptimal"
     names = {a["name"] for a in data["alternatives"]}
