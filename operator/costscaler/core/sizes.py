@@ -193,11 +193,31 @@ class MixCapacity:
     """`C(x)` for one tick: `y` (K, N) the dual candidates scaled to phi = 1 (req/s per
     replica), `single` (N,) each pool's capacity at the part of the mix it serves (the rate
     its latency curve is drawn at: `core.risk`), `bound` (N,) one candidate, an additive
-    upper bound: C(x) <= bound . x for every plan."""
+    upper bound: C(x) <= bound . x for every plan; `rates` (N, B) the calibrated req/s per
+    size and `share` (B,) the mix they were taken at."""
 
     y: FloatArray
     single: FloatArray
     bound: FloatArray
+    rates: FloatArray
+    share: FloatArray
+
+    def cheapest(self, price: FloatArray, allowed: NDArray[np.bool_]) -> FloatArray | None:
+        """The least-$/h fractional replicas of the `allowed` pools serving 1 req/s of the
+        mix: Melange's program relaxed, whose optimum routes each size whole to the pool
+        with the least price / c_ib (the cost is sum_b f_ib price_i / c_ib, linear in each
+        size's routing). C is homogeneous, so r x this rounded up serves r req/s: a start
+        for the branch and bound (`step.start_plans`). None when a size of the mix has no
+        allowed pool that serves it."""
+        out = np.zeros(self.rates.shape[0])
+        for b in np.flatnonzero(self.share > 0):
+            ok = allowed & (self.rates[:, b] > 0)
+            if not ok.any():
+                return None
+            per = np.where(ok, price / np.where(ok, self.rates[:, b], 1.0), np.inf)
+            i = int(np.argmin(per))
+            out[i] += self.share[b] / self.rates[i, b]
+        return out
 
     def capacity(self, plans: FloatArray) -> FloatArray:
         """C(x) of each plan (rows: plans, columns: pools; replica counts may be fractional)."""
@@ -215,7 +235,9 @@ class MixCapacity:
     def take(self, pools: Sequence[int]) -> MixCapacity:
         """The columns of `pools` (pools merged into one: they share a column)."""
         idx = list(pools)
-        return MixCapacity(self.y[:, idx], self.single[idx], self.bound[idx])
+        return MixCapacity(
+            self.y[:, idx], self.single[idx], self.bound[idx], self.rates[idx], self.share
+        )
 
 
 def mix_capacity(found: Directions, shares: FloatArray, scale: float = 1.0) -> MixCapacity | None:
@@ -252,7 +274,11 @@ def mix_capacity(found: Directions, shares: FloatArray, scale: float = 1.0) -> M
     single = np.where(part > 0, alone, np.min(rates[rates > 0]) * 1e-6)
     bound = y[int(np.argmin((y / single[None, :]).max(axis=1)))]
     return MixCapacity(
-        np.ascontiguousarray(y), np.asarray(single, dtype=np.float64), np.asarray(bound)
+        np.ascontiguousarray(y),
+        np.asarray(single, dtype=np.float64),
+        np.asarray(bound),
+        np.asarray(rates, dtype=np.float64),
+        s,
     )
 
 

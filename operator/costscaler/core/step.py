@@ -393,7 +393,11 @@ def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) ->
     fills of all pools and of on-demand pools only, and maximum-spot plans, sized to the
     least capacity at which any pool's latency curve meets the SLO and a seventh more
     (`RiskModel.capacity_for`: the queueing slack a plan needs over demand), and the
-    current allocation. They change how fast the exact search is, not its result."""
+    current allocation; with request sizes also the relaxed cheapest plans (all pools, and
+    on-demand only) scaled to those capacities and rounded up (`MixCapacity.cheapest`: the
+    fills above size pools by what each serves alone, far above what a mix of them serves).
+    They change how fast the exact search is, not its result (but for the plan it returns
+    when its budget runs out)."""
     merit = prob.merit
     if prob.spot_relaxed:  # the compiled starts would break the relaxed share
         most = fill.relaxed(prob, demand_rps, merit)
@@ -407,4 +411,12 @@ def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) ->
             fill.fill(prob, rps, merit),
             fill.fill(prob, rps, merit, use_spot=False),
         ]
+    mix = prob.risk.mix
+    if mix is not None:
+        for allowed in (np.ones_like(prob.spot), ~prob.spot):
+            unit = mix.cheapest(prob.price, allowed)
+            if unit is None:
+                continue
+            for rps in (need, need * 8.0 / 7.0) if math.isfinite(need) else (demand_rps,):
+                plans.append(np.minimum(np.ceil(rps * unit), prob.max_replicas).astype(np.int64))
     return [*plans, np.minimum(cur, prob.max_replicas)]

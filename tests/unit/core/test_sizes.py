@@ -490,3 +490,49 @@ def test_idle_accelerators_count_the_plan_at_its_size_aware_capacity() -> None:
     rates = np.array([SMALL.bucket_rps, LARGE.bucket_rps])
     served = lp_capacity(rates, np.array([0.8, 0.2]), x)
     assert d.idle_accelerators == pytest.approx(x.sum() * (1.0 - 20.0 / served), rel=1e-6)
+
+
+def test_the_cheapest_relaxed_plan_serves_the_mix_at_least_cost() -> None:
+    """`MixCapacity.cheapest` (the search's start) serves 1 req/s of the mix, and no plan
+    of the allowed pools serves it for less per req/s, against scipy's LP of the relaxed
+    program (min price . x over x and routings with C(x) >= 1)."""
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        rates, share = _random_rates(rng)
+        n, b = rates.shape
+        price = rng.uniform(0.2, 5.0, n)
+        mix = sizes.mix_capacity(sizes.directions(rates), share)
+        assert mix is not None
+        unit = mix.cheapest(price, np.ones(n, dtype=np.bool_))
+        assert unit is not None
+        assert lp_capacity(rates, share, unit) == pytest.approx(1.0, rel=1e-6)
+        # The relaxed program: variables x (n) then f (n x b).
+        a_eq = np.zeros((b, n + n * b))
+        a_ub = np.zeros((n, n + n * b))
+        for i in range(n):
+            a_ub[i, i] = -1.0
+            for j in range(b):
+                a_eq[j, n + i * b + j] = 1.0
+                if rates[i, j] > 0:
+                    a_ub[i, n + i * b + j] = 1.0 / rates[i, j]
+        bounds = [(0.0, None)] * n + [
+            (0.0, None if rates[i, j] > 0 else 0.0) for i in range(n) for j in range(b)
+        ]
+        res = optimize.linprog(
+            np.concatenate((price, np.zeros(n * b))),
+            A_ub=a_ub,
+            b_ub=np.zeros(n),
+            A_eq=a_eq,
+            b_eq=share,
+            bounds=bounds,
+        )
+        assert res.status == 0
+        assert float(price @ unit) == pytest.approx(res.fun, rel=1e-6)
+
+
+def test_the_cheapest_relaxed_plan_keeps_to_the_allowed_pools() -> None:
+    mix = sizes.mix_capacity(sizes.directions(np.array([[2.0, 0.0], [1.0, 1.0]])), np.ones(2))
+    assert mix is not None
+    only_first = np.array([True, False])
+    assert mix.cheapest(np.ones(2), only_first) is None  # the second size needs pool 2
+    assert mix.cheapest(np.ones(2), ~only_first) == pytest.approx([0.0, 1.0])
