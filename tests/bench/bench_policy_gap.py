@@ -1,7 +1,8 @@
 """Where costscaler's cost goes against the oracle: one trace, seeds 1-5, from the sim's own
 outputs (no guesses).
 
-`.venv/bin/python tests/bench/bench_policy_gap.py [--trace T] [--hours H] [--policy P]...`
+`.venv/bin/python tests/bench/bench_policy_gap.py [--trace T] [--hours H] [--policy P]...
+[--miss-cost USD_PER_H]`
 replays the trace as `bench_policies.py` does (scaled to PEAK_REPLICAS at its busiest
 minute, the same seeds, burn-in and warm start) and prints, per policy, cost and attainment
 (mean (min-max)) and, from the timeline after the burn-in: $ per pool, the median of ready
@@ -28,11 +29,20 @@ def main() -> int:
     parser.add_argument("--trace", default="azure-llm-2023-conv", choices=bp.TRACES)
     parser.add_argument("--hours", type=float, default=None, help="cut the trace (default 48 h)")
     parser.add_argument("--policy", action="append", help="default: costscaler and oracle")
+    parser.add_argument(
+        "--miss-cost",
+        help="replace the example's costModel.sloMissCostPerHour ($/h, a decimal string); "
+        '"0" makes the SLO a pure constraint, as the oracle and the baselines take it',
+    )
     args = parser.parse_args()
     res = load_manifests(bp.REPO / "examples")
     dep = next(
         r for r in res if isinstance(r, InferenceDeployment) and r.metadata.name == "llama-3-1-8b"
     )
+    if args.miss_cost is not None:
+        raw = dep.model_dump(by_alias=True, mode="json")
+        raw["spec"]["costModel"]["sloMissCostPerHour"] = args.miss_cost
+        dep = InferenceDeployment.model_validate(raw)
     pools = [r for r in res if isinstance(r, CapacityPool)]
     lineup = Lineup(dep, pools, Settings(burn_in_s=bp.BURN_IN_S))
     if args.hours:
