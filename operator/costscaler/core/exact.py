@@ -91,7 +91,6 @@ class _Level:
     table: FloatArray
     linear: FloatArray
     falling: FloatArray  # -table over the grid's cells, increasing: `_descend` bisects it
-    linear_burst: FloatArray  # `linear` for the burst scenarios (`core.risk.burst_low`)
 
 
 def _money_of_counts(p: Problem, i: int, top: int) -> FloatArray:
@@ -182,10 +181,8 @@ class _Search:
         self.step = float(self.grid[1])
         low = p.risk.low(self.grid)
         bound = risk_terms(p, low, p.risk.overflow_at(self.grid))
-        # The miss cost alone, linear in V: split across the burst scenarios (the module);
-        # the no-burst scenario is bounded by Vlow, a burst by its overflow (`core.risk`).
+        # The miss cost alone, linear in V: split across the burst scenarios (the module).
         linear = p.slo_miss_cost / p.divisor * low
-        linear_burst = p.slo_miss_cost / p.divisor * p.risk.burst_low(self.grid)
         weights, scenario_cap = p.risk.scenarios[0], p.risk.bound_scenarios
         self.weights = weights
         self.lost = eff[:, None] - scenario_cap  # capacity each pool's replica loses per s
@@ -201,7 +198,7 @@ class _Search:
         self.levels: list[_Level] = []
         # The tables depend on the level only through rho, the least ratio of the pools left,
         # which many levels share (on-demand ones first: rho is the cheapest spot pool's).
-        tables: dict[float, tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = {}
+        tables: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
         for pos, i in enumerate(order):
             rest = order[pos + 1 :]
             od = [j for j in rest if not spot[j]]
@@ -212,7 +209,6 @@ class _Search:
                     _padded(table, self.beyond),
                     _padded(_tables(self.grid, linear, rho), self.beyond),
                     -table,
-                    _padded(_tables(self.grid, linear_burst, rho), self.beyond),
                 )
             self.levels.append(
                 _Level(
@@ -227,7 +223,6 @@ class _Search:
                     table=tables[rho][0],
                     linear=tables[rho][1],
                     falling=tables[rho][2],
-                    linear_burst=tables[rho][3],
                 )
             )
 
@@ -281,9 +276,7 @@ class _Search:
         if risk is None:
             risk = self._look(lv.table, cap)
         if lost is not None and self.weights.size > 1:
-            left = np.maximum(cap[:, None] - lost[:, 1:], 0.0)
-            burst = self.weights[0] * self._look(lv.linear, cap)
-            burst = burst + self._look(lv.linear_burst, left) @ self.weights[1:]
+            burst = self._look(lv.linear, np.maximum(cap[:, None] - lost, 0.0)) @ self.weights
             risk = np.maximum(risk, burst)
         need = np.maximum(p.reachable_min - count, 0)
         if self.share:

@@ -23,51 +23,34 @@ start T (the probability of a loss x T is the share of time capacity is missing)
   exactly one pool's burst, and (conservatively) every spot pool down for the rest of the
   probability of two or more. A scenario s leaves capacity C_s(x) = sum_i x_i c_is.
 
-Violating share. Least-outstanding routing spreads demand D over the capacity serving so
-that every replica runs at rated utilisation D / C, and pool i's replicas miss the threshold
-on a share v_i(D / (C h_i)) of their requests (`core.latency`, v_i on lambda / mu). Pool i
-serves x_i c_i0 / C_0 of them, so with no burst
+Violating share. Least-outstanding routing spreads demand D over the C_s serving so that
+every replica runs at rated utilisation D / C_s, and pool i's replicas miss the threshold on
+a share v_i(D / (C_s h_i)) of their requests (`core.latency`, v_i on lambda / mu). Pool i
+serves x_i c_is / C_s of them:
 
-    V_0(x) = sum_i (x_i c_i0 / C_0) T_i(1 / C_0),
+    V(x) = sum_s w_s sum_i (x_i c_is / C_s) T_i(1 / C_s),
     T_i(r) = sum_jgz omega_jgz D_jgz v_i(min(D_jgz r / h_i, 1)),
 
 T_i tabulated on a grid of r = 1 / C from 0 to max_i h_i / min D (past it every sample
 saturates every pool: T = 1) and interpolated linearly (the model optimised is that
-interpolant; non-decreasing in r because v_i is). No capacity misses every request.
-
-A burst is priced as the requests that overflow while the lost capacity is replaced, not as
-a steady state without the pool. The replacement starts when the loss is seen and serves a
-cold start later, so scenario s lasts a share w_s of the time (above: the probability of a
-loss x the replacement time). While it lasts, the surviving replicas carry at most their
-rated capacity C_s(x) (req/s: the most a replica serves while meeting the SLO, as the API
-defines `requestsPerSecond`); the demand beyond it, (D - C_s)+ req/s, overflows: it waits
-in a backlog that only the replacement drains, and is counted as missing. The requests
-the survivors carry are taken at the no-burst share V_0 (the replacement's minutes are
-too short for their queue to settle at the higher load; that extra wait is second order
-next to the overflow). Per unit of requests (omega as above),
-
-    V(x) = sum_s w_s V_s(x),  V_s = min(1, V_0(x) + Omega(C_s(x))),  V_0 for s = 0,
-    Omega(C) = sum_jgz omega_jgz (D_jgz - C)+   (req/s over req/s: a share of requests),
-
-so V = V_0 + sum_{s >= 1} w_s Omega(C_s) while that stays under 1: probability x
-replacement time (w_s, a share of time) x the requests overflowing meanwhile (a share of
-the requests). The old form, the latency share at the survivors' capacity for the whole
-scenario, took a burst for a steady state without the pool: every request late once the
-survivors passed saturation by any margin, a queueing share on every request below it.
-That priced a spot pool as if it stayed down, and left spot only as headroom over an
-on-demand plan that met the SLO alone (azure-llm-2023-conv: spot share 0.39 of 0.6).
+interpolant; non-decreasing in r because v_i is). A scenario with no capacity misses every request.
+The grid is uniform (`TABLE` points) up to the knee min(top, `SPAN` / max D) and
+again uniform (`TAIL` more points) from there to the top. A single uniform grid would put
+its first point past 1 / C of every plan worth weighing once one sample nears 0 (a forecast
+band reaching down to no demand, as on a start from nothing): the interpolant between
+T(0) = 0 and that point then grows like 1 / C and charges every plan, however large, a
+violating share no replica count removes. Capacities below max D / SPAN are far short of
+the demand, so their coarse tail decides nothing a plan near the demand would.
 `overflow(x)` = sum_s w_s sum omega (D - C_s)+, the share of requests beyond rated
 capacity, ranks plans that all miss (V = 1) by how far they fall short.
 
-Bounds (`core.exact`): every scenario's capacity is at most C(x) = C_0(x), each T_i is
-non-decreasing in r and the pool shares sum to 1, so
+Bounds (`core.exact`): every scenario's capacity is at most C(x) = C_0(x), r_s >= 1 / C(x),
+each T_i is non-decreasing in r and the pool shares within a scenario sum to 1, so
 
-    V(x) >= V_0(x) >= min_i T_i(1 / C(x)) =: Vlow(C(x))   and   overflow(x) >= overflow at C(x),
+    V(x) >= min_i T_i(1 / C(x)) =: Vlow(C(x))   and   overflow(x) >= overflow at C(x),
 
 functions of the plan's capacity alone (the pointwise minimum of the tables, interpolated,
-is at most each interpolant, so Vlow computed from it is still a lower bound). Per burst
-scenario, V_s >= min(1, Omega(C_s(x))) =: Blow(C_s(x)) (`burst_low`), so
-V >= w_0 Vlow(C_0) + sum_{s >= 1} w_s Blow(C_s).
+is at most each interpolant, so Vlow computed from it is still a lower bound).
 """
 
 from __future__ import annotations
@@ -297,14 +280,8 @@ class RiskModel:
         load = np.concatenate((np.cumsum((w * d)[::-1])[::-1], [0.0]))
         return d, w, mass, load
 
-    def burst_low(self, capacity: FloatArray) -> FloatArray:
-        """Blow(C): a lower bound on a burst scenario's V_s when the survivors' no-burst
-        capacity is C (req/s, any shape; module)."""
-        c = np.asarray(capacity, dtype=np.float64)
-        return np.asarray(np.minimum(self.overflow_at(c), 1.0), dtype=np.float64)
-
     def evaluate(self, plans: IntArray) -> tuple[FloatArray, FloatArray]:
-        """(V, overflow) of each plan (rows: plans, columns: pools; module)."""
+        """(V, overflow) of each plan (rows: plans, columns: pools)."""
         x = np.asarray(plans, dtype=np.float64)
         if self.samples[0].size == 0:
             zero = np.zeros(x.shape[0])
@@ -313,19 +290,12 @@ class RiskModel:
         _, tables = self._grid
         if self.mix is None:
             total = x @ cap  # (P, S)
-            t = self._interp(tables, total[:, 0])  # (N, P): the no-burst scenario's tables
-            served = np.einsum("pi,i,ip->p", x, cap[:, 0], t)
+            t = self._interp(tables, total)  # (N, P, S)
+            served = np.einsum("pi,is,ips->ps", x, cap, t)
         else:
-            total, by_scenario = self._by_size(x, cap, tables)
-            served = by_scenario[:, 0]
-        base = total[:, 0]
-        v0 = np.where(base > 0, served / np.where(base > 0, base, 1.0), 1.0)
-        v0 = np.minimum(v0, 1.0)
-        if weights.size > 1:  # a burst adds its overflow to the no-burst share (module)
-            burst = np.minimum(v0[:, None] + self.overflow_at(total[:, 1:]), 1.0)
-            v = weights[0] * v0 + burst @ weights[1:]
-        else:
-            v = v0
+            total, served = self._by_size(x, cap, tables)
+        share = np.where(total > 0, served / np.where(total > 0, total, 1.0), 1.0)
+        v = np.minimum(share, 1.0) @ weights
         return np.asarray(v, dtype=np.float64), self.overflow_at(total) @ weights
 
     def _by_size(
