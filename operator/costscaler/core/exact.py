@@ -195,6 +195,11 @@ class _Search:
             rho_b = _blended(unit, eff, p.spot, p.spot_max_fraction)
             blend = rho_b * self.grid[:-1] + _tables(self.grid, bound, rho_b)
             self.blend = _padded(blend, self.beyond)
+        self.bound = bound
+        self.rho_all = float(ratio.min())
+        self.unit_min = float(unit.min())
+        on_demand = unit[~p.spot]
+        self.unit_min_on_demand = float(on_demand.min()) if on_demand.size else math.inf
         self.levels: list[_Level] = []
         # The tables depend on the level only through rho, the least ratio of the pools left,
         # which many levels share (on-demand ones first: rho is the cheapest spot pool's).
@@ -229,8 +234,16 @@ class _Search:
     def root(self) -> float:
         """A lower bound on the objective of every plan (the empty plan's bound)."""
         lv = self.levels[0]
+        # Level 0's tables bound what the pools after the first add; before any pool is
+        # assigned the first is left too, and it is the cheapest of its kind.
+        every = replace(
+            lv,
+            table=_padded(_tables(self.grid, self.bound, self.rho_all), self.beyond),
+            pmin=self.unit_min,
+            pmin_on_demand=self.unit_min_on_demand,
+        )
         zero = np.zeros(1, dtype=np.int64)
-        return float(self._lower(lv, lv.money[:1], lv.capacity[:1], zero, zero)[0])
+        return float(self._lower(every, np.zeros(1), np.zeros(1), zero, zero)[0])
 
     def run(self, ceiling: float = math.inf) -> Plan | None:
         """The best plan with objective under min(ceiling, the incumbent's): the optimum when
