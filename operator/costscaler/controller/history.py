@@ -1,11 +1,16 @@
 """The observation window of one deployment: one sample per tick, turned into `Observations`.
 
-Samples live in memory for `forecast.windowSeconds`, as numpy rows (a thousand deployments
-with an hour of 15 s ticks hold ~20 MB, not the ~250 MB of per-sample objects); after a
-restart the window is backfilled from Prometheus (`backfill`, one batched range query per
-metric), so the first decision already sees a full window. A tick
-whose reading is unusable adds a NaN sample, which the engine treats as bad data and answers
-by holding the allocation.
+Samples live in memory for `forecast.windowSeconds`, as numpy rows; after a restart the window
+is backfilled from Prometheus (`backfill`, one batched range query per metric), so the first
+decision already sees a full window. A tick whose reading is unusable adds a NaN sample, which
+the engine treats as bad data and answers by holding the allocation.
+
+The window keeps only what the engine reads, at the precision it reads it (docs/metrics.md,
+"Memory"): times and rates stay float64, since any rounding could move a forecast or a
+calibrator comparison; the optional signals get a column the first time they carry a number
+(before that the engine sees None, as it would for a column of NaN), and TTFT and ITL only
+while the deployment states those objectives, the only case the engine reads them in;
+replica counts are integers, kept in the narrowest integer type that holds them.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from costscaler.adapters.children import ChildState
 from costscaler.adapters.prometheus import Reading
 from costscaler.core import Observations
 
-TIME, RATE, LATENCY, TOKENS, TTFT, ITL, QUEUE, KV_CACHE, PROMPT = range(9)
-# The LLM signals: an Observations array each, None while the window holds none of it.
-_SIGNALS = {TTFT: "ttft", ITL: "itl", QUEUE: "queue_depth", KV_CACHE: "kv_cache_usage"}
-_SIGNALS[PROMPT] = "prompt_token_rate"
-READY, WARMING, DESIRED, UNFULFILLABLE, INTERRUPTED = range(5)
+TIME, RATE, LATENCY = range(3)
+# The optional signals, each an Observations array, None while the window holds none of it.
+TOKENS, TTFT, ITL, QUEUE = "token_rate", "ttft", "itl", "queue_depth"
+KV_CACHE, PROMPT = "kv_cache_usage", "prompt_token_rate"
+READY, WARMING, UNFULFILLABLE, INTERRUPTED = range(4)
+_COUNTS = np.int16  # widened (`_fit`) the first time a count does not fit
 
 
 def _or_nan(value: float | None) -> float:
@@ -34,11 +40,10 @@ class History:
     def __init__(self, window_seconds: float, interval_seconds: float = 15.0) -> None:
         self.window = window_seconds
         rows = int(window_seconds // max(interval_seconds, 1.0)) + 2
-        # time, rate, latency, tokens, then the LLM signals (NaN when not reported)
-        self.load = np.full((rows, 9), np.nan)
-        # Per pool: ready, warming, desired, unfulfillable, interrupted; float32 holds counts
-        # exactly and halves the size.
-        self.replicas = np.zeros((rows, 0, 5), dtype=np.float32)
+        self.load = np.full((rows, 3), np.nan)  # time, rate, latency
+        self.signals: dict[str, np.ndarray] = {}  # created by the first finite value
+        # Per pool: ready, warming, unfulfillable, interrupted replicas.
+        self.replicas = np.zeros((rows, 0, 4), dtype=_COUNTS)
         self.pools: list[str] = []
         self.n = 0
 
@@ -50,12 +55,37 @@ class History:
     def _column(self, pool: str) -> int:
         if pool not in self.pools:
             self.pools.append(pool)
-            extra = np.zeros((self.replicas.shape[0], 1, 5), dtype=np.float32)
+            extra = np.zeros((self.replicas.shape[0], 1, 4), dtype=self.replicas.dtype)
             self.replicas = np.concatenate([self.replicas, extra], axis=1)
         return self.pools.index(pool)
 
-    def add(self, now: float, reading: Reading, children: list[ChildState]) -> None:
-        """Append this tick's sample (NaN load when the reading is unusable); drop old ones."""
+    def _fit(self, counts: tuple[int, ...]) -> None:
+        """Widen the replica counts' type when one of `counts` does not fit it."""
+        info = np.iinfo(self.replicas.dtype)
+        if min(counts) < info.min or max(counts) > info.max:
+            self.replicas = self.replicas.astype(np.int64)
+
+    def _signal(self, name: str, row: int, value: float) -> None:
+        """Store one optional signal's sample; a column exists once one is finite."""
+        found = self.signals.get(name)
+        if found is None:
+            if not np.isfinite(value):
+                return  # the column would hold nothing but NaN: the engine sees None either way
+            found = self.signals[name] = np.full(self.load.shape[0], np.nan)
+        found[row] = value
+
+    def add(
+        self,
+        now: float,
+        reading: Reading,
+        children: list[ChildState],
+        ttft: bool = True,
+        itl: bool = True,
+    ) -> None:
+        """Append this tick's sample (NaN load when the reading is unusable); drop old ones.
+
+        `ttft`, `itl`: whether the deployment states those objectives; their latencies are
+        kept only then (the engine reads them for nothing else, `core.tokens.slowest`)."""
         if self.n and self.load[self.n - 1, TIME] >= now:
             self.n -= 1  # the same tick again (a retried handler): replace, not repeat
         if self.n == self.load.shape[0]:
@@ -65,21 +95,30 @@ class History:
         row[TIME] = now
         row[RATE] = _or_nan(reading.request_rate if usable else None)
         row[LATENCY] = _or_nan(reading.latency_seconds if usable else None)
-        row[TOKENS] = _or_nan(reading.token_rate if usable else None)
-        signals = [reading.ttft_seconds, reading.itl_seconds, reading.queue_depth]
-        signals += [reading.kv_cache_usage, reading.prompt_token_rate]
-        row[TTFT:] = [_or_nan(v if usable else None) for v in signals]
-        row[RATE] += self._queue_growth(row)
+        signals = {TOKENS: reading.token_rate, QUEUE: reading.queue_depth}
+        signals |= {KV_CACHE: reading.kv_cache_usage, PROMPT: reading.prompt_token_rate}
+        for name, stated, value in (
+            (TTFT, ttft, reading.ttft_seconds),
+            (ITL, itl, reading.itl_seconds),
+        ):
+            if stated:
+                signals[name] = value
+            else:
+                self.signals.pop(name, None)
+        for name in (*self.signals, *signals):
+            self._signal(name, self.n, _or_nan(signals.get(name) if usable else None))
+        row[RATE] += self._queue_growth(now)
         self.replicas[self.n] = 0
         for c in children:
             col = self._column(c.pool)  # may grow the array: index it afterwards
-            row = (c.ready, c.warming, c.desired, c.unfulfillable, c.interrupted)
-            self.replicas[self.n, col] = row
+            counts = (c.ready, c.warming, c.unfulfillable, c.interrupted)
+            self._fit(counts)
+            self.replicas[self.n, col] = counts
         self.n += 1
         old = int(np.searchsorted(self.load[: self.n, TIME], now - self.window, side="left"))
         self._drop(old)
 
-    def _queue_growth(self, row: np.ndarray) -> float:
+    def _queue_growth(self, now: float) -> float:
         """Requests/s by which the waiting queue grew since the previous sample, when it did.
 
         The fast signal (issue 17): the request rate is of finished requests over the rate
@@ -89,18 +128,17 @@ class History:
         next decision already provisions for it instead of waiting for the rate window. A
         draining queue adds nothing: the plan keeps what cleared it until the rate falls.
         """
-        if self.n == 0:
+        queue = self.signals.get(QUEUE)
+        if self.n == 0 or queue is None:
             return 0.0
-        before = self.load[self.n - 1]
-        grown = (row[QUEUE] - before[QUEUE]) / (row[TIME] - before[TIME])
+        grown = (queue[self.n] - queue[self.n - 1]) / (now - self.load[self.n - 1, TIME])
         return float(grown) if np.isfinite(grown) and grown > 0 else 0.0
 
     def backfill(self, past: Past, children: list[ChildState]) -> int:
         """Start an empty window from Prometheus's past (`adapters.backfill`); returns the rows.
 
-        Prometheus knows the load, not the allocation: past rows take the replicas ready and
-        asked now, and none warming (a warming count frozen in the past would read as a stalled
-        pool).
+        Prometheus knows the load, not the allocation: past rows take the replicas ready now,
+        and none warming (a warming count frozen in the past would read as a stalled pool).
         """
         if self.n:
             return 0
@@ -108,11 +146,15 @@ class History:
         start = past.times.size - rows
         for column, values in ((TIME, past.times), (RATE, past.rate), (LATENCY, past.latency)):
             self.load[:rows, column] = values[start:]
-        self.load[:rows, TOKENS] = past.tokens[start:]
-        self.load[:rows, TTFT:] = np.nan  # not backfilled: only the latest ones are read
+        # The LLM signals are not backfilled: only the latest ones are read.
+        tokens = past.tokens[start:]
+        if np.isfinite(tokens).any():
+            self.signals[TOKENS] = np.full(self.load.shape[0], np.nan)
+            self.signals[TOKENS][:rows] = tokens
         for c in children:
             col = self._column(c.pool)
-            self.replicas[:rows, col] = (c.ready, 0, c.desired, 0, 0)
+            self._fit((c.ready,))
+            self.replicas[:rows, col] = (c.ready, 0, 0, 0)
         self.n = rows
         return rows
 
@@ -121,6 +163,8 @@ class History:
             return
         self.load[: self.n - k] = self.load[k : self.n]
         self.replicas[: self.n - k] = self.replicas[k : self.n]
+        for column in self.signals.values():
+            column[: self.n - k] = column[k : self.n]
         self.n -= k
 
     def observations(self, has_tokens: bool) -> Observations:
@@ -128,27 +172,33 @@ class History:
         replicas per pool). Spot losses are the nodes lost while they held replicas
         (`controller.interruptions`), not drops in ready replicas: a crash, a readiness flap or
         a scale-down is no interruption."""
-        load, reps = self.load[: self.n], self.replicas[: self.n]
-        signals = {name: _column(load, col) for col, name in _SIGNALS.items()}
+        n, load, reps = self.n, self.load[: self.n], self.replicas[: self.n]
+        signals = {name: _column(column[:n]) for name, column in self.signals.items()}
+        tokens = None
+        if has_tokens:  # stated or reported: the engine reads a NaN as "not measured"
+            found = self.signals.get(TOKENS)
+            tokens = np.full(n, np.nan) if found is None else found[:n].copy()
+
+        def per_pool(kind: int) -> dict[str, np.ndarray]:
+            return {p: reps[:, i, kind].astype(float) for i, p in enumerate(self.pools)}
+
         return Observations(
             times=load[:, TIME].copy(),
             request_rate=load[:, RATE].copy(),
             latency=load[:, LATENCY].copy(),
-            token_rate=load[:, TOKENS].copy() if has_tokens else None,
-            ready={p: reps[:, i, READY].astype(float) for i, p in enumerate(self.pools)},
-            warming={p: reps[:, i, WARMING].astype(float) for i, p in enumerate(self.pools)},
-            lost={p: reps[:, i, INTERRUPTED].astype(float) for i, p in enumerate(self.pools)},
-            unfulfillable={
-                p: reps[:, i, UNFULFILLABLE].astype(float) for i, p in enumerate(self.pools)
-            },
-            ttft=signals["ttft"],
-            itl=signals["itl"],
-            queue_depth=signals["queue_depth"],
-            kv_cache_usage=signals["kv_cache_usage"],
-            prompt_token_rate=signals["prompt_token_rate"],
+            token_rate=tokens,
+            ready=per_pool(READY),
+            warming=per_pool(WARMING),
+            lost=per_pool(INTERRUPTED),
+            unfulfillable=per_pool(UNFULFILLABLE),
+            ttft=signals.get(TTFT),
+            itl=signals.get(ITL),
+            queue_depth=signals.get(QUEUE),
+            kv_cache_usage=signals.get(KV_CACHE),
+            prompt_token_rate=signals.get(PROMPT),
         )
 
 
-def _column(load: np.ndarray, col: int) -> np.ndarray | None:
+def _column(values: np.ndarray) -> np.ndarray | None:
     """A copy of one signal's column, or None when the window holds none of it."""
-    return load[:, col].copy() if np.isfinite(load[:, col]).any() else None
+    return values.copy() if np.isfinite(values).any() else None

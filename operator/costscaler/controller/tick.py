@@ -102,7 +102,8 @@ async def run_tick(t: TickInput, decide: Decide, kube: Actuator) -> TickResult:
         raise no_pools(t.infd, missing)
     current = {c.pool: c.desired for c in t.children}
     now_s = t.now.timestamp()
-    t.history.add(now_s, t.reading, t.children)
+    slo = t.infd.spec.slo
+    t.history.add(now_s, t.reading, t.children, slo.ttft is not None, slo.itl is not None)
     observations: Observations = t.history.observations(
         has_tokens=t.infd.spec.metrics.token_rate is not None or t.reading.token_rate is not None
     )
