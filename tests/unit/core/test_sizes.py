@@ -208,36 +208,29 @@ def test_the_exact_search_finds_the_optimum_with_sizes() -> None:
         assert optimum(prob).objective == pytest.approx(best.objective, rel=1e-9, abs=1e-9)
 
 
-def _rate(rate: float) -> Observations:
-    return steady(rate)
+# Mostly short requests, a few long ones, declared: the mix the routing tests plan on.
+SHORT_LONG = Settings(
+    latency_threshold_s=10.0,
+    replicas_max=80,
+    size_names=("short", "long"),
+    size_shares=(0.8, 0.2),
+)
 
 
 def test_sizes_route_short_requests_to_the_small_type() -> None:
     """Melange's point: with mostly short requests and a few long ones, a mix of the two
     types costs less than either alone, and the plan is that mix."""
-    st = Settings(
-        latency_threshold_s=10.0,
-        replicas_max=80,
-        size_names=("short", "long"),
-        size_shares=(0.8, 0.2),
-    )
-    pl = Planner([SMALL, LARGE], st)
-    mixed = pl.decide(_rate(20.0), {}, 3600.0, alternatives=False)
+    pl = Planner([SMALL, LARGE], SHORT_LONG)
+    mixed = pl.decide(steady(20.0), {}, 3600.0, alternatives=False)
     assert mixed.replicas["small"] > 0 and mixed.replicas["large"] > 0
     for alone in (SMALL, LARGE):
-        single = Planner([alone], st).decide(_rate(20.0), {}, 3600.0, alternatives=False)
+        single = Planner([alone], SHORT_LONG).decide(steady(20.0), {}, 3600.0, alternatives=False)
         assert mixed.cost_per_hour < single.cost_per_hour
 
 
 def test_observed_sizes_override_the_declared_shares() -> None:
-    st = Settings(
-        latency_threshold_s=10.0,
-        replicas_max=80,
-        size_names=("short", "long"),
-        size_shares=(0.8, 0.2),
-    )
-    pl = Planner([SMALL, LARGE], st)
-    obs = _rate(20.0)
+    pl = Planner([SMALL, LARGE], SHORT_LONG)
+    obs = steady(20.0)
     n = obs.times.size
     seen = Observations(
         times=obs.times,
@@ -245,7 +238,8 @@ def test_observed_sizes_override_the_declared_shares() -> None:
         latency=obs.latency,
         request_size_rate={"short": np.full(n, 20.0), "long": np.zeros(n)},
     )
-    assert sizes.shares(seen, st.size_names, st.size_shares) == pytest.approx([1.0, 0.0])
+    shares = sizes.shares(seen, SHORT_LONG.size_names, SHORT_LONG.size_shares)
+    assert shares == pytest.approx([1.0, 0.0])
     only_short = pl.decide(seen, {}, 3600.0, alternatives=False)
     assert only_short.replicas["large"] == 0  # no long requests: the small type alone
     declared = pl.decide(obs, {}, 3600.0, alternatives=False)
@@ -479,13 +473,7 @@ def test_plan_is_within_5_percent_of_the_integer_optimum_for_its_capacity(
 def test_idle_accelerators_count_the_plan_at_its_size_aware_capacity() -> None:
     """Idle accelerators are the plan's share of capacity unused at the current rate, and
     with sizes that capacity is C(x), not the pools' capacities alone summed."""
-    st = Settings(
-        latency_threshold_s=10.0,
-        replicas_max=80,
-        size_names=("short", "long"),
-        size_shares=(0.8, 0.2),
-    )
-    d = Planner([SMALL, LARGE], st).decide(steady(20.0), {}, 3600.0, alternatives=False)
+    d = Planner([SMALL, LARGE], SHORT_LONG).decide(steady(20.0), {}, 3600.0, alternatives=False)
     x = np.array([d.replicas["small"], d.replicas["large"]], dtype=np.float64)
     rates = np.array([SMALL.bucket_rps, LARGE.bucket_rps])
     served = lp_capacity(rates, np.array([0.8, 0.2]), x)
