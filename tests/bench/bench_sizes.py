@@ -72,8 +72,10 @@ def profiles(rng: np.random.Generator) -> tuple[list[PoolView], np.ndarray]:
 
 
 def lp_capacity(rates: np.ndarray, share: np.ndarray, x: np.ndarray) -> float:
-    """Req/s of the mix `x` replicas serve with each size routed freely (scipy's HiGHS)."""
+    """Req/s of the mix `x` replicas serve with each size routed freely (scipy's HiGHS); a
+    rate of 0 is a size the type cannot serve."""
     n, b = rates.shape
+    inv = np.where(rates > 0, 1.0 / np.where(rates > 0, rates, 1.0), 0.0)
     cost = np.zeros(n * b + 1)
     cost[-1] = -1.0
     a_eq = np.zeros((b, n * b + 1))
@@ -82,24 +84,27 @@ def lp_capacity(rates: np.ndarray, share: np.ndarray, x: np.ndarray) -> float:
         a_eq[j, -1] = -share[j]
     a_ub = np.zeros((n, n * b + 1))
     for i in range(n):
-        a_ub[i, [i * b + j for j in range(b)]] = 1.0 / rates[i]
-    res = optimize.linprog(cost, A_ub=a_ub, b_ub=x, A_eq=a_eq, b_eq=np.zeros(b))
+        a_ub[i, [i * b + j for j in range(b)]] = inv[i]
+    bounds = [(0.0, None if r > 0 else 0.0) for r in rates.ravel()] + [(0.0, None)]
+    res = optimize.linprog(cost, A_ub=a_ub, b_ub=x, A_eq=a_eq, b_eq=np.zeros(b), bounds=bounds)
     return float(-res.fun)
 
 
 def integer_optimum(pools: list[PoolView], share: np.ndarray, demand: float) -> float:
     """$/h of the cheapest replica counts whose size-aware capacity covers `demand`:
     Melange's integer program (integer replicas x_g, req/s f_gb of size b on type g,
-    sum_g f_gb = demand s_b, sum_b f_gb / c_gb <= x_g), solved by scipy's HiGHS."""
+    sum_g f_gb = demand s_b, sum_b f_gb / c_gb <= x_g; f_gb = 0 where c_gb = 0: type g
+    cannot serve size b), solved by scipy's HiGHS."""
     rates = np.array([p.bucket_rps for p in pools])
     price = np.array([p.replica_cost_per_hour for p in pools])
     n, b = rates.shape
+    inv = np.where(rates > 0, 1.0 / np.where(rates > 0, rates, 1.0), 0.0)
     cost = np.concatenate((price, np.zeros(n * b)))
     serve = np.zeros((b, n + n * b))
     time = np.zeros((n, n + n * b))
     for g in range(n):
         time[g, g] = -1.0
-        time[g, n + g * b : n + (g + 1) * b] = 1.0 / rates[g]
+        time[g, n + g * b : n + (g + 1) * b] = inv[g]
         for j in range(b):
             serve[j, n + g * b + j] = 1.0
     res = optimize.milp(
@@ -109,7 +114,9 @@ def integer_optimum(pools: list[PoolView], share: np.ndarray, demand: float) -> 
             optimize.LinearConstraint(time, -np.inf, 0.0),
         ],
         integrality=np.concatenate((np.ones(n), np.zeros(n * b))),
-        bounds=optimize.Bounds(0.0, np.inf),
+        bounds=optimize.Bounds(
+            0.0, np.concatenate((np.full(n, np.inf), np.where(rates.ravel() > 0, np.inf, 0.0)))
+        ),
     )
     assert res.status == 0, res.message
     return float(res.fun)
