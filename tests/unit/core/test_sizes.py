@@ -6,6 +6,7 @@ import copy
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -524,3 +525,69 @@ def test_the_cheapest_relaxed_plan_keeps_to_the_allowed_pools() -> None:
     only_first = np.array([True, False])
     assert mix.cheapest(np.ones(2), only_first) is None  # the second size needs pool 2
     assert mix.cheapest(np.ones(2), ~only_first) == pytest.approx([0.0, 1.0])
+
+
+MELANGE = EXAMPLE.parents[1] / "melange"
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
+def test_plan_on_melange_profiles_is_within_5_percent_of_the_integer_optimum_at_its_demand(
+    rate: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17's done-when: `costscaler plan` on the Llama-2-7B profiles built from the
+    Melange paper (examples/melange: Table 1's GPUs and prices, 15 request sizes of the
+    paper's Mixed workload, req/s per size at a 120 ms TPOT) pays at most 5 % more than the
+    cheapest GPUs that serve the plan's own demand with each size routed freely (Melange's
+    integer program, scipy's HiGHS), and its plan serves at least 95 % of that demand."""
+    deployment = MELANGE / "llama-2-7b-melange.yaml"
+    pools_path = MELANGE / "pools.yaml"
+    assert (
+        main(["plan", "-f", str(deployment), "-p", str(pools_path), "--rate", str(rate), "--json"])
+        == 0
+    )
+    plan = json.loads(capsys.readouterr().out)
+    res = next(r for r in load_manifests(str(deployment)) if isinstance(r, InferenceDeployment))
+    every = [r for r in load_manifests(str(pools_path)) if isinstance(r, CapacityPool)]
+    views = pool_views(res.spec, every)
+    assert [v.name for v in views] == [p.name for p in res.spec.pools]
+    rates = np.array([v.bucket_rps for v in views])
+    share = np.array([s.share for s in res.spec.workload.request_sizes or []])
+    share = share / share.sum()
+    x = np.array([plan["replicas"][v.name] for v in views], dtype=np.float64)
+    price = np.array([v.replica_cost_per_hour for v in views])
+    ones = np.ones(len(views))
+    demand = float(plan["demand_rps"])
+    assert demand >= rate
+    best = _milp(rates, share, price, ones, demand)
+    assert plan["cost_per_hour"] == pytest.approx(float(x @ price))
+    assert plan["cost_per_hour"] <= best * 1.05, (plan["replicas"], plan["cost_per_hour"], best)
+    assert lp_capacity(rates, share, x) >= 0.95 * demand, (plan["replicas"], demand)
+
+
+def test_the_melange_example_states_the_profiles_its_builder_derives() -> None:
+    """examples/melange's sizes, shares and req/s per bucket are what
+    tests/bench/melange_profiles.py derives from the paper (120 ms TPOT, Mixed workload),
+    so the example and its documented derivation cannot drift apart."""
+    sys.path.insert(0, str(EXAMPLE.parents[2] / "tests" / "bench"))
+    try:
+        import melange_profiles as mp
+    finally:
+        sys.path.pop(0)
+    deployment = MELANGE / "llama-2-7b-melange.yaml"
+    res = next(r for r in load_manifests(str(deployment)) if isinstance(r, InferenceDeployment))
+    work = res.spec.workload
+    assert [s.name for s in work.request_sizes or []] == mp.bucket_names()
+    declared = np.array([s.share for s in work.request_sizes or []])
+    assert declared == pytest.approx(mp.shares("mixed"), rel=1e-3)
+    prof = mp.profiles("120ms")
+    assert [c.accelerator for c in work.capacity] == [g.accelerator for g in mp.GPUS]
+    for gpu, entry in zip(mp.GPUS, work.capacity, strict=True):
+        got = {b.size: b.requests_per_second for b in entry.buckets or []}
+        want = {n: r for n, r in zip(mp.bucket_names(), prof[gpu.name], strict=True) if r > 0}
+        assert got == want, gpu.name
+    prices = {
+        p.spec.accelerator.type: float(p.spec.price.hourly)
+        for p in load_manifests(str(MELANGE / "pools.yaml"))
+        if isinstance(p, CapacityPool)
+    }
+    assert prices == {g.accelerator: g.price for g in mp.GPUS}
