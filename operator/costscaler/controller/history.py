@@ -10,7 +10,10 @@ The window keeps only what the engine reads, at the precision it reads it (docs/
 calibrator comparison; the optional signals get a column the first time they carry a number
 (before that the engine sees None, as it would for a column of NaN), and TTFT and ITL only
 while the deployment states those objectives, the only case the engine reads them in;
-replica counts are integers, kept in the narrowest integer type that holds them.
+replica counts are integers, kept in the narrowest integer type that holds them. The token,
+prompt, queue and KV-cache signals are read only near the newest sample (the request mix over
+`core.tokens.MIX_WINDOW_S`, the latest rates, the queue's growth since the previous sample), so
+only their samples of that span are kept; older rows read as NaN.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from costscaler.adapters.backfill import Past
 from costscaler.adapters.children import ChildState
 from costscaler.adapters.prometheus import Reading
 from costscaler.core import Observations
+from costscaler.core.tokens import MIX_WINDOW_S
 
 TIME, RATE, LATENCY = range(3)
 # The optional signals, each an Observations array, None while the window holds none of it.
-TOKENS, TTFT, ITL, QUEUE = "token_rate", "ttft", "itl", "queue_depth"
-KV_CACHE, PROMPT = "kv_cache_usage", "prompt_token_rate"
+TTFT, ITL = "ttft", "itl"  # a column over the whole window: the calibration reads its span
+# Kept for the newest rows only (`History.recent`), in this order.
+TOKENS, PROMPT, QUEUE, KV_CACHE = "token_rate", "prompt_token_rate", "queue_depth", "kv_cache_usage"
+RECENT = (TOKENS, PROMPT, QUEUE, KV_CACHE)
 READY, WARMING, UNFULFILLABLE, INTERRUPTED = range(4)
 _COUNTS = np.int16  # widened (`_fit`) the first time a count does not fit
 
@@ -41,7 +47,13 @@ class History:
         self.window = window_seconds
         rows = int(window_seconds // max(interval_seconds, 1.0)) + 2
         self.load = np.full((rows, 3), np.nan)  # time, rate, latency
-        self.signals: dict[str, np.ndarray] = {}  # created by the first finite value
+        self.signals: dict[str, np.ndarray] = {}  # TTFT, ITL: created by the first finite value
+        # RECENT's samples of the window's last len(recent) rows: those within MIX_WINDOW_S of
+        # the newest, and at least the two the queue's growth compares.
+        self.recent = np.full((0, len(RECENT)), np.nan)
+        # Per RECENT signal, the window row of its newest finite sample older than `recent`
+        # (-1: none), so that a signal reads as reported while the window holds a number of it.
+        self.older = np.full(len(RECENT), -1, dtype=np.int32)
         # Per pool: ready, warming, unfulfillable, interrupted replicas.
         self.replicas = np.zeros((rows, 0, 4), dtype=_COUNTS)
         self.pools: list[str] = []
@@ -86,7 +98,8 @@ class History:
 
         `ttft`, `itl`: whether the deployment states those objectives; their latencies are
         kept only then (the engine reads them for nothing else, `core.tokens.slowest`)."""
-        if self.n and self.load[self.n - 1, TIME] >= now:
+        retried = bool(self.n) and self.load[self.n - 1, TIME] >= now
+        if retried:
             self.n -= 1  # the same tick again (a retried handler): replace, not repeat
         if self.n == self.load.shape[0]:
             self._drop(1)
@@ -95,18 +108,20 @@ class History:
         row[TIME] = now
         row[RATE] = _or_nan(reading.request_rate if usable else None)
         row[LATENCY] = _or_nan(reading.latency_seconds if usable else None)
-        signals = {TOKENS: reading.token_rate, QUEUE: reading.queue_depth}
-        signals |= {KV_CACHE: reading.kv_cache_usage, PROMPT: reading.prompt_token_rate}
         for name, stated, value in (
             (TTFT, ttft, reading.ttft_seconds),
             (ITL, itl, reading.itl_seconds),
         ):
             if stated:
-                signals[name] = value
+                self._signal(name, self.n, _or_nan(value if usable else None))
             else:
                 self.signals.pop(name, None)
-        for name in (*self.signals, *signals):
-            self._signal(name, self.n, _or_nan(signals.get(name) if usable else None))
+        values = (reading.token_rate, reading.prompt_token_rate, reading.queue_depth)
+        sample = [_or_nan(v if usable else None) for v in (*values, reading.kv_cache_usage)]
+        if retried:
+            self.recent[-1] = sample
+        else:
+            self.recent = np.concatenate([self.recent, [sample]])
         row[RATE] += self._queue_growth(now)
         self.replicas[self.n] = 0
         for c in children:
@@ -117,6 +132,7 @@ class History:
         self.n += 1
         old = int(np.searchsorted(self.load[: self.n, TIME], now - self.window, side="left"))
         self._drop(old)
+        self._trim_recent()
 
     def _queue_growth(self, now: float) -> float:
         """Requests/s by which the waiting queue grew since the previous sample, when it did.
@@ -128,11 +144,25 @@ class History:
         next decision already provisions for it instead of waiting for the rate window. A
         draining queue adds nothing: the plan keeps what cleared it until the rate falls.
         """
-        queue = self.signals.get(QUEUE)
-        if self.n == 0 or queue is None:
+        if self.n == 0:
             return 0.0
-        grown = (queue[self.n] - queue[self.n - 1]) / (now - self.load[self.n - 1, TIME])
+        queue = self.recent[-2:, RECENT.index(QUEUE)]
+        grown = (queue[-1] - queue[0]) / (now - self.load[self.n - 1, TIME])
         return float(grown) if np.isfinite(grown) and grown > 0 else 0.0
+
+    def _trim_recent(self) -> None:
+        """Keep RECENT's samples within MIX_WINDOW_S of the newest (two at least), noting
+        per signal the row of the newest finite sample let go."""
+        n = self.n
+        first = int(np.searchsorted(self.load[:n, TIME], self.load[n - 1, TIME] - MIX_WINDOW_S))
+        first = min(first, n - 2) if n >= 2 else 0
+        cut = self.recent.shape[0] - (n - first)  # rows of `recent` before window row `first`
+        if cut <= 0:
+            return
+        gone = np.isfinite(self.recent[:cut])
+        for i in np.flatnonzero(gone.any(axis=0)):
+            self.older[i] = first - cut + int(np.flatnonzero(gone[:, i])[-1])
+        self.recent = self.recent[cut:].copy()  # a copy: a view would keep the old rows
 
     def backfill(self, past: Past, children: list[ChildState]) -> int:
         """Start an empty window from Prometheus's past (`adapters.backfill`); returns the rows.
@@ -146,16 +176,16 @@ class History:
         start = past.times.size - rows
         for column, values in ((TIME, past.times), (RATE, past.rate), (LATENCY, past.latency)):
             self.load[:rows, column] = values[start:]
-        # The LLM signals are not backfilled: only the latest ones are read.
-        tokens = past.tokens[start:]
-        if np.isfinite(tokens).any():
-            self.signals[TOKENS] = np.full(self.load.shape[0], np.nan)
-            self.signals[TOKENS][:rows] = tokens
+        # Of the LLM signals only the output token rate is backfilled.
+        self.recent = np.full((rows, len(RECENT)), np.nan)
+        self.recent[:, RECENT.index(TOKENS)] = past.tokens[start:]
         for c in children:
             col = self._column(c.pool)
             self._fit((c.ready,))
             self.replicas[:rows, col] = (c.ready, 0, 0, 0)
         self.n = rows
+        if rows:
+            self._trim_recent()
         return rows
 
     def _drop(self, k: int) -> None:
@@ -166,6 +196,9 @@ class History:
         for column in self.signals.values():
             column[: self.n - k] = column[k : self.n]
         self.n -= k
+        self.older = np.where(self.older >= k, self.older - k, -1).astype(np.int32)
+        if self.recent.shape[0] > self.n:
+            self.recent = self.recent[self.recent.shape[0] - self.n :].copy()
 
     def observations(self, has_tokens: bool) -> Observations:
         """The window as the engine's arrays (ready, warming, spot losses and unplaceable
@@ -174,10 +207,11 @@ class History:
         a scale-down is no interruption."""
         n, load, reps = self.n, self.load[: self.n], self.replicas[: self.n]
         signals = {name: _column(column[:n]) for name, column in self.signals.items()}
+        recent = {name: self._recent(i) for i, name in enumerate(RECENT)}
         tokens = None
         if has_tokens:  # stated or reported: the engine reads a NaN as "not measured"
-            found = self.signals.get(TOKENS)
-            tokens = np.full(n, np.nan) if found is None else found[:n].copy()
+            found = recent[TOKENS]
+            tokens = np.full(n, np.nan) if found is None else found
 
         def per_pool(kind: int) -> dict[str, np.ndarray]:
             return {p: reps[:, i, kind].astype(float) for i, p in enumerate(self.pools)}
@@ -193,10 +227,20 @@ class History:
             unfulfillable=per_pool(UNFULFILLABLE),
             ttft=signals.get(TTFT),
             itl=signals.get(ITL),
-            queue_depth=signals.get(QUEUE),
-            kv_cache_usage=signals.get(KV_CACHE),
-            prompt_token_rate=signals.get(PROMPT),
+            queue_depth=recent[QUEUE],
+            kv_cache_usage=recent[KV_CACHE],
+            prompt_token_rate=recent[PROMPT],
         )
+
+    def _recent(self, i: int) -> np.ndarray | None:
+        """RECENT[i] over the window, NaN before its kept rows; None when the window holds
+        no number of it."""
+        kept = self.recent[:, i]
+        if self.older[i] < 0 and not np.isfinite(kept).any():
+            return None
+        full = np.full(self.n, np.nan)
+        full[self.n - kept.size :] = kept
+        return full
 
 
 def _column(values: np.ndarray) -> np.ndarray | None:

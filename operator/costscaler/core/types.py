@@ -58,7 +58,9 @@ class Observations:
     `itl` (the SLO quantiles of time to first token and inter-token latency, s, when the SLO
     states them; NaN when not measured), `queue_depth` (requests waiting, all pools),
     `kv_cache_usage` (the KV-cache use of the fullest pool, 0-1) and `prompt_token_rate`
-    (input tokens/s); `generation_token_rate` is `token_rate` (output tokens/s).
+    (input tokens/s); `generation_token_rate` is `token_rate` (output tokens/s). The engine
+    reads these four only over the last `tokens.MIX_WINDOW_S` (the operator's window keeps no
+    older samples of them: NaN there, `controller.history`).
     Missing samples are NaN: a NaN, infinite or negative rate or replica count in the latest
     sample is bad data (see `core.validate`); such samples are skipped elsewhere.
     `request_size_rate`: per `workload.requestSizes` name, req/s of requests of that size,

@@ -34,16 +34,9 @@ def test_ttft_and_itl_are_kept_only_while_their_objectives_are_stated():
     h = History(3600)
     h.add(T0, LLM, kids(2), ttft=False, itl=False)
     obs = h.observations(has_tokens=True)
-    assert (
-        obs.ttft is None
-        and obs.itl is None
-        and set(h.signals)
-        == {
-            "token_rate",
-            "queue_depth",
-            "prompt_token_rate",
-        }
-    )
+    assert obs.ttft is None and obs.itl is None and not h.signals
+    reported = (obs.token_rate, obs.queue_depth, obs.prompt_token_rate, obs.kv_cache_usage)
+    assert [None if x is None else x.tolist() for x in reported] == [[800.0], [4.0], [3000.0], None]
     h.add(T0 + 15, LLM, kids(2), ttft=True, itl=False)
     obs = h.observations(has_tokens=True)
     assert math.isnan(obs.ttft[0]) and obs.ttft[-1] == 0.8 and obs.itl is None
@@ -108,3 +101,54 @@ def test_backfill_keeps_the_past_token_rate_and_no_other_signal():
     empty = History(60, interval_seconds=15)
     empty.backfill(replace(past, tokens=np.full(2, np.nan)), kids(2))
     assert not empty.signals and empty.observations(has_tokens=False).token_rate is None
+
+
+def _full(ticks: dict[float, Reading], times: np.ndarray, signal: str) -> np.ndarray | None:
+    """A signal over the whole window, from the ticks it was fed (the last one per time)."""
+    values = [getattr(ticks[t], signal) if ticks[t].problem is None else None for t in times]
+    column = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return column if np.isfinite(column).any() else None
+
+
+def test_the_engine_decides_the_same_on_the_recent_signals_as_on_the_whole_window(pools):  # noqa: F811
+    """The token, prompt, queue and KV-cache signals are kept for MIX_WINDOW_S only: with the
+    same ticks, whole columns of them give the same decisions, engine state and token costs.
+    The ticks jitter, retry, come early, skip minutes, fail, and lose signals for a while."""
+    rng = np.random.default_rng(18)
+    chosen = [pools[SPOT], pools[OD]]
+    for window, interval in ((3600, 15), (300, 15)):
+        h, ticks = History(window, interval), {}
+        t, current, state, decided = T0, {SPOT: 2, OD: 0}, None, set()
+        for i in range(160):
+            t += rng.choice([0.0, 4.0, 400.0, interval + 3.0 * rng.standard_normal()],
+                            p=[0.05, 0.1, 0.03, 0.82])  # fmt: skip
+            quiet = (i // 30) % 3 == 2  # no LLM signal for 30 ticks
+            r = replace(
+                LLM,
+                rate_by_pool={SPOT: 6.0 + 5.0 * np.sin(i / 12) + rng.random(), OD: 0.0},
+                latency_seconds=float(rng.uniform(1.0, 6.0)),
+                token_rate=None if quiet or rng.random() < 0.1 else float(rng.uniform(200, 1500)),
+                prompt_token_rate=None if quiet else float(rng.uniform(1000, 6000)),
+                queue_by_pool={} if quiet else {SPOT: float(rng.uniform(0, 30))},
+                kv_cache_by_pool={} if quiet else {SPOT: float(rng.random())},
+                problem="QueryFailed" if rng.random() < 0.05 else None,
+            )
+            ticks[t] = r
+            h.add(t, r, kids(current[SPOT]))
+            obs = h.observations(has_tokens=True)
+            whole = {
+                name: _full(ticks, obs.times, name)
+                for name in ("token_rate", "prompt_token_rate", "queue_depth", "kv_cache_usage")
+            }
+            whole["token_rate"] = (
+                np.full(obs.times.size, np.nan)
+                if whole["token_rate"] is None
+                else whole["token_rate"]
+            )
+            ours = decide(infd().spec, chosen, obs, current, t + 1, state=state, alternatives=False)
+            full = decide(infd().spec, chosen, replace(obs, **whole), current, t + 1, state=state,
+                          alternatives=False)  # fmt: skip
+            assert ours == full, (window, i)
+            state, current = ours.state, {SPOT: ours.replicas.get(SPOT, 0), OD: 0}
+            decided.add((ours.reason, ours.replicas.get(SPOT, 0)))
+        assert len(decided) > 5  # the replay reaches more than one outcome
