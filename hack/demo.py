@@ -99,11 +99,19 @@ def managed(doc: dict[str, Any], node_seconds: int) -> dict[str, Any]:
     """The pool as a Managed one: Karpenter launches its nodes (a KWOKNodeClass of its name
     delays each by `node_seconds`), and its placement asks for `LAUNCHED_LABEL`, which only
     those nodes carry (a nodeSelector entry becomes a NodePool requirement of one value,
-    which Karpenter puts on the nodes it launches), not the static KWOK nodes."""
+    which Karpenter puts on the nodes it launches), not the static KWOK nodes. It tolerates
+    `costscaler.dev/pool=<pool>`, which its NodePool then taints its nodes with."""
+    from costscaler.adapters.karpenter import DEDICATED_TAINT
+
     spec = doc["spec"]
     spec["coldStart"] = {"nodeSeconds": node_seconds}
     key, value = LAUNCHED_LABEL
     spec["placement"]["nodeSelector"][key] = value
+    # Its nodes take its own pods only, so the operator, serving one namespace, may count
+    # their free GPUs (`node_layer.dedicated`).
+    name = doc["metadata"]["name"]
+    dedicated = {"key": DEDICATED_TAINT, "operator": "Equal", "value": name, "effect": "NoSchedule"}
+    spec["placement"]["tolerations"] = [*spec["placement"].get("tolerations", []), dedicated]
     spec["nodePool"] = {
         "mode": "Managed",
         "nodeClassRef": {

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import NODE_COLD_START_S
-from costscaler.adapters.karpenter import nodepool_manifest
+from costscaler.adapters.karpenter import DEDICATED_TAINT, nodepool_manifest
 from costscaler.api import CapacityPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -64,8 +64,16 @@ def managed_pool(
             "coldStart": {"nodeSeconds": int(NODE_COLD_START_S)},
             "placement": {
                 "nodeSelector": {"costscaler.dev/pool": name},
+                # Its nodes take only its pods, so the operator (serving one namespace) counts
+                # their free GPUs: `node_layer.dedicated`.
                 "tolerations": [
-                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                    {
+                        "key": DEDICATED_TAINT,
+                        "operator": "Equal",
+                        "value": name,
+                        "effect": "NoSchedule",
+                    },
                 ],
             },
             "limits": {"maxNodes": 6},

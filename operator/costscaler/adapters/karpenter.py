@@ -31,6 +31,10 @@ NODEPOOL_LABEL = "karpenter.sh/nodepool"
 GPU_RESOURCE = "nvidia.com/gpu"
 # A node Karpenter is taking away (consolidation, drift, expiry) takes no new pods.
 DISRUPTED_TAINT = "karpenter.sh/disrupted"
+# A node tainted `costscaler.dev/pool=<pool>` (NoSchedule, NoExecute) takes only pods that
+# tolerate that pool by name: the pool's children and warm buffer (its placement tolerates it),
+# no other workload. An operator serving some namespaces sees every GPU on such a node.
+DEDICATED_TAINT = "costscaler.dev/pool"
 DISRUPTION_REASON = "DisruptionReason"
 # The buffer's pods are never run (Karpenter only sizes nodes by them): any small image.
 WARM_IMAGE = "registry.k8s.io/pause:3.10"

@@ -8,7 +8,10 @@ pods are indexed, as a few numbers each.
 Child pods bound to a node are indexed as their pool and node (`placed_pod`): a node that
 goes while it holds replicas is a spot interruption (`controller.interruptions`). Every pod
 bound to a node with GPUs, child or not, is indexed as its node and GPU count
-(`bound_accelerators`): what the node layer's free slots leave out.
+(`bound_accelerators`; a pod the scheduler nominated to a node, waiting for the pods it
+preempts there to go, counts on that node): what the node layer's free slots leave out. A
+child pod not bound yet is indexed as its pool and GPU count (`unbound_accelerators`): a
+replica on its way to a slot, which the free slots leave out too.
 """
 
 from __future__ import annotations
@@ -96,16 +99,36 @@ def pod_accelerators(spec: dict[str, Any]) -> int:
 def bound_accelerators(body: dict[str, Any]) -> tuple[str, int] | None:
     """(node, GPUs) for any pod bound to a node that holds GPUs there, else None: a pod that
     finished (Succeeded, Failed) or is being deleted frees them, or is about to (a scale-down,
-    whose slot the next replica may take)."""
+    whose slot the next replica may take). A pod not bound yet that the scheduler nominated
+    to a node (`status.nominatedNodeName`: it preempted pods there and waits for them to go)
+    holds them on that node already: the victims' GPUs, freed as they go, are its."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
-    node = spec.get("nodeName")
+    node = spec.get("nodeName") or (body.get("status") or {}).get("nominatedNodeName")
     if not node or meta.get("deletionTimestamp"):
         return None
     if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return None
     gpus = pod_accelerators(spec)
     return (str(node), gpus) if gpus > 0 else None
+
+
+def unbound_accelerators(body: dict[str, Any]) -> tuple[str, int] | None:
+    """(pool, GPUs) for a child pod that holds GPUs and is on its way to a node of its pool:
+    Pending, not bound, not nominated to a node (`bound_accelerators` counts that one there),
+    not being deleted; else None. Until the scheduler binds it, the node layer counts the
+    slot it will take as taken (`node_layer.free_accelerators`)."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if LABEL_DEPLOYMENT not in labels or LABEL_POOL not in labels or meta.get("deletionTimestamp"):
+        return None
+    if spec.get("nodeName") or status.get("nominatedNodeName"):
+        return None
+    if status.get("phase", "Pending") != "Pending":
+        return None
+    gpus = pod_accelerators(spec)
+    return (str(labels[LABEL_POOL]), gpus) if gpus > 0 else None
 
 
 def placed_pod(body: dict[str, Any]) -> PlacedPod | None:

@@ -1,7 +1,8 @@
 """The watch-fed indexes, so that a tick makes no GET.
 
 CapacityPools by name, the child Deployments by owner, the unscheduled child pods (the
-stock-out signal), the bound ones by node (the spot-loss signal), Nodes, and each
+stock-out signal), the bound ones by node (the spot-loss signal), with the node layer every
+pod's GPUs by node and the unbound child pods' by pool (the free slots), Nodes, and each
 InferenceDeployment's Prometheus target (the batch the `ReadingCache` fetches).
 """
 
@@ -17,6 +18,7 @@ from costscaler.adapters.pending import (
     pending_pod,
     placed_pod,
     settled_pod,
+    unbound_accelerators,
 )
 from costscaler.adapters.prometheus import Target
 from costscaler.adapters.promql import build_queries
@@ -110,6 +112,23 @@ def register_indexes(reg: kopf.OperatorRegistry, settings: Settings) -> None:
                 return {}
             node, gpus = bound
             return {node: gpus}
+
+        # Child pods not bound yet, as their pool's GPUs each: replicas on their way to a
+        # free slot, which the next count of the pool's free slots must not offer again.
+        @kopf.index(
+            "",
+            "v1",
+            "pods",
+            labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+            id="unbound_index",
+            registry=reg,
+        )
+        async def unbound_index(body: kopf.Body, **_: Any) -> dict[str, int]:
+            waiting = unbound_accelerators(dict(body))
+            if waiting is None:
+                return {}
+            pool, gpus = waiting
+            return {pool: gpus}
 
     @kopf.index("", "v1", "nodes", id="nodes_index", registry=reg)
     async def nodes_index(body: kopf.Body, **_: Any) -> dict[None, Any]:

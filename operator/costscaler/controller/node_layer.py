@@ -209,14 +209,35 @@ _MISSING = (
 )
 
 
+def dedicated(pool: CapacityPool, node: NodeView) -> bool:
+    """Whether the node takes only the pool's own pods: it carries the taint
+    `costscaler.dev/pool=<pool>` with effect NoSchedule or NoExecute, which no other
+    workload tolerates (the pool's placement does, so its children and warm buffer do)."""
+    return any(
+        key == karpenter.DEDICATED_TAINT and value == pool.name and effect != "PreferNoSchedule"
+        for key, value, effect in node.taints
+    )
+
+
 def free_accelerators(
-    pool: CapacityPool, nodes: Iterable[NodeView], used: Mapping[str, Iterable[int]]
+    pool: CapacityPool,
+    nodes: Iterable[NodeView],
+    used: Mapping[str, Iterable[int]],
+    *,
+    seen_all: bool = True,
+    waiting: Iterable[int] = (),
 ) -> tuple[int, ...] | None:
     """The accelerators free on each Ready node of the pool's NodePool (warm spares
     included: a CapacityBuffer holds its nodes with virtual pods, which take nothing), what
     the engine reads as slots where a new replica pays the model load only; None without a
     NodePool. Free: allocatable less what the pods bound there hold (`used`: node -> each
-    pod's GPUs, `pending.bound_accelerators`), children and other workloads alike."""
+    pod's GPUs, `pending.bound_accelerators`), children and other workloads alike, less the
+    slots the pool's child pods not bound yet will take (`waiting`: each one's GPUs,
+    `pending.unbound_accelerators`), node by node as `core.nodes.taken` counts them.
+
+    `seen_all`: whether the operator sees every pod (it serves all namespaces). When it
+    serves some namespaces only, another namespace's pods on a node are not in `used`, and
+    their GPUs would read as free: only nodes `dedicated` to the pool are counted then."""
     name = karpenter.nodepool_name(pool)
     if name is None:
         return None
@@ -227,9 +248,14 @@ def free_accelerators(
         and not n.deleting
         and n.labels.get(karpenter.NODEPOOL_LABEL) == name
         and not any(key == karpenter.DISRUPTED_TAINT for key, _, _ in n.taints)
+        and (seen_all or dedicated(pool, n))
     )
     allocatable = {n.name: n.accelerators for n in nodes}
-    return tuple(max(allocatable[n] - sum(used.get(n, ())), 0) for n in mine)
+    free = tuple(max(allocatable[n] - sum(used.get(n, ())), 0) for n in mine)
+    # Largest first, so the result does not hang on the index's order.
+    for gpus in sorted(waiting, reverse=True):
+        free = taken(free, 1, gpus)
+    return free
 
 
 def claiming(decide: Decide, free: dict[str, tuple[int, ...]]) -> Decide:

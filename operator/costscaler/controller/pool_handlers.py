@@ -89,7 +89,14 @@ def register_pool_handlers(reg: kopf.OperatorRegistry, settings: Settings) -> No
             before = list(prev.get("conditions") or [])
             new["conditions"] = new["conditions"] + conditions(extra, before, gen, now())
         used = kw.get("gpus_index", {})
-        free = node_layer.free_accelerators(pool, nodes, used) if rt.nodepools else None
+        waiting = list(kw.get("unbound_index", {}).get(pool.name, []))
+        free = (
+            node_layer.free_accelerators(
+                pool, nodes, used, seen_all=settings.all_namespaces, waiting=waiting
+            )
+            if rt.nodepools
+            else None
+        )
         if free is None:
             rt.pool_free.pop(pool.name, None)
         else:

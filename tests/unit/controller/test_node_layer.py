@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from costscaler.adapters.children import ChildState
-from costscaler.adapters.pending import PendingPod, PlacedPod, bound_accelerators, placed_pod
+from costscaler.adapters.pending import (
+    PendingPod,
+    PlacedPod,
+    bound_accelerators,
+    placed_pod,
+    unbound_accelerators,
+)
 from costscaler.api import CapacityPool, load_manifests
 from costscaler.controller import node_layer
 from costscaler.controller.pools import NodeView
@@ -157,3 +163,109 @@ def test_every_bound_pod_holds_its_requested_gpus_until_it_finishes_or_goes() ->
     labels = {"costscaler.dev/deployment": "llama", "costscaler.dev/pool": "spot"}
     child = {"metadata": {"namespace": "ml", "labels": labels}, "spec": spec}
     assert placed_pod(child) == PlacedPod("ml", "llama", "spot", "n1")
+
+
+def _reference(pool_name: str = "g6-xlarge-l4-spot") -> CapacityPool:
+    from costscaler.api.pool import NodePoolSettings
+
+    ref = NodePoolSettings.model_validate({"mode": "Reference", "name": "team-gpu"})
+    spec = POOL.spec.model_copy(update={"node_pool": ref})
+    return POOL.model_copy(update={"spec": spec, "metadata": POOL.metadata.model_copy(
+        update={"name": pool_name})})  # fmt: skip
+
+
+def test_an_operator_serving_some_namespaces_counts_only_nodes_dedicated_to_the_pool() -> None:
+    """Namespaced mode: the operator sees the pods of the namespaces it serves only, so a pod
+    of another namespace holding a node's GPUs is not in `used`, and the node would read as
+    free. Only nodes tainted `costscaler.dev/pool=<pool>` (NoSchedule or NoExecute: no other
+    workload lands there) are counted; a node without it, with another pool's value, or a
+    PreferNoSchedule one (a soft taint keeps no pod off) offers no slot, and a start there
+    is priced as a new node. Serving every namespace, every node is counted as before."""
+    pool = _reference()
+    name = pool.name
+    nodes = [
+        _node("a", 4, taints=((node_layer.karpenter.DEDICATED_TAINT, name, "NoSchedule"),)),
+        _node("b", 4, taints=((node_layer.karpenter.DEDICATED_TAINT, name, "NoExecute"),)),
+        _node("c", 4),  # a batch job in a namespace not served holds its GPUs, unseen
+        _node("d", 4, taints=((node_layer.karpenter.DEDICATED_TAINT, "other", "NoSchedule"),)),
+        _node("e", 4, taints=((node_layer.karpenter.DEDICATED_TAINT, name, "PreferNoSchedule"),)),
+    ]
+    used = {"a": [1]}
+    assert node_layer.free_accelerators(pool, nodes, used, seen_all=False) == (3, 4)
+    assert node_layer.free_accelerators(pool, nodes, used, seen_all=True) == (3, 4, 4, 4, 4)
+    # No dedicated node: no slot at all, every start waits for a node.
+    assert node_layer.free_accelerators(pool, nodes[2:], used, seen_all=False) == ()
+
+
+def test_a_dedicated_pools_placement_makes_its_nodes_dedicated() -> None:
+    """The pool opts in by tolerating `costscaler.dev/pool=<pool>`: a Managed pool's NodePool
+    then taints its nodes with it (the tolerations that name a key become its taints), and its
+    children and warm buffer, which carry the placement, tolerate it."""
+    from costscaler.adapters.karpenter import DEDICATED_TAINT, nodepool_manifest
+    from costscaler.api.common import Toleration
+
+    own = Toleration.model_validate(
+        {"key": DEDICATED_TAINT, "operator": "Equal", "value": POOL.name, "effect": "NoSchedule"}
+    )
+    placement = POOL.spec.placement.model_copy(
+        update={"tolerations": [*POOL.spec.placement.tolerations, own]}
+    )
+    from costscaler.api.pool import NodePoolSettings
+
+    managed = NodePoolSettings.model_validate(
+        {"mode": "Managed", "nodeClassRef": {"group": "karpenter.kwok.sh",
+         "kind": "KWOKNodeClass", "name": "default"}}
+    )  # fmt: skip
+    spec = POOL.spec.model_copy(update={"placement": placement, "node_pool": managed})
+    pool = POOL.model_copy(update={"spec": spec})
+    taints = nodepool_manifest(pool)["spec"]["template"]["spec"]["taints"]
+    mark = {"key": DEDICATED_TAINT, "value": POOL.name, "effect": "NoSchedule"}
+    assert mark in taints
+    node = NodeView(
+        "n1",
+        {**placement.node_selector, "karpenter.sh/nodepool": POOL.name},
+        tuple((t["key"], t.get("value", ""), t["effect"]) for t in taints),
+        1,
+        True,
+    )
+    assert node_layer.dedicated(pool, node)
+    assert node_layer.free_accelerators(pool, [node], {}, seen_all=False) == (1,)
+    from costscaler.controller.pools import matches
+
+    assert matches(pool, node)  # the pool's own placement still lands on its nodes
+
+
+def test_replicas_not_bound_yet_take_their_slots_before_the_next_count() -> None:
+    """A replica the last decision started on a free slot holds no GPU until the scheduler
+    binds its pod: the count in between must not offer its slot again. Child pods not bound
+    (`unbound_accelerators`: pool, GPUs) take slots node by node; a pod nominated to a node
+    (it preempted pods there, which are going and hold nothing any more) holds its GPUs on
+    that node (`bound_accelerators`)."""
+    pool = _reference()
+    nodes = [_node("a", 2), _node("b", 1), _node("c", 4)]
+    assert node_layer.free_accelerators(pool, nodes, {}) == (2, 1, 4)
+    # Two single-GPU replicas and a 4-GPU one on their way: the 4-GPU one takes node c, the
+    # two others node a; node b stays free.
+    assert node_layer.free_accelerators(pool, nodes, {}, waiting=[1, 4, 1]) == (0, 1, 0)
+    # More waiting than there is room: nothing free, nothing negative.
+    assert node_layer.free_accelerators(pool, nodes, {}, waiting=[2, 2, 2, 2]) == (0, 1, 0)
+
+    gpu = {"name": "vllm", "resources": {"requests": {"nvidia.com/gpu": "1"}}}
+    labels = {"costscaler.dev/deployment": "llama", "costscaler.dev/pool": pool.name}
+    pod = {"metadata": {"labels": labels}, "spec": {"containers": [gpu]},
+           "status": {"phase": "Pending"}}  # fmt: skip
+    assert unbound_accelerators(pod) == (pool.name, 1)
+    assert unbound_accelerators({**pod, "status": {}}) == (pool.name, 1)  # just created
+    assert bound_accelerators(pod) is None
+    nominated = {**pod, "status": {"phase": "Pending", "nominatedNodeName": "a"}}
+    assert unbound_accelerators(nominated) is None
+    assert bound_accelerators(nominated) == ("a", 1)
+    foreign = {"spec": {"containers": [gpu]}, "status": {"nominatedNodeName": "b"}}
+    assert bound_accelerators(foreign) == ("b", 1)  # any workload's nominated pod
+    assert unbound_accelerators(foreign) is None  # not a child: no pool to wait on
+    bound = {**pod, "spec": {**pod["spec"], "nodeName": "a"}, "status": {"phase": "Running"}}
+    assert unbound_accelerators(bound) is None
+    going = {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": "2026-12-05T16:00:00Z"}}
+    assert unbound_accelerators(going) is None
+    assert unbound_accelerators({**pod, "spec": {"containers": [{"name": "cpu"}]}}) is None
+    assert unbound_accelerators({**pod, "status": {"phase": "Failed"}}) is None
