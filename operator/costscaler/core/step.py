@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from costscaler.api.budget import OnConflict
 from costscaler.core import (
@@ -419,4 +420,24 @@ def start_plans(pl: Planner, prob: Problem, demand_rps: float, cur: IntArray) ->
                 continue
             for rps in (need, need * 8.0 / 7.0) if math.isfinite(need) else (demand_rps,):
                 plans.append(np.minimum(np.ceil(rps * unit), prob.max_replicas).astype(np.int64))
+                plans.append(_repaired(prob, mix, np.floor(rps * unit), rps, allowed))
     return [*plans, np.minimum(cur, prob.max_replicas)]
+
+
+def _repaired(
+    prob: Problem, mix: sizes.MixCapacity, floor: FloatArray, rps: float, allowed: NDArray[np.bool_]
+) -> IntArray:
+    """The relaxed plan rounded down, then the replica with the most C(x) per $/h added until
+    C(x) reaches `rps`: rounding every pool up pays up to one replica of each type too many,
+    and at a hundred replicas the search's budget may end before it sheds them."""
+    x = np.minimum(floor, prob.max_replicas).astype(np.float64)
+    room = allowed & (x < prob.max_replicas)
+    for _ in range(4 * x.size + 8):  # each pass adds a replica; a few per pool close the gap
+        have = float(mix.capacity(x[None, :])[0])
+        if have >= rps or not room.any():
+            break
+        trial = x[None, :] + np.diag(room.astype(np.float64))[room]
+        gain = (mix.capacity(trial) - have) / prob.price[room]
+        x[np.flatnonzero(room)[int(np.argmax(gain))]] += 1.0
+        room = allowed & (x < prob.max_replicas)
+    return x.astype(np.int64)
