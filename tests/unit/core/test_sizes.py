@@ -591,3 +591,22 @@ def test_the_melange_example_states_the_profiles_its_builder_derives() -> None:
         if isinstance(p, CapacityPool)
     }
     assert prices == {g.accelerator: g.price for g in mp.GPUS}
+
+
+@pytest.mark.parametrize("slo", ["120ms", "40ms"])
+@pytest.mark.parametrize("workload", ["arena", "pubmed", "mixed"])
+def test_plan_on_every_melange_workload_at_64_rps_is_within_5_percent_of_the_optimum(
+    workload: str, slo: str
+) -> None:
+    """The paper's three workloads and two TPOT SLOs at 64 req/s (`bench_sizes.py
+    --melange`): within 5 % of the integer optimum at the plan's demand, serving at least
+    95 % of it. Rounding the relaxed start up on every pool left Arena at 120 ms on 18 A100s,
+    +7.9 % (66.06 against 61.21 $/h), when the search's budget ran out."""
+    sys.path.insert(0, str(EXAMPLE.parents[2] / "tests" / "bench"))
+    try:
+        import bench_sizes
+    finally:
+        sys.path.pop(0)
+    got = bench_sizes.melange_check(bench_sizes.melange_doc(workload, slo), 64.0)
+    assert got["cost"] <= got["optimum"] * 1.05, got
+    assert got["capacity"] >= 0.95 * got["demand"], got
