@@ -18,11 +18,12 @@ x outputs of about 32, 250 and 1,000); each seed draws the mix (Dirichlet), pric
 +-15 % and capacities within +-20 %.
 
 For each seed and each rate R in 0.5-64 req/s, `Planner.decide` plans on one sample at R
-(a wider demand quantile than `costscaler plan --rate R`, which sees a whole window) and the plan's cost is compared with the integer
-optimum at the plan's own demand (the decision's demand_rps) and at the plan's own capacity
-(C of its replicas): Melange's integer program, solved by scipy's MILP (HiGHS) independently
-of `core.sizes`. Also reported: what mixing saves against the best single accelerator type
-(the engine's own plan on that type alone), and the plan's capacity over its demand.
+(a wider demand quantile than `costscaler plan --rate R`, which sees a whole window) and
+the plan's cost is compared with the integer optimum at the plan's own demand (the
+decision's demand_rps) and at the plan's own capacity (C of its replicas): Melange's integer
+program, solved by scipy's MILP (HiGHS) independently of `core.sizes`. Also reported: what
+mixing saves against the best single accelerator type (the engine's own plan on that type
+alone), and the plan's capacity over its demand.
 
 Run: `python tests/bench/bench_sizes.py [--seeds 5]`: one row per rate (mean, min and max
 over the seeds); `--melange`: one row per workload, SLO and rate (tests/bench/results.md).
