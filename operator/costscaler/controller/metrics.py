@@ -172,7 +172,7 @@ class OperatorMetrics:
             ),
             error_budget_remaining=SeriesGauge(
                 "costscaler_error_budget_remaining",
-                "Share of the SLO window's allowed bad requests not yet spent (1 none spent, "
+                "Share of the full SLO window's allowed bad requests not yet spent (1 none spent, "
                 "negative past the target).",
                 DEP,
                 registry=r,

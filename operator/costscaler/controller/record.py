@@ -148,7 +148,9 @@ def _current_cost(d: Decision) -> tuple[float, float]:
 def error_budget(t: TickInput, d: Decision) -> dict[str, Any] | None:
     """`status.errorBudget`: the SLO window's counts, attainment, budget left and burn rate
     (`core.errorbudget`), and the target the decision sized for; None while the counts are
-    unknown (no histogram, its query failed, or no series yet)."""
+    unknown (no histogram, its query failed, or no series yet). The budget left is the
+    decision's, of the full window's allowance (a young window's start-up spends a share of
+    it); a hold, which forecasts no rate, shows it over the requests so far."""
     slo, r = t.infd.spec.slo, t.reading
     known = errorbudget.counts(r.slo_good, r.slo_total)
     if known is None:
@@ -159,7 +161,7 @@ def error_budget(t: TickInput, d: Decision) -> dict[str, Any] | None:
         "goodRequests": round(known[0], 3),
         "totalRequests": round(known[1], 3),
         "attainment": _ratio(so_far.attainment),
-        "remaining": _ratio(so_far.left),
+        "remaining": _ratio(so_far.left if d.error_budget_left is None else d.error_budget_left),
         "burnRate": _ratio(so_far.burn_rate),
         "attainmentTarget": _ratio(d.attainment_target),
     }

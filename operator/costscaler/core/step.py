@@ -133,7 +133,12 @@ def step(
         )
     spend, marginal = billing.costs(pl, final, chosen.spend, fixed, prob.price)
     output_rate = math.nan if obs.token_rate is None else float(obs.token_rate[-1])
-    budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total)
+    full = (
+        None
+        if obs.slo_total is None
+        else errorbudget.expected(obs.slo_total, slo.slo_window_s, demand.point)
+    )
+    budget_so_far = errorbudget.spent(slo.attainment, obs.slo_good, obs.slo_total, full)
     # Warm spare nodes (`core.warm`): none while the budget binds the plan.
     need = warm.need(pl, prob, final, reason in BUDGET_REASONS)
     return Decision(

@@ -306,8 +306,9 @@ class Decision:
     ReplicasMinBeyondQuota otherwise).
     `attainment_target`: the attainment this tick sized for, from the error budget of the SLO
     window (`core.errorbudget`; the SLO's own when the counts are unknown, NaN when the
-    engine held without sizing). `error_budget_left`: share of the window's allowed bad
-    requests not yet spent (1 none spent, negative past the target); `burn_rate`: the
+    engine held without sizing). `error_budget_left`: share of the full window's allowed bad
+    requests not yet spent (1 none spent, negative past the target; a window younger than
+    its period is allowed the requests it will hold, `errorbudget.expected`); `burn_rate`: the
     window's bad share over the allowed one (1 = spending exactly as allowed); both None
     when the counts are unknown.
     """

@@ -260,6 +260,13 @@ def test_slo_window_counts_reach_the_engine_and_the_status(pools):
         "burnRate": 0.3,
         "attainmentTarget": 0.9912,
     }
+
+    # The engine's budget left, of the full window's allowance (a young window's), wins.
+    def young(*args, **kw):
+        return replace(FakeEngine.__call__(engine, *args, **kw), error_budget_left=0.98)
+
+    result, _ = tick(obj, pools, [], young, reading=counted, status=result.status)
+    assert result.status["errorBudget"]["remaining"] == 0.98
     # Counts gone unknown (the query failed): the merge patch removes the stale window.
     result, _ = tick(obj, pools, [], engine, status=result.status)
     assert result.status["errorBudget"] is None

@@ -10,7 +10,7 @@ from core_helpers import OD, planner, steady
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from costscaler.core.errorbudget import RESERVE, attainment_target, bounds, spent
+from costscaler.core.errorbudget import RESERVE, attainment_target, bounds, expected, spent
 
 targets = st.floats(0.5, 0.9999)
 windows = st.floats(3600.0, 90 * 86400.0)
@@ -121,6 +121,42 @@ def test_burn_rate_and_budget_left_are_the_sre_ones() -> None:
     assert spent(0.99, 1000.4, 1000.0).attainment == 1.0
 
 
+def test_a_young_windows_start_up_spends_a_share_of_the_periods_budget() -> None:
+    # A 7-day window 3 minutes old at 25 req/s, 1,600 of its 2,800 requests bad while the
+    # first replicas loaded (azure-conv's replay): the period's allowance is 1 % of the
+    # 15.1 million requests a full window holds, not of the 2,800 so far (-56 before).
+    week, rate = 7 * 86400.0, 25.0
+    full = expected(2800.0, week, rate)
+    assert full == pytest.approx(rate * week)
+    young = spent(0.99, 1200.0, 2800.0, full)
+    assert young.left == pytest.approx(1 - 1600 / (0.01 * rate * week))
+    assert young.burn_rate == pytest.approx(1600 / 2800 / 0.01)  # the rate is the SRE one
+    assert young.attainment == pytest.approx(1200 / 2800)
+    assert spent(0.99, 1200.0, 2800.0).left == pytest.approx(1 - 1600 / 28.0)
+    # A full window's count stands (traffic fell at night: the rate does not shrink it).
+    assert expected(rate * week, week, rate / 10) == rate * week
+    assert spent(0.99, 970.0, 1000.0, 500.0).left == pytest.approx(-2.0)
+    # No usable rate or window adds nothing.
+    for bad in (math.nan, math.inf):
+        assert expected(2800.0, week, bad) == 2800.0 and expected(2800.0, bad, rate) == 2800.0
+
+
+@given(a=targets, share=st.floats(0.0, 1.0), total=st.floats(1.0, 1e9), more=st.floats(0, 1e3))
+@settings(max_examples=300, deadline=None)
+def test_the_budget_left_grows_with_the_requests_still_to_come(
+    a: float, share: float, total: float, more: float
+) -> None:
+    # The allowance of a fuller window is larger: the budget left never falls as the full
+    # window's count grows, stays at or below 1, and is the SRE figure at the count so far.
+    good = share * total
+    so_far = spent(a, good, total)
+    grown = spent(a, good, total, total * (1 + more))
+    assert grown.left is not None and so_far.left is not None
+    assert so_far.left <= grown.left + 1e-12 <= 1 + 1e-12
+    assert spent(a, good, total, total) == so_far
+    assert grown.burn_rate == so_far.burn_rate and grown.attainment == so_far.attainment
+
+
 def test_targets_relax_with_budget_and_tighten_past_it() -> None:
     a, week, rate = 0.99, 7 * 86400.0, 10.0
     full = rate * week
@@ -155,3 +191,9 @@ def test_the_engine_sizes_for_the_budget_target() -> None:
     assert healthy[1] < 0.99 < burnt[1]
     assert healthy[2] == pytest.approx(1.0) and burnt[2] == pytest.approx(-4.0)
     assert healthy[0] <= plain[0] <= burnt[0] and healthy[0] < burnt[0]
+    # A young window's bad start-up (57 % of 2,800 requests) spends a share of the week's
+    # allowance at the forecast rate: the decision reports about 0.99 left, not -56.
+    young = replace(window, slo_good=1200.0, slo_total=2800.0)
+    d = pl.decide(young, {}, 3600.0)
+    assert d.error_budget_left == pytest.approx(1 - 1600 / (0.01 * 40.0 * week), rel=0.05)
+    assert d.burn_rate == pytest.approx(1600 / 2800 / 0.01)

@@ -115,7 +115,8 @@ def test_slo_window_counts_set_the_target_and_the_budget_left(capsys):
     base = ["-f", DEP, "-p", POOLS, "--rate", "12", "--json"]
     plain = json.loads(_run(capsys, *base)[1])
     assert plain["error_budget_left"] is None and plain["burn_rate"] is None
-    spent = ["--slo-good", "9700", "--slo-total", "10000"]  # 3 % bad against 1 % allowed
+    # A full week at 12 req/s, 3 % bad against 1 % allowed.
+    spent = ["--slo-good", str(0.97 * 12 * 604800), "--slo-total", str(12 * 604800)]
     burnt = json.loads(_run(capsys, *base, *spent)[1])
     assert burnt["error_budget_left"] == pytest.approx(-2.0)
     assert burnt["burn_rate"] == pytest.approx(3.0)
