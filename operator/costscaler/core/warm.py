@@ -16,7 +16,19 @@ target). The j-th node past the plan, held over the whole horizon, would remove
 
     s (V(x + (j-1) k e_b) - V(x + j k e_b)) / (1 - a)        [$/h]
 
-of it. A spare does not serve over the horizon: it lets that node's replicas serve T_node
+of it. A spare removes only the part that falls where the deployment needs the node: its
+next replicas go to a spare only once demand passes what the plan plus j - 1 nodes serve,
+C_{j-1} = C + (j - 1) K (C the plan's rated capacity, K a node's). There, the misses the
+j-th node removes are at most the requests past C_{j-1} it takes, O(C_{j-1}) - O(C_j), with
+O(C) = sum omega (D - C)+ the share of requests past C (`RiskModel.overflow_at`), so
+
+    dV_j = min(V(x + (j-1) k e_b) - V(x + j k e_b), O(C_{j-1}) - O(C_j)).
+
+The rest of the plan's misses (latency below rated capacity) no spare removes: no replica
+goes to it. Counted as a saving, 100 alike deployments whose plans covered their forecasts
+(P(N >= 1) < 0.001 each) kept 4-5 spares that none of them would use.
+
+A spare does not serve over the horizon: it lets that node's replicas serve T_node
 sooner, min(T_node, H) / H of it. When used (demand needs j nodes or more: P(N >= j) =
 P(demand > planned capacity + (j - 1) node capacity), from the forecast) it also saves the
 warm-up: the new node's P x T_node billed while it launches, P T_node / H per hour of
@@ -38,8 +50,10 @@ that maximises sum_{i <= n} (m_i - P): for one deployment, m_n = w_n, its own sa
 
 A spare rarely pays on one deployment's plan: the plan adds the j-th node itself once
 s dV_j / (1 - a) passes P plus its warm-up, so w_j stays below P unless T_node is most of H
-and the node is likely to be needed. It pays when deployments share the pool: one spare
-then covers the need of any of them. Sized on the plan's own V, a forecast band that is
+and the node is likely to be needed. It pays when deployments share the pool and their
+forecasts pass their plans now and then: one spare then covers the need of any of them. A
+plan that covers its forecast (a high SLO-miss cost) leaves P(N >= 1) near 0 and asks for
+none, however many share the pool. Sized on the plan's own V, a forecast band that is
 wide early in a window asks for no more than the plan's marginal cost of its misses: the old
 sizing valued every likely node at s T_node / H, as if one node's absence missed every
 request, and kept 20 spare nodes for one deployment in a `make demo` run (8.13 node-hours
@@ -110,9 +124,13 @@ def need(
     more = np.repeat(replicas[None, :], count + 1, axis=0)
     more[:, best] += per_node[best] * np.arange(count + 1)
     dv = np.maximum(-np.diff(prob.risk.of(more)), 0.0)
+    # Of it, a spare saves only what falls where the deployment needs the node: the requests
+    # past the plan's capacity plus j - 1 nodes that the j-th node takes.
+    edges = prob.risk.overflow_at(planned + node_rps * np.arange(count + 1, dtype=np.float64))
+    used = np.minimum(dv, np.maximum(-np.diff(edges), 0.0))
     node_price = float(pl.price[best] * per_node[best])
     sooner = min(pl.pools[best].node_cold_start_s, pl.horizon_s) / pl.horizon_s
-    saves = sooner * (prob.slo_miss_cost * dv / prob.divisor + tail * node_price)
+    saves = sooner * (prob.slo_miss_cost * used / prob.divisor + tail * node_price)
     return WarmNeed(
         pool=pl.names[best],
         tail=tuple(float(x) for x in tail),
