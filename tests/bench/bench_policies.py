@@ -26,18 +26,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import statistics
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from costscaler.api import CapacityPool, InferenceDeployment, load_manifests
 from costscaler.sim.cluster import SpotBursts, SpotReplay
-from costscaler.sim.lineup import ORACLES, POLICIES, SERVING, Lineup, Settings
+from costscaler.sim.lineup import POLICIES, SERVING, Lineup, Settings
+from costscaler.sim.pools import PoolModel
 from costscaler.sim.report import plot, spread_table, summarise
 from costscaler.sim.run import Outcome
-from costscaler.sim.scenario import Outage, Scenario
+from costscaler.sim.scenario import MANIFEST, Outage, Scenario
 from costscaler.sim.serving import TokenDraw, batching_profiles, token_slo
 from costscaler.sim.static import peak_rate
 from costscaler.sim.traces import Trace, load_accelerators, load_spot_trace, load_trace
@@ -132,11 +137,45 @@ def _replays(lineup: Lineup, trace: Trace) -> dict[int, SpotReplay]:
     }
 
 
+# The process pool the seeds of one `_seeded` call run in (`--jobs`); None: one after the
+# other in this process. Each run is seeded on its own, so the pool changes no figure.
+POOL: Executor | None = None
+# CPU seconds the runs took, by policies and world (summed over seeds and processes).
+CPU_S: dict[str, float] = {}
+
+
+def _cell(
+    lineup: Lineup, names: list[str], trace: Trace, seed: int, replayed: bool, timeline: bool
+) -> tuple[list[Outcome], float]:
+    """One seed's `lineup.run` (spot losses replayed from SPOT's capacity traces if
+    `replayed`) and the CPU seconds it took: the unit of work the pool runs."""
+    started = time.process_time()
+    replays = _replays(lineup, trace) if replayed else None
+    out = lineup.run(names, trace, seed=seed, replays=replays, keep_timeline=timeline)
+    return out, time.process_time() - started
+
+
 def _seeded(
-    lineup: Lineup, names: list[str], traces: list[Trace], seeds: tuple[int, ...] = SEEDS, **kw: Any
+    lineup: Lineup,
+    names: list[str],
+    traces: list[Trace],
+    seeds: tuple[int, ...] | None = None,
+    *,
+    replayed: bool = False,
+    keep_timeline: bool = False,
 ) -> list[list[Outcome]]:
-    """`lineup.run` once per seed (trace i drawn with seeds[i])."""
-    return [lineup.run(names, t, seed=seed, **kw) for seed, t in zip(seeds, traces, strict=True)]
+    """`lineup.run` once per seed (trace i drawn with seeds[i]), in POOL when there is one."""
+    seeds = SEEDS if seeds is None else seeds
+    n = len(seeds)
+    if len(traces) != n:
+        raise ValueError(f"{len(traces)} traces for {n} seeds")
+    args = ([lineup] * n, [names] * n, traces, seeds, [replayed] * n, [keep_timeline] * n)
+    cells = list(POOL.map(_cell, *args) if POOL is not None else map(_cell, *args))
+    world = lineup.settings.scenario.name + (", spot replay" if replayed else "")
+    world += ", no bursts" if lineup.settings.bursts.share == 0 else ""
+    key = f"{'+'.join(names)} ({world})"
+    CPU_S[key] = CPU_S.get(key, 0.0) + sum(cpu for _, cpu in cells)
+    return [run for run, _ in cells]
 
 
 def _mean(runs: list[list[Outcome]], key: str = "slo_attainment") -> float:
@@ -192,25 +231,42 @@ def suite(span_s: float) -> list[Scenario]:
     ]
 
 
-def _in_scenario(
-    lineup: Lineup, traces: list[Trace], scenario: Scenario, hpa_target: float
-) -> list[dict[str, Any]]:
-    """costscaler, HPA + Karpenter with spot at its equal-SLO target and the oracle, in one
-    scenario over every seed."""
-    settings = replace(lineup.settings, scenario=scenario, hpa_utilisation=hpa_target)
-    world = Lineup(lineup.deployment, lineup.pools, settings)
-    runs = _seeded(world, ["costscaler", "hpa-karpenter-spot", "oracle"], traces)
-    suffix = f" ({scenario.name})"
-    hpa = f"@{hpa_target:.3f}"
-    label = [
-        [
-            replace(o, policy=o.policy + (hpa if "karpenter" in o.policy else "") + suffix)
-            for o in run
-        ]
-        for run in runs
-    ]
-    meta = {"seeds": list(SEEDS), "burn_in_s": BURN_IN_S, "scenario": scenario.as_json()}
-    return summarise(label, meta)
+def _oracles(
+    world: Lineup, traces: list[Trace], goals: list[float], label: str, single: bool = False
+) -> list[list[Outcome]]:
+    """The oracle's bound (on every pool, or on the cheapest on-demand pool if `single`) in
+    `world` for each seed at that seed's attainment `goals[i]`, as `Lineup.run` computes it
+    after the policies; rows named `label`."""
+    pools = [world.models[world.single]] if single else world.models
+    n = len(traces)
+    args = ([world] * n, [label] * n, traces, [pools] * n, goals)
+    cells = list(POOL.map(_bound, *args) if POOL is not None else map(_bound, *args))
+    CPU_S[f"{label} LP"] = sum(cpu for _, cpu in cells)
+    return [[o] for o, _ in cells]
+
+
+def _bound(
+    world: Lineup, label: str, trace: Trace, pools: list[PoolModel], goal: float
+) -> tuple[Outcome, float]:
+    """One seed's oracle row and the CPU seconds its LP took (the pool's unit of work)."""
+    started = time.process_time()
+    name = "oracle-single" if len(pools) == 1 and len(world.models) > 1 else "oracle"
+    out = replace(world.oracle(name, trace, pools, goal), policy=label)
+    return out, time.process_time() - started
+
+
+def _attained(runs: list[list[Outcome]], policy: str) -> list[float]:
+    """Each seed's attainment of `policy`."""
+    return [next(o.slo_attainment for o in run if o.policy == policy) for run in runs]
+
+
+def _relabel(runs: list[list[Outcome]], suffix: str, tuned: str = "") -> list[list[Outcome]]:
+    """Rows renamed `policy[@target] (suffix)`; the target on the Karpenter baseline."""
+
+    def name(o: Outcome) -> str:
+        return o.policy + (tuned if "karpenter" in o.policy else "") + suffix
+
+    return [[replace(o, policy=name(o)) for o in run] for run in runs]
 
 
 def bench_trace(
@@ -220,55 +276,89 @@ def bench_trace(
     quick: bool,
     serving: str,
     out: Path,
+    save: Callable[[dict[str, object]], None] = lambda record: None,
 ) -> dict[str, object]:
-    """All policies on one trace over every seed; returns the JSON record, writes the PNG."""
+    """All policies on one trace over every seed; returns the JSON record, writes the PNG.
+
+    Runs in stages, calling `save` with the record so far after each (a run cut short keeps
+    what it finished): the policies; HPA + Karpenter's equal-SLO search and the scenario
+    suite (the headline comparison); the other searches; spot without bursts and replayed;
+    last the oracle's bounds (one LP per seed and world, the largest single cost). The table
+    keeps one order whatever has finished.
+    """
     declared: list[str] = []
     if serving == "batching":
         deployment, declared = batching_deployment(name, deployment, quick)
     lineup = Lineup(deployment, pools, Settings(burn_in_s=BURN_IN_S, serving=serving))
     traces = [_load(name, lineup, quick, seed) for seed in SEEDS]
     started = time.perf_counter()
-    runs = _seeded(lineup, [*POLICIES, *ORACLES], traces[:1], SEEDS[:1], keep_timeline=True)
-    plot(runs[0], traces[0], lineup.models, out / f"{name}.png")
-    runs += _seeded(lineup, [*POLICIES, *ORACLES], traces[1:], SEEDS[1:])
-    goal = statistics.fmean(
-        o.slo_attainment for run in runs for o in run if o.policy == "costscaler"
-    )
-    groups = [runs]
-    notes = []
-    for baseline in BASELINES:
-        equal, note = _at_equal_slo(lineup, traces, baseline, goal)
-        groups.append(equal)
-        notes.append(f"{baseline}: {note}")
-    replayed = [
-        [replace(o, policy=f"{o.policy} (spot replay)") for o in lineup.run(
-            ["costscaler", "oracle"], t, seed=seed, replays=_replays(lineup, t)
-        )]
-        for seed, t in zip(SEEDS, traces, strict=True)
-    ]  # fmt: skip
-    alone = Lineup(deployment, pools, replace(lineup.settings, bursts=SpotBursts(0.0)))
-    independent = [
-        [replace(o, policy=f"{o.policy} (Poisson, no bursts)") for o in run]
-        for run in _seeded(alone, ["costscaler"], traces)
-    ]
-    groups += [independent, replayed]
-    meta = {"seeds": list(SEEDS), "burn_in_s": BURN_IN_S, "scenario": "manifest"}
-    rows = [row for g in groups for row in summarise(g, meta)]
-    searched = zip(BASELINES, groups[1 : 1 + len(BASELINES)], strict=True)
-    tuned = {n: float(g[0][0].policy.split("@")[1]) for n, g in searched}
-    for scenario in suite(traces[0].steps * traces[0].dt):
-        rows += _in_scenario(lineup, traces, scenario, tuned["hpa-karpenter-spot"])
-    return {
+    CPU_S.clear()
+    scenarios = suite(traces[0].steps * traces[0].dt)
+    order = ["policies", "oracles", *BASELINES, "no bursts", "replay", "replay oracle"]
+    order += [f"{sc.name}{part}" for sc in scenarios for part in ("", " oracle")]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    notes: dict[str, str] = {}
+    record: dict[str, object] = {
         "trace": name,
         "serving": serving,
         "declared": declared,
         "hours": traces[0].steps * traces[0].dt / 3600,
         "scale_peak_replicas": PEAK_REPLICAS,
-        "seconds": round(time.perf_counter() - started, 1),
-        "equal_slo": notes,
-        "rows": rows,
-        "table": spread_table(rows),
     }
+
+    def done(key: str, runs: list[list[Outcome]], world: Scenario = MANIFEST) -> None:
+        meta = {"seeds": list(SEEDS), "burn_in_s": BURN_IN_S, "scenario": world.as_json()}
+        if world is MANIFEST:
+            meta["scenario"] = "manifest"
+        groups[key] = summarise(runs, meta)
+        rows = [row for k in order if k in groups for row in groups[k]]
+        record.update(
+            seconds=round(time.perf_counter() - started, 1),
+            cpu_s={k: round(v, 1) for k, v in CPU_S.items()},
+            equal_slo=[f"{b}: {notes[b]}" for b in BASELINES if b in notes],
+            unfinished=[k for k in order if k not in groups],
+            rows=rows,
+            table=spread_table(rows),
+        )
+        save(record)
+
+    runs = _seeded(lineup, list(POLICIES), traces, keep_timeline=True)
+    plot(runs[0], traces[0], lineup.models, out / f"{name}.png")
+    runs = [[replace(o, timeline=None) for o in run] for run in runs]
+    goals = _attained(runs, "costscaler")
+    done("policies", runs)
+    goal = statistics.fmean(goals)
+    karpenter = "hpa-karpenter-spot"
+    equal, notes[karpenter] = _at_equal_slo(lineup, traces, karpenter, goal)
+    done(karpenter, equal)
+    target = float(equal[0][0].policy.split("@")[1])
+    worlds: dict[str, tuple[Lineup, list[float]]] = {}
+    for sc in scenarios:
+        world = Lineup(
+            lineup.deployment,
+            lineup.pools,
+            replace(lineup.settings, scenario=sc, hpa_utilisation=target),
+        )
+        ran = _seeded(world, ["costscaler", karpenter], traces)
+        worlds[sc.name] = world, _attained(ran, "costscaler")
+        done(sc.name, _relabel(ran, f" ({sc.name})", f"@{target:.3f}"), sc)
+    for baseline in (b for b in BASELINES if b != karpenter):
+        equal, notes[baseline] = _at_equal_slo(lineup, traces, baseline, goal)
+        done(baseline, equal)
+    alone = Lineup(deployment, pools, replace(lineup.settings, bursts=SpotBursts(0.0)))
+    done("no bursts", _relabel(_seeded(alone, ["costscaler"], traces), " (Poisson, no bursts)"))
+    replayed = _seeded(lineup, ["costscaler"], traces, replayed=True)
+    done("replay", _relabel(replayed, " (spot replay)"))
+    bound = _oracles(lineup, traces, goals, "oracle")
+    done("oracles", bound)
+    single = _oracles(lineup, traces, _attained(runs, "costscaler-single"), "oracle-single", True)
+    done("oracles", [a + b for a, b in zip(bound, single, strict=True)])
+    reached = _attained(replayed, "costscaler")
+    done("replay oracle", _oracles(lineup, traces, reached, "oracle (spot replay)"))
+    for sc in scenarios:
+        world, reached = worlds[sc.name]
+        done(f"{sc.name} oracle", _oracles(world, traces, reached, f"oracle ({sc.name})"), sc)
+    return record
 
 
 def _write(records: list[dict[str, object]], out: Path) -> None:
@@ -282,7 +372,8 @@ def _write(records: list[dict[str, object]], out: Path) -> None:
         f"seeds {SEEDS[0]}-{SEEDS[-1]}, mean (min-max); the "
         f"first {BURN_IN_S:g} s of each run left out; every policy starts from the same warm "
         "replicas; traces scaled so the busiest minute needs "
-        f"{PEAK_REPLICAS} rated replicas of the cheapest on-demand pool. Rows `name@t` are "
+        f"{PEAK_REPLICAS} rated replicas of the Karpenter baselines' on-demand pool. Rows "
+        "`name@t` are "
         "a baseline at the target t whose mean attainment matches costscaler's (searched "
         "over 0.05-3.0); rows `(scenario)` are the suite: capacity 20 % below declared, cold "
         "starts with a 2x tail, a 2 h spot stock-out, a 10 min Prometheus outage, the last "
@@ -297,6 +388,11 @@ def _write(records: list[dict[str, object]], out: Path) -> None:
             str(r["table"]),
             "",
             "Equal SLO: " + "; ".join(r["equal_slo"]) + ".",  # type: ignore[arg-type]
+            "",
+            *([f"Not finished: {', '.join(r['unfinished'])}.", ""] if r["unfinished"] else []),  # type: ignore[arg-type]
+            f"{r['seconds']} s; CPU s by runs (all seeds, all processes): "
+            + "; ".join(f"{k} {v}" for k, v in r["cpu_s"].items())  # type: ignore[attr-defined]
+            + ".",
             "",
             f"![{r['trace']}]({r['trace']}.png)",
             "",
@@ -316,7 +412,20 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, default=OUT, help="folder for results.json, results.md and PNGs"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(len(SEEDS), os.cpu_count() or 1),
+        help="processes running the seeds at once (default: one per core, at most one per "
+        "seed; 1 runs them in this process); the figures do not depend on it",
+    )
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    global POOL
+    if args.jobs > 1:
+        # fork: workers start with this module loaded, without importing it again
+        POOL = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork"))
     args.out.mkdir(parents=True, exist_ok=True)
     resources = load_manifests(REPO / "examples")
     deployment = next(
@@ -325,9 +434,15 @@ def main() -> int:
         if isinstance(r, InferenceDeployment) and r.metadata.name == "llama-3-1-8b"
     )
     pools = [r for r in resources if isinstance(r, CapacityPool)]
-    records = []
+    records: list[dict[str, object]] = []
     for name in args.trace or (TRACES if args.all else DEFAULT_TRACES):
-        record = bench_trace(name, deployment, pools, args.quick, args.serving, args.out)
+
+        def save(partial: dict[str, object]) -> None:
+            _write([*records, partial], args.out)
+            left = ", ".join(partial["unfinished"]) or "nothing"  # type: ignore[arg-type]
+            print(f"{partial['trace']}: {partial['seconds']} s, left: {left}", flush=True)
+
+        record = bench_trace(name, deployment, pools, args.quick, args.serving, args.out, save)
         print(f"## {name} ({record['hours']:.1f} h, {record['seconds']} s)\n\n{record['table']}\n")
         print("equal SLO: " + "; ".join(record["equal_slo"]) + "\n")
         records.append(record)
