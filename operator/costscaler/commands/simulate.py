@@ -117,10 +117,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--serving",
         choices=SERVING,
-        default="fluid",
-        help="fluid: one queue at the profiles' declared capacity; batching: requests one by "
-        "one with their tokens, continuous batching per replica on its accelerator's "
-        "published figures (sim/accelerators.json), TTFT and inter-token latency",
+        default="batching",
+        help="batching (default): requests one by one with their tokens, continuous batching "
+        "per replica on its accelerator's published figures (sim/accelerators.json), TTFT "
+        "and inter-token latency; fluid: one queue at the profiles' declared capacity (faster; "
+        "for accelerators without serving figures, and where the oracle must be a bound)",
     )
     p.add_argument(
         "--router",

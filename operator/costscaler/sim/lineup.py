@@ -126,7 +126,9 @@ class Lineup:
                     hardware(data, m.accelerator, m.accelerators_per_replica) for m in self.models
                 )
             except ValueError as exc:
-                raise UserError(f"--serving batching: {exc}") from exc
+                raise UserError(
+                    f"--serving batching: {exc}, or replay with --serving fluid"
+                ) from exc
             draw = TokenDraw(mean_output=spec.workload.mean_output_tokens or 250.0)
             slo = spec.slo
             ttft = slo.ttft.threshold_seconds if slo.ttft else None

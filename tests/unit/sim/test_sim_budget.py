@@ -18,7 +18,7 @@ def _run(capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
     args = ["simulate", "--trace", str(TRACE), "-f",
             str(REPO / "examples/deployments/llama-3-1-8b-vllm.yaml"), "-p",
             str(REPO / "examples/pools"), "--scale", "3", "--seed", "1", "--duration", "900",
-            "--policy", "costscaler", "--json", *extra]  # fmt: skip
+            "--policy", "costscaler", "--serving", "fluid", "--json", *extra]  # fmt: skip
     assert main(args) == 0
     return json.loads(capsys.readouterr().out)[0]
 
