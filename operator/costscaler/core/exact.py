@@ -269,8 +269,13 @@ class _Search:
     def _look(self, table: FloatArray, cap: FloatArray) -> FloatArray:
         """The bound of a padded `table` (`_padded`) at each capacity: its cell's, or past
         the grid's end the last entry."""
+        return np.asarray(table[self._cells(cap)], dtype=np.float64)
+
+    def _cells(self, cap: FloatArray) -> IntArray:
+        """Each capacity's index into a padded table: its grid cell, or past the grid's end
+        the last entry (one index serves every table read at those capacities)."""
         cell = (cap / self.step).astype(np.int64)
-        return np.asarray(table[np.minimum(cell, GRID - 1)], dtype=np.float64)
+        return np.minimum(cell, GRID - 1, out=cell)
 
     def _lower(
         self,
@@ -341,19 +346,29 @@ class _Search:
             self.stopped = True
             return False
         parent = np.repeat(np.arange(rows.shape[0]), width)
-        k = lo[parent] + np.arange(total) - np.repeat(np.cumsum(width) - width, width)
+        k = np.arange(total) - np.repeat(np.cumsum(width) - width - lo, width)
         m = money[parent] + lv.money[k]
         c = cap[parent] + lv.capacity[k]
         t = count[parent] + k
-        sp = spot[parent] + (k if lv.spot else 0)
-        risk = self._look(lv.table, c)
+        sp = spot[parent] + k if lv.spot else spot[parent]
+        cell = self._cells(c)
+        risk = lv.table[cell]
         ok = m + risk < self.bar
         if self.share:  # the spot share must still be reachable with the on-demand left
             f = p.spot_max_fraction
             ok &= sp * (1.0 - f) <= f * (t - sp + lv.rest_on_demand) + 1e-9
         if self.blend is not None:
-            ok &= self._look(self.blend, c) < self.bar
-        parent, k, m, c, t, sp, risk = parent[ok], k[ok], m[ok], c[ok], t[ok], sp[ok], risk[ok]
+            ok &= self.blend[cell] < self.bar
+        kept = np.flatnonzero(ok)
+        parent, k, m, c, t, sp, risk = (
+            parent[kept],
+            k[kept],
+            m[kept],
+            c[kept],
+            t[kept],
+            sp[kept],
+            risk[kept],
+        )
         lost = None
         if self.weights.size > 1:  # the burst scenarios' capacity lost (`_lower`)
             lost = (rows @ self.lost)[parent] + np.outer(k, self.lost[lv.pool])

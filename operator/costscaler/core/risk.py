@@ -194,8 +194,8 @@ class RiskModel:
         if demand.size == 0:
             return top, np.zeros((n, r.size))
         h = self.headroom
-        load = demand[:, None] * r[None, :]
-        weight = (omega * demand)[:, None]
+        weight = omega * demand
+        past = r >= top
         tables = np.empty((n, r.size))
         done: dict[tuple[float, ...], FloatArray] = {}
         for i in range(n):
@@ -204,12 +204,20 @@ class RiskModel:
                 key += (float(i),)  # the token models differ per pool: no sharing
             row = done.get(key)
             if row is None:
-                u = np.minimum(load / h[i], 1.0) * (latency.GRID - 1)
-                lo = np.minimum(u.astype(np.int64), latency.GRID - 2)
-                frac = u - lo
+                # The curve's index of every (sample, knot), min(D r / h, 1) (GRID - 1), and
+                # the curve read between its points as v[lo] + (v[lo + 1] - v[lo]) frac; the
+                # last point's step is 0, so an index at the curve's end needs no clamp.
+                u = np.multiply.outer(demand, r * ((latency.GRID - 1) / h[i]))
+                np.minimum(u, latency.GRID - 1, out=u)
+                whole = np.floor(u)  # u >= 0: its integer part
+                u -= whole
+                lo = whole.astype(np.int64)
                 v = self._curve(i)
-                row = ((v[lo] * (1.0 - frac) + v[lo + 1] * frac) * weight).sum(axis=0)
-                row[r >= top] = 1.0  # every sample saturates every pool at the top: exactly 1
+                step = np.append(np.diff(v), 0.0)
+                u *= step.take(lo)
+                u += v.take(lo)
+                row = weight @ u
+                row[past] = 1.0  # every sample saturates every pool at the top: exactly 1
                 done[key] = row
             tables[i] = row
         return top, tables
