@@ -111,18 +111,33 @@ def _tables(grid: FloatArray, bound: FloatArray, rho: float) -> FloatArray:
     """L_j per cell j of `grid` (see the module) for ratio `rho` ($/h per req/s), made
     non-increasing by a running minimum (lower, so still a bound; the search reads ranges
     of counts off it)."""
+    return _tables_for(grid, bound, [rho])[0]
+
+
+def _tables_for(grid: FloatArray, bound: FloatArray, rhos: list[float]) -> FloatArray:
+    """`_tables` for every ratio of `rhos` at once, one row each: a search needs one per
+    distinct ratio of the pools left, and the rows share every numpy call."""
     nxt = bound[1:]
-    if not math.isfinite(rho):
-        return np.asarray(np.minimum.accumulate(nxt), dtype=np.float64)
+    out = np.empty((len(rhos), nxt.size))
+    finite = [k for k, rho in enumerate(rhos) if math.isfinite(rho)]
+    for k in range(len(rhos)):
+        if k not in finite:
+            out[k] = np.minimum.accumulate(nxt)
+    if not finite:
+        return out
+    rho = np.array([rhos[k] for k in finite])[:, None]
     a = rho * grid[:-1] + nxt  # rho G_k + R(G_{k+1}), k = 0 .. K-1
-    suffix = np.minimum.accumulate(a[::-1])[::-1]  # min over k >= j
-    after = np.concatenate((suffix[1:], [math.inf]))  # min over k > j
+    suffix = np.minimum.accumulate(a[:, ::-1], axis=1)[:, ::-1]  # min over k >= j
+    after = np.empty_like(suffix)  # min over k > j
+    after[:, :-1] = suffix[:, 1:]
+    after[:, -1] = math.inf
     # Completions past the grid's end: their risk is only known to be >= 0 (`_Search.beyond`)
     # and their money >= rho (G_K - G_{j+1}). Without this term a plan that needs more
     # headroom than the grid holds (slow latency curves) was pruned by a bound above it.
     past = rho * (grid[-1] - grid[1:])
-    out = np.minimum(np.minimum(nxt, after - rho * grid[1:]), past)
-    return np.asarray(np.minimum.accumulate(out), dtype=np.float64)
+    best = np.minimum(np.minimum(nxt, after - rho * grid[1:]), past)
+    out[finite] = np.minimum.accumulate(best, axis=1)
+    return out
 
 
 def _padded(table: FloatArray, beyond: float) -> FloatArray:
@@ -202,19 +217,24 @@ class _Search:
         self.unit_min_on_demand = float(on_demand.min()) if on_demand.size else math.inf
         self.levels: list[_Level] = []
         # The tables depend on the level only through rho, the least ratio of the pools left,
-        # which many levels share (on-demand ones first: rho is the cheapest spot pool's).
-        tables: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
+        # which many levels share (on-demand ones first: rho is the cheapest spot pool's);
+        # they are made together, with the root's (every pool left: `root`).
+        rhos = [
+            float(ratio[order[pos + 1 :]].min()) if pos + 1 < len(order) else math.inf
+            for pos in range(len(order))
+        ]
+        distinct = sorted(set(rhos), key=rhos.index)
+        made = _tables_for(self.grid, bound, [*distinct, self.rho_all])
+        self.root_table = _padded(made[-1], self.beyond)
+        lines = _tables_for(self.grid, linear, distinct)
+        tables = {
+            rho: (_padded(made[k], self.beyond), _padded(lines[k], self.beyond), -made[k])
+            for k, rho in enumerate(distinct)
+        }
         for pos, i in enumerate(order):
             rest = order[pos + 1 :]
             od = [j for j in rest if not spot[j]]
-            rho = float(ratio[rest].min()) if rest else math.inf
-            if rho not in tables:
-                table = _tables(self.grid, bound, rho)
-                tables[rho] = (
-                    _padded(table, self.beyond),
-                    _padded(_tables(self.grid, linear, rho), self.beyond),
-                    -table,
-                )
+            rho = rhos[pos]
             self.levels.append(
                 _Level(
                     pool=i,
@@ -238,7 +258,7 @@ class _Search:
         # assigned the first is left too, and it is the cheapest of its kind.
         every = replace(
             lv,
-            table=_padded(_tables(self.grid, self.bound, self.rho_all), self.beyond),
+            table=self.root_table,
             pmin=self.unit_min,
             pmin_on_demand=self.unit_min_on_demand,
         )
@@ -269,7 +289,7 @@ class _Search:
     def _look(self, table: FloatArray, cap: FloatArray) -> FloatArray:
         """The bound of a padded `table` (`_padded`) at each capacity: its cell's, or past
         the grid's end the last entry."""
-        return np.asarray(table[self._cells(cap)], dtype=np.float64)
+        return np.asarray(table.take(self._cells(cap)), dtype=np.float64)
 
     def _cells(self, cap: FloatArray) -> IntArray:
         """Each capacity's index into a padded table: its grid cell, or past the grid's end
@@ -345,47 +365,43 @@ class _Search:
         if self.left < 0:
             self.stopped = True
             return False
+        # Gathers by `take` and filters by index, never by fancy or boolean indexing: on
+        # numpy 2 those are 3-20x slower on the tens of thousands of rows a search makes.
         parent = np.repeat(np.arange(rows.shape[0]), width)
         k = np.arange(total) - np.repeat(np.cumsum(width) - width - lo, width)
-        m = money[parent] + lv.money[k]
-        c = cap[parent] + lv.capacity[k]
-        t = count[parent] + k
-        sp = spot[parent] + k if lv.spot else spot[parent]
+        m = money.take(parent) + lv.money.take(k)
+        c = cap.take(parent) + lv.capacity.take(k)
+        t = count.take(parent) + k
+        sp = spot.take(parent) + k if lv.spot else spot.take(parent)
         cell = self._cells(c)
-        risk = lv.table[cell]
+        risk = lv.table.take(cell)
         ok = m + risk < self.bar
         if self.share:  # the spot share must still be reachable with the on-demand left
             f = p.spot_max_fraction
             ok &= sp * (1.0 - f) <= f * (t - sp + lv.rest_on_demand) + 1e-9
         if self.blend is not None:
-            ok &= self.blend[cell] < self.bar
+            ok &= self.blend.take(cell) < self.bar
         kept = np.flatnonzero(ok)
-        parent, k, m, c, t, sp, risk = (
-            parent[kept],
-            k[kept],
-            m[kept],
-            c[kept],
-            t[kept],
-            sp[kept],
-            risk[kept],
-        )
+        parent, k, m, c, t, sp, risk = (a.take(kept) for a in (parent, k, m, c, t, sp, risk))
         lost = None
         if self.weights.size > 1:  # the burst scenarios' capacity lost (`_lower`)
-            lost = (rows @ self.lost)[parent] + np.outer(k, self.lost[lv.pool])
+            lost = (rows @ self.lost).take(parent, axis=0) + np.outer(k, self.lost[lv.pool])
         lower = self._lower(lv, m, c, t, sp, lost, risk)
-        keep = lower < self.bar
-        order = np.flatnonzero(keep)[np.argsort(lower[keep], kind="stable")]
+        keep = np.flatnonzero(lower < self.bar)
+        order = keep.take(np.argsort(lower.take(keep), kind="stable"))
         last = level == len(self.levels) - 1
         size = LEAF_CHUNK if last else self.chunk
         for head in range(0, order.size, size):
             chunk = order[head : head + size]
             if self.stopped or not lower[chunk[0]] < self.bar:
                 break
-            child = rows[parent[chunk]]
-            child[:, lv.pool] = k[chunk]
+            child = rows.take(parent.take(chunk), axis=0)
+            child[:, lv.pool] = k.take(chunk)
             if last:
                 self._leaves(child)
-            elif not self._descend(level + 1, child, m[chunk], c[chunk], t[chunk], sp[chunk]):
+            elif not self._descend(
+                level + 1, child, m.take(chunk), c.take(chunk), t.take(chunk), sp.take(chunk)
+            ):
                 self.open = min(self.open, float(lower[chunk[0]]))  # the chunk was not expanded
             if self.stopped:  # the chunks after this one are left; the next's first is least
                 if head + size < order.size:
@@ -394,10 +410,10 @@ class _Search:
         return True
 
     def _leaves(self, plans: IntArray) -> None:
-        ok = feasible(self.p, plans)
-        if not ok.any():
+        ok = np.flatnonzero(feasible(self.p, plans))
+        if not ok.size:
             return
-        plans = plans[ok]
+        plans = plans.take(ok, axis=0)
         spend, risk, obj = evaluate(self.p, plans)
         j = int(np.argmin(obj))
         if obj[j] < self.bar:

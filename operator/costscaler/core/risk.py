@@ -246,7 +246,7 @@ class RiskModel:
             pos = np.where(r > knee, TABLE - 1 + past, pos)
         lo = np.minimum(pos.astype(np.int64), knots.size - 2)
         frac = pos - lo
-        out = tables[:, lo] * (1.0 - frac) + tables[:, lo + 1] * frac
+        out = tables.take(lo, axis=1) * (1.0 - frac) + tables.take(lo + 1, axis=1) * frac
         return np.asarray(out, dtype=np.float64)
 
     def low(self, capacity: FloatArray) -> FloatArray:
