@@ -314,7 +314,8 @@ class _Search:
         if risk is None:
             risk = self._look(lv.table, cap)
         if lost is not None and self.weights.size > 1:
-            burst = self._look(lv.linear, np.maximum(cap[:, None] - lost, 0.0)) @ self.weights
+            left = cap[:, None] - lost  # each scenario's capacity, in place from here
+            burst = lv.linear.take(self._cells(np.maximum(left, 0.0, out=left))) @ self.weights
             risk = np.maximum(risk, burst)
         need = np.maximum(p.reachable_min - count, 0)
         if self.share:
