@@ -111,7 +111,7 @@ def _tables(grid: FloatArray, bound: FloatArray, rho: float) -> FloatArray:
     """L_j per cell j of `grid` (see the module) for ratio `rho` ($/h per req/s), made
     non-increasing by a running minimum (lower, so still a bound; the search reads ranges
     of counts off it)."""
-    return _tables_for(grid, bound, [rho])[0]
+    return np.asarray(_tables_for(grid, bound, [rho])[0], dtype=np.float64)
 
 
 def _tables_for(grid: FloatArray, bound: FloatArray, rhos: list[float]) -> FloatArray:
@@ -383,7 +383,8 @@ class _Search:
         if self.blend is not None:
             ok &= self.blend.take(cell) < self.bar
         kept = np.flatnonzero(ok)
-        parent, k, m, c, t, sp, risk = (a.take(kept) for a in (parent, k, m, c, t, sp, risk))
+        parent, k, t, sp = parent.take(kept), k.take(kept), t.take(kept), sp.take(kept)
+        m, c, risk = m.take(kept), c.take(kept), risk.take(kept)
         lost = None
         if self.weights.size > 1:  # the burst scenarios' capacity lost (`_lower`)
             lost = (rows @ self.lost).take(parent, axis=0) + np.outer(k, self.lost[lv.pool])
