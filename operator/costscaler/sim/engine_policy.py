@@ -7,7 +7,10 @@ replicas, spot losses and unplaceable replicas per pool, for `forecast.windowSec
 carries the engine state from one decision to the next, so a replayed decision is the
 deployed decision. The error budget reads the replay's own counts over `spec.slo.window`:
 requests measured within the latency threshold and all requests measured, as the
-controller reads them from the SLO histogram (unknown in a metrics outage).
+controller reads them from the SLO histogram (unknown in a metrics outage). With requests
+served one by one, the LLM server's signals too, over the same rate window: the prompt token
+rate, and TTFT and ITL at the quantiles the SLO states (only those it states, as the
+controller keeps them), so the engine's token mix and token-latency models run as deployed.
 `costscaler-single` is the same engine offered only the cheapest on-demand pool.
 """
 
@@ -29,6 +32,7 @@ from costscaler.sim.budget import BudgetMeter, SimBudget
 from costscaler.sim.policy import ClusterView
 
 RATE_WINDOW_S = 60.0  # the controller's default PromQL rate() range
+_POOLS = 7  # the buffer's first per-pool row
 
 
 @dataclass
@@ -50,9 +54,11 @@ class CostScaler:
         self._state: EngineState | None = None
         self._keep = max(1, math.ceil(self.spec.forecast.window_seconds / self.interval_s))
         self._lost = [0] * len(self.pool_names)
-        # The window as columns, oldest first: time, rate, latency, tokens, then ready,
-        # warming, lost and unplaced per pool. Twice the window long, so it shifts rarely.
-        self._buf = np.full((4 + 4 * len(self.pool_names), 2 * self._keep), np.nan)
+        # The window as columns, oldest first: time, rate, latency, tokens, prompt tokens,
+        # TTFT, ITL, then ready, warming, lost and unplaced per pool. Twice the window long,
+        # so it shifts rarely.
+        self._buf = np.full((_POOLS + 4 * len(self.pool_names), 2 * self._keep), np.nan)
+        self._server = False  # whether the view has an LLM server's metrics
         self._filled = 0
         self._meter = BudgetMeter(self.budget) if self.budget else None
         self._cols: list[int] = []  # view.pools index of each of pool_names, found once
@@ -99,6 +105,11 @@ class CostScaler:
         latency = view.latency_quantile(self.spec.slo.latency.quantile, window)
         if math.isnan(latency) and rate > 0:
             latency = window  # load but nothing started for a whole window
+        slo = self.spec.slo
+        prompt = view.prompt_token_rate(window)
+        ttft = None if slo.ttft is None else view.token_latency("ttft", slo.ttft.quantile, window)
+        itl = None if slo.itl is None else view.token_latency("itl", slo.itl.quantile, window)
+        self._server = view.server is not None
         if self._filled == self._buf.shape[1]:
             self._buf[:, : self._keep] = self._buf[:, self._keep :]
             self._filled = self._keep
@@ -107,6 +118,7 @@ class CostScaler:
             rate,
             latency,
             math.nan if tokens is None else tokens,
+            *(math.nan if v is None else v for v in (prompt, ttft, itl)),
             *(view.ready[i] for i in cols),
             *(view.warming[i] for i in cols),
             *lost,
@@ -121,7 +133,7 @@ class CostScaler:
         of the rolling SLO window, for the error budget (None: unknown)."""
         data = self._buf[:, max(0, self._filled - self._keep) : self._filled]
         n = len(self.pool_names)
-        rows = [data[4 + k * n : 4 + (k + 1) * n] for k in range(4)]
+        rows = [data[_POOLS + k * n : _POOLS + (k + 1) * n] for k in range(4)]
         per_pool = [dict(zip(self.pool_names, r, strict=True)) for r in rows]
         latency = np.where(data[1] > 0, data[2], np.nan)
         return Observations(
@@ -135,6 +147,9 @@ class CostScaler:
             unfulfillable=per_pool[3],
             slo_good=None if slo is None else slo[0],
             slo_total=None if slo is None else slo[1],
+            prompt_token_rate=data[4] if self._server else None,
+            ttft=data[5] if self._server and self.spec.slo.ttft else None,
+            itl=data[6] if self._server and self.spec.slo.itl else None,
         )
 
     def decide(self, view: ClusterView) -> list[int]:

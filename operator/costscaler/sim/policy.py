@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +21,21 @@ from costscaler.sim.scenario import OutageKind
 # Bucket edges a Prometheus histogram might have (s): 15 % apart from 50 ms to ~2 h.
 VIEW_EDGES_S = 0.05 * 1.15 ** np.arange(82)
 EDGE_LAST = VIEW_EDGES_S.size - 1
+
+
+class ServerMetrics(Protocol):
+    """What an LLM server exports that the fluid model cannot produce (`sim.serving`)."""
+
+    def prompt_tokens(self, lo: int, hi: int) -> float:
+        """Input tokens of the requests that arrived in steps [lo, hi)."""
+        ...
+
+    def token_latency(
+        self, kind: Literal["ttft", "itl"], quantile: float, lo: int, hi: int
+    ) -> float:
+        """TTFT or mean ITL (s) at `quantile` of requests completed in steps [lo, hi); NaN
+        when none was."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -37,8 +52,10 @@ class ClusterView:
     pool, replicas the cluster cannot place now (no spot capacity), as the operator sees
     Pending pods past their grace. `metrics`: a metrics outage now (`sim.scenario`), since
     step `metrics_since`: Prometheus reads (`rate`, `token_rate`, `attainment`,
-    `latency_quantile`) are NaN while it is `down`, a `gap` or `nan`, and as of
-    `metrics_since` while `stale`; `concurrency` (Knative's queue-proxies) is unaffected.
+    `latency_quantile`, `prompt_token_rate`, `token_latency`) are NaN while it is `down`, a
+    `gap` or `nan`, and as of `metrics_since` while `stale`; `concurrency` (Knative's
+    queue-proxies) is unaffected. `server`: the LLM server's own metrics when requests are
+    served one by one (`sim.serving`), else None.
     """
 
     step: int
@@ -58,6 +75,7 @@ class ClusterView:
     unplaced: list[int] = field(default_factory=list)
     metrics: OutageKind | None = None
     metrics_since: int = 0
+    server: ServerMetrics | None = None
 
     @property
     def now_s(self) -> float:
@@ -152,6 +170,31 @@ class ClusterView:
         if total <= 0:
             return math.nan
         return float(VIEW_EDGES_S[min(int(np.searchsorted(counts, quantile * total)), EDGE_LAST)])
+
+    def prompt_token_rate(self, window_s: float) -> float | None:
+        """Input tokens per second over the window (the server's prompt-token counter), or
+        None when requests are not served one by one (NaN in an outage without data)."""
+        if self.server is None:
+            return None
+        got = self._prometheus(window_s)
+        if got is None:
+            return math.nan
+        lo, hi, span = got
+        return self.server.prompt_tokens(lo, hi) / span if span > 0 else math.nan
+
+    def token_latency(
+        self, kind: Literal["ttft", "itl"], quantile: float, window_s: float
+    ) -> float | None:
+        """TTFT or ITL (s) at `quantile` of the requests completed in the window, as the
+        server's histogram gives it; None when requests are not served one by one, NaN when
+        none completed and in an outage without data."""
+        if self.server is None:
+            return None
+        got = self._prometheus(window_s)
+        if got is None:
+            return math.nan
+        lo, hi, _ = got
+        return self.server.token_latency(kind, quantile, lo, hi)
 
 
 class Policy(Protocol):

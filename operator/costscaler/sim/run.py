@@ -115,6 +115,7 @@ def _view(
         twin.unplaced(step),
         outage,
         min(step, math.ceil(since_s / twin.dt - 1e-9)),
+        rec if isinstance(rec, ServingRecord) else None,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -131,6 +131,7 @@ class ServingRecord:
         self.serving = Serving(list(setup.hardware), dt, setup.router)
         self.t_s, self.inp, self.out = requests(trace, setup.tokens, seed)
         self.first = np.searchsorted(self.t_s, np.arange(trace.steps + 1) * trace.dt)
+        self._cum_inp = np.concatenate((zero, np.cumsum(self.inp)))
         self._done: list[Finished] = []
 
     def store(self, t: int, ready: IntArray, held: IntArray) -> None:
@@ -164,6 +165,20 @@ class ServingRecord:
     def in_system(self, lo: int, hi: int) -> float:
         """Mean requests waiting or running at the end of steps [lo, hi)."""
         return float(self.in_flight[lo:hi].mean()) if hi > lo else 0.0
+
+    def prompt_tokens(self, lo: int, hi: int) -> float:
+        """Input tokens of the requests that arrived in steps [lo, hi)."""
+        return float(self._cum_inp[self.first[hi]] - self._cum_inp[self.first[lo]])
+
+    def token_latency(
+        self, kind: Literal["ttft", "itl"], quantile: float, lo: int, hi: int
+    ) -> float:
+        """TTFT or mean ITL (s) at `quantile` of requests completed in steps [lo, hi); NaN
+        when none was. Requests given up never reach the server's histograms: left out."""
+        parts = [f.ttft_s if kind == "ttft" else f.itl_s for f in self._done[lo:hi]]
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        values = values[np.isfinite(values)]
+        return float(np.quantile(values, quantile)) if values.size else math.nan
 
     def histogram(self, lo: int, hi: int, edges_s: ArrayLike | None = None) -> FloatArray:
         """Cumulative end-to-end latency counts at `edges_s` of requests completed in steps

@@ -66,3 +66,41 @@ def test_the_error_budget_reads_the_replays_own_counts(lineup):
     # the 7d window covers the whole run: every request measured up to the last tick
     assert 0 < good <= total <= arrivals[: 1800 - 15].sum() + 1e-9
     assert total >= arrivals[: 1800 - 60].sum() - 1e-6
+
+
+def test_under_batching_the_engine_sees_the_llm_servers_signals(lineup):
+    """Requests served one by one: the engine's window carries the prompt token rate and
+    TTFT and ITL at the SLO's quantiles over the rate window, as the controller reads them
+    from the server, so the token mix is known. Before, all three were None under batching
+    and `tokens.observed_mix` returned None. Fluid serving has no per-request TTFT: None."""
+    from costscaler.api.deployment import TokenLatencySLO
+    from costscaler.core.tokens import observed_mix
+    from costscaler.sim.lineup import Lineup, Settings
+
+    spec = lineup.deployment.spec
+    slo = spec.slo.model_copy(
+        update={
+            "ttft": TokenLatencySLO(threshold_seconds=2.0),
+            "itl": TokenLatencySLO(quantile=0.5, threshold_seconds=0.1),
+        }
+    )
+    deployment = lineup.deployment.model_copy(update={"spec": spec.model_copy(update={"slo": slo})})
+    world = Lineup(deployment, lineup.pools, Settings(serving="batching"))
+    arrivals = np.full(900, 0.5)
+    t = trace(arrivals, arrivals * 200.0)
+    policy = world.policy("costscaler", t)
+    simulate(t, world.models, policy, world.costs, start=world.start(t), serving=world.serving)
+    obs = policy.observations(has_tokens=True)
+    assert obs.prompt_token_rate is not None and obs.ttft is not None and obs.itl is not None
+    rate = obs.request_rate[-1]
+    # drawn prompts: log-normal, median 1,020 tokens, mean about 1,680 before clipping
+    assert 1020 * rate < obs.prompt_token_rate[-1] < 2500 * rate
+    assert 0 < obs.itl[-1] < obs.ttft[-1] < 30.0
+    mix = observed_mix(obs)
+    assert mix is not None and mix.output_tokens == np.float64(200.0)
+
+    fluid = Lineup(deployment, lineup.pools, Settings())
+    policy = fluid.policy("costscaler", t)
+    simulate(t, fluid.models, policy, fluid.costs, start=fluid.start(t))
+    obs = policy.observations(has_tokens=True)
+    assert obs.prompt_token_rate is None and obs.ttft is None and obs.itl is None
